@@ -1,0 +1,234 @@
+//! The inbox's rules as one pure function: given an operation, the id's current record and the
+//! time, decide what to write and what to answer. Every store applies this function atomically
+//! per id, so memory, SQLite and PostgreSQL cannot disagree about semantics.
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::fingerprint::Fingerprint;
+use crate::inbox::record::{InboxRecord, RecordState, Status, StoredOutcome};
+use crate::mode::Mode;
+
+/// One operation on one id, as a store receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InboxOp {
+    /// Try to claim `id`.
+    Begin {
+        /// The id.
+        id: String,
+        /// The payload fingerprint, checked against the stored one.
+        fingerprint: Option<Fingerprint>,
+        /// The guarantee asked for.
+        mode: Mode,
+        /// How long an exactly-once claim holds the id.
+        lease: Duration,
+        /// How long the record counts once written.
+        retention: Duration,
+    },
+    /// Complete the claim that holds `token`.
+    Finish {
+        /// The id.
+        id: String,
+        /// The claim's fencing token.
+        token: u64,
+        /// The claim's fingerprint (stored for an at-least-once completion).
+        fingerprint: Option<Fingerprint>,
+        /// The claim's mode.
+        mode: Mode,
+        /// What to store.
+        outcome: StoredOutcome,
+        /// How long the completed record counts.
+        retention: Duration,
+    },
+    /// Give the id back after a failure so that a retry can claim it.
+    Release {
+        /// The id.
+        id: String,
+        /// The claim's fencing token.
+        token: u64,
+        /// The claim's mode.
+        mode: Mode,
+    },
+}
+
+impl InboxOp {
+    /// The id the operation is about.
+    pub fn id(&self) -> &str {
+        match self {
+            InboxOp::Begin { id, .. }
+            | InboxOp::Finish { id, .. }
+            | InboxOp::Release { id, .. } => id,
+        }
+    }
+}
+
+/// What a store answers for one operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpAnswer {
+    /// The caller holds the id now, with this fencing token (0: unfenced, at-least-once).
+    Claimed {
+        /// The fencing token.
+        token: u64,
+    },
+    /// The id is done; here is its stored outcome, which counts until `expires_at`.
+    Duplicate {
+        /// The stored outcome.
+        outcome: StoredOutcome,
+        /// When the record expires.
+        expires_at: Timestamp,
+    },
+    /// Another caller holds an unexpired lease until `lease_until`.
+    InProgress {
+        /// When that lease runs out.
+        lease_until: Timestamp,
+    },
+    /// The id is live with a different fingerprint.
+    Conflict,
+    /// The finish was recorded (or, at-least-once, an earlier completion already stands).
+    Finished,
+    /// The release was recorded (or had nothing to undo).
+    Released,
+    /// The token is stale: nothing was written.
+    LeaseLost,
+}
+
+/// What the store must do to the id's record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Leave the record as it is.
+    Keep,
+    /// Replace (or create) the record.
+    Put(InboxRecord),
+    /// Remove the record.
+    Delete,
+}
+
+/// The inbox's rules. `existing` is the id's record as stored (expired or not); `next_token`
+/// hands out a fresh fencing token, larger than every token the store has handed out before.
+pub fn decide(
+    op: &InboxOp,
+    existing: Option<&InboxRecord>,
+    now: Timestamp,
+    next_token: &mut dyn FnMut() -> u64,
+) -> (Write, OpAnswer) {
+    let live = existing.filter(|r| r.is_live(now));
+    match op {
+        InboxOp::Begin {
+            fingerprint,
+            mode,
+            lease,
+            retention,
+            ..
+        } => {
+            if let Some(rec) = live {
+                if let (Some(stored), Some(given)) = (rec.fingerprint, fingerprint) {
+                    if stored != *given {
+                        return (Write::Keep, OpAnswer::Conflict);
+                    }
+                }
+                match &rec.state {
+                    RecordState::Completed(outcome) => {
+                        let answer = OpAnswer::Duplicate {
+                            outcome: outcome.clone(),
+                            expires_at: rec.expires_at,
+                        };
+                        return (Write::Keep, answer);
+                    }
+                    RecordState::InProgress { lease_until } if now < *lease_until => {
+                        return (
+                            Write::Keep,
+                            OpAnswer::InProgress {
+                                lease_until: *lease_until,
+                            },
+                        );
+                    }
+                    RecordState::InProgress { .. } => {} // lease ran out: claimable
+                }
+            }
+            match mode {
+                Mode::AtMostOnce => {
+                    let token = next_token();
+                    let rec = InboxRecord {
+                        fingerprint: *fingerprint,
+                        token,
+                        state: RecordState::Completed(StoredOutcome {
+                            status: Status::Seen,
+                            result: None,
+                        }),
+                        expires_at: now.after(*retention),
+                    };
+                    (Write::Put(rec), OpAnswer::Claimed { token })
+                }
+                Mode::AtLeastOnce => (Write::Keep, OpAnswer::Claimed { token: 0 }),
+                Mode::ExactlyOnce => {
+                    let token = next_token();
+                    let lease_until = now.after(*lease);
+                    let rec = InboxRecord {
+                        fingerprint: *fingerprint,
+                        token,
+                        state: RecordState::InProgress { lease_until },
+                        expires_at: lease_until.after(*retention),
+                    };
+                    (Write::Put(rec), OpAnswer::Claimed { token })
+                }
+            }
+        }
+        InboxOp::Finish {
+            token,
+            fingerprint,
+            mode,
+            outcome,
+            retention,
+            ..
+        } => {
+            let completed = |token: u64, fingerprint: Option<Fingerprint>| InboxRecord {
+                fingerprint,
+                token,
+                state: RecordState::Completed(outcome.clone()),
+                expires_at: now.after(*retention),
+            };
+            match (mode, live) {
+                (Mode::AtLeastOnce, Some(rec))
+                    if matches!(rec.state, RecordState::Completed(_)) =>
+                {
+                    (Write::Keep, OpAnswer::Finished)
+                }
+                (Mode::AtLeastOnce, _) => {
+                    (Write::Put(completed(0, *fingerprint)), OpAnswer::Finished)
+                }
+                (Mode::AtMostOnce, Some(rec))
+                    if rec.token == *token
+                        && matches!(&rec.state, RecordState::Completed(o) if o.status == Status::Seen) =>
+                {
+                    (
+                        Write::Put(completed(rec.token, rec.fingerprint)),
+                        OpAnswer::Finished,
+                    )
+                }
+                (Mode::ExactlyOnce, Some(rec))
+                    if rec.token == *token
+                        && matches!(rec.state, RecordState::InProgress { .. }) =>
+                {
+                    (
+                        Write::Put(completed(rec.token, rec.fingerprint)),
+                        OpAnswer::Finished,
+                    )
+                }
+                _ => (Write::Keep, OpAnswer::LeaseLost),
+            }
+        }
+        InboxOp::Release { token, mode, .. } => match mode {
+            // At-most-once never gives an id back; at-least-once wrote nothing to undo.
+            Mode::AtMostOnce | Mode::AtLeastOnce => (Write::Keep, OpAnswer::Released),
+            Mode::ExactlyOnce => match live {
+                Some(rec)
+                    if rec.token == *token
+                        && matches!(rec.state, RecordState::InProgress { .. }) =>
+                {
+                    (Write::Delete, OpAnswer::Released)
+                }
+                _ => (Write::Keep, OpAnswer::LeaseLost),
+            },
+        },
+    }
+}

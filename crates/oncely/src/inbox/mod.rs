@@ -1,0 +1,717 @@
+//! The receiver's processed-ID store (DESIGN §4).
+//!
+//! Pull-style: [`Inbox::begin`] answers claimed / duplicate / in progress / conflict, and the
+//! [`Ticket`] of a claim is finished, failed or released. *What is written when* — the whole
+//! difference between the modes — is decided by [`decide`], inside the store's atomic step.
+//! [`Inbox::process`] wraps it all around a handler.
+
+mod cache;
+mod decide;
+mod record;
+mod transactional;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use decide::{InboxOp, OpAnswer, Write, decide};
+pub use record::{InboxRecord, RecordState, Status, StoredOutcome};
+
+use crate::clock::{SharedClock, SystemClock, Timestamp, require_positive};
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+use crate::message::validate_id;
+use crate::mode::Mode;
+use crate::store::InboxStore;
+use cache::{Completed, RecentCompletions};
+
+/// Which handler outcomes an inbox keeps for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CachePolicy {
+    /// Only successes are stored; a failure gives the id back so that a retry can run.
+    #[default]
+    SuccessOnly,
+    /// Permanent failures are stored too and replay as the same failure; retryable failures
+    /// still give the id back.
+    SuccessAndFailure,
+}
+
+/// How an inbox behaves. Build with [`InboxConfig::new`] and the setters; checked by
+/// [`Inbox::open`].
+#[derive(Debug, Clone)]
+pub struct InboxConfig {
+    /// The namespace ids live in (an inbox name, a tenant). Two scopes never collide on an id.
+    pub scope: String,
+    /// The mode used when a request does not name one. Default: exactly-once.
+    pub mode: Mode,
+    /// How long an exactly-once claim holds an id before another caller may take it over.
+    /// Default: 60 s.
+    pub lease: Duration,
+    /// How long a record counts: the dedup window. Default: 24 h.
+    pub retention: Duration,
+    /// Which outcomes are stored. Default: success only.
+    pub cache_policy: CachePolicy,
+    /// How many recent completions the in-memory front remembers (0 turns it off).
+    /// Default: 10,000.
+    pub recent_capacity: usize,
+    /// How often (by the inbox's clock) expired records are collected during calls. Default: 60 s.
+    pub gc_interval: Duration,
+    /// The largest result or failure reason accepted. Default: 1 MiB.
+    pub max_result_bytes: usize,
+}
+
+impl InboxConfig {
+    /// The defaults, in `scope`.
+    pub fn new(scope: impl Into<String>) -> Self {
+        InboxConfig {
+            scope: scope.into(),
+            mode: Mode::ExactlyOnce,
+            lease: Duration::from_secs(60),
+            retention: Duration::from_secs(24 * 3600),
+            cache_policy: CachePolicy::SuccessOnly,
+            recent_capacity: 10_000,
+            gc_interval: Duration::from_secs(60),
+            max_result_bytes: 1 << 20,
+        }
+    }
+
+    /// Sets the default mode.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the default lease.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets the retention (the dedup window).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Sets which outcomes are stored.
+    pub fn cache_policy(mut self, policy: CachePolicy) -> Self {
+        self.cache_policy = policy;
+        self
+    }
+
+    /// Sets the capacity of the in-memory front (0 turns it off).
+    pub fn recent_capacity(mut self, capacity: usize) -> Self {
+        self.recent_capacity = capacity;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.scope.is_empty() || self.scope.len() > 128 {
+            return Err(Error::invalid("scope", "must be 1 to 128 bytes long"));
+        }
+        if self.scope.contains('\0') {
+            return Err(Error::invalid("scope", "must not contain a NUL character"));
+        }
+        require_positive("lease", self.lease)?;
+        require_positive("retention", self.retention)?;
+        require_positive("gc_interval", self.gc_interval)?;
+        Ok(())
+    }
+}
+
+/// One call to [`Inbox::begin`] or [`Inbox::process`].
+#[derive(Debug, Clone)]
+pub struct Request {
+    id: String,
+    fingerprint: Option<Fingerprint>,
+    mode: Option<Mode>,
+    lease: Option<Duration>,
+    wait: Option<Duration>,
+}
+
+impl Request {
+    /// A request for `id`, in the inbox's default mode, without payload validation.
+    pub fn new(id: impl Into<String>) -> Self {
+        Request {
+            id: id.into(),
+            fingerprint: None,
+            mode: None,
+            lease: None,
+            wait: None,
+        }
+    }
+
+    /// Validates the payload: a later request for the same id with a different payload is a
+    /// conflict.
+    pub fn payload(mut self, payload: &[u8]) -> Self {
+        self.fingerprint = Some(Fingerprint::of(payload));
+        self
+    }
+
+    /// Like [`Request::payload`], with a fingerprint computed by the caller.
+    pub fn fingerprint(mut self, fingerprint: Fingerprint) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// The guarantee for this request.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The lease for an exactly-once claim (instead of the inbox's default).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// For [`Inbox::process`]: when another caller holds the id, wait up to `timeout` for its
+    /// result instead of answering "in progress" at once.
+    pub fn wait(mut self, timeout: Duration) -> Self {
+        self.wait = Some(timeout);
+        self
+    }
+
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The stored outcome of an id that was already done, replayed to a duplicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    /// How the first delivery ended.
+    pub status: Status,
+    /// Its result (or failure reason), if one was stored.
+    pub result: Option<Vec<u8>>,
+}
+
+/// The answer to [`Inbox::begin`].
+#[derive(Debug)]
+pub enum Begin<S: InboxStore> {
+    /// You hold the id: run the effect, then finish, fail or release the ticket.
+    Claimed(Ticket<S>),
+    /// Already done: here is the stored outcome. Do not run the effect.
+    Duplicate(Replay),
+    /// Another caller holds an unexpired lease on the id until `lease_until`.
+    InProgress {
+        /// When that lease runs out.
+        lease_until: Timestamp,
+    },
+    /// The id was used with a different payload.
+    Conflict,
+}
+
+/// A claim on one id. Finishing, failing or releasing with a stale token (after the lease
+/// expired and someone else claimed the id) is refused with [`Error::LeaseLost`].
+#[derive(Debug)]
+pub struct Ticket<S: InboxStore> {
+    inbox: Inbox<S>,
+    id: String,
+    token: u64,
+    mode: Mode,
+    fingerprint: Option<Fingerprint>,
+}
+
+impl<S: InboxStore> Ticket<S> {
+    /// The claimed id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The fencing token: larger than every token handed out for this id before.
+    /// 0 for an at-least-once claim, which holds no lease.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The claim's mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Marks the id done and stores `result` for replay to duplicates. Returns once durable.
+    pub async fn finish(&self, result: impl Into<Vec<u8>>) -> Result<()> {
+        self.complete(Status::Succeeded, result.into()).await
+    }
+
+    /// Reports a permanent failure. With [`CachePolicy::SuccessAndFailure`] the failure is
+    /// stored and replays to duplicates; otherwise the id is given back as by [`Ticket::release`].
+    pub async fn fail(&self, reason: impl Into<Vec<u8>>) -> Result<()> {
+        match self.inbox.inner.config.cache_policy {
+            CachePolicy::SuccessAndFailure => self.complete(Status::Failed, reason.into()).await,
+            CachePolicy::SuccessOnly => self.release().await,
+        }
+    }
+
+    /// Gives the id back so that a retry can claim it at once. At-most-once keeps its mark (the
+    /// id is never delivered again); at-least-once holds nothing to give back.
+    pub async fn release(&self) -> Result<()> {
+        let op = InboxOp::Release {
+            id: self.id.clone(),
+            token: self.token,
+            mode: self.mode,
+        };
+        let now = self.inbox.now();
+        let answer = self
+            .inbox
+            .store()
+            .apply_one(&self.inbox.inner.config.scope, now, op)
+            .await?;
+        self.expect(answer, OpAnswer::Released)
+    }
+
+    async fn complete(&self, status: Status, result: Vec<u8>) -> Result<()> {
+        let inner = &self.inbox.inner;
+        if result.len() > inner.config.max_result_bytes {
+            return Err(Error::invalid(
+                "result",
+                format!(
+                    "is {} bytes; the limit is {} bytes (max_result_bytes)",
+                    result.len(),
+                    inner.config.max_result_bytes
+                ),
+            ));
+        }
+        let now = self.inbox.now();
+        let outcome = StoredOutcome {
+            status,
+            result: Some(result),
+        };
+        let op = InboxOp::Finish {
+            id: self.id.clone(),
+            token: self.token,
+            fingerprint: self.fingerprint,
+            mode: self.mode,
+            outcome: outcome.clone(),
+            retention: inner.config.retention,
+        };
+        let answer = self
+            .inbox
+            .store()
+            .apply_one(&inner.config.scope, now, op)
+            .await?;
+        self.expect(answer, OpAnswer::Finished)?;
+        self.inbox.remember(
+            &self.id,
+            self.fingerprint,
+            outcome,
+            now.after(inner.config.retention),
+        );
+        Ok(())
+    }
+
+    fn expect(&self, answer: OpAnswer, wanted: OpAnswer) -> Result<()> {
+        if answer == wanted {
+            Ok(())
+        } else if answer == OpAnswer::LeaseLost {
+            Err(Error::LeaseLost {
+                id: self.id.clone(),
+                token: self.token,
+            })
+        } else {
+            Err(Error::Storage(format!(
+                "store gave an unexpected answer: {answer:?}"
+            )))
+        }
+    }
+}
+
+/// A handler's failure, with whether a retry could help.
+#[derive(Debug)]
+pub struct Failure<E> {
+    /// The handler's error.
+    pub error: E,
+    /// `true`: retrying will not help; the failure may be stored (see [`CachePolicy`]).
+    pub permanent: bool,
+}
+
+impl<E> Failure<E> {
+    /// A failure that a retry may cure (the default for handler errors).
+    pub fn retryable(error: E) -> Self {
+        Failure {
+            error,
+            permanent: false,
+        }
+    }
+
+    /// A failure that no retry will cure.
+    pub fn permanent(error: E) -> Self {
+        Failure {
+            error,
+            permanent: true,
+        }
+    }
+}
+
+/// What [`Inbox::process`] returns on success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    /// The handler's result (this call's, or the stored one for a replay).
+    pub result: Option<Vec<u8>>,
+    /// `true` when the handler did not run because the id was already done.
+    pub replayed: bool,
+}
+
+/// Why [`Inbox::process`] did not return a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError<E> {
+    /// The handler ran and failed; the id was released or its failure stored, per the policy.
+    #[error("handler failed: {0}")]
+    Handler(E),
+    /// The id's first delivery failed permanently and that failure was stored; this is its replay.
+    #[error("replayed stored failure: {}", String::from_utf8_lossy(.0.as_deref().unwrap_or_default()))]
+    ReplayedFailure(Option<Vec<u8>>),
+    /// oncely itself refused or failed (conflict, in progress, timeout, storage, ...).
+    #[error(transparent)]
+    Oncely(#[from] Error),
+}
+
+struct Inner<S> {
+    store: S,
+    clock: SharedClock,
+    config: InboxConfig,
+    recent: Option<RecentCompletions>,
+    next_gc: AtomicI64,
+}
+
+/// An inbox over a store. Cheap to clone; clones share the store, clock and in-memory front.
+pub struct Inbox<S: InboxStore> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: InboxStore> Clone for Inbox<S> {
+    fn clone(&self) -> Self {
+        Inbox {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: InboxStore> std::fmt::Debug for Inbox<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("scope", &self.inner.config.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: InboxStore> Inbox<S> {
+    /// An inbox on `store` with `config`, on the system clock.
+    pub fn open(store: S, config: InboxConfig) -> Result<Self> {
+        Self::with_clock(store, config, Arc::new(SystemClock))
+    }
+
+    /// Like [`Inbox::open`], on an injected clock (a [`crate::clock::ManualClock`] in tests).
+    pub fn with_clock(store: S, config: InboxConfig, clock: SharedClock) -> Result<Self> {
+        config.validate()?;
+        let recent =
+            (config.recent_capacity > 0).then(|| RecentCompletions::new(config.recent_capacity));
+        let next_gc = AtomicI64::new(clock.now().after(config.gc_interval).0);
+        Ok(Inbox {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config,
+                recent,
+                next_gc,
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &InboxConfig {
+        &self.inner.config
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn remember(
+        &self,
+        id: &str,
+        fingerprint: Option<Fingerprint>,
+        outcome: StoredOutcome,
+        expires_at: Timestamp,
+    ) {
+        if let Some(recent) = &self.inner.recent {
+            if outcome.status != Status::Seen {
+                recent.insert(
+                    id,
+                    Completed {
+                        fingerprint,
+                        outcome: Arc::new(outcome),
+                        expires_at,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Checks a request and turns it into a store operation, or answers it from the in-memory
+    /// front.
+    pub(crate) fn prepare(
+        &self,
+        req: &Request,
+        now: Timestamp,
+    ) -> Result<std::result::Result<InboxOp, Begin<S>>> {
+        validate_id(&req.id)?;
+        let lease = match req.lease {
+            Some(lease) => require_positive("lease", lease)?,
+            None => self.inner.config.lease,
+        };
+        if let Some(hit) = self.inner.recent.as_ref().and_then(|r| r.get(&req.id, now)) {
+            return Ok(Err(match (hit.fingerprint, req.fingerprint) {
+                (Some(a), Some(b)) if a != b => Begin::Conflict,
+                _ => Begin::Duplicate(Replay {
+                    status: hit.outcome.status,
+                    result: hit.outcome.result.clone(),
+                }),
+            }));
+        }
+        Ok(Ok(InboxOp::Begin {
+            id: req.id.clone(),
+            fingerprint: req.fingerprint,
+            mode: req.mode.unwrap_or(self.inner.config.mode),
+            lease,
+            retention: self.inner.config.retention,
+        }))
+    }
+
+    pub(crate) fn answer(&self, req: &Request, answer: OpAnswer) -> Result<Begin<S>> {
+        Ok(match answer {
+            OpAnswer::Claimed { token } => Begin::Claimed(Ticket {
+                inbox: self.clone(),
+                id: req.id.clone(),
+                token,
+                mode: req.mode.unwrap_or(self.inner.config.mode),
+                fingerprint: req.fingerprint,
+            }),
+            OpAnswer::Duplicate {
+                outcome,
+                expires_at,
+            } => {
+                self.remember(&req.id, req.fingerprint, outcome.clone(), expires_at);
+                Begin::Duplicate(Replay {
+                    status: outcome.status,
+                    result: outcome.result,
+                })
+            }
+            OpAnswer::InProgress { lease_until } => Begin::InProgress { lease_until },
+            OpAnswer::Conflict => Begin::Conflict,
+            other => {
+                return Err(Error::Storage(format!(
+                    "store gave an unexpected answer: {other:?}"
+                )));
+            }
+        })
+    }
+
+    /// Tries to claim `req.id`. See [`Begin`] for the answers. In at-most-once the id is marked
+    /// done here, before the effect; in exactly-once a fenced lease is taken; in at-least-once
+    /// nothing is written until [`Ticket::finish`].
+    pub async fn begin(&self, req: Request) -> Result<Begin<S>> {
+        let now = self.now();
+        let op = match self.prepare(&req, now)? {
+            Ok(op) => op,
+            Err(answered) => return Ok(answered),
+        };
+        self.collect_garbage_if_due(now).await;
+        let answer = self
+            .store()
+            .apply_one(&self.inner.config.scope, now, op)
+            .await?;
+        self.answer(&req, answer)
+    }
+
+    /// Claims many ids in one store round trip (one commit). Every request is checked first: one
+    /// bad request fails the whole call and nothing is written.
+    pub async fn begin_many(&self, reqs: Vec<Request>) -> Result<Vec<Begin<S>>> {
+        let now = self.now();
+        let mut prepared = Vec::with_capacity(reqs.len());
+        for req in &reqs {
+            prepared.push(self.prepare(req, now)?);
+        }
+        let ops: Vec<InboxOp> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok().cloned())
+            .collect();
+        let mut answers = if ops.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            self.store()
+                .apply(&self.inner.config.scope, now, ops)
+                .await?
+                .into_iter()
+        };
+        let mut out = Vec::with_capacity(reqs.len());
+        for (req, p) in reqs.iter().zip(prepared) {
+            out.push(match p {
+                Err(answered) => answered,
+                Ok(_) => {
+                    let answer = answers.next().ok_or_else(|| {
+                        Error::Storage("store answered too few operations".into())
+                    })?;
+                    self.answer(req, answer)?
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Finishes many claims in one store round trip (one commit). Each gets its own answer (a
+    /// stale token fails only its own entry).
+    pub async fn finish_many(&self, items: Vec<(&Ticket<S>, Vec<u8>)>) -> Result<Vec<Result<()>>> {
+        let now = self.now();
+        let config = &self.inner.config;
+        for (_, result) in &items {
+            if result.len() > config.max_result_bytes {
+                return Err(Error::invalid(
+                    "result",
+                    format!(
+                        "is {} bytes; the limit is {} bytes",
+                        result.len(),
+                        config.max_result_bytes
+                    ),
+                ));
+            }
+        }
+        let ops = items
+            .iter()
+            .map(|(t, result)| InboxOp::Finish {
+                id: t.id.clone(),
+                token: t.token,
+                fingerprint: t.fingerprint,
+                mode: t.mode,
+                outcome: StoredOutcome {
+                    status: Status::Succeeded,
+                    result: Some(result.clone()),
+                },
+                retention: config.retention,
+            })
+            .collect();
+        let answers = self.store().apply(&config.scope, now, ops).await?;
+        Ok(items
+            .into_iter()
+            .zip(answers)
+            .map(|((t, result), answer)| {
+                t.expect(answer, OpAnswer::Finished)?;
+                let outcome = StoredOutcome {
+                    status: Status::Succeeded,
+                    result: Some(result),
+                };
+                self.remember(&t.id, t.fingerprint, outcome, now.after(config.retention));
+                Ok(())
+            })
+            .collect())
+    }
+
+    /// Runs `handler` at most / at least / exactly once per id, by the request's mode:
+    /// claims the id, runs the handler, then finishes (success), stores or releases (failure, by
+    /// [`CachePolicy`]). A duplicate gets the stored result with `replayed: true`. A concurrent
+    /// duplicate gets [`Error::InProgress`] at once, or with [`Request::wait`] waits for the first
+    /// caller's result and gets [`Error::Timeout`] if it does not come in time.
+    pub async fn process<F, Fut, E>(
+        &self,
+        req: Request,
+        handler: F,
+    ) -> Result<Processed, ProcessError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<Vec<u8>, Failure<E>>>,
+        E: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let mut poll = Duration::from_millis(5);
+        loop {
+            match self.begin(req.clone()).await? {
+                Begin::Claimed(ticket) => {
+                    return match handler().await {
+                        Ok(result) => {
+                            ticket.finish(result.clone()).await?;
+                            Ok(Processed {
+                                result: Some(result),
+                                replayed: false,
+                            })
+                        }
+                        Err(Failure { error, permanent }) => {
+                            if permanent {
+                                ticket.fail(error.to_string()).await?;
+                            } else {
+                                ticket.release().await?;
+                            }
+                            Err(ProcessError::Handler(error))
+                        }
+                    };
+                }
+                Begin::Duplicate(replay) => return replay_result(replay),
+                Begin::Conflict => return Err(Error::Conflict { id: req.id.clone() }.into()),
+                Begin::InProgress { .. } => {
+                    let Some(timeout) = req.wait else {
+                        return Err(Error::InProgress { id: req.id.clone() }.into());
+                    };
+                    let waited = started.elapsed();
+                    if waited >= timeout {
+                        return Err(Error::Timeout {
+                            what: "the first delivery of this id to finish",
+                            waited_ms: waited.as_millis() as u64,
+                        }
+                        .into());
+                    }
+                    crate::clock::sleep(poll.min(timeout - waited)).await;
+                    poll = (poll * 2).min(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// The id's record as stored, for inspection (expired records included until collected).
+    pub async fn get(&self, id: &str) -> Result<Option<InboxRecord>> {
+        validate_id(id)?;
+        self.store().get(&self.inner.config.scope, id).await
+    }
+
+    /// Deletes every expired record now and says how many went. (Expired records are also
+    /// collected automatically, every `gc_interval`, during calls.)
+    pub async fn purge_expired(&self) -> Result<u64> {
+        self.store().purge_expired(self.now(), usize::MAX).await
+    }
+
+    pub(crate) async fn collect_garbage_if_due(&self, now: Timestamp) {
+        let due = self.inner.next_gc.load(Ordering::Relaxed);
+        if now.0 < due {
+            return;
+        }
+        let next = now.after(self.inner.config.gc_interval).0;
+        if self
+            .inner
+            .next_gc
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            if let Err(e) = self.store().purge_expired(now, 10_000).await {
+                tracing::warn!(error = %e, "oncely: collecting expired inbox records failed");
+            }
+        }
+    }
+}
+
+/// Turns a stored outcome into what [`Inbox::process`] returns for a duplicate.
+pub(crate) fn replay_result<E>(replay: Replay) -> Result<Processed, ProcessError<E>> {
+    match replay.status {
+        Status::Failed => Err(ProcessError::ReplayedFailure(replay.result)),
+        Status::Seen | Status::Succeeded => Ok(Processed {
+            result: replay.result,
+            replayed: true,
+        }),
+    }
+}

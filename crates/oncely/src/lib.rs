@@ -1,0 +1,26 @@
+//! oncely: at-most-once, at-least-once and exactly-once delivery as a library.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod clock;
+pub mod error;
+
+pub use error::{Error, ErrorCode, Result};
+pub mod fingerprint;
+pub mod inbox;
+pub mod message;
+pub mod mode;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use fingerprint::Fingerprint;
+pub use inbox::{
+    Begin, CachePolicy, Failure, Inbox, InboxConfig, ProcessError, Processed, Replay, Request,
+    Ticket,
+};
+pub use message::Message;
+pub use mode::Mode;
+/// The rusqlite crate oncely is built on, for the connection handed to transactional handlers.
+pub use rusqlite;
+pub use store::{InboxStore, MemoryStore, SqliteConfig, SqliteStore, Synchronous};

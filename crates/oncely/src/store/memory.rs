@@ -1,0 +1,277 @@
+//! The in-memory store: for tests, at-most-once use, and as the reference for the others.
+//!
+//! Records live in compact slots (id and result bytes in one allocation) indexed by a hash table
+//! of slot numbers, spread over shards so that concurrent callers rarely contend.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use parking_lot::Mutex;
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::fingerprint::Fingerprint;
+use crate::inbox::{
+    InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide,
+};
+use crate::store::InboxStore;
+
+const SHARDS: usize = 16;
+
+/// An inbox store held in this process's memory. Everything is lost when it is dropped; clones of
+/// an `Arc<MemoryStore>` share it.
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    tokens: AtomicU64,
+    hasher: DefaultHashBuilder,
+}
+
+#[derive(Default)]
+struct Shard {
+    scopes: HashMap<Box<str>, Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    index: HashTable<u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+const IN_PROGRESS: u8 = 0;
+const HAS_FINGERPRINT: u8 = 0x10;
+const HAS_RESULT: u8 = 0x20;
+const STATE_MASK: u8 = 0x0f;
+
+/// One record, 64 bytes plus one heap block holding the id followed by the result.
+struct Slot {
+    data: Box<[u8]>,
+    token: u64,
+    expires_at: i64,
+    lease_until: i64,
+    fingerprint: [u8; 16],
+    id_len: u16,
+    /// Low nibble: 0 in progress, else a `Status` code; plus the HAS_* bits. A free slot has
+    /// an empty `data`.
+    flags: u8,
+}
+
+impl Slot {
+    fn id(&self) -> &[u8] {
+        &self.data[..self.id_len as usize]
+    }
+
+    fn record(&self) -> InboxRecord {
+        let state = match Status::from_code(self.flags & STATE_MASK) {
+            None => RecordState::InProgress {
+                lease_until: Timestamp(self.lease_until),
+            },
+            Some(status) => RecordState::Completed(StoredOutcome {
+                status,
+                result: (self.flags & HAS_RESULT != 0)
+                    .then(|| self.data[self.id_len as usize..].to_vec()),
+            }),
+        };
+        InboxRecord {
+            fingerprint: (self.flags & HAS_FINGERPRINT != 0)
+                .then_some(Fingerprint(self.fingerprint)),
+            token: self.token,
+            state,
+            expires_at: Timestamp(self.expires_at),
+        }
+    }
+
+    fn new(id: &str, rec: &InboxRecord) -> Slot {
+        let mut flags = 0;
+        let (lease_until, result) = match &rec.state {
+            RecordState::InProgress { lease_until } => (lease_until.0, None),
+            RecordState::Completed(o) => {
+                flags |= o.status.to_code();
+                (0, o.result.as_deref())
+            }
+        };
+        if result.is_some() {
+            flags |= HAS_RESULT;
+        }
+        if rec.fingerprint.is_some() {
+            flags |= HAS_FINGERPRINT;
+        }
+        debug_assert!(
+            flags & STATE_MASK != IN_PROGRESS
+                || matches!(rec.state, RecordState::InProgress { .. })
+        );
+        let mut data = Vec::with_capacity(id.len() + result.map_or(0, <[u8]>::len));
+        data.extend_from_slice(id.as_bytes());
+        data.extend_from_slice(result.unwrap_or_default());
+        Slot {
+            data: data.into_boxed_slice(),
+            token: rec.token,
+            expires_at: rec.expires_at.0,
+            lease_until,
+            fingerprint: rec.fingerprint.map_or([0; 16], |f| f.0),
+            // Ids are validated to at most 512 bytes before they reach a store.
+            id_len: u16::try_from(id.len()).unwrap_or(u16::MAX),
+            flags,
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            tokens: AtomicU64::new(0),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    /// How many records (live or expired, not yet collected) the store holds.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .scopes
+                    .values()
+                    .map(|t| t.index.len())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Whether the store holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn next_token(&self) -> u64 {
+        self.tokens.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn shard_of(&self, hash: u64) -> &Mutex<Shard> {
+        &self.shards[(hash >> 60) as usize % SHARDS]
+    }
+
+    fn apply_sync(&self, scope: &str, now: Timestamp, op: &InboxOp) -> OpAnswer {
+        let id = op.id();
+        let hash = self.hasher.hash_one(id.as_bytes());
+        let mut shard = self.shard_of(hash).lock();
+        let table = match shard.scopes.get_mut(scope) {
+            Some(t) => t,
+            None => shard.scopes.entry(scope.into()).or_default(),
+        };
+        let found = table
+            .index
+            .find(hash, |&i| table.slots[i as usize].id() == id.as_bytes())
+            .copied();
+        let existing = found.map(|i| table.slots[i as usize].record());
+        let (write, answer) = decide(op, existing.as_ref(), now, &mut || self.next_token());
+        match (write, found) {
+            (Write::Keep, _) => {}
+            (Write::Put(rec), Some(i)) => table.slots[i as usize] = Slot::new(id, &rec),
+            (Write::Put(rec), None) => {
+                let slot = Slot::new(id, &rec);
+                let i = match table.free.pop() {
+                    Some(i) => {
+                        table.slots[i as usize] = slot;
+                        i
+                    }
+                    None => {
+                        table.slots.push(slot);
+                        (table.slots.len() - 1) as u32
+                    }
+                };
+                let (slots, hasher) = (&table.slots, &self.hasher);
+                table
+                    .index
+                    .insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].id()));
+            }
+            (Write::Delete, Some(i)) => table.remove(hash, i),
+            (Write::Delete, None) => {}
+        }
+        answer
+    }
+}
+
+impl Table {
+    fn remove(&mut self, hash: u64, i: u32) {
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        self.slots[i as usize] = Slot {
+            data: Box::default(),
+            token: 0,
+            expires_at: 0,
+            lease_until: 0,
+            fingerprint: [0; 16],
+            id_len: 0,
+            flags: 0,
+        };
+        self.free.push(i);
+    }
+}
+
+impl InboxStore for MemoryStore {
+    async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
+        // Each id is decided under its shard's lock; a batch in memory is "committed" as soon as
+        // each operation is applied, which is as durable as memory gets.
+        Ok(ops
+            .iter()
+            .map(|op| self.apply_sync(scope, now, op))
+            .collect())
+    }
+
+    async fn apply_one(&self, scope: &str, now: Timestamp, op: InboxOp) -> Result<OpAnswer> {
+        Ok(self.apply_sync(scope, now, &op))
+    }
+
+    async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
+        let hash = self.hasher.hash_one(id.as_bytes());
+        let shard = self.shard_of(hash).lock();
+        Ok(shard.scopes.get(scope).and_then(|t| {
+            t.index
+                .find(hash, |&i| t.slots[i as usize].id() == id.as_bytes())
+                .map(|&i| t.slots[i as usize].record())
+        }))
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
+        let mut purged = 0u64;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            for table in shard.scopes.values_mut() {
+                let expired: Vec<u32> = (0..table.slots.len() as u32)
+                    .filter(|&i| {
+                        let s = &table.slots[i as usize];
+                        !s.data.is_empty() && s.expires_at <= now.0
+                    })
+                    .take(limit.saturating_sub(purged as usize))
+                    .collect();
+                for i in expired {
+                    let hash = self.hasher.hash_one(table.slots[i as usize].id());
+                    table.remove(hash, i);
+                    purged += 1;
+                }
+            }
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 64);
+    }
+}

@@ -1,0 +1,294 @@
+//! The embedded default store: one SQLite file (or `:memory:`), WAL, group commit.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+use crate::inbox::{
+    InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide,
+};
+use crate::store::InboxStore;
+pub(crate) use writer::Batch;
+use writer::Writer;
+
+/// How hard a commit is pushed to disk before callers are told "done".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is synced to disk: survives power loss. Group commit makes one sync serve
+    /// every caller of a batch.
+    #[default]
+    Full,
+    /// Commits survive a crash of the process (kill -9) but the last ones may be lost on power
+    /// loss (SQLite's WAL with `synchronous=NORMAL`).
+    Normal,
+}
+
+/// How to open an SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The durability level. Default: [`Synchronous::Full`].
+    pub synchronous: Synchronous,
+    /// How long to wait for another process's write lock. Default: 5 s.
+    pub busy_timeout: Duration,
+    /// The most caller jobs one commit carries. Default: 512.
+    pub max_batch: usize,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+            max_batch: 512,
+        }
+    }
+}
+
+struct Shared {
+    writer: Option<Writer>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.writer.take(); // closes the queue: the writer finishes what it has, then exits
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An oncely store in one SQLite file. Clones share one writer; several processes may open the
+/// same file (SQLite's locking serialises their commits).
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`; `":memory:"` gives a private in-memory
+    /// database. Refuses with [`Error::CorruptStore`], leaving the file untouched, a file that is
+    /// not an SQLite database, an SQLite database that is not an oncely store, or a store written
+    /// by a newer oncely.
+    pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if config.max_batch == 0 {
+            return Err(Error::invalid("max_batch", "must be at least 1"));
+        }
+        let in_memory = path.as_os_str() == ":memory:";
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(..) => {
+                Error::Storage(format!("cannot open {}: {e}", path.display()))
+            }
+            other => Error::from(other),
+        })?;
+        conn.busy_timeout(config.busy_timeout)?;
+        schema::prepare(&mut conn, !in_memory)?;
+        let sync = match config.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+        ))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let (writer, thread) = Writer::start(conn, config.max_batch)?;
+        Ok(SqliteStore {
+            shared: Arc::new(Shared {
+                writer: Some(writer),
+                thread: Some(thread),
+                path,
+            }),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    pub(crate) fn writer(&self) -> Result<&Writer> {
+        self.shared
+            .writer
+            .as_ref()
+            .ok_or(Error::Closed("SQLite store"))
+    }
+}
+
+const STATE_IN_PROGRESS: i64 = 0;
+
+fn read_record(conn: &Connection, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fingerprint, token, state, lease_until, result, expires_at
+         FROM oncely_inbox WHERE scope = ?1 AND id = ?2",
+    )?;
+    let row = stmt
+        .query_row(params![scope, id], |r| {
+            Ok((
+                r.get::<_, Option<Vec<u8>>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((fingerprint, token, state, lease_until, result, expires_at)) = row else {
+        return Ok(None);
+    };
+    let fingerprint = match fingerprint {
+        None => None,
+        Some(bytes) => Some(Fingerprint(bytes.as_slice().try_into().map_err(|_| {
+            Error::CorruptStore(format!(
+                "record `{id}` has a fingerprint of {} bytes",
+                bytes.len()
+            ))
+        })?)),
+    };
+    let state = if state == STATE_IN_PROGRESS {
+        RecordState::InProgress {
+            lease_until: Timestamp(lease_until),
+        }
+    } else {
+        let status = u8::try_from(state)
+            .ok()
+            .and_then(Status::from_code)
+            .ok_or_else(|| {
+                Error::CorruptStore(format!("record `{id}` has an unknown state {state}"))
+            })?;
+        RecordState::Completed(StoredOutcome { status, result })
+    };
+    Ok(Some(InboxRecord {
+        fingerprint,
+        token: token as u64,
+        state,
+        expires_at: Timestamp(expires_at),
+    }))
+}
+
+fn write_record(conn: &Connection, scope: &str, id: &str, rec: &InboxRecord) -> Result<()> {
+    let (state, lease_until, result) = match &rec.state {
+        RecordState::InProgress { lease_until } => (STATE_IN_PROGRESS, lease_until.0, None),
+        RecordState::Completed(o) => (i64::from(o.status.to_code()), 0, o.result.as_deref()),
+    };
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO oncely_inbox
+         (scope, id, fingerprint, token, state, lease_until, result, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        scope,
+        id,
+        rec.fingerprint.as_ref().map(|f| &f.0[..]),
+        rec.token as i64,
+        state,
+        lease_until,
+        result,
+        rec.expires_at.0
+    ])?;
+    Ok(())
+}
+
+/// Decides and writes one operation inside the current batch.
+pub(crate) fn apply_op(
+    batch: &mut Batch<'_>,
+    scope: &str,
+    now: Timestamp,
+    op: &InboxOp,
+) -> Result<OpAnswer> {
+    let id = op.id();
+    let existing = read_record(batch.conn, scope, id)?;
+    let mut token_error = None;
+    let (write, answer) = decide(
+        op,
+        existing.as_ref(),
+        now,
+        &mut || match batch.next_token() {
+            Ok(t) => t,
+            Err(e) => {
+                token_error = Some(e);
+                0
+            }
+        },
+    );
+    if let Some(e) = token_error {
+        return Err(e);
+    }
+    match write {
+        Write::Keep => {}
+        Write::Put(rec) => write_record(batch.conn, scope, id, &rec)?,
+        Write::Delete => {
+            batch
+                .conn
+                .prepare_cached("DELETE FROM oncely_inbox WHERE scope = ?1 AND id = ?2")?
+                .execute(params![scope, id])?;
+        }
+    }
+    Ok(answer)
+}
+
+impl InboxStore for SqliteStore {
+    async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
+        let scope = scope.to_owned();
+        self.writer()?
+            .run(move |batch| {
+                ops.iter()
+                    .map(|op| apply_op(batch, &scope, now, op))
+                    .collect()
+            })
+            .await
+    }
+
+    async fn apply_one(&self, scope: &str, now: Timestamp, op: InboxOp) -> Result<OpAnswer> {
+        let scope = scope.to_owned();
+        self.writer()?
+            .run(move |batch| apply_op(batch, &scope, now, &op))
+            .await
+    }
+
+    async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
+        let (scope, id) = (scope.to_owned(), id.to_owned());
+        self.writer()?
+            .run(move |batch| read_record(batch.conn, &scope, &id))
+            .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.writer()?
+            .run(move |batch| {
+                let n = batch
+                    .conn
+                    .prepare_cached(
+                        "DELETE FROM oncely_inbox WHERE (scope, id) IN
+                         (SELECT scope, id FROM oncely_inbox WHERE expires_at <= ?1 LIMIT ?2)",
+                    )?
+                    .execute(params![now.0, limit])?;
+                Ok(n as u64)
+            })
+            .await
+    }
+}

@@ -1,0 +1,101 @@
+//! Opening an SQLite file as an oncely store: identify it, create or migrate the schema.
+//!
+//! A file is identified by SQLite's `application_id` header field; its schema version is
+//! `user_version`. A foreign file or one from a newer oncely is refused *before* anything is
+//! written to it (not even the journal mode is changed).
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// "once" in ASCII: marks a SQLite file as an oncely store.
+pub const APPLICATION_ID: i64 = 0x6f6e_6365;
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Each migration takes the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the inbox and the token counter.
+    "CREATE TABLE oncely_meta (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO oncely_meta (key, value) VALUES ('last_token', 0);
+    CREATE TABLE oncely_inbox (
+        scope       TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        fingerprint BLOB,
+        token       INTEGER NOT NULL,
+        state       INTEGER NOT NULL,
+        lease_until INTEGER NOT NULL,
+        result      BLOB,
+        expires_at  INTEGER NOT NULL,
+        PRIMARY KEY (scope, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX oncely_inbox_expiry ON oncely_inbox (expires_at);",
+];
+
+struct Identity {
+    application_id: i64,
+    user_version: i64,
+    objects: i64,
+}
+
+fn identify(conn: &Connection) -> Result<Identity> {
+    let application_id = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let user_version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let objects = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    Ok(Identity {
+        application_id,
+        user_version,
+        objects,
+    })
+}
+
+fn check(id: &Identity) -> Result<()> {
+    if id.application_id == 0 && id.objects == 0 {
+        return Ok(()); // a new, empty database: ours to initialise
+    }
+    if id.application_id != APPLICATION_ID {
+        return Err(Error::CorruptStore(format!(
+            "the file is an SQLite database but not an oncely store (application_id {:#x}, {} schema objects)",
+            id.application_id, id.objects
+        )));
+    }
+    if id.user_version > SCHEMA_VERSION {
+        return Err(Error::CorruptStore(format!(
+            "the store has schema version {}, newer than this oncely understands ({SCHEMA_VERSION}); upgrade oncely",
+            id.user_version
+        )));
+    }
+    Ok(())
+}
+
+/// Identifies the file, then creates or migrates the schema. Fails with
+/// [`Error::CorruptStore`] on a file that is not a database, a foreign database, or one from a
+/// newer oncely, leaving the file untouched.
+pub fn prepare(conn: &mut Connection, wal: bool) -> Result<()> {
+    check(&identify(conn)?)?;
+    if wal {
+        // Not allowed inside a transaction; safe now that the file is known to be ours or empty.
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have initialised or migrated the file meanwhile: look again.
+    let id = identify(&tx)?;
+    check(&id)?;
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(id.user_version as usize) {
+        tx.execute_batch(sql).map_err(|e| {
+            Error::Storage(format!(
+                "migrating the store to schema version {}: {e}",
+                version + 1
+            ))
+        })?;
+    }
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))?;
+    tx.commit()?;
+    Ok(())
+}

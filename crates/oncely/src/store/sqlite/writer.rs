@@ -1,0 +1,182 @@
+//! Group commit: one writer thread owns the connection and runs the jobs of all concurrent
+//! callers in one transaction, each inside its own savepoint, so one job's failure never rolls
+//! back another's, and every caller is answered only after the shared COMMIT returned.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+/// What a job returns on success, downcast by the caller.
+pub(crate) type Reply = Box<dyn Any + Send>;
+
+/// The state a job works with inside the shared transaction.
+pub(crate) struct Batch<'c> {
+    pub conn: &'c Connection,
+    last_token: Option<i64>,
+}
+
+impl Batch<'_> {
+    /// A fencing token larger than every one handed out before, in this file, by any process.
+    pub fn next_token(&mut self) -> Result<u64> {
+        let last = match self.last_token {
+            Some(t) => t,
+            None => self.conn.query_row(
+                "SELECT value FROM oncely_meta WHERE key = 'last_token'",
+                [],
+                |r| r.get(0),
+            )?,
+        };
+        let next = last + 1;
+        self.last_token = Some(next);
+        Ok(next as u64)
+    }
+
+    fn save_tokens(&self) -> Result<()> {
+        if let Some(t) = self.last_token {
+            self.conn.execute(
+                "UPDATE oncely_meta SET value = ?1 WHERE key = 'last_token'",
+                [t],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+type Work = Box<dyn FnOnce(&mut Batch<'_>) -> Result<Reply> + Send>;
+
+pub(crate) struct Job {
+    work: Work,
+    reply: oneshot::Sender<Result<Reply>>,
+}
+
+/// The sending end: cheap to clone, shared by every caller.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`. It stops when every `Writer` clone is dropped.
+    pub fn start(
+        conn: Connection,
+        max_batch: usize,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>)> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let handle = std::thread::Builder::new()
+            .name("oncely-sqlite-writer".into())
+            .spawn(move || run(conn, rx, max_batch))
+            .map_err(|e| Error::Storage(format!("cannot start the SQLite writer thread: {e}")))?;
+        Ok((Writer { jobs }, handle))
+    }
+
+    /// Runs `work` in the next group commit and returns its reply once the commit is durable.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Batch<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        let work: Work = Box::new(move |b| work(b).map(|t| Box::new(t) as Reply));
+        self.jobs
+            .send(Job { work, reply })
+            .map_err(|_| Error::Closed("SQLite store"))?;
+        let reply = rx.await.map_err(|_| Error::Closed("SQLite store"))??;
+        reply
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| Error::Storage("SQLite writer returned a reply of the wrong type".into()))
+    }
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, jobs);
+    }
+}
+
+fn run_batch(conn: &Connection, jobs: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = Error::from(e);
+        for job in jobs {
+            let _ = job.reply.send(Err(clone_error(&e)));
+        }
+        return;
+    }
+    let mut batch = Batch {
+        conn,
+        last_token: None,
+    };
+    let mut answered = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let result = run_job(&mut batch, job.work);
+        answered.push((job.reply, result));
+    }
+    let committed = batch
+        .save_tokens()
+        .and_then(|()| conn.execute_batch("COMMIT").map_err(Error::from));
+    match committed {
+        Ok(()) => {
+            for (reply, result) in answered {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            for (reply, _) in answered {
+                let _ = reply.send(Err(clone_error(&e)));
+            }
+        }
+    }
+}
+
+fn run_job(batch: &mut Batch<'_>, work: Work) -> Result<Reply> {
+    batch.conn.execute_batch("SAVEPOINT oncely_job")?;
+    let result = catch_unwind(AssertUnwindSafe(|| work(batch))).unwrap_or_else(|_| {
+        Err(Error::Storage(
+            "a transactional handler panicked; its writes were rolled back".into(),
+        ))
+    });
+    if batch.conn.is_autocommit() {
+        // The job ended the shared transaction itself (COMMIT/ROLLBACK in user SQL): refuse it.
+        // Whatever it committed is out of our hands; start a new transaction for the others.
+        // Tokens handed out so far stay counted (`last_token` is saved at the end).
+        let _ = batch.conn.execute_batch("BEGIN IMMEDIATE");
+        return Err(Error::invalid(
+            "transaction",
+            "a transactional handler must not COMMIT or ROLLBACK the transaction it was given",
+        ));
+    }
+    match result {
+        Ok(reply) => {
+            batch.conn.execute_batch("RELEASE oncely_job")?;
+            Ok(reply)
+        }
+        Err(e) => {
+            // Tokens taken inside the rolled-back job stay used: still monotonic.
+            batch
+                .conn
+                .execute_batch("ROLLBACK TO oncely_job; RELEASE oncely_job")?;
+            Err(e)
+        }
+    }
+}
+
+/// Errors are not `Clone` (they may carry foreign sources); a failed commit is reported to every
+/// caller of the batch with the same code and message.
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::CorruptStore(m) => Error::CorruptStore(m.clone()),
+        other => Error::Storage(other.to_string()),
+    }
+}
