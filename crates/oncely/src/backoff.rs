@@ -181,9 +181,7 @@ impl JitterRng {
     /// A stream seeded with `seed`, i.e. `ChaCha8Rng::seed_from_u64(seed)` (rand_core 0.10's
     /// PCG32-based seed expansion). Equal seeds give equal streams.
     pub fn new(seed: u64) -> Self {
-        JitterRng {
-            inner: ChaCha8Rng::seed_from_u64(seed),
-        }
+        JitterRng { inner: ChaCha8Rng::seed_from_u64(seed) }
     }
 
     /// An independent deterministic stream per key (e.g. a message id), so that a message's
@@ -231,10 +229,7 @@ fn check_backoff_ms(name: &'static str, d: Duration) -> Result<()> {
     if ms_u64(d) > MAX_BACKOFF_MS {
         return Err(Error::invalid(
             name,
-            format!(
-                "must be at most {MAX_BACKOFF_MS} ms (2^53 - 1), got {} ms",
-                d.as_millis()
-            ),
+            format!("must be at most {MAX_BACKOFF_MS} ms (2^53 - 1), got {} ms", d.as_millis()),
         ));
     }
     Ok(())
@@ -245,11 +240,7 @@ fn check_cap(name: &'static str, max: Duration, lower_name: &str, lower: Duratio
     if max.as_millis() < lower.as_millis() {
         return Err(Error::invalid(
             name,
-            format!(
-                "must be at least {lower_name} ({} ms), got {} ms",
-                lower.as_millis(),
-                max.as_millis()
-            ),
+            format!("must be at least {lower_name} ({} ms), got {} ms", lower.as_millis(), max.as_millis()),
         ));
     }
     Ok(())
@@ -268,11 +259,7 @@ impl Backoff {
                 check_backoff_ms("backoff.max", max)?;
                 check_cap("backoff.max", max, "backoff.initial", initial)
             }
-            Backoff::Exponential {
-                initial,
-                factor,
-                max,
-            } => {
+            Backoff::Exponential { initial, factor, max } => {
                 check_backoff_ms("backoff.initial", initial)?;
                 if !factor.is_finite() {
                     return Err(Error::invalid(
@@ -302,14 +289,8 @@ impl Backoff {
         let k = f64::from(n.max(1) - 1);
         match *self {
             Backoff::Fixed { delay } => ms_f64(delay),
-            Backoff::Linear { initial, step, max } => {
-                (ms_f64(initial) + ms_f64(step) * k).min(ms_f64(max))
-            }
-            Backoff::Exponential {
-                initial,
-                factor,
-                max,
-            } => {
+            Backoff::Linear { initial, step, max } => (ms_f64(initial) + ms_f64(step) * k).min(ms_f64(max)),
+            Backoff::Exponential { initial, factor, max } => {
                 // Overflow gives +inf, which `min` turns into `max`.
                 (ms_f64(initial) * factor.powf(k)).min(ms_f64(max))
             }
@@ -374,12 +355,7 @@ impl RetryPolicy {
             None => self.delay(history.attempts, history.last_delay, rng),
         };
         if let Some(deadline) = self.deadline {
-            if now.after(delay)
-                > history
-                    .first_attempt_at
-                    .after(deadline)
-                    .after(Duration::from_millis(1))
-            {
+            if now.after(delay) > history.first_attempt_at.after(deadline) {
                 return RetryDecision::GiveUp(GiveUp::Deadline);
             }
         }
@@ -392,12 +368,7 @@ impl RetryPolicy {
     /// Draws nothing from `rng` for `Jitter::None` on a non-decorrelated backoff, exactly one
     /// value otherwise. For a valid policy the result never exceeds the backoff's cap, and lies
     /// in `[base, max]` for [`Backoff::Decorrelated`].
-    pub fn delay(
-        &self,
-        attempts: u32,
-        last_delay: Option<Duration>,
-        rng: &mut JitterRng,
-    ) -> Duration {
+    pub fn delay(&self, attempts: u32, last_delay: Option<Duration>, rng: &mut JitterRng) -> Duration {
         if let Backoff::Decorrelated { base, max } = self.backoff {
             let base = ms_f64(base);
             let prev = last_delay.map_or(base, ms_f64);
@@ -437,23 +408,10 @@ impl RetryPolicy {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum BackoffWire {
-    Fixed {
-        delay_ms: u64,
-    },
-    Linear {
-        initial_ms: u64,
-        step_ms: u64,
-        max_ms: u64,
-    },
-    Exponential {
-        initial_ms: u64,
-        factor: f64,
-        max_ms: u64,
-    },
-    Decorrelated {
-        base_ms: u64,
-        max_ms: u64,
-    },
+    Fixed { delay_ms: u64 },
+    Linear { initial_ms: u64, step_ms: u64, max_ms: u64 },
+    Exponential { initial_ms: u64, factor: f64, max_ms: u64 },
+    Decorrelated { base_ms: u64, max_ms: u64 },
 }
 
 impl TryFrom<BackoffWire> for Backoff {
@@ -462,31 +420,16 @@ impl TryFrom<BackoffWire> for Backoff {
     fn try_from(w: BackoffWire) -> Result<Self> {
         let ms = Duration::from_millis;
         let b = match w {
-            BackoffWire::Fixed { delay_ms } => Backoff::Fixed {
-                delay: ms(delay_ms),
-            },
-            BackoffWire::Linear {
-                initial_ms,
-                step_ms,
-                max_ms,
-            } => Backoff::Linear {
-                initial: ms(initial_ms),
-                step: ms(step_ms),
-                max: ms(max_ms),
-            },
-            BackoffWire::Exponential {
-                initial_ms,
-                factor,
-                max_ms,
-            } => Backoff::Exponential {
-                initial: ms(initial_ms),
-                factor,
-                max: ms(max_ms),
-            },
-            BackoffWire::Decorrelated { base_ms, max_ms } => Backoff::Decorrelated {
-                base: ms(base_ms),
-                max: ms(max_ms),
-            },
+            BackoffWire::Fixed { delay_ms } => Backoff::Fixed { delay: ms(delay_ms) },
+            BackoffWire::Linear { initial_ms, step_ms, max_ms } => {
+                Backoff::Linear { initial: ms(initial_ms), step: ms(step_ms), max: ms(max_ms) }
+            }
+            BackoffWire::Exponential { initial_ms, factor, max_ms } => {
+                Backoff::Exponential { initial: ms(initial_ms), factor, max: ms(max_ms) }
+            }
+            BackoffWire::Decorrelated { base_ms, max_ms } => {
+                Backoff::Decorrelated { base: ms(base_ms), max: ms(max_ms) }
+            }
         };
         b.validate()?;
         Ok(b)
@@ -496,27 +439,18 @@ impl TryFrom<BackoffWire> for Backoff {
 impl From<Backoff> for BackoffWire {
     fn from(b: Backoff) -> Self {
         match b {
-            Backoff::Fixed { delay } => BackoffWire::Fixed {
-                delay_ms: ms_u64(delay),
-            },
+            Backoff::Fixed { delay } => BackoffWire::Fixed { delay_ms: ms_u64(delay) },
             Backoff::Linear { initial, step, max } => BackoffWire::Linear {
                 initial_ms: ms_u64(initial),
                 step_ms: ms_u64(step),
                 max_ms: ms_u64(max),
             },
-            Backoff::Exponential {
-                initial,
-                factor,
-                max,
-            } => BackoffWire::Exponential {
-                initial_ms: ms_u64(initial),
-                factor,
-                max_ms: ms_u64(max),
-            },
-            Backoff::Decorrelated { base, max } => BackoffWire::Decorrelated {
-                base_ms: ms_u64(base),
-                max_ms: ms_u64(max),
-            },
+            Backoff::Exponential { initial, factor, max } => {
+                BackoffWire::Exponential { initial_ms: ms_u64(initial), factor, max_ms: ms_u64(max) }
+            }
+            Backoff::Decorrelated { base, max } => {
+                BackoffWire::Decorrelated { base_ms: ms_u64(base), max_ms: ms_u64(max) }
+            }
         }
     }
 }
@@ -568,12 +502,7 @@ mod tests {
     }
 
     fn policy(backoff: Backoff, jitter: Jitter) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 100,
-            deadline: None,
-            backoff,
-            jitter,
-        }
+        RetryPolicy { max_attempts: 100, deadline: None, backoff, jitter }
     }
 
     fn millis(v: &[Duration]) -> Vec<u128> {
@@ -589,50 +518,25 @@ mod tests {
 
     #[test]
     fn exponential_schedule_without_jitter() {
-        let p = policy(
-            Backoff::Exponential {
-                initial: ms(100),
-                factor: 2.0,
-                max: ms(1000),
-            },
-            Jitter::None,
-        );
+        let p = policy(Backoff::Exponential { initial: ms(100), factor: 2.0, max: ms(1000) }, Jitter::None);
         assert_eq!(millis(&p.schedule(7, 6)), [100, 200, 400, 800, 1000, 1000]);
     }
 
     #[test]
     fn exponential_fractional_factor_floors_only_at_the_end() {
         // 100, 150, 225, 337.5, 506.25, 759.375 -> floored.
-        let p = policy(
-            Backoff::Exponential {
-                initial: ms(100),
-                factor: 1.5,
-                max: ms(700),
-            },
-            Jitter::None,
-        );
+        let p = policy(Backoff::Exponential { initial: ms(100), factor: 1.5, max: ms(700) }, Jitter::None);
         assert_eq!(millis(&p.schedule(0, 6)), [100, 150, 225, 337, 506, 700]);
     }
 
     #[test]
     fn exponential_saturates_for_huge_attempt_counts() {
-        let p = policy(
-            Backoff::Exponential {
-                initial: ms(100),
-                factor: 2.0,
-                max: ms(60_000),
-            },
-            Jitter::None,
-        );
+        let p = policy(Backoff::Exponential { initial: ms(100), factor: 2.0, max: ms(60_000) }, Jitter::None);
         let mut rng = JitterRng::new(0);
         assert_eq!(p.delay(u32::MAX, None, &mut rng), ms(60_000));
         assert_eq!(p.delay(2000, None, &mut rng), ms(60_000));
         let p = policy(
-            Backoff::Exponential {
-                initial: ms(MAX_BACKOFF_MS),
-                factor: 1e300,
-                max: ms(MAX_BACKOFF_MS),
-            },
+            Backoff::Exponential { initial: ms(MAX_BACKOFF_MS), factor: 1e300, max: ms(MAX_BACKOFF_MS) },
             Jitter::Full,
         );
         assert!(p.delay(u32::MAX, None, &mut rng) <= ms(MAX_BACKOFF_MS));
@@ -640,14 +544,7 @@ mod tests {
 
     #[test]
     fn linear_schedule_without_jitter() {
-        let p = policy(
-            Backoff::Linear {
-                initial: ms(100),
-                step: ms(50),
-                max: ms(260),
-            },
-            Jitter::None,
-        );
+        let p = policy(Backoff::Linear { initial: ms(100), step: ms(50), max: ms(260) }, Jitter::None);
         assert_eq!(millis(&p.schedule(1, 6)), [100, 150, 200, 250, 260, 260]);
         let mut rng = JitterRng::new(0);
         assert_eq!(p.delay(u32::MAX, None, &mut rng), ms(260));
@@ -661,26 +558,14 @@ mod tests {
 
     #[test]
     fn zero_attempts_is_treated_as_one() {
-        let p = policy(
-            Backoff::Exponential {
-                initial: ms(100),
-                factor: 2.0,
-                max: ms(1000),
-            },
-            Jitter::None,
-        );
+        let p = policy(Backoff::Exponential { initial: ms(100), factor: 2.0, max: ms(1000) }, Jitter::None);
         let mut rng = JitterRng::new(0);
         assert_eq!(p.delay(0, None, &mut rng), ms(100));
     }
 
     #[test]
     fn sub_millisecond_parts_are_dropped() {
-        let p = policy(
-            Backoff::Fixed {
-                delay: Duration::from_micros(1_999),
-            },
-            Jitter::None,
-        );
+        let p = policy(Backoff::Fixed { delay: Duration::from_micros(1_999) }, Jitter::None);
         assert_eq!(p.delay(1, None, &mut JitterRng::new(0)), ms(1));
     }
 
@@ -704,14 +589,8 @@ mod tests {
         let d = h.finalize();
         let derived = u64::from_le_bytes(d[..8].try_into().unwrap());
         assert_eq!(JitterRng::for_key(5, "msg-1"), JitterRng::new(derived));
-        assert_ne!(
-            JitterRng::for_key(5, "msg-1"),
-            JitterRng::for_key(5, "msg-2")
-        );
-        assert_ne!(
-            JitterRng::for_key(5, "msg-1"),
-            JitterRng::for_key(6, "msg-1")
-        );
+        assert_ne!(JitterRng::for_key(5, "msg-1"), JitterRng::for_key(5, "msg-2"));
+        assert_ne!(JitterRng::for_key(5, "msg-1"), JitterRng::for_key(6, "msg-1"));
     }
 
     #[test]
@@ -738,10 +617,7 @@ mod tests {
 
     #[test]
     fn decorrelated_formula_and_jitter_is_ignored() {
-        let backoff = Backoff::Decorrelated {
-            base: ms(100),
-            max: ms(10_000),
-        };
+        let backoff = Backoff::Decorrelated { base: ms(100), max: ms(10_000) };
         for seed in 0..20 {
             let u = JitterRng::new(seed).next_unit();
             // No previous delay: prev = base, so the range is [100, 300).
@@ -759,10 +635,7 @@ mod tests {
             assert_eq!(d, ms((100.0 + u * 5900.0).floor() as u64));
             // prev * 3 < base: base.
             let mut rng = JitterRng::new(seed);
-            assert_eq!(
-                policy(backoff, Jitter::None).delay(3, Some(ms(10)), &mut rng),
-                ms(100)
-            );
+            assert_eq!(policy(backoff, Jitter::None).delay(3, Some(ms(10)), &mut rng), ms(100));
             // prev huge: capped at max.
             let mut rng = JitterRng::new(seed);
             let d = policy(backoff, Jitter::None).delay(3, Some(ms(u64::MAX)), &mut rng);
@@ -772,22 +645,14 @@ mod tests {
 
     #[test]
     fn decorrelated_schedule_chains_last_delay() {
-        let p = policy(
-            Backoff::Decorrelated {
-                base: ms(100),
-                max: ms(5_000),
-            },
-            Jitter::None,
-        );
+        let p = policy(Backoff::Decorrelated { base: ms(100), max: ms(5_000) }, Jitter::None);
         let sched = p.schedule(9, 8);
         let mut rng = JitterRng::new(9);
         let mut last = None;
         for d in &sched {
             let u = rng.next_unit();
             let prev = last.map_or(100.0, |l: Duration| l.as_millis() as f64);
-            let expect = (100.0 + u * ((prev * 3.0f64).max(100.0) - 100.0))
-                .min(5000.0)
-                .floor();
+            let expect = (100.0 + u * ((prev * 3.0f64).max(100.0) - 100.0)).min(5000.0).floor();
             assert_eq!(d.as_millis() as f64, expect);
             last = Some(*d);
         }
@@ -806,32 +671,18 @@ mod tests {
         let p = RetryPolicy::default();
         assert_eq!(p.max_attempts, 10);
         assert_eq!(p.deadline, None);
-        assert_eq!(
-            p.backoff,
-            Backoff::Exponential {
-                initial: ms(100),
-                factor: 2.0,
-                max: ms(60_000)
-            }
-        );
+        assert_eq!(p.backoff, Backoff::Exponential { initial: ms(100), factor: 2.0, max: ms(60_000) });
         assert_eq!(p.jitter, Jitter::Full);
         p.validate().unwrap();
     }
 
     fn history(attempts: u32) -> AttemptHistory {
-        AttemptHistory {
-            attempts,
-            first_attempt_at: Timestamp(1_000),
-            last_delay: None,
-        }
+        AttemptHistory { attempts, first_attempt_at: Timestamp(1_000), last_delay: None }
     }
 
     #[test]
     fn decide_gives_up_after_max_attempts_without_drawing() {
-        let p = RetryPolicy {
-            max_attempts: 3,
-            ..RetryPolicy::default()
-        };
+        let p = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
         let mut rng = JitterRng::new(1);
         let before = rng.clone();
         for attempts in [3, 4, u32::MAX] {
@@ -843,10 +694,7 @@ mod tests {
             }
         }
         assert_eq!(rng, before);
-        assert!(matches!(
-            p.decide(&history(2), Timestamp(2_000), None, &mut rng),
-            RetryDecision::RetryIn(_)
-        ));
+        assert!(matches!(p.decide(&history(2), Timestamp(2_000), None, &mut rng), RetryDecision::RetryIn(_)));
     }
 
     #[test]
@@ -854,18 +702,11 @@ mod tests {
         let p = RetryPolicy {
             max_attempts: 5,
             deadline: None,
-            backoff: Backoff::Exponential {
-                initial: ms(100),
-                factor: 2.0,
-                max: ms(1000),
-            },
+            backoff: Backoff::Exponential { initial: ms(100), factor: 2.0, max: ms(1000) },
             jitter: Jitter::None,
         };
         let mut rng = JitterRng::new(1);
-        assert_eq!(
-            p.decide(&history(3), Timestamp(2_000), None, &mut rng),
-            RetryDecision::RetryIn(ms(400))
-        );
+        assert_eq!(p.decide(&history(3), Timestamp(2_000), None, &mut rng), RetryDecision::RetryIn(ms(400)));
     }
 
     #[test]
@@ -892,10 +733,7 @@ mod tests {
             RetryDecision::GiveUp(GiveUp::Deadline)
         );
         // max_attempts wins over the deadline.
-        let q = RetryPolicy {
-            max_attempts: 2,
-            ..p
-        };
+        let q = RetryPolicy { max_attempts: 2, ..p };
         assert_eq!(
             q.decide(&history(2), Timestamp(50_000), None, &mut rng),
             RetryDecision::GiveUp(GiveUp::MaxAttempts)
@@ -907,11 +745,7 @@ mod tests {
         let p = RetryPolicy {
             max_attempts: 10,
             deadline: Some(ms(100_000)),
-            backoff: Backoff::Exponential {
-                initial: ms(100),
-                factor: 2.0,
-                max: ms(1000),
-            },
+            backoff: Backoff::Exponential { initial: ms(100), factor: 2.0, max: ms(1000) },
             jitter: Jitter::Full,
         };
         let mut rng = JitterRng::new(1);
@@ -932,10 +766,7 @@ mod tests {
             p.decide(&history(1), Timestamp(1_000), Some(Duration::MAX), &mut rng),
             RetryDecision::GiveUp(GiveUp::Deadline)
         );
-        let no_deadline = RetryPolicy {
-            deadline: None,
-            ..p
-        };
+        let no_deadline = RetryPolicy { deadline: None, ..p };
         assert_eq!(
             no_deadline.decide(&history(1), Timestamp(1_000), Some(Duration::MAX), &mut rng),
             RetryDecision::RetryIn(Duration::MAX)
@@ -946,27 +777,11 @@ mod tests {
     fn validate_accepts_good_policies() {
         for backoff in [
             Backoff::Fixed { delay: ms(1) },
-            Backoff::Linear {
-                initial: ms(1),
-                step: ms(1),
-                max: ms(1),
-            },
-            Backoff::Exponential {
-                initial: ms(5),
-                factor: 1.0,
-                max: ms(5),
-            },
-            Backoff::Decorrelated {
-                base: ms(1),
-                max: ms(MAX_BACKOFF_MS),
-            },
+            Backoff::Linear { initial: ms(1), step: ms(1), max: ms(1) },
+            Backoff::Exponential { initial: ms(5), factor: 1.0, max: ms(5) },
+            Backoff::Decorrelated { base: ms(1), max: ms(MAX_BACKOFF_MS) },
         ] {
-            let p = RetryPolicy {
-                max_attempts: 1,
-                deadline: Some(ms(1)),
-                backoff,
-                jitter: Jitter::Equal,
-            };
+            let p = RetryPolicy { max_attempts: 1, deadline: Some(ms(1)), backoff, jitter: Jitter::Equal };
             p.validate().unwrap();
         }
     }
@@ -975,82 +790,35 @@ mod tests {
     fn validate_rejects_each_bad_field() {
         let good = RetryPolicy::default();
         let exp = |initial, factor, max| RetryPolicy {
-            backoff: Backoff::Exponential {
-                initial,
-                factor,
-                max,
-            },
+            backoff: Backoff::Exponential { initial, factor, max },
             ..good
         };
         let cases: Vec<(RetryPolicy, &str)> = vec![
+            (RetryPolicy { max_attempts: 0, ..good }, "max_attempts"),
+            (RetryPolicy { deadline: Some(Duration::ZERO), ..good }, "deadline"),
+            (RetryPolicy { deadline: Some(Duration::from_micros(999)), ..good }, "deadline"),
+            (RetryPolicy { backoff: Backoff::Fixed { delay: Duration::ZERO }, ..good }, "backoff.delay"),
             (
-                RetryPolicy {
-                    max_attempts: 0,
-                    ..good
-                },
-                "max_attempts",
-            ),
-            (
-                RetryPolicy {
-                    deadline: Some(Duration::ZERO),
-                    ..good
-                },
-                "deadline",
-            ),
-            (
-                RetryPolicy {
-                    deadline: Some(Duration::from_micros(999)),
-                    ..good
-                },
-                "deadline",
-            ),
-            (
-                RetryPolicy {
-                    backoff: Backoff::Fixed {
-                        delay: Duration::ZERO,
-                    },
-                    ..good
-                },
+                RetryPolicy { backoff: Backoff::Fixed { delay: ms(MAX_BACKOFF_MS + 1) }, ..good },
                 "backoff.delay",
             ),
             (
                 RetryPolicy {
-                    backoff: Backoff::Fixed {
-                        delay: ms(MAX_BACKOFF_MS + 1),
-                    },
-                    ..good
-                },
-                "backoff.delay",
-            ),
-            (
-                RetryPolicy {
-                    backoff: Backoff::Linear {
-                        initial: Duration::ZERO,
-                        step: ms(1),
-                        max: ms(10),
-                    },
+                    backoff: Backoff::Linear { initial: Duration::ZERO, step: ms(1), max: ms(10) },
                     ..good
                 },
                 "backoff.initial",
             ),
             (
                 RetryPolicy {
-                    backoff: Backoff::Linear {
-                        initial: ms(1),
-                        step: Duration::ZERO,
-                        max: ms(10),
-                    },
+                    backoff: Backoff::Linear { initial: ms(1), step: Duration::ZERO, max: ms(10) },
                     ..good
                 },
                 "backoff.step",
             ),
             (
                 RetryPolicy {
-                    backoff: Backoff::Linear {
-                        initial: ms(20),
-                        step: ms(1),
-                        max: ms(10),
-                    },
+                    backoff: Backoff::Linear { initial: ms(20), step: ms(1), max: ms(10) },
                     ..good
                 },
                 "backoff.max",
@@ -1064,23 +832,11 @@ mod tests {
             (exp(ms(100), 2.0, Duration::ZERO), "backoff.max"),
             (exp(ms(100), 2.0, ms(MAX_BACKOFF_MS + 1)), "backoff.max"),
             (
-                RetryPolicy {
-                    backoff: Backoff::Decorrelated {
-                        base: Duration::ZERO,
-                        max: ms(10),
-                    },
-                    ..good
-                },
+                RetryPolicy { backoff: Backoff::Decorrelated { base: Duration::ZERO, max: ms(10) }, ..good },
                 "backoff.base",
             ),
             (
-                RetryPolicy {
-                    backoff: Backoff::Decorrelated {
-                        base: ms(11),
-                        max: ms(10),
-                    },
-                    ..good
-                },
+                RetryPolicy { backoff: Backoff::Decorrelated { base: ms(11), max: ms(10) }, ..good },
                 "backoff.max",
             ),
         ];
@@ -1102,11 +858,7 @@ mod tests {
             RetryPolicy {
                 max_attempts: 5,
                 deadline: Some(ms(60_000)),
-                backoff: Backoff::Exponential {
-                    initial: ms(100),
-                    factor: 2.0,
-                    max: ms(10_000)
-                },
+                backoff: Backoff::Exponential { initial: ms(100), factor: 2.0, max: ms(10_000) },
                 jitter: Jitter::Full,
             }
         );
@@ -1118,39 +870,11 @@ mod tests {
     fn serde_round_trips_every_kind() {
         for (backoff, jitter, deadline) in [
             (Backoff::Fixed { delay: ms(7) }, Jitter::None, None),
-            (
-                Backoff::Linear {
-                    initial: ms(1),
-                    step: ms(2),
-                    max: ms(3),
-                },
-                Jitter::Equal,
-                Some(ms(9)),
-            ),
-            (
-                Backoff::Exponential {
-                    initial: ms(10),
-                    factor: 1.25,
-                    max: ms(100),
-                },
-                Jitter::Full,
-                None,
-            ),
-            (
-                Backoff::Decorrelated {
-                    base: ms(5),
-                    max: ms(MAX_BACKOFF_MS),
-                },
-                Jitter::None,
-                Some(ms(1)),
-            ),
+            (Backoff::Linear { initial: ms(1), step: ms(2), max: ms(3) }, Jitter::Equal, Some(ms(9))),
+            (Backoff::Exponential { initial: ms(10), factor: 1.25, max: ms(100) }, Jitter::Full, None),
+            (Backoff::Decorrelated { base: ms(5), max: ms(MAX_BACKOFF_MS) }, Jitter::None, Some(ms(1))),
         ] {
-            let p = RetryPolicy {
-                max_attempts: 3,
-                deadline,
-                backoff,
-                jitter,
-            };
+            let p = RetryPolicy { max_attempts: 3, deadline, backoff, jitter };
             let s = serde_json::to_string(&p).unwrap();
             assert_eq!(serde_json::from_str::<RetryPolicy>(&s).unwrap(), p, "{s}");
         }
@@ -1168,23 +892,14 @@ mod tests {
             r#"{"max_attempts":1,"backoff":{"kind":"decorrelated","base_ms":1,"max_ms":2},"jitter":"full"}"#,
         )
         .unwrap();
-        assert_eq!(
-            p.backoff,
-            Backoff::Decorrelated {
-                base: ms(1),
-                max: ms(2)
-            }
-        );
+        assert_eq!(p.backoff, Backoff::Decorrelated { base: ms(1), max: ms(2) });
     }
 
     #[test]
     fn serde_rejects_bad_json() {
         let bad = [
             // invalid values
-            (
-                r#"{"max_attempts":0,"backoff":{"kind":"fixed","delay_ms":5},"jitter":"none"}"#,
-                "max_attempts",
-            ),
+            (r#"{"max_attempts":0,"backoff":{"kind":"fixed","delay_ms":5},"jitter":"none"}"#, "max_attempts"),
             (
                 r#"{"max_attempts":1,"deadline_ms":0,"backoff":{"kind":"fixed","delay_ms":5},"jitter":"none"}"#,
                 "deadline",
@@ -1218,51 +933,19 @@ mod tests {
                 r#"{"max_attempts":1,"backoff":{"kind":"fixed","delay_ms":5,"max_ms":9},"jitter":"none"}"#,
                 "max_ms",
             ),
-            (
-                r#"{"max_attempts":1,"backoff":{"kind":"cubic","delay_ms":5},"jitter":"none"}"#,
-                "cubic",
-            ),
-            (
-                r#"{"max_attempts":1,"backoff":{"delay_ms":5},"jitter":"none"}"#,
-                "kind",
-            ),
-            (
-                r#"{"max_attempts":1,"backoff":{"kind":"fixed","delay_ms":5},"jitter":"some"}"#,
-                "some",
-            ),
-            (
-                r#"{"max_attempts":1,"backoff":{"kind":"fixed","delay_ms":5}}"#,
-                "jitter",
-            ),
-            (
-                r#"{"backoff":{"kind":"fixed","delay_ms":5},"jitter":"none"}"#,
-                "max_attempts",
-            ),
-            (
-                r#"{"max_attempts":1,"backoff":{"kind":"fixed","delay_ms":-5},"jitter":"none"}"#,
-                "-5",
-            ),
-            (
-                r#"{"max_attempts":1,"backoff":{"kind":"fixed","delay_ms":1.5},"jitter":"none"}"#,
-                "1.5",
-            ),
-            (
-                r#"{"max_attempts":1,"backoff":{"kind":"fixed"},"jitter":"none"}"#,
-                "delay_ms",
-            ),
-            (
-                r#"{"max_attempts":-1,"backoff":{"kind":"fixed","delay_ms":5},"jitter":"none"}"#,
-                "-1",
-            ),
+            (r#"{"max_attempts":1,"backoff":{"kind":"cubic","delay_ms":5},"jitter":"none"}"#, "cubic"),
+            (r#"{"max_attempts":1,"backoff":{"delay_ms":5},"jitter":"none"}"#, "kind"),
+            (r#"{"max_attempts":1,"backoff":{"kind":"fixed","delay_ms":5},"jitter":"some"}"#, "some"),
+            (r#"{"max_attempts":1,"backoff":{"kind":"fixed","delay_ms":5}}"#, "jitter"),
+            (r#"{"backoff":{"kind":"fixed","delay_ms":5},"jitter":"none"}"#, "max_attempts"),
+            (r#"{"max_attempts":1,"backoff":{"kind":"fixed","delay_ms":-5},"jitter":"none"}"#, "-5"),
+            (r#"{"max_attempts":1,"backoff":{"kind":"fixed","delay_ms":1.5},"jitter":"none"}"#, "1.5"),
+            (r#"{"max_attempts":1,"backoff":{"kind":"fixed"},"jitter":"none"}"#, "delay_ms"),
+            (r#"{"max_attempts":-1,"backoff":{"kind":"fixed","delay_ms":5},"jitter":"none"}"#, "-1"),
         ];
         for (json, mentions) in bad {
-            let err = serde_json::from_str::<RetryPolicy>(json)
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(mentions),
-                "{json}: error {err:?} should mention {mentions:?}"
-            );
+            let err = serde_json::from_str::<RetryPolicy>(json).unwrap_err().to_string();
+            assert!(err.contains(mentions), "{json}: error {err:?} should mention {mentions:?}");
         }
     }
 }

@@ -45,9 +45,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(duration_ms(since))
     }
 }
@@ -87,16 +85,10 @@ pub type SharedClock = Arc<dyn Clock>;
 /// same inputs with the same message.
 pub fn duration_from_secs_f64(name: &'static str, secs: f64) -> Result<Duration> {
     if !secs.is_finite() {
-        return Err(Error::invalid(
-            name,
-            format!("must be a finite number of seconds, got {secs}"),
-        ));
+        return Err(Error::invalid(name, format!("must be a finite number of seconds, got {secs}")));
     }
     if secs < 0.0 {
-        return Err(Error::invalid(
-            name,
-            format!("must not be negative, got {secs}"),
-        ));
+        return Err(Error::invalid(name, format!("must not be negative, got {secs}")));
     }
     Duration::try_from_secs_f64(secs)
         .map_err(|_| Error::invalid(name, format!("is too large: {secs} seconds")))

@@ -47,10 +47,7 @@ mod tests {
     #[test]
     fn known_vector() {
         // SHA-256("abc") = ba7816bf8f01cfea414140de5dae2223...
-        assert_eq!(
-            Fingerprint::of(b"abc").to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223"
-        );
+        assert_eq!(Fingerprint::of(b"abc").to_hex(), "ba7816bf8f01cfea414140de5dae2223");
     }
 
     #[test]

@@ -16,8 +16,7 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use fingerprint::Fingerprint;
 pub use inbox::{
-    Begin, CachePolicy, Failure, Inbox, InboxConfig, ProcessError, Processed, Replay, Request,
-    Ticket,
+    Begin, CachePolicy, Failure, Inbox, InboxConfig, ProcessError, Processed, Replay, Request, Ticket,
 };
 pub use message::Message;
 pub use mode::Mode;

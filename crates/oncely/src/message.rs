@@ -19,10 +19,7 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.len() > MAX_ID_BYTES {
         return Err(Error::invalid(
             "id",
-            format!(
-                "is {} bytes long; the limit is {MAX_ID_BYTES} bytes",
-                id.len()
-            ),
+            format!("is {} bytes long; the limit is {MAX_ID_BYTES} bytes", id.len()),
         ));
     }
     if id.contains('\0') {
@@ -97,10 +94,7 @@ mod tests {
 
     #[test]
     fn id_rules() {
-        assert_eq!(
-            validate_id("").unwrap_err().code(),
-            crate::ErrorCode::InvalidArgument
-        );
+        assert_eq!(validate_id("").unwrap_err().code(), crate::ErrorCode::InvalidArgument);
         assert!(validate_id(&"x".repeat(512)).is_ok());
         let long = validate_id(&"x".repeat(513)).unwrap_err();
         assert!(long.to_string().contains("513 bytes"), "{long}");

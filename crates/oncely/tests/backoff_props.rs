@@ -37,27 +37,12 @@ fn dur_ms() -> impl Strategy<Value = u64> {
 
 /// `(lower, cap)` with `1 <= lower <= cap <= MAX_BACKOFF_MS`.
 fn lower_and_cap() -> impl Strategy<Value = (u64, u64)> {
-    (
-        dur_ms(),
-        prop_oneof![
-            Just(0u64),
-            0u64..=1_000,
-            0u64..=100_000_000,
-            0u64..=MAX_BACKOFF_MS
-        ],
-    )
+    (dur_ms(), prop_oneof![Just(0u64), 0u64..=1_000, 0u64..=100_000_000, 0u64..=MAX_BACKOFF_MS])
         .prop_map(|(lo, extra)| (lo, lo.saturating_add(extra).min(MAX_BACKOFF_MS)))
 }
 
 fn factor() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        Just(1.0),
-        Just(2.0),
-        1.0f64..4.0,
-        1.0f64..1e6,
-        Just(1e300),
-        Just(f64::MAX)
-    ]
+    prop_oneof![Just(1.0), Just(2.0), 1.0f64..4.0, 1.0f64..1e6, Just(1e300), Just(f64::MAX)]
 }
 
 fn valid_backoff() -> impl Strategy<Value = Backoff> {
@@ -73,10 +58,7 @@ fn valid_backoff() -> impl Strategy<Value = Backoff> {
             factor: f,
             max: ms(m)
         }),
-        lower_and_cap().prop_map(|(b, m)| Backoff::Decorrelated {
-            base: ms(b),
-            max: ms(m)
-        }),
+        lower_and_cap().prop_map(|(b, m)| Backoff::Decorrelated { base: ms(b), max: ms(m) }),
     ]
 }
 
@@ -99,18 +81,14 @@ fn last_delay() -> impl Strategy<Value = Option<Duration>> {
 }
 
 fn valid_policy() -> impl Strategy<Value = RetryPolicy> {
-    (
-        1u32..=20,
-        prop::option::of(1u64..=MAX_BACKOFF_MS),
-        valid_backoff(),
-        jitter(),
-    )
-        .prop_map(|(max_attempts, deadline, backoff, jitter)| RetryPolicy {
+    (1u32..=20, prop::option::of(1u64..=MAX_BACKOFF_MS), valid_backoff(), jitter()).prop_map(
+        |(max_attempts, deadline, backoff, jitter)| RetryPolicy {
             max_attempts,
             deadline: deadline.map(ms),
             backoff,
             jitter,
-        })
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,11 +101,7 @@ fn reference_base(b: &Backoff, n: u32) -> f64 {
     match *b {
         Backoff::Fixed { delay } => msf(delay),
         Backoff::Linear { initial, step, max } => f64::min(msf(initial) + msf(step) * k, msf(max)),
-        Backoff::Exponential {
-            initial,
-            factor,
-            max,
-        } => f64::min(msf(initial) * factor.powf(k), msf(max)),
+        Backoff::Exponential { initial, factor, max } => f64::min(msf(initial) * factor.powf(k), msf(max)),
         Backoff::Decorrelated { .. } => unreachable!(),
     }
 }
@@ -170,11 +144,7 @@ fn reference_delay(p: &RetryPolicy, n: u32, last: Option<Duration>, u: f64) -> u
 /// not enable (yet): without it a 17-digit float such as `3.9999999999999996` may come back one
 /// ulp off. Realistic factors (`2.0`, `1.5`) have short decimal forms and are exact either way.
 fn short_decimal(x: f64) -> f64 {
-    if x.is_finite() && x.abs() < 1e9 {
-        (x * 1e6).round() / 1e6
-    } else {
-        x
-    }
+    if x.is_finite() && x.abs() < 1e9 { (x * 1e6).round() / 1e6 } else { x }
 }
 
 fn json_exact(mut p: RetryPolicy) -> RetryPolicy {
@@ -422,6 +392,31 @@ proptest! {
             RetryDecision::GiveUp(GiveUp::MaxAttempts) => {
                 prop_assert!(false, "MaxAttempts with {attempts} < {}", p.max_attempts);
             }
+        }
+    }
+
+    /// The deadline boundary is exact: a retry starting exactly at `first_attempt_at + deadline`
+    /// is allowed, one millisecond later is not.
+    #[test]
+    fn deadline_boundary_is_exact(
+        p in valid_policy(),
+        dl in 1u64..=1u64 << 40,
+        first in 0i64..=1i64 << 50,
+        off in -2i64..=2,
+        hint in prop::option::of(prop_oneof![0u64..=100_000, 0u64..=1u64 << 40].prop_map(ms)),
+        seed in any::<u64>(),
+    ) {
+        let p = RetryPolicy { max_attempts: 2, deadline: Some(ms(dl)), ..p };
+        let h = AttemptHistory { attempts: 1, first_attempt_at: Timestamp(first), last_delay: None };
+        let mut rng = JitterRng::new(seed);
+        let d = hint.unwrap_or_else(|| p.delay(1, None, &mut rng.clone()));
+        // now + d == first + dl + off
+        let now = Timestamp(first + dl as i64 - d.as_millis() as i64 + off);
+        let decision = p.decide(&h, now, hint, &mut rng);
+        if off <= 0 {
+            prop_assert_eq!(decision, RetryDecision::RetryIn(d));
+        } else {
+            prop_assert_eq!(decision, RetryDecision::GiveUp(GiveUp::Deadline));
         }
     }
 

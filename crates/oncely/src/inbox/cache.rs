@@ -22,9 +22,7 @@ pub(crate) struct RecentCompletions {
 
 impl RecentCompletions {
     pub fn new(capacity: usize) -> Self {
-        RecentCompletions {
-            cache: quick_cache::sync::Cache::new(capacity),
-        }
+        RecentCompletions { cache: quick_cache::sync::Cache::new(capacity) }
     }
 
     /// The cached completion of `id`, if it is still live at `now`.

@@ -55,9 +55,7 @@ impl InboxOp {
     /// The id the operation is about.
     pub fn id(&self) -> &str {
         match self {
-            InboxOp::Begin { id, .. }
-            | InboxOp::Finish { id, .. }
-            | InboxOp::Release { id, .. } => id,
+            InboxOp::Begin { id, .. } | InboxOp::Finish { id, .. } | InboxOp::Release { id, .. } => id,
         }
     }
 }
@@ -113,13 +111,7 @@ pub fn decide(
 ) -> (Write, OpAnswer) {
     let live = existing.filter(|r| r.is_live(now));
     match op {
-        InboxOp::Begin {
-            fingerprint,
-            mode,
-            lease,
-            retention,
-            ..
-        } => {
+        InboxOp::Begin { fingerprint, mode, lease, retention, .. } => {
             if let Some(rec) = live {
                 if let (Some(stored), Some(given)) = (rec.fingerprint, fingerprint) {
                     if stored != *given {
@@ -128,19 +120,12 @@ pub fn decide(
                 }
                 match &rec.state {
                     RecordState::Completed(outcome) => {
-                        let answer = OpAnswer::Duplicate {
-                            outcome: outcome.clone(),
-                            expires_at: rec.expires_at,
-                        };
+                        let answer =
+                            OpAnswer::Duplicate { outcome: outcome.clone(), expires_at: rec.expires_at };
                         return (Write::Keep, answer);
                     }
                     RecordState::InProgress { lease_until } if now < *lease_until => {
-                        return (
-                            Write::Keep,
-                            OpAnswer::InProgress {
-                                lease_until: *lease_until,
-                            },
-                        );
+                        return (Write::Keep, OpAnswer::InProgress { lease_until: *lease_until });
                     }
                     RecordState::InProgress { .. } => {} // lease ran out: claimable
                 }
@@ -151,10 +136,7 @@ pub fn decide(
                     let rec = InboxRecord {
                         fingerprint: *fingerprint,
                         token,
-                        state: RecordState::Completed(StoredOutcome {
-                            status: Status::Seen,
-                            result: None,
-                        }),
+                        state: RecordState::Completed(StoredOutcome { status: Status::Seen, result: None }),
                         expires_at: now.after(*retention),
                     };
                     (Write::Put(rec), OpAnswer::Claimed { token })
@@ -173,14 +155,7 @@ pub fn decide(
                 }
             }
         }
-        InboxOp::Finish {
-            token,
-            fingerprint,
-            mode,
-            outcome,
-            retention,
-            ..
-        } => {
+        InboxOp::Finish { token, fingerprint, mode, outcome, retention, .. } => {
             let completed = |token: u64, fingerprint: Option<Fingerprint>| InboxRecord {
                 fingerprint,
                 token,
@@ -188,31 +163,20 @@ pub fn decide(
                 expires_at: now.after(*retention),
             };
             match (mode, live) {
-                (Mode::AtLeastOnce, Some(rec))
-                    if matches!(rec.state, RecordState::Completed(_)) =>
-                {
+                (Mode::AtLeastOnce, Some(rec)) if matches!(rec.state, RecordState::Completed(_)) => {
                     (Write::Keep, OpAnswer::Finished)
                 }
-                (Mode::AtLeastOnce, _) => {
-                    (Write::Put(completed(0, *fingerprint)), OpAnswer::Finished)
-                }
+                (Mode::AtLeastOnce, _) => (Write::Put(completed(0, *fingerprint)), OpAnswer::Finished),
                 (Mode::AtMostOnce, Some(rec))
                     if rec.token == *token
                         && matches!(&rec.state, RecordState::Completed(o) if o.status == Status::Seen) =>
                 {
-                    (
-                        Write::Put(completed(rec.token, rec.fingerprint)),
-                        OpAnswer::Finished,
-                    )
+                    (Write::Put(completed(rec.token, rec.fingerprint)), OpAnswer::Finished)
                 }
                 (Mode::ExactlyOnce, Some(rec))
-                    if rec.token == *token
-                        && matches!(rec.state, RecordState::InProgress { .. }) =>
+                    if rec.token == *token && matches!(rec.state, RecordState::InProgress { .. }) =>
                 {
-                    (
-                        Write::Put(completed(rec.token, rec.fingerprint)),
-                        OpAnswer::Finished,
-                    )
+                    (Write::Put(completed(rec.token, rec.fingerprint)), OpAnswer::Finished)
                 }
                 _ => (Write::Keep, OpAnswer::LeaseLost),
             }
@@ -221,10 +185,7 @@ pub fn decide(
             // At-most-once never gives an id back; at-least-once wrote nothing to undo.
             Mode::AtMostOnce | Mode::AtLeastOnce => (Write::Keep, OpAnswer::Released),
             Mode::ExactlyOnce => match live {
-                Some(rec)
-                    if rec.token == *token
-                        && matches!(rec.state, RecordState::InProgress { .. }) =>
-                {
+                Some(rec) if rec.token == *token && matches!(rec.state, RecordState::InProgress { .. }) => {
                     (Write::Delete, OpAnswer::Released)
                 }
                 _ => (Write::Keep, OpAnswer::LeaseLost),

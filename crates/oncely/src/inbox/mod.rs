@@ -133,13 +133,7 @@ pub struct Request {
 impl Request {
     /// A request for `id`, in the inbox's default mode, without payload validation.
     pub fn new(id: impl Into<String>) -> Self {
-        Request {
-            id: id.into(),
-            fingerprint: None,
-            mode: None,
-            lease: None,
-            wait: None,
-        }
+        Request { id: id.into(), fingerprint: None, mode: None, lease: None, wait: None }
     }
 
     /// Validates the payload: a later request for the same id with a different payload is a
@@ -190,7 +184,6 @@ pub struct Replay {
 }
 
 /// The answer to [`Inbox::begin`].
-#[derive(Debug)]
 pub enum Begin<S: InboxStore> {
     /// You hold the id: run the effect, then finish, fail or release the ticket.
     Claimed(Ticket<S>),
@@ -207,13 +200,35 @@ pub enum Begin<S: InboxStore> {
 
 /// A claim on one id. Finishing, failing or releasing with a stale token (after the lease
 /// expired and someone else claimed the id) is refused with [`Error::LeaseLost`].
-#[derive(Debug)]
 pub struct Ticket<S: InboxStore> {
     inbox: Inbox<S>,
     id: String,
     token: u64,
     mode: Mode,
     fingerprint: Option<Fingerprint>,
+}
+
+impl<S: InboxStore> std::fmt::Debug for Begin<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Begin::Claimed(t) => f.debug_tuple("Claimed").field(t).finish(),
+            Begin::Duplicate(r) => f.debug_tuple("Duplicate").field(r).finish(),
+            Begin::InProgress { lease_until } => {
+                f.debug_struct("InProgress").field("lease_until", lease_until).finish()
+            }
+            Begin::Conflict => f.write_str("Conflict"),
+        }
+    }
+}
+
+impl<S: InboxStore> std::fmt::Debug for Ticket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("id", &self.id)
+            .field("token", &self.token)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: InboxStore> Ticket<S> {
@@ -250,17 +265,9 @@ impl<S: InboxStore> Ticket<S> {
     /// Gives the id back so that a retry can claim it at once. At-most-once keeps its mark (the
     /// id is never delivered again); at-least-once holds nothing to give back.
     pub async fn release(&self) -> Result<()> {
-        let op = InboxOp::Release {
-            id: self.id.clone(),
-            token: self.token,
-            mode: self.mode,
-        };
+        let op = InboxOp::Release { id: self.id.clone(), token: self.token, mode: self.mode };
         let now = self.inbox.now();
-        let answer = self
-            .inbox
-            .store()
-            .apply_one(&self.inbox.inner.config.scope, now, op)
-            .await?;
+        let answer = self.inbox.store().apply_one(&self.inbox.inner.config.scope, now, op).await?;
         self.expect(answer, OpAnswer::Released)
     }
 
@@ -277,10 +284,7 @@ impl<S: InboxStore> Ticket<S> {
             ));
         }
         let now = self.inbox.now();
-        let outcome = StoredOutcome {
-            status,
-            result: Some(result),
-        };
+        let outcome = StoredOutcome { status, result: Some(result) };
         let op = InboxOp::Finish {
             id: self.id.clone(),
             token: self.token,
@@ -289,18 +293,9 @@ impl<S: InboxStore> Ticket<S> {
             outcome: outcome.clone(),
             retention: inner.config.retention,
         };
-        let answer = self
-            .inbox
-            .store()
-            .apply_one(&inner.config.scope, now, op)
-            .await?;
+        let answer = self.inbox.store().apply_one(&inner.config.scope, now, op).await?;
         self.expect(answer, OpAnswer::Finished)?;
-        self.inbox.remember(
-            &self.id,
-            self.fingerprint,
-            outcome,
-            now.after(inner.config.retention),
-        );
+        self.inbox.remember(&self.id, self.fingerprint, outcome, now.after(inner.config.retention));
         Ok(())
     }
 
@@ -308,14 +303,9 @@ impl<S: InboxStore> Ticket<S> {
         if answer == wanted {
             Ok(())
         } else if answer == OpAnswer::LeaseLost {
-            Err(Error::LeaseLost {
-                id: self.id.clone(),
-                token: self.token,
-            })
+            Err(Error::LeaseLost { id: self.id.clone(), token: self.token })
         } else {
-            Err(Error::Storage(format!(
-                "store gave an unexpected answer: {answer:?}"
-            )))
+            Err(Error::Storage(format!("store gave an unexpected answer: {answer:?}")))
         }
     }
 }
@@ -332,18 +322,12 @@ pub struct Failure<E> {
 impl<E> Failure<E> {
     /// A failure that a retry may cure (the default for handler errors).
     pub fn retryable(error: E) -> Self {
-        Failure {
-            error,
-            permanent: false,
-        }
+        Failure { error, permanent: false }
     }
 
     /// A failure that no retry will cure.
     pub fn permanent(error: E) -> Self {
-        Failure {
-            error,
-            permanent: true,
-        }
+        Failure { error, permanent: true }
     }
 }
 
@@ -385,17 +369,13 @@ pub struct Inbox<S: InboxStore> {
 
 impl<S: InboxStore> Clone for Inbox<S> {
     fn clone(&self) -> Self {
-        Inbox {
-            inner: self.inner.clone(),
-        }
+        Inbox { inner: self.inner.clone() }
     }
 }
 
 impl<S: InboxStore> std::fmt::Debug for Inbox<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox")
-            .field("scope", &self.inner.config.scope)
-            .finish_non_exhaustive()
+        f.debug_struct("Inbox").field("scope", &self.inner.config.scope).finish_non_exhaustive()
     }
 }
 
@@ -408,18 +388,9 @@ impl<S: InboxStore> Inbox<S> {
     /// Like [`Inbox::open`], on an injected clock (a [`crate::clock::ManualClock`] in tests).
     pub fn with_clock(store: S, config: InboxConfig, clock: SharedClock) -> Result<Self> {
         config.validate()?;
-        let recent =
-            (config.recent_capacity > 0).then(|| RecentCompletions::new(config.recent_capacity));
+        let recent = (config.recent_capacity > 0).then(|| RecentCompletions::new(config.recent_capacity));
         let next_gc = AtomicI64::new(clock.now().after(config.gc_interval).0);
-        Ok(Inbox {
-            inner: Arc::new(Inner {
-                store,
-                clock,
-                config,
-                recent,
-                next_gc,
-            }),
-        })
+        Ok(Inbox { inner: Arc::new(Inner { store, clock, config, recent, next_gc }) })
     }
 
     /// The configuration in force.
@@ -445,14 +416,7 @@ impl<S: InboxStore> Inbox<S> {
     ) {
         if let Some(recent) = &self.inner.recent {
             if outcome.status != Status::Seen {
-                recent.insert(
-                    id,
-                    Completed {
-                        fingerprint,
-                        outcome: Arc::new(outcome),
-                        expires_at,
-                    },
-                );
+                recent.insert(id, Completed { fingerprint, outcome: Arc::new(outcome), expires_at });
             }
         }
     }
@@ -496,22 +460,14 @@ impl<S: InboxStore> Inbox<S> {
                 mode: req.mode.unwrap_or(self.inner.config.mode),
                 fingerprint: req.fingerprint,
             }),
-            OpAnswer::Duplicate {
-                outcome,
-                expires_at,
-            } => {
+            OpAnswer::Duplicate { outcome, expires_at } => {
                 self.remember(&req.id, req.fingerprint, outcome.clone(), expires_at);
-                Begin::Duplicate(Replay {
-                    status: outcome.status,
-                    result: outcome.result,
-                })
+                Begin::Duplicate(Replay { status: outcome.status, result: outcome.result })
             }
             OpAnswer::InProgress { lease_until } => Begin::InProgress { lease_until },
             OpAnswer::Conflict => Begin::Conflict,
             other => {
-                return Err(Error::Storage(format!(
-                    "store gave an unexpected answer: {other:?}"
-                )));
+                return Err(Error::Storage(format!("store gave an unexpected answer: {other:?}")));
             }
         })
     }
@@ -526,10 +482,7 @@ impl<S: InboxStore> Inbox<S> {
             Err(answered) => return Ok(answered),
         };
         self.collect_garbage_if_due(now).await;
-        let answer = self
-            .store()
-            .apply_one(&self.inner.config.scope, now, op)
-            .await?;
+        let answer = self.store().apply_one(&self.inner.config.scope, now, op).await?;
         self.answer(&req, answer)
     }
 
@@ -541,26 +494,20 @@ impl<S: InboxStore> Inbox<S> {
         for req in &reqs {
             prepared.push(self.prepare(req, now)?);
         }
-        let ops: Vec<InboxOp> = prepared
-            .iter()
-            .filter_map(|p| p.as_ref().ok().cloned())
-            .collect();
+        let ops: Vec<InboxOp> = prepared.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
         let mut answers = if ops.is_empty() {
             Vec::new().into_iter()
         } else {
-            self.store()
-                .apply(&self.inner.config.scope, now, ops)
-                .await?
-                .into_iter()
+            self.store().apply(&self.inner.config.scope, now, ops).await?.into_iter()
         };
         let mut out = Vec::with_capacity(reqs.len());
         for (req, p) in reqs.iter().zip(prepared) {
             out.push(match p {
                 Err(answered) => answered,
                 Ok(_) => {
-                    let answer = answers.next().ok_or_else(|| {
-                        Error::Storage("store answered too few operations".into())
-                    })?;
+                    let answer = answers
+                        .next()
+                        .ok_or_else(|| Error::Storage("store answered too few operations".into()))?;
                     self.answer(req, answer)?
                 }
             });
@@ -577,11 +524,7 @@ impl<S: InboxStore> Inbox<S> {
             if result.len() > config.max_result_bytes {
                 return Err(Error::invalid(
                     "result",
-                    format!(
-                        "is {} bytes; the limit is {} bytes",
-                        result.len(),
-                        config.max_result_bytes
-                    ),
+                    format!("is {} bytes; the limit is {} bytes", result.len(), config.max_result_bytes),
                 ));
             }
         }
@@ -592,10 +535,7 @@ impl<S: InboxStore> Inbox<S> {
                 token: t.token,
                 fingerprint: t.fingerprint,
                 mode: t.mode,
-                outcome: StoredOutcome {
-                    status: Status::Succeeded,
-                    result: Some(result.clone()),
-                },
+                outcome: StoredOutcome { status: Status::Succeeded, result: Some(result.clone()) },
                 retention: config.retention,
             })
             .collect();
@@ -605,10 +545,7 @@ impl<S: InboxStore> Inbox<S> {
             .zip(answers)
             .map(|((t, result), answer)| {
                 t.expect(answer, OpAnswer::Finished)?;
-                let outcome = StoredOutcome {
-                    status: Status::Succeeded,
-                    result: Some(result),
-                };
+                let outcome = StoredOutcome { status: Status::Succeeded, result: Some(result) };
                 self.remember(&t.id, t.fingerprint, outcome, now.after(config.retention));
                 Ok(())
             })
@@ -620,11 +557,7 @@ impl<S: InboxStore> Inbox<S> {
     /// [`CachePolicy`]). A duplicate gets the stored result with `replayed: true`. A concurrent
     /// duplicate gets [`Error::InProgress`] at once, or with [`Request::wait`] waits for the first
     /// caller's result and gets [`Error::Timeout`] if it does not come in time.
-    pub async fn process<F, Fut, E>(
-        &self,
-        req: Request,
-        handler: F,
-    ) -> Result<Processed, ProcessError<E>>
+    pub async fn process<F, Fut, E>(&self, req: Request, handler: F) -> Result<Processed, ProcessError<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<Vec<u8>, Failure<E>>>,
@@ -638,10 +571,7 @@ impl<S: InboxStore> Inbox<S> {
                     return match handler().await {
                         Ok(result) => {
                             ticket.finish(result.clone()).await?;
-                            Ok(Processed {
-                                result: Some(result),
-                                replayed: false,
-                            })
+                            Ok(Processed { result: Some(result), replayed: false })
                         }
                         Err(Failure { error, permanent }) => {
                             if permanent {
@@ -692,12 +622,7 @@ impl<S: InboxStore> Inbox<S> {
             return;
         }
         let next = now.after(self.inner.config.gc_interval).0;
-        if self
-            .inner
-            .next_gc
-            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
+        if self.inner.next_gc.compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             if let Err(e) = self.store().purge_expired(now, 10_000).await {
                 tracing::warn!(error = %e, "oncely: collecting expired inbox records failed");
             }
@@ -709,9 +634,6 @@ impl<S: InboxStore> Inbox<S> {
 pub(crate) fn replay_result<E>(replay: Replay) -> Result<Processed, ProcessError<E>> {
     match replay.status {
         Status::Failed => Err(ProcessError::ReplayedFailure(replay.result)),
-        Status::Seen | Status::Succeeded => Ok(Processed {
-            result: replay.result,
-            replayed: true,
-        }),
+        Status::Seen | Status::Succeeded => Ok(Processed { result: replay.result, replayed: true }),
     }
 }

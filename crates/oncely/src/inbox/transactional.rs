@@ -3,16 +3,29 @@
 
 use std::sync::Arc;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use parking_lot::Mutex;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::error::{Error, Result};
 use crate::inbox::{
-    Failure, Inbox, InboxOp, OpAnswer, ProcessError, Processed, Request, Status, StoredOutcome,
-    replay_result,
+    Failure, Inbox, InboxOp, OpAnswer, ProcessError, Processed, Request, Status, StoredOutcome, replay_result,
 };
 use crate::mode::Mode;
 use crate::store::SqliteStore;
 use crate::store::sqlite::apply_op;
+
+/// Denies BEGIN / COMMIT / ROLLBACK and any touch of oncely's own savepoints.
+fn forbid_transaction_control(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Transaction { .. } => Authorization::Deny,
+        AuthAction::Savepoint { savepoint_name, .. } if savepoint_name.starts_with("oncely_") => {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }
+}
 
 enum Done {
     Finished(StoredOutcome),
@@ -37,15 +50,11 @@ impl Inbox<SqliteStore> {
         handler: F,
     ) -> Result<Processed, ProcessError<E>>
     where
-        F: FnOnce(&rusqlite::Connection) -> std::result::Result<Vec<u8>, Failure<E>>
-            + Send
-            + 'static,
+        F: FnOnce(&rusqlite::Connection) -> std::result::Result<Vec<u8>, Failure<E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
         if req.mode.is_some_and(|m| m != Mode::ExactlyOnce) {
-            return Err(
-                Error::invalid("mode", "the transactional inbox is always exactly_once").into(),
-            );
+            return Err(Error::invalid("mode", "the transactional inbox is always exactly_once").into());
         }
         let req = req.mode(Mode::ExactlyOnce);
         let now = self.now();
@@ -66,7 +75,13 @@ impl Inbox<SqliteStore> {
                 other => return Ok(Done::Answered(other)),
             };
             batch.conn.execute_batch("SAVEPOINT oncely_handler")?;
-            let outcome = match handler(batch.conn) {
+            // While the handler runs, statements that would end or unwind oncely's transaction
+            // are refused by SQLite itself.
+            batch.conn.authorizer(Some(forbid_transaction_control))?;
+            let handled = catch_unwind(AssertUnwindSafe(|| handler(&*batch.conn)));
+            batch.conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?;
+            let handled = handled.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let outcome = match handled {
                 Ok(result) => {
                     batch.conn.execute_batch("RELEASE oncely_handler")?;
                     if result.len() > config.max_result_bytes {
@@ -79,29 +94,19 @@ impl Inbox<SqliteStore> {
                             ),
                         ));
                     }
-                    StoredOutcome {
-                        status: Status::Succeeded,
-                        result: Some(result),
-                    }
+                    StoredOutcome { status: Status::Succeeded, result: Some(result) }
                 }
                 Err(Failure { error, permanent }) => {
-                    batch
-                        .conn
-                        .execute_batch("ROLLBACK TO oncely_handler; RELEASE oncely_handler")?;
+                    batch.conn.execute_batch("ROLLBACK TO oncely_handler; RELEASE oncely_handler")?;
                     let reason = error.to_string();
                     *slot.lock() = Some(error);
-                    if !(permanent
-                        && config.cache_policy == crate::inbox::CachePolicy::SuccessAndFailure)
-                    {
+                    if !(permanent && config.cache_policy == crate::inbox::CachePolicy::SuccessAndFailure) {
                         // Roll back the whole job, the claim included: the id stays claimable.
                         return Err(Error::Storage(
                             "the handler failed; its transaction was rolled back".into(),
                         ));
                     }
-                    StoredOutcome {
-                        status: Status::Failed,
-                        result: Some(reason.into_bytes()),
-                    }
+                    StoredOutcome { status: Status::Failed, result: Some(reason.into_bytes()) }
                 }
             };
             let finish = InboxOp::Finish {
@@ -114,9 +119,7 @@ impl Inbox<SqliteStore> {
             };
             match apply_op(batch, &scope, now, &finish)? {
                 OpAnswer::Finished => Ok(Done::Finished(outcome)),
-                other => Err(Error::Storage(format!(
-                    "store gave an unexpected answer: {other:?}"
-                ))),
+                other => Err(Error::Storage(format!("store gave an unexpected answer: {other:?}"))),
             }
         };
         let done = match self.store().writer()?.run(job).await {
@@ -130,18 +133,10 @@ impl Inbox<SqliteStore> {
         };
         match done {
             Done::Finished(outcome) => {
-                self.remember(
-                    &req.id,
-                    req.fingerprint,
-                    outcome.clone(),
-                    now.after(self.config().retention),
-                );
+                self.remember(&req.id, req.fingerprint, outcome.clone(), now.after(self.config().retention));
                 match retryable.lock().take() {
                     Some(handler_error) => Err(ProcessError::Handler(handler_error)),
-                    None => Ok(Processed {
-                        result: outcome.result,
-                        replayed: false,
-                    }),
+                    None => Ok(Processed { result: outcome.result, replayed: false }),
                 }
             }
             Done::Answered(answer) => match self.answer(&req, answer)? {
@@ -150,9 +145,7 @@ impl Inbox<SqliteStore> {
                     Err(Error::InProgress { id: req.id.clone() }.into())
                 }
                 crate::inbox::Begin::Conflict => Err(Error::Conflict { id: req.id.clone() }.into()),
-                crate::inbox::Begin::Claimed(_) => {
-                    Err(Error::Storage("claimed twice".into()).into())
-                }
+                crate::inbox::Begin::Claimed(_) => Err(Error::Storage("claimed twice".into()).into()),
             },
         }
     }

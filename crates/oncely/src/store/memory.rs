@@ -12,9 +12,7 @@ use parking_lot::Mutex;
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
-use crate::inbox::{
-    InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide,
-};
+use crate::inbox::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
 use crate::store::InboxStore;
 
 const SHARDS: usize = 16;
@@ -64,18 +62,14 @@ impl Slot {
 
     fn record(&self) -> InboxRecord {
         let state = match Status::from_code(self.flags & STATE_MASK) {
-            None => RecordState::InProgress {
-                lease_until: Timestamp(self.lease_until),
-            },
+            None => RecordState::InProgress { lease_until: Timestamp(self.lease_until) },
             Some(status) => RecordState::Completed(StoredOutcome {
                 status,
-                result: (self.flags & HAS_RESULT != 0)
-                    .then(|| self.data[self.id_len as usize..].to_vec()),
+                result: (self.flags & HAS_RESULT != 0).then(|| self.data[self.id_len as usize..].to_vec()),
             }),
         };
         InboxRecord {
-            fingerprint: (self.flags & HAS_FINGERPRINT != 0)
-                .then_some(Fingerprint(self.fingerprint)),
+            fingerprint: (self.flags & HAS_FINGERPRINT != 0).then_some(Fingerprint(self.fingerprint)),
             token: self.token,
             state,
             expires_at: Timestamp(self.expires_at),
@@ -98,8 +92,7 @@ impl Slot {
             flags |= HAS_FINGERPRINT;
         }
         debug_assert!(
-            flags & STATE_MASK != IN_PROGRESS
-                || matches!(rec.state, RecordState::InProgress { .. })
+            flags & STATE_MASK != IN_PROGRESS || matches!(rec.state, RecordState::InProgress { .. })
         );
         let mut data = Vec::with_capacity(id.len() + result.map_or(0, <[u8]>::len));
         data.extend_from_slice(id.as_bytes());
@@ -135,16 +128,7 @@ impl MemoryStore {
 
     /// How many records (live or expired, not yet collected) the store holds.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                s.lock()
-                    .scopes
-                    .values()
-                    .map(|t| t.index.len())
-                    .sum::<usize>()
-            })
-            .sum()
+        self.shards.iter().map(|s| s.lock().scopes.values().map(|t| t.index.len()).sum::<usize>()).sum()
     }
 
     /// Whether the store holds no record.
@@ -168,10 +152,7 @@ impl MemoryStore {
             Some(t) => t,
             None => shard.scopes.entry(scope.into()).or_default(),
         };
-        let found = table
-            .index
-            .find(hash, |&i| table.slots[i as usize].id() == id.as_bytes())
-            .copied();
+        let found = table.index.find(hash, |&i| table.slots[i as usize].id() == id.as_bytes()).copied();
         let existing = found.map(|i| table.slots[i as usize].record());
         let (write, answer) = decide(op, existing.as_ref(), now, &mut || self.next_token());
         match (write, found) {
@@ -190,9 +171,7 @@ impl MemoryStore {
                     }
                 };
                 let (slots, hasher) = (&table.slots, &self.hasher);
-                table
-                    .index
-                    .insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].id()));
+                table.index.insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].id()));
             }
             (Write::Delete, Some(i)) => table.remove(hash, i),
             (Write::Delete, None) => {}
@@ -223,10 +202,7 @@ impl InboxStore for MemoryStore {
     async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
         // Each id is decided under its shard's lock; a batch in memory is "committed" as soon as
         // each operation is applied, which is as durable as memory gets.
-        Ok(ops
-            .iter()
-            .map(|op| self.apply_sync(scope, now, op))
-            .collect())
+        Ok(ops.iter().map(|op| self.apply_sync(scope, now, op)).collect())
     }
 
     async fn apply_one(&self, scope: &str, now: Timestamp, op: InboxOp) -> Result<OpAnswer> {

@@ -48,19 +48,11 @@ pub trait InboxStore: Send + Sync + 'static {
     }
 
     /// The id's record as stored (expired or not), for inspection.
-    fn get(
-        &self,
-        scope: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<InboxRecord>>> + Send;
+    fn get(&self, scope: &str, id: &str) -> impl Future<Output = Result<Option<InboxRecord>>> + Send;
 
     /// Deletes up to `limit` records (of every scope) that expired at or before `now`, and says
     /// how many went.
-    fn purge_expired(
-        &self,
-        now: Timestamp,
-        limit: usize,
-    ) -> impl Future<Output = Result<u64>> + Send;
+    fn purge_expired(&self, now: Timestamp, limit: usize) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// A shared store is a store: several inboxes (and, for memory, "restarts" in tests) can use one.
@@ -83,19 +75,11 @@ impl<S: InboxStore> InboxStore for std::sync::Arc<S> {
         (**self).apply_one(scope, now, op)
     }
 
-    fn get(
-        &self,
-        scope: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<InboxRecord>>> + Send {
+    fn get(&self, scope: &str, id: &str) -> impl Future<Output = Result<Option<InboxRecord>>> + Send {
         (**self).get(scope, id)
     }
 
-    fn purge_expired(
-        &self,
-        now: Timestamp,
-        limit: usize,
-    ) -> impl Future<Output = Result<u64>> + Send {
+    fn purge_expired(&self, now: Timestamp, limit: usize) -> impl Future<Output = Result<u64>> + Send {
         (**self).purge_expired(now, limit)
     }
 }

@@ -14,9 +14,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
-use crate::inbox::{
-    InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide,
-};
+use crate::inbox::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
 use crate::store::InboxStore;
 pub(crate) use writer::Batch;
 use writer::Writer;
@@ -46,11 +44,7 @@ pub struct SqliteConfig {
 
 impl Default for SqliteConfig {
     fn default() -> Self {
-        SqliteConfig {
-            synchronous: Synchronous::Full,
-            busy_timeout: Duration::from_secs(5),
-            max_batch: 512,
-        }
+        SqliteConfig { synchronous: Synchronous::Full, busy_timeout: Duration::from_secs(5), max_batch: 512 }
     }
 }
 
@@ -78,9 +72,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.shared.path)
-            .finish()
+        f.debug_struct("SqliteStore").field("path", &self.shared.path).finish()
     }
 }
 
@@ -110,18 +102,10 @@ impl SqliteStore {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
         };
-        conn.execute_batch(&format!(
-            "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
-        ))?;
+        conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"))?;
         conn.set_prepared_statement_cache_capacity(64);
         let (writer, thread) = Writer::start(conn, config.max_batch)?;
-        Ok(SqliteStore {
-            shared: Arc::new(Shared {
-                writer: Some(writer),
-                thread: Some(thread),
-                path,
-            }),
-        })
+        Ok(SqliteStore { shared: Arc::new(Shared { writer: Some(writer), thread: Some(thread), path }) })
     }
 
     /// The file this store lives in.
@@ -130,10 +114,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn writer(&self) -> Result<&Writer> {
-        self.shared
-            .writer
-            .as_ref()
-            .ok_or(Error::Closed("SQLite store"))
+        self.shared.writer.as_ref().ok_or(Error::Closed("SQLite store"))
     }
 }
 
@@ -162,31 +143,19 @@ fn read_record(conn: &Connection, scope: &str, id: &str) -> Result<Option<InboxR
     let fingerprint = match fingerprint {
         None => None,
         Some(bytes) => Some(Fingerprint(bytes.as_slice().try_into().map_err(|_| {
-            Error::CorruptStore(format!(
-                "record `{id}` has a fingerprint of {} bytes",
-                bytes.len()
-            ))
+            Error::CorruptStore(format!("record `{id}` has a fingerprint of {} bytes", bytes.len()))
         })?)),
     };
     let state = if state == STATE_IN_PROGRESS {
-        RecordState::InProgress {
-            lease_until: Timestamp(lease_until),
-        }
+        RecordState::InProgress { lease_until: Timestamp(lease_until) }
     } else {
         let status = u8::try_from(state)
             .ok()
             .and_then(Status::from_code)
-            .ok_or_else(|| {
-                Error::CorruptStore(format!("record `{id}` has an unknown state {state}"))
-            })?;
+            .ok_or_else(|| Error::CorruptStore(format!("record `{id}` has an unknown state {state}")))?;
         RecordState::Completed(StoredOutcome { status, result })
     };
-    Ok(Some(InboxRecord {
-        fingerprint,
-        token: token as u64,
-        state,
-        expires_at: Timestamp(expires_at),
-    }))
+    Ok(Some(InboxRecord { fingerprint, token: token as u64, state, expires_at: Timestamp(expires_at) }))
 }
 
 fn write_record(conn: &Connection, scope: &str, id: &str, rec: &InboxRecord) -> Result<()> {
@@ -213,27 +182,17 @@ fn write_record(conn: &Connection, scope: &str, id: &str, rec: &InboxRecord) -> 
 }
 
 /// Decides and writes one operation inside the current batch.
-pub(crate) fn apply_op(
-    batch: &mut Batch<'_>,
-    scope: &str,
-    now: Timestamp,
-    op: &InboxOp,
-) -> Result<OpAnswer> {
+pub(crate) fn apply_op(batch: &mut Batch<'_>, scope: &str, now: Timestamp, op: &InboxOp) -> Result<OpAnswer> {
     let id = op.id();
     let existing = read_record(batch.conn, scope, id)?;
     let mut token_error = None;
-    let (write, answer) = decide(
-        op,
-        existing.as_ref(),
-        now,
-        &mut || match batch.next_token() {
-            Ok(t) => t,
-            Err(e) => {
-                token_error = Some(e);
-                0
-            }
-        },
-    );
+    let (write, answer) = decide(op, existing.as_ref(), now, &mut || match batch.next_token() {
+        Ok(t) => t,
+        Err(e) => {
+            token_error = Some(e);
+            0
+        }
+    });
     if let Some(e) = token_error {
         return Err(e);
     }
@@ -253,27 +212,17 @@ pub(crate) fn apply_op(
 impl InboxStore for SqliteStore {
     async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
         let scope = scope.to_owned();
-        self.writer()?
-            .run(move |batch| {
-                ops.iter()
-                    .map(|op| apply_op(batch, &scope, now, op))
-                    .collect()
-            })
-            .await
+        self.writer()?.run(move |batch| ops.iter().map(|op| apply_op(batch, &scope, now, op)).collect()).await
     }
 
     async fn apply_one(&self, scope: &str, now: Timestamp, op: InboxOp) -> Result<OpAnswer> {
         let scope = scope.to_owned();
-        self.writer()?
-            .run(move |batch| apply_op(batch, &scope, now, &op))
-            .await
+        self.writer()?.run(move |batch| apply_op(batch, &scope, now, &op)).await
     }
 
     async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
         let (scope, id) = (scope.to_owned(), id.to_owned());
-        self.writer()?
-            .run(move |batch| read_record(batch.conn, &scope, &id))
-            .await
+        self.writer()?.run(move |batch| read_record(batch.conn, &scope, &id)).await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {

@@ -46,11 +46,7 @@ fn identify(conn: &Connection) -> Result<Identity> {
     let application_id = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     let user_version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let objects = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-    Ok(Identity {
-        application_id,
-        user_version,
-        objects,
-    })
+    Ok(Identity { application_id, user_version, objects })
 }
 
 fn check(id: &Identity) -> Result<()> {
@@ -87,10 +83,7 @@ pub fn prepare(conn: &mut Connection, wal: bool) -> Result<()> {
     check(&id)?;
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(id.user_version as usize) {
         tx.execute_batch(sql).map_err(|e| {
-            Error::Storage(format!(
-                "migrating the store to schema version {}: {e}",
-                version + 1
-            ))
+            Error::Storage(format!("migrating the store to schema version {}: {e}", version + 1))
         })?;
     }
     tx.execute_batch(&format!(

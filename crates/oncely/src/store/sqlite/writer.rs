@@ -16,7 +16,7 @@ pub(crate) type Reply = Box<dyn Any + Send>;
 
 /// The state a job works with inside the shared transaction.
 pub(crate) struct Batch<'c> {
-    pub conn: &'c Connection,
+    pub conn: &'c mut Connection,
     last_token: Option<i64>,
 }
 
@@ -25,11 +25,10 @@ impl Batch<'_> {
     pub fn next_token(&mut self) -> Result<u64> {
         let last = match self.last_token {
             Some(t) => t,
-            None => self.conn.query_row(
-                "SELECT value FROM oncely_meta WHERE key = 'last_token'",
-                [],
-                |r| r.get(0),
-            )?,
+            None => {
+                self.conn
+                    .query_row("SELECT value FROM oncely_meta WHERE key = 'last_token'", [], |r| r.get(0))?
+            }
         };
         let next = last + 1;
         self.last_token = Some(next);
@@ -38,10 +37,7 @@ impl Batch<'_> {
 
     fn save_tokens(&self) -> Result<()> {
         if let Some(t) = self.last_token {
-            self.conn.execute(
-                "UPDATE oncely_meta SET value = ?1 WHERE key = 'last_token'",
-                [t],
-            )?;
+            self.conn.execute("UPDATE oncely_meta SET value = ?1 WHERE key = 'last_token'", [t])?;
         }
         Ok(())
     }
@@ -62,10 +58,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread on `conn`. It stops when every `Writer` clone is dropped.
-    pub fn start(
-        conn: Connection,
-        max_batch: usize,
-    ) -> Result<(Writer, std::thread::JoinHandle<()>)> {
+    pub fn start(conn: Connection, max_batch: usize) -> Result<(Writer, std::thread::JoinHandle<()>)> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let handle = std::thread::Builder::new()
             .name("oncely-sqlite-writer".into())
@@ -81,9 +74,7 @@ impl Writer {
     ) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         let work: Work = Box::new(move |b| work(b).map(|t| Box::new(t) as Reply));
-        self.jobs
-            .send(Job { work, reply })
-            .map_err(|_| Error::Closed("SQLite store"))?;
+        self.jobs.send(Job { work, reply }).map_err(|_| Error::Closed("SQLite store"))?;
         let reply = rx.await.map_err(|_| Error::Closed("SQLite store"))??;
         reply
             .downcast::<T>()
@@ -92,7 +83,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < max_batch {
@@ -101,11 +92,11 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
                 Err(_) => break,
             }
         }
-        run_batch(&conn, jobs);
+        run_batch(&mut conn, jobs);
     }
 }
 
-fn run_batch(conn: &Connection, jobs: Vec<Job>) {
+fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = Error::from(e);
         for job in jobs {
@@ -113,18 +104,32 @@ fn run_batch(conn: &Connection, jobs: Vec<Job>) {
         }
         return;
     }
-    let mut batch = Batch {
-        conn,
-        last_token: None,
-    };
-    let mut answered = Vec::with_capacity(jobs.len());
+    let mut batch = Batch { conn, last_token: None };
+    let mut answered: Vec<(oneshot::Sender<Result<Reply>>, Result<Reply>)> = Vec::with_capacity(jobs.len());
     for job in jobs {
         let result = run_job(&mut batch, job.work);
+        if batch.conn.is_autocommit() {
+            // The job ended the shared transaction (its own COMMIT or ROLLBACK got through):
+            // nobody can say what became of the jobs before it, so none of them is told "done".
+            for (_, earlier) in answered.iter_mut() {
+                *earlier = Err(Error::Storage(
+                    "the shared transaction was ended by a handler in the same commit; retry".into(),
+                ));
+            }
+            let _ = batch.conn.execute_batch("BEGIN IMMEDIATE");
+            answered.push((
+                job.reply,
+                Err(Error::invalid(
+                    "transaction",
+                    "a transactional handler must not COMMIT or ROLLBACK the transaction it was given",
+                )),
+            ));
+            continue;
+        }
         answered.push((job.reply, result));
     }
-    let committed = batch
-        .save_tokens()
-        .and_then(|()| conn.execute_batch("COMMIT").map_err(Error::from));
+    let conn = &*batch.conn;
+    let committed = batch.save_tokens().and_then(|()| conn.execute_batch("COMMIT").map_err(Error::from));
     match committed {
         Ok(()) => {
             for (reply, result) in answered {
@@ -143,19 +148,10 @@ fn run_batch(conn: &Connection, jobs: Vec<Job>) {
 fn run_job(batch: &mut Batch<'_>, work: Work) -> Result<Reply> {
     batch.conn.execute_batch("SAVEPOINT oncely_job")?;
     let result = catch_unwind(AssertUnwindSafe(|| work(batch))).unwrap_or_else(|_| {
-        Err(Error::Storage(
-            "a transactional handler panicked; its writes were rolled back".into(),
-        ))
+        Err(Error::Storage("a transactional handler panicked; its writes were rolled back".into()))
     });
     if batch.conn.is_autocommit() {
-        // The job ended the shared transaction itself (COMMIT/ROLLBACK in user SQL): refuse it.
-        // Whatever it committed is out of our hands; start a new transaction for the others.
-        // Tokens handed out so far stay counted (`last_token` is saved at the end).
-        let _ = batch.conn.execute_batch("BEGIN IMMEDIATE");
-        return Err(Error::invalid(
-            "transaction",
-            "a transactional handler must not COMMIT or ROLLBACK the transaction it was given",
-        ));
+        return result; // the caller reports it; there is no savepoint left to release
     }
     match result {
         Ok(reply) => {
@@ -164,9 +160,7 @@ fn run_job(batch: &mut Batch<'_>, work: Work) -> Result<Reply> {
         }
         Err(e) => {
             // Tokens taken inside the rolled-back job stay used: still monotonic.
-            batch
-                .conn
-                .execute_batch("ROLLBACK TO oncely_job; RELEASE oncely_job")?;
+            batch.conn.execute_batch("ROLLBACK TO oncely_job; RELEASE oncely_job")?;
             Err(e)
         }
     }
