@@ -82,7 +82,8 @@ pub enum OpAnswer {
     },
     /// The id is live with a different fingerprint.
     Conflict,
-    /// The finish was recorded (or, at-least-once, an earlier completion already stands).
+    /// The finish was recorded. (An at-least-once finish over an earlier completion answers
+    /// `Duplicate` with the completion that stands.)
     Finished,
     /// The release was recorded (or had nothing to undo).
     Released,
@@ -163,9 +164,11 @@ pub fn decide(
                 expires_at: now.after(*retention),
             };
             match (mode, live) {
-                (Mode::AtLeastOnce, Some(rec)) if matches!(rec.state, RecordState::Completed(_)) => {
-                    (Write::Keep, OpAnswer::Finished)
-                }
+                // At-least-once: the first completion stands; say which one it is.
+                (
+                    Mode::AtLeastOnce,
+                    Some(InboxRecord { state: RecordState::Completed(first), expires_at, .. }),
+                ) => (Write::Keep, OpAnswer::Duplicate { outcome: first.clone(), expires_at: *expires_at }),
                 (Mode::AtLeastOnce, _) => (Write::Put(completed(0, *fingerprint)), OpAnswer::Finished),
                 (Mode::AtMostOnce, Some(rec))
                     if rec.token == *token

@@ -294,8 +294,18 @@ impl<S: InboxStore> Ticket<S> {
             retention: inner.config.retention,
         };
         let answer = self.inbox.store().apply_one(&inner.config.scope, now, op).await?;
-        self.expect(answer, OpAnswer::Finished)?;
-        self.inbox.remember(&self.id, self.fingerprint, outcome, now.after(inner.config.retention));
+        self.finished(answer, outcome, now)
+    }
+
+    /// Checks a finish's answer and remembers the completion that stands.
+    fn finished(&self, answer: OpAnswer, mine: StoredOutcome, now: Timestamp) -> Result<()> {
+        let (outcome, expires_at) = match answer {
+            OpAnswer::Finished => (mine, now.after(self.inbox.inner.config.retention)),
+            // At-least-once: an earlier completion stands; remember that one, not ours.
+            OpAnswer::Duplicate { outcome, expires_at } => (outcome, expires_at),
+            other => return self.expect(other, OpAnswer::Finished),
+        };
+        self.inbox.remember(&self.id, self.fingerprint, outcome, expires_at);
         Ok(())
     }
 
@@ -544,10 +554,7 @@ impl<S: InboxStore> Inbox<S> {
             .into_iter()
             .zip(answers)
             .map(|((t, result), answer)| {
-                t.expect(answer, OpAnswer::Finished)?;
-                let outcome = StoredOutcome { status: Status::Succeeded, result: Some(result) };
-                self.remember(&t.id, t.fingerprint, outcome, now.after(config.retention));
-                Ok(())
+                t.finished(answer, StoredOutcome { status: Status::Succeeded, result: Some(result) }, now)
             })
             .collect())
     }
