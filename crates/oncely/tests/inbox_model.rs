@@ -128,8 +128,11 @@ impl Model {
     }
 
     fn release(&mut self, id: &'static str, token: u64, mode: Mode, now: i64) -> Answer {
-        if mode != Mode::ExactlyOnce {
-            return Answer::Ok;
+        match (mode, self.live(id, now)) {
+            (Mode::AtLeastOnce, _) => return Answer::Ok,
+            (Mode::AtMostOnce, Some(Rec::Done { token: t, .. })) if *t == token => return Answer::Ok,
+            (Mode::AtMostOnce, _) => return Answer::LeaseLost,
+            _ => {}
         }
         match self.live(id, now) {
             Some(Rec::Lease { token: t, .. }) if *t == token => {

@@ -72,6 +72,8 @@ pub enum OpAnswer {
     Duplicate {
         /// The stored outcome.
         outcome: StoredOutcome,
+        /// The fingerprint stored with it (not the request's).
+        fingerprint: Option<Fingerprint>,
         /// When the record expires.
         expires_at: Timestamp,
     },
@@ -121,8 +123,11 @@ pub fn decide(
                 }
                 match &rec.state {
                     RecordState::Completed(outcome) => {
-                        let answer =
-                            OpAnswer::Duplicate { outcome: outcome.clone(), expires_at: rec.expires_at };
+                        let answer = OpAnswer::Duplicate {
+                            outcome: outcome.clone(),
+                            fingerprint: rec.fingerprint,
+                            expires_at: rec.expires_at,
+                        };
                         return (Write::Keep, answer);
                     }
                     RecordState::InProgress { lease_until } if now < *lease_until => {
@@ -165,10 +170,15 @@ pub fn decide(
             };
             match (mode, live) {
                 // At-least-once: the first completion stands; say which one it is.
-                (
-                    Mode::AtLeastOnce,
-                    Some(InboxRecord { state: RecordState::Completed(first), expires_at, .. }),
-                ) => (Write::Keep, OpAnswer::Duplicate { outcome: first.clone(), expires_at: *expires_at }),
+                (Mode::AtLeastOnce, Some(rec)) if matches!(rec.state, RecordState::Completed(_)) => {
+                    let RecordState::Completed(first) = &rec.state else { unreachable!() };
+                    let answer = OpAnswer::Duplicate {
+                        outcome: first.clone(),
+                        fingerprint: rec.fingerprint,
+                        expires_at: rec.expires_at,
+                    };
+                    (Write::Keep, answer)
+                }
                 (Mode::AtLeastOnce, _) => (Write::Put(completed(0, *fingerprint)), OpAnswer::Finished),
                 (Mode::AtMostOnce, Some(rec))
                     if rec.token == *token
@@ -185,8 +195,15 @@ pub fn decide(
             }
         }
         InboxOp::Release { token, mode, .. } => match mode {
-            // At-most-once never gives an id back; at-least-once wrote nothing to undo.
-            Mode::AtMostOnce | Mode::AtLeastOnce => (Write::Keep, OpAnswer::Released),
+            // At-least-once wrote nothing to undo and holds no token.
+            Mode::AtLeastOnce => (Write::Keep, OpAnswer::Released),
+            // At-most-once never gives an id back (its mark stays), but a stale token is refused.
+            Mode::AtMostOnce => match live {
+                Some(rec) if rec.token == *token && matches!(rec.state, RecordState::Completed(_)) => {
+                    (Write::Keep, OpAnswer::Released)
+                }
+                _ => (Write::Keep, OpAnswer::LeaseLost),
+            },
             Mode::ExactlyOnce => match live {
                 Some(rec) if rec.token == *token && matches!(rec.state, RecordState::InProgress { .. }) => {
                     (Write::Delete, OpAnswer::Released)

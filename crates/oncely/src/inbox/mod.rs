@@ -299,13 +299,13 @@ impl<S: InboxStore> Ticket<S> {
 
     /// Checks a finish's answer and remembers the completion that stands.
     fn finished(&self, answer: OpAnswer, mine: StoredOutcome, now: Timestamp) -> Result<()> {
-        let (outcome, expires_at) = match answer {
-            OpAnswer::Finished => (mine, now.after(self.inbox.inner.config.retention)),
+        let (outcome, fingerprint, expires_at) = match answer {
+            OpAnswer::Finished => (mine, self.fingerprint, now.after(self.inbox.inner.config.retention)),
             // At-least-once: an earlier completion stands; remember that one, not ours.
-            OpAnswer::Duplicate { outcome, expires_at } => (outcome, expires_at),
+            OpAnswer::Duplicate { outcome, fingerprint, expires_at } => (outcome, fingerprint, expires_at),
             other => return self.expect(other, OpAnswer::Finished),
         };
-        self.inbox.remember(&self.id, self.fingerprint, outcome, expires_at);
+        self.inbox.remember(&self.id, fingerprint, outcome, expires_at);
         Ok(())
     }
 
@@ -470,8 +470,10 @@ impl<S: InboxStore> Inbox<S> {
                 mode: req.mode.unwrap_or(self.inner.config.mode),
                 fingerprint: req.fingerprint,
             }),
-            OpAnswer::Duplicate { outcome, expires_at } => {
-                self.remember(&req.id, req.fingerprint, outcome.clone(), expires_at);
+            OpAnswer::Duplicate { outcome, fingerprint, expires_at } => {
+                // Remember the stored fingerprint, never the request's: a duplicate without a
+                // payload must not switch off conflict checks for later requests.
+                self.remember(&req.id, fingerprint, outcome.clone(), expires_at);
                 Begin::Duplicate(Replay { status: outcome.status, result: outcome.result })
             }
             OpAnswer::InProgress { lease_until } => Begin::InProgress { lease_until },

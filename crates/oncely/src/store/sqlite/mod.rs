@@ -1,5 +1,6 @@
 //! The embedded default store: one SQLite file (or `:memory:`), WAL, group commit.
 
+mod checkpoint;
 mod schema;
 mod writer;
 
@@ -102,8 +103,11 @@ impl SqliteStore {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
         };
-        conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"))?;
+        conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA cache_size = -65536;"))?;
         conn.set_prepared_statement_cache_capacity(64);
+        if !in_memory {
+            checkpoint::start(&mut conn, &path, config.busy_timeout)?;
+        }
         let (writer, thread) = Writer::start(conn, config.max_batch)?;
         Ok(SqliteStore { shared: Arc::new(Shared { writer: Some(writer), thread: Some(thread), path }) })
     }
@@ -164,9 +168,12 @@ fn write_record(conn: &Connection, scope: &str, id: &str, rec: &InboxRecord) -> 
         RecordState::Completed(o) => (i64::from(o.status.to_code()), 0, o.result.as_deref()),
     };
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO oncely_inbox
+        "INSERT INTO oncely_inbox
          (scope, id, fingerprint, token, state, lease_until, result, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (scope, id) DO UPDATE SET
+           fingerprint = excluded.fingerprint, token = excluded.token, state = excluded.state,
+           lease_until = excluded.lease_until, result = excluded.result, expires_at = excluded.expires_at",
     )?
     .execute(params![
         scope,
@@ -217,12 +224,12 @@ impl InboxStore for SqliteStore {
 
     async fn apply_one(&self, scope: &str, now: Timestamp, op: InboxOp) -> Result<OpAnswer> {
         let scope = scope.to_owned();
-        self.writer()?.run(move |batch| apply_op(batch, &scope, now, &op)).await
+        self.writer()?.run_single_write(move |batch| apply_op(batch, &scope, now, &op)).await
     }
 
     async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
         let (scope, id) = (scope.to_owned(), id.to_owned());
-        self.writer()?.run(move |batch| read_record(batch.conn, &scope, &id)).await
+        self.writer()?.run_single_write(move |batch| read_record(batch.conn, &scope, &id)).await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {

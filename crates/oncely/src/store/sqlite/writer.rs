@@ -37,7 +37,9 @@ impl Batch<'_> {
 
     fn save_tokens(&self) -> Result<()> {
         if let Some(t) = self.last_token {
-            self.conn.execute("UPDATE oncely_meta SET value = ?1 WHERE key = 'last_token'", [t])?;
+            self.conn
+                .prepare_cached("UPDATE oncely_meta SET value = ?1 WHERE key = 'last_token'")?
+                .execute([t])?;
         }
         Ok(())
     }
@@ -47,6 +49,9 @@ type Work = Box<dyn FnOnce(&mut Batch<'_>) -> Result<Reply> + Send>;
 
 pub(crate) struct Job {
     work: Work,
+    /// Whether the work needs its own savepoint. Work that makes at most one write statement is
+    /// atomic by itself (SQLite undoes a failed statement), so it runs without one.
+    savepoint: bool,
     reply: oneshot::Sender<Result<Reply>>,
 }
 
@@ -67,14 +72,31 @@ impl Writer {
         Ok((Writer { jobs }, handle))
     }
 
-    /// Runs `work` in the next group commit and returns its reply once the commit is durable.
+    /// Runs `work` in the next group commit, inside its own savepoint, and returns its reply
+    /// once the commit is durable.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Batch<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.submit(work, true).await
+    }
+
+    /// Like [`Writer::run`] for work that makes at most one write statement (no savepoint).
+    pub async fn run_single_write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Batch<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.submit(work, false).await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Batch<'_>) -> Result<T> + Send + 'static,
+        savepoint: bool,
+    ) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         let work: Work = Box::new(move |b| work(b).map(|t| Box::new(t) as Reply));
-        self.jobs.send(Job { work, reply }).map_err(|_| Error::Closed("SQLite store"))?;
+        self.jobs.send(Job { work, savepoint, reply }).map_err(|_| Error::Closed("SQLite store"))?;
         let reply = rx.await.map_err(|_| Error::Closed("SQLite store"))??;
         reply
             .downcast::<T>()
@@ -97,7 +119,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
 }
 
 fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let e = Error::from(e);
         for job in jobs {
             let _ = job.reply.send(Err(clone_error(&e)));
@@ -107,7 +129,8 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
     let mut batch = Batch { conn, last_token: None };
     let mut answered: Vec<(oneshot::Sender<Result<Reply>>, Result<Reply>)> = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let result = run_job(&mut batch, job.work);
+        let result =
+            if job.savepoint { run_job(&mut batch, job.work) } else { run_bare(&mut batch, job.work) };
         if batch.conn.is_autocommit() {
             // The job ended the shared transaction (its own COMMIT or ROLLBACK got through):
             // nobody can say what became of the jobs before it, so none of them is told "done".
@@ -129,7 +152,7 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
         answered.push((job.reply, result));
     }
     let conn = &*batch.conn;
-    let committed = batch.save_tokens().and_then(|()| conn.execute_batch("COMMIT").map_err(Error::from));
+    let committed = batch.save_tokens().and_then(|()| exec(conn, "COMMIT"));
     match committed {
         Ok(()) => {
             for (reply, result) in answered {
@@ -145,8 +168,18 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
     }
 }
 
+fn run_bare(batch: &mut Batch<'_>, work: Work) -> Result<Reply> {
+    catch_unwind(AssertUnwindSafe(|| work(batch)))
+        .unwrap_or_else(|_| Err(Error::Storage("a store operation panicked; it was not applied".into())))
+}
+
+fn exec(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 fn run_job(batch: &mut Batch<'_>, work: Work) -> Result<Reply> {
-    batch.conn.execute_batch("SAVEPOINT oncely_job")?;
+    exec(batch.conn, "SAVEPOINT oncely_job")?;
     let result = catch_unwind(AssertUnwindSafe(|| work(batch))).unwrap_or_else(|_| {
         Err(Error::Storage("a transactional handler panicked; its writes were rolled back".into()))
     });
@@ -155,12 +188,13 @@ fn run_job(batch: &mut Batch<'_>, work: Work) -> Result<Reply> {
     }
     match result {
         Ok(reply) => {
-            batch.conn.execute_batch("RELEASE oncely_job")?;
+            exec(batch.conn, "RELEASE oncely_job")?;
             Ok(reply)
         }
         Err(e) => {
             // Tokens taken inside the rolled-back job stay used: still monotonic.
-            batch.conn.execute_batch("ROLLBACK TO oncely_job; RELEASE oncely_job")?;
+            exec(batch.conn, "ROLLBACK TO oncely_job")?;
+            exec(batch.conn, "RELEASE oncely_job")?;
             Err(e)
         }
     }

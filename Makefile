@@ -1,0 +1,25 @@
+# The two commands of the README: `make demo` and `make test`.
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: demo test test-rust bench fmt
+
+## Run the demo: the three delivery modes side by side on an SQLite file.
+demo:
+	$(CARGO) run -q -p oncely --example inbox_modes
+
+## Run every test in every language present.
+test: test-rust
+
+test-rust:
+	$(CARGO) test --no-fail-fast
+	$(CARGO) test -q -p oncely --bench inbox -- --quick
+	$(CARGO) run -q -p oncely --example quickstart
+	$(CARGO) run -q -p oncely --example inbox_modes -- 300 0.3 11
+
+## The benchmarks of docs/benchmarks.md (release build; takes a few minutes).
+bench:
+	$(CARGO) bench -p oncely --bench inbox
+
+fmt:
+	$(CARGO) fmt --all
