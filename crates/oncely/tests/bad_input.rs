@@ -1,0 +1,109 @@
+//! Bad input gets a typed error with a clear message and changes nothing (DESIGN §6).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oncely::backoff::{Backoff, Jitter, RetryPolicy};
+use oncely::clock::duration_from_secs_f64;
+use oncely::{ErrorCode, Inbox, InboxConfig, MemoryStore, Request, SqliteConfig, SqliteStore};
+
+#[test]
+fn durations_from_bindings_refuse_nan_negative_and_infinite() {
+    for (v, says) in
+        [(f64::NAN, "finite"), (-1.0, "negative"), (f64::INFINITY, "finite"), (1e30, "too large")]
+    {
+        let e = duration_from_secs_f64("lease", v).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+        assert!(e.to_string().contains(says) && e.to_string().contains("lease"), "{v}: {e}");
+    }
+    assert_eq!(duration_from_secs_f64("lease", 1.5).unwrap(), Duration::from_millis(1500));
+}
+
+#[test]
+fn inbox_configuration_is_checked() {
+    let cases: Vec<(InboxConfig, &str)> = vec![
+        (InboxConfig::new("s").retention(Duration::ZERO), "retention"),
+        (InboxConfig::new("s").lease(Duration::ZERO), "lease"),
+        (InboxConfig::new("s").lease(Duration::from_micros(10)), "lease"),
+        (InboxConfig::new(""), "scope"),
+        (InboxConfig::new("x".repeat(129)), "scope"),
+        (InboxConfig::new("a\0b"), "scope"),
+    ];
+    for (cfg, field) in cases {
+        let e = Inbox::open(Arc::new(MemoryStore::new()), cfg).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+        assert!(e.to_string().contains(field), "{e}");
+    }
+}
+
+#[test]
+fn retry_policy_is_checked() {
+    let zero_attempts = RetryPolicy { max_attempts: 0, ..RetryPolicy::default() };
+    assert!(zero_attempts.validate().unwrap_err().to_string().contains("max_attempts"));
+    let zero_delay = RetryPolicy {
+        backoff: Backoff::Fixed { delay: Duration::ZERO },
+        jitter: Jitter::None,
+        ..RetryPolicy::default()
+    };
+    assert_eq!(zero_delay.validate().unwrap_err().code(), ErrorCode::InvalidArgument);
+    let nan_factor = RetryPolicy {
+        backoff: Backoff::Exponential {
+            initial: Duration::from_millis(1),
+            factor: f64::NAN,
+            max: Duration::from_secs(1),
+        },
+        ..RetryPolicy::default()
+    };
+    assert!(nan_factor.validate().unwrap_err().to_string().contains("factor"));
+    let bad_json = r#"{"max_attempts": 0, "backoff": {"kind": "fixed", "delay_ms": 10}, "jitter": "none"}"#;
+    assert!(serde_json::from_str::<RetryPolicy>(bad_json).is_err());
+}
+
+#[tokio::test]
+async fn bad_ids_write_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let inbox =
+        Inbox::open(SqliteStore::open(&path, SqliteConfig::default()).unwrap(), InboxConfig::new("s"))
+            .unwrap();
+    for id in [String::new(), "é".repeat(257), "nul\0".into()] {
+        assert_eq!(inbox.begin(Request::new(id)).await.unwrap_err().code(), ErrorCode::InvalidArgument);
+    }
+    drop(inbox);
+    let conn = oncely::rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = conn.query_row("SELECT count(*) FROM oncely_inbox", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[test]
+fn bad_mode_names_are_refused() {
+    let e = "exactly-twice".parse::<oncely::Mode>().unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    assert!(e.to_string().contains("exactly-twice"));
+    assert_eq!("exactly-once".parse::<oncely::Mode>().unwrap(), oncely::Mode::ExactlyOnce);
+}
+
+#[test]
+fn zero_max_batch_is_refused() {
+    let e =
+        SqliteStore::open(":memory:", SqliteConfig { max_batch: 0, ..SqliteConfig::default() }).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+}
+
+#[test]
+fn every_code_has_a_stable_distinct_name() {
+    let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "invalid_argument",
+            "conflict",
+            "in_progress",
+            "lease_lost",
+            "storage",
+            "corrupt_store",
+            "closed",
+            "timeout"
+        ]
+    );
+}
