@@ -11,7 +11,10 @@ pub mod fingerprint;
 pub mod inbox;
 pub mod message;
 pub mod mode;
+pub mod outbox;
+pub mod runtime;
 pub mod store;
+pub mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use fingerprint::Fingerprint;
@@ -20,6 +23,8 @@ pub use inbox::{
 };
 pub use message::Message;
 pub use mode::Mode;
+pub use outbox::{Delivery, NewMessage, Outbox, OutboxConfig};
 /// The rusqlite crate oncely is built on, for the connection handed to transactional handlers.
 pub use rusqlite;
-pub use store::{InboxStore, MemoryStore, SqliteConfig, SqliteStore, Synchronous};
+pub use store::{InboxStore, MemoryStore, OutboxStore, SqliteConfig, SqliteStore, Synchronous};
+pub use worker::{Outcome, Worker, WorkerConfig};

@@ -310,3 +310,37 @@ async fn waiting_is_bounded_even_without_a_runtime_timer() {
     .unwrap_err();
     assert!(matches!(err, ProcessError::Oncely(ref e) if e.code() == ErrorCode::Timeout));
 }
+
+/// A store written by schema version 1 (inbox only, before the outbox existed) is migrated in
+/// place on open, and keeps its records and its token counter.
+#[tokio::test]
+async fn a_version_1_store_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE oncely_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO oncely_meta (key, value) VALUES ('last_token', 41);
+             CREATE TABLE oncely_inbox (scope TEXT NOT NULL, id TEXT NOT NULL, fingerprint BLOB, token INTEGER NOT NULL,
+                 state INTEGER NOT NULL, lease_until INTEGER NOT NULL, result BLOB, expires_at INTEGER NOT NULL,
+                 PRIMARY KEY (scope, id)) WITHOUT ROWID;
+             CREATE INDEX oncely_inbox_expiry ON oncely_inbox (expires_at);
+             INSERT INTO oncely_inbox VALUES ('bank', 'old', NULL, 41, 2, 0, x'6f6b', 9223372036854775807);
+             PRAGMA application_id = 1869505381; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = open(&path).unwrap();
+    let inbox = inbox(store.clone());
+    let Begin::Duplicate(r) = inbox.begin(Request::new("old")).await.unwrap() else { panic!() };
+    assert_eq!(r.result.as_deref(), Some(&b"ok"[..]));
+    let Begin::Claimed(t) = inbox.begin(Request::new("new")).await.unwrap() else { panic!() };
+    assert_eq!(t.token(), 42, "the token counter carries over");
+    let ob = oncely::Outbox::open(store, oncely::OutboxConfig::new("q")).unwrap();
+    ob.enqueue(oncely::NewMessage::new("p").id("m")).await.unwrap();
+    assert_eq!(ob.lease(1).await.unwrap().len(), 1);
+    let version: i64 =
+        Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, oncely::store::sqlite::SCHEMA_VERSION);
+}

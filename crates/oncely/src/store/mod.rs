@@ -83,3 +83,64 @@ impl<S: InboxStore> InboxStore for std::sync::Arc<S> {
         (**self).purge_expired(now, limit)
     }
 }
+
+/// The primitive record operations of one outbox queue inside one atomic step. All outbox rules
+/// (`crate::outbox::rules`) are written once against this trait; a store only has to provide
+/// these primitives, consistently with each other, inside its transaction.
+pub trait OutboxTx {
+    /// The message `id`, in any state.
+    fn get(&mut self, id: &str) -> Result<Option<crate::outbox::OutboxRecord>>;
+    /// Stores a message whose id is not in the queue yet.
+    fn insert(&mut self, rec: &crate::outbox::OutboxRecord) -> Result<()>;
+    /// Replaces the stored message with the same id.
+    fn update(&mut self, rec: &crate::outbox::OutboxRecord) -> Result<()>;
+    /// Removes the message; says whether it was there.
+    fn delete(&mut self, id: &str) -> Result<bool>;
+    /// Ready messages with `available_at <= now`, ordered by `(available_at, seq)`, strictly
+    /// after `after` when given, at most `limit`.
+    fn due(
+        &mut self,
+        now: Timestamp,
+        after: Option<(Timestamp, u64)>,
+        limit: usize,
+    ) -> Result<Vec<crate::outbox::OutboxRecord>>;
+    /// Leased messages whose lease ran out at or before `now`, at most `limit`.
+    fn expired_leases(&mut self, now: Timestamp, limit: usize) -> Result<Vec<crate::outbox::OutboxRecord>>;
+    /// The smallest `seq` among the key's ready and leased messages (and dead ones, when
+    /// `include_dead`).
+    fn key_head(&mut self, key: &str, include_dead: bool) -> Result<Option<u64>>;
+    /// Dead letters ordered by `seq`, strictly after `after_seq`, at most `limit`.
+    fn dead_letters(
+        &mut self,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::outbox::OutboxRecord>>;
+    /// Counts by state at `now`.
+    fn stats(&mut self, now: Timestamp) -> Result<crate::outbox::QueueStats>;
+    /// A fencing token larger than every one the store handed out before.
+    fn next_token(&mut self) -> Result<u64>;
+    /// A queue position larger than every one the store handed out before.
+    fn next_seq(&mut self) -> Result<u64>;
+}
+
+/// A home for outbox queues. `transact` runs `work` against one queue as one atomic step that
+/// is durable (at the store's level) when the future resolves; if `work` fails, none of its
+/// writes remain.
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Runs `work` atomically on `queue`.
+    fn transact<R: Send + 'static>(
+        &self,
+        queue: &str,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> impl Future<Output = Result<R>> + Send;
+}
+
+impl<S: OutboxStore> OutboxStore for std::sync::Arc<S> {
+    fn transact<R: Send + 'static>(
+        &self,
+        queue: &str,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> impl Future<Output = Result<R>> + Send {
+        (**self).transact(queue, work)
+    }
+}

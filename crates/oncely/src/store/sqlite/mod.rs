@@ -1,6 +1,8 @@
 //! The embedded default store: one SQLite file (or `:memory:`), WAL, group commit.
 
 mod checkpoint;
+mod counters;
+mod outbox;
 mod schema;
 mod writer;
 

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 pub const APPLICATION_ID: i64 = 0x6f6e_6365;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Each migration takes the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -34,6 +34,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope, id)
     ) WITHOUT ROWID;
     CREATE INDEX oncely_inbox_expiry ON oncely_inbox (expires_at);",
+    // 1 -> 2: the outbox.
+    "INSERT INTO oncely_meta (key, value) VALUES ('last_seq', 0);
+    CREATE TABLE oncely_outbox (
+        queue            TEXT NOT NULL,
+        id               TEXT NOT NULL,
+        seq              INTEGER NOT NULL,
+        key              TEXT,
+        state            INTEGER NOT NULL,
+        token            INTEGER NOT NULL,
+        lease_until      INTEGER NOT NULL,
+        dead_reason      TEXT,
+        available_at     INTEGER NOT NULL,
+        created_at       INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL,
+        first_attempt_at INTEGER,
+        last_delay_ms    INTEGER,
+        last_error       TEXT,
+        payload          BLOB NOT NULL,
+        headers          TEXT,
+        PRIMARY KEY (queue, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX oncely_outbox_due ON oncely_outbox (queue, state, available_at, seq);
+    CREATE INDEX oncely_outbox_leases ON oncely_outbox (queue, lease_until) WHERE state = 1;
+    CREATE INDEX oncely_outbox_keys ON oncely_outbox (queue, key, seq) WHERE key IS NOT NULL;",
 ];
 
 struct Identity {

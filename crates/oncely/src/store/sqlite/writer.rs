@@ -10,6 +10,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
+use crate::store::sqlite::counters::Counters;
 
 /// What a job returns on success, downcast by the caller.
 pub(crate) type Reply = Box<dyn Any + Send>;
@@ -17,31 +18,13 @@ pub(crate) type Reply = Box<dyn Any + Send>;
 /// The state a job works with inside the shared transaction.
 pub(crate) struct Batch<'c> {
     pub conn: &'c mut Connection,
-    last_token: Option<i64>,
+    pub counters: Counters,
 }
 
 impl Batch<'_> {
     /// A fencing token larger than every one handed out before, in this file, by any process.
     pub fn next_token(&mut self) -> Result<u64> {
-        let last = match self.last_token {
-            Some(t) => t,
-            None => {
-                self.conn
-                    .query_row("SELECT value FROM oncely_meta WHERE key = 'last_token'", [], |r| r.get(0))?
-            }
-        };
-        let next = last + 1;
-        self.last_token = Some(next);
-        Ok(next as u64)
-    }
-
-    fn save_tokens(&self) -> Result<()> {
-        if let Some(t) = self.last_token {
-            self.conn
-                .prepare_cached("UPDATE oncely_meta SET value = ?1 WHERE key = 'last_token'")?
-                .execute([t])?;
-        }
-        Ok(())
+        self.counters.next_token(self.conn)
     }
 }
 
@@ -126,7 +109,7 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
         }
         return;
     }
-    let mut batch = Batch { conn, last_token: None };
+    let mut batch = Batch { conn, counters: Counters::default() };
     let mut answered: Vec<(oneshot::Sender<Result<Reply>>, Result<Reply>)> = Vec::with_capacity(jobs.len());
     for job in jobs {
         let result =
@@ -152,7 +135,7 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
         answered.push((job.reply, result));
     }
     let conn = &*batch.conn;
-    let committed = batch.save_tokens().and_then(|()| exec(conn, "COMMIT"));
+    let committed = batch.counters.save(conn).and_then(|()| exec(conn, "COMMIT"));
     match committed {
         Ok(()) => {
             for (reply, result) in answered {

@@ -15,6 +15,8 @@ use crate::fingerprint::Fingerprint;
 use crate::inbox::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
 use crate::store::InboxStore;
 
+mod outbox;
+
 const SHARDS: usize = 16;
 
 /// An inbox store held in this process's memory. Everything is lost when it is dropped; clones of
@@ -23,6 +25,7 @@ pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     tokens: AtomicU64,
     hasher: DefaultHashBuilder,
+    outbox: outbox::Queues,
 }
 
 #[derive(Default)]
@@ -123,6 +126,7 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             tokens: AtomicU64::new(0),
             hasher: DefaultHashBuilder::default(),
+            outbox: outbox::Queues::default(),
         }
     }
 

@@ -1,0 +1,66 @@
+//! What the outbox stores for one message.
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::message::Message;
+
+/// Where a stored message stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageState {
+    /// Waiting to be delivered from `available_at` on.
+    Ready,
+    /// Handed to a worker holding `token` until `lease_until`; after that it is deliverable again.
+    Leased {
+        /// The fencing token of the lease.
+        token: u64,
+        /// When the lease runs out.
+        lease_until: Timestamp,
+    },
+    /// Given up on (attempts or deadline exhausted, a permanent failure, or a lease that ran out
+    /// after the last attempt); kept for inspection and replay.
+    Dead {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One message in an outbox, with its delivery bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRecord {
+    /// The message (its `attempts` counts the attempts made so far).
+    pub message: Message,
+    /// Position in the queue: grows with every enqueue (and with every park), so it orders
+    /// messages of one key.
+    pub seq: u64,
+    /// Where it stands.
+    pub state: MessageState,
+    /// When its first attempt started.
+    pub first_attempt_at: Option<Timestamp>,
+    /// The delay before its last retry (decorrelated backoff chains on it).
+    pub last_delay: Option<Duration>,
+    /// The error of its last failed attempt.
+    pub last_error: Option<String>,
+}
+
+/// A snapshot of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Messages deliverable now.
+    pub ready: u64,
+    /// Messages waiting for their `available_at` (delayed, or backing off).
+    pub scheduled: u64,
+    /// Messages leased to a worker.
+    pub leased: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// When the oldest pending (ready, scheduled or leased) message was created.
+    pub oldest_created_at: Option<Timestamp>,
+}
+
+impl QueueStats {
+    /// Pending messages: ready, scheduled and leased.
+    pub fn depth(&self) -> u64 {
+        self.ready + self.scheduled + self.leased
+    }
+}

@@ -1,0 +1,438 @@
+//! The outbox's rules, written once against [`OutboxTx`]: every store runs exactly this code
+//! inside its own atomic step, so no backend can deliver differently.
+
+use std::time::Duration;
+
+use crate::backoff::{AttemptHistory, GiveUp, JitterRng, RetryDecision, RetryPolicy};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::mode::Mode;
+use crate::outbox::record::{MessageState, OutboxRecord};
+use crate::outbox::{Event, EventKind};
+use crate::store::OutboxTx;
+
+/// What happens to a message whose retries are exhausted (or that failed permanently) when the
+/// outbox delivers in FIFO order per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoisonPolicy {
+    /// Dead-letter it and hold back the rest of its key until the dead letter is replayed or
+    /// purged: order is never broken.
+    Block,
+    /// Dead-letter it and go on with the rest of its key.
+    DeadLetter,
+    /// Set it aside: it goes to the back of its key's line with fresh attempts, deliverable again
+    /// `after` from now; the rest of the key goes on meanwhile.
+    Park {
+        /// How long it stays aside.
+        after: Duration,
+    },
+}
+
+/// In what order messages are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ordering {
+    /// Any order (by due time); many messages of one key may be in flight at once.
+    #[default]
+    Unordered,
+    /// At most one message per `key` in flight, in enqueue order; messages without a key are
+    /// unordered. A poison message is handled by the policy.
+    FifoPerKey(PoisonPolicy),
+}
+
+/// The settings the rules need, copied from the outbox's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Rules {
+    pub mode: Mode,
+    pub retry: RetryPolicy,
+    pub ordering: Ordering,
+    pub seed: u64,
+}
+
+/// How a worker settles a delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settle {
+    /// Delivered: the message is done.
+    Ack,
+    /// The attempt failed; retry by the policy (or after the handler's hint).
+    Retry {
+        /// A delay hint (e.g. HTTP Retry-After) that replaces the backoff.
+        after: Option<Duration>,
+        /// What went wrong, kept with the message.
+        error: String,
+    },
+    /// Not now (rate limited): deliver again after `after` without using up an attempt.
+    Snooze {
+        /// How long to wait.
+        after: Duration,
+    },
+    /// A permanent failure: no retry helps.
+    Fail {
+        /// Why.
+        reason: String,
+    },
+    /// Keep the lease for `lease` more from now.
+    Extend {
+        /// The new lease length.
+        lease: Duration,
+    },
+    /// Give the message back unattempted (graceful shutdown).
+    Release,
+}
+
+/// The result of an enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The message was added.
+    Queued,
+    /// A message with this id is already in the queue (pending or dead): no second copy.
+    AlreadyQueued,
+}
+
+/// The result of a cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The queued message was removed before delivery.
+    Cancelled,
+    /// It is being delivered right now; it was not cancelled.
+    InFlight,
+    /// No pending message has that id (never queued, delivered, or dead).
+    NotFound,
+}
+
+fn event(events: &mut Vec<Event>, id: &str, at: Timestamp, kind: EventKind) {
+    events.push(Event { id: id.to_owned(), at, kind });
+}
+
+pub(crate) fn enqueue(
+    tx: &mut dyn OutboxTx,
+    messages: Vec<Message>,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) -> Result<Vec<Enqueued>> {
+    let mut out = Vec::with_capacity(messages.len());
+    for message in messages {
+        if tx.get(&message.id)?.is_some() {
+            out.push(Enqueued::AlreadyQueued);
+            continue;
+        }
+        let rec = OutboxRecord {
+            seq: tx.next_seq()?,
+            state: MessageState::Ready,
+            first_attempt_at: None,
+            last_delay: None,
+            last_error: None,
+            message,
+        };
+        tx.insert(&rec)?;
+        event(events, &rec.message.id, now, EventKind::Enqueued);
+        out.push(Enqueued::Queued);
+    }
+    Ok(out)
+}
+
+fn exhausted(rec: &OutboxRecord, policy: &RetryPolicy, now: Timestamp) -> Option<GiveUp> {
+    if rec.message.attempts >= policy.max_attempts {
+        return Some(GiveUp::MaxAttempts);
+    }
+    match (policy.deadline, rec.first_attempt_at) {
+        (Some(deadline), Some(first)) if now >= first.after(deadline) => Some(GiveUp::Deadline),
+        _ => None,
+    }
+}
+
+fn give_up(
+    tx: &mut dyn OutboxTx,
+    mut rec: OutboxRecord,
+    reason: String,
+    rules: &Rules,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) -> Result<()> {
+    match rules.ordering {
+        Ordering::FifoPerKey(PoisonPolicy::Park { after }) => {
+            rec.seq = tx.next_seq()?;
+            rec.message.attempts = 0;
+            rec.first_attempt_at = None;
+            rec.last_delay = None;
+            rec.last_error = Some(reason);
+            rec.message.available_at = now.after(after);
+            rec.state = MessageState::Ready;
+            event(events, &rec.message.id, now, EventKind::Parked { until: rec.message.available_at });
+        }
+        _ => {
+            event(events, &rec.message.id, now, EventKind::DeadLettered { reason: reason.clone() });
+            rec.state = MessageState::Dead { reason };
+        }
+    }
+    tx.update(&rec)
+}
+
+/// Leases up to `max` due messages. At-most-once removes each leased message from the queue
+/// before it is handed out (it is never delivered again); the other modes lease it with a fresh
+/// fencing token until `now + lease`. Leases that ran out first become deliverable again, or
+/// dead letters when they ran out on the last attempt. Retries (messages attempted before) are
+/// leased only while `retries_allowed` lasts.
+pub(crate) fn lease(
+    tx: &mut dyn OutboxTx,
+    max: usize,
+    lease: Duration,
+    retries_allowed: usize,
+    rules: &Rules,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) -> Result<(Vec<OutboxRecord>, usize)> {
+    for mut rec in tx.expired_leases(now, 1024)? {
+        let MessageState::Leased { lease_until, .. } = rec.state else { continue };
+        event(events, &rec.message.id, now, EventKind::LeaseExpired);
+        if let Some(why) = exhausted(&rec, &rules.retry, now) {
+            let reason = match why {
+                GiveUp::MaxAttempts => "the lease of the last attempt ran out",
+                GiveUp::Deadline => "the lease ran out past the deadline",
+            };
+            give_up(tx, rec, reason.to_owned(), rules, now, events)?;
+        } else {
+            rec.state = MessageState::Ready;
+            rec.message.available_at = lease_until;
+            tx.update(&rec)?;
+        }
+    }
+    let mut chosen = Vec::new();
+    let mut retries_used = 0;
+    if max == 0 {
+        return Ok((chosen, retries_used));
+    }
+    let page = (max * 4).clamp(64, 4096);
+    let mut after = None;
+    for _ in 0..16 {
+        let candidates = tx.due(now, after, page)?;
+        let exhausted_page = candidates.len() < page;
+        for mut rec in candidates {
+            after = Some((rec.message.available_at, rec.seq));
+            if let (Ordering::FifoPerKey(poison), Some(key)) = (rules.ordering, rec.message.key.as_deref()) {
+                if tx.key_head(key, poison == PoisonPolicy::Block)? != Some(rec.seq) {
+                    continue; // a predecessor of its key is pending, in flight or blocking
+                }
+            }
+            let is_retry = rec.message.attempts > 0;
+            if is_retry && retries_used >= retries_allowed {
+                continue; // the retry budget is spent: first attempts go first
+            }
+            rec.message.attempts = rec.message.attempts.saturating_add(1);
+            rec.first_attempt_at.get_or_insert(now);
+            match rules.mode {
+                Mode::AtMostOnce => {
+                    // Done before the attempt: the message leaves the queue now.
+                    tx.delete(&rec.message.id)?;
+                    rec.state = MessageState::Leased { token: 0, lease_until: now };
+                }
+                Mode::AtLeastOnce | Mode::ExactlyOnce => {
+                    rec.state =
+                        MessageState::Leased { token: tx.next_token()?, lease_until: now.after(lease) };
+                    tx.update(&rec)?;
+                }
+            }
+            retries_used += usize::from(is_retry);
+            event(events, &rec.message.id, now, EventKind::Leased { attempt: rec.message.attempts });
+            chosen.push(rec);
+            if chosen.len() == max {
+                return Ok((chosen, retries_used));
+            }
+        }
+        if exhausted_page {
+            break;
+        }
+    }
+    Ok((chosen, retries_used))
+}
+
+/// What a settle did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Done and removed.
+    Acked,
+    /// Scheduled again at `at`.
+    Retrying {
+        /// When it is deliverable again.
+        at: Timestamp,
+    },
+    /// Given up: dead-lettered, or parked under a FIFO park policy.
+    GaveUp,
+    /// Snoozed or released: deliverable again at `at`, attempt not counted.
+    Returned {
+        /// When it is deliverable again.
+        at: Timestamp,
+    },
+    /// The lease now runs until `until`.
+    Extended {
+        /// The new end of the lease.
+        until: Timestamp,
+    },
+    /// At-most-once: the message had already left the queue; a failure means it is lost.
+    Dropped,
+}
+
+pub(crate) fn settle(
+    tx: &mut dyn OutboxTx,
+    id: &str,
+    token: u64,
+    how: Settle,
+    rules: &Rules,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) -> Result<Settled> {
+    if rules.mode == Mode::AtMostOnce {
+        // The message left the queue when it was leased.
+        return Ok(match how {
+            Settle::Ack => {
+                event(events, id, now, EventKind::Acked);
+                Settled::Acked
+            }
+            Settle::Extend { lease } => Settled::Extended { until: now.after(lease) },
+            _ => {
+                event(events, id, now, EventKind::Dropped);
+                Settled::Dropped
+            }
+        });
+    }
+    let mut rec = match tx.get(id)? {
+        Some(rec) if matches!(rec.state, MessageState::Leased { token: t, .. } if t == token) => rec,
+        _ => return Err(Error::LeaseLost { id: id.to_owned(), token }),
+    };
+    let attempts = rec.message.attempts;
+    match how {
+        Settle::Ack => {
+            tx.delete(id)?;
+            event(events, id, now, EventKind::Acked);
+            Ok(Settled::Acked)
+        }
+        Settle::Retry { after, error } => {
+            let history = AttemptHistory {
+                attempts,
+                first_attempt_at: rec.first_attempt_at.unwrap_or(now),
+                last_delay: rec.last_delay,
+            };
+            let mut rng = JitterRng::for_key(rules.seed, &format!("{id}#{attempts}"));
+            rec.last_error = Some(error.clone());
+            match rules.retry.decide(&history, now, after, &mut rng) {
+                RetryDecision::RetryIn(delay) => {
+                    rec.state = MessageState::Ready;
+                    rec.message.available_at = now.after(delay);
+                    rec.last_delay = Some(delay);
+                    let at = rec.message.available_at;
+                    tx.update(&rec)?;
+                    event(events, id, now, EventKind::Retried { at, error });
+                    Ok(Settled::Retrying { at })
+                }
+                RetryDecision::GiveUp(why) => {
+                    let reason = match why {
+                        GiveUp::MaxAttempts => format!("gave up after {attempts} attempts: {error}"),
+                        GiveUp::Deadline => format!("gave up at the deadline: {error}"),
+                    };
+                    give_up(tx, rec, reason, rules, now, events)?;
+                    Ok(Settled::GaveUp)
+                }
+            }
+        }
+        Settle::Fail { reason } => {
+            rec.last_error = Some(reason.clone());
+            give_up(tx, rec, format!("failed permanently: {reason}"), rules, now, events)?;
+            Ok(Settled::GaveUp)
+        }
+        Settle::Snooze { after } => {
+            rec.state = MessageState::Ready;
+            rec.message.attempts = attempts.saturating_sub(1);
+            rec.message.available_at = now.after(after);
+            let at = rec.message.available_at;
+            tx.update(&rec)?;
+            event(events, id, now, EventKind::Snoozed { until: at });
+            Ok(Settled::Returned { at })
+        }
+        Settle::Release => {
+            rec.state = MessageState::Ready;
+            rec.message.attempts = attempts.saturating_sub(1);
+            rec.message.available_at = now;
+            tx.update(&rec)?;
+            event(events, id, now, EventKind::Released);
+            Ok(Settled::Returned { at: now })
+        }
+        Settle::Extend { lease } => {
+            let until = now.after(lease);
+            rec.state = MessageState::Leased { token, lease_until: until };
+            tx.update(&rec)?;
+            Ok(Settled::Extended { until })
+        }
+    }
+}
+
+pub(crate) fn cancel(
+    tx: &mut dyn OutboxTx,
+    id: &str,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) -> Result<Cancelled> {
+    Ok(match tx.get(id)?.map(|r| r.state) {
+        Some(MessageState::Ready) => {
+            tx.delete(id)?;
+            event(events, id, now, EventKind::Cancelled);
+            Cancelled::Cancelled
+        }
+        Some(MessageState::Leased { .. }) => Cancelled::InFlight,
+        Some(MessageState::Dead { .. }) | None => Cancelled::NotFound,
+    })
+}
+
+/// Puts a dead letter back in the queue with its attempts reset, deliverable now, in its old
+/// place in its key's order. Says whether `id` was a dead letter.
+pub(crate) fn replay(
+    tx: &mut dyn OutboxTx,
+    id: &str,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) -> Result<bool> {
+    let Some(mut rec) = tx.get(id)?.filter(|r| matches!(r.state, MessageState::Dead { .. })) else {
+        return Ok(false);
+    };
+    rec.state = MessageState::Ready;
+    rec.message.attempts = 0;
+    rec.message.available_at = now;
+    rec.first_attempt_at = None;
+    rec.last_delay = None;
+    tx.update(&rec)?;
+    event(events, id, now, EventKind::Replayed);
+    Ok(true)
+}
+
+/// Deletes the dead letters named (all of them when `ids` is `None`); says how many went.
+pub(crate) fn purge_dead(
+    tx: &mut dyn OutboxTx,
+    ids: Option<Vec<String>>,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) -> Result<u64> {
+    let ids = match ids {
+        Some(ids) => ids,
+        None => {
+            let mut all = Vec::new();
+            let mut after = None;
+            loop {
+                let page = tx.dead_letters(after, 1024)?;
+                after = page.last().map(|r| r.seq);
+                let done = page.len() < 1024;
+                all.extend(page.into_iter().map(|r| r.message.id));
+                if done {
+                    break all;
+                }
+            }
+        }
+    };
+    let mut purged = 0;
+    for id in ids {
+        if tx.get(&id)?.is_some_and(|r| matches!(r.state, MessageState::Dead { .. })) {
+            tx.delete(&id)?;
+            event(events, &id, now, EventKind::Purged);
+            purged += 1;
+        }
+    }
+    Ok(purged)
+}

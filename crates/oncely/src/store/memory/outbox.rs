@@ -1,0 +1,216 @@
+//! The outbox in memory: records with the indexes the rules need (due order, leases, dead
+//! letters, keys), and an undo log so that a failed step leaves nothing behind.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::outbox::{MessageState, OutboxRecord, QueueStats};
+use crate::store::memory::MemoryStore;
+use crate::store::{OutboxStore, OutboxTx};
+
+#[derive(Default)]
+pub(super) struct Queues {
+    queues: Mutex<HashMap<String, Queue>>,
+    seqs: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    records: HashMap<String, OutboxRecord>,
+    due: BTreeSet<(i64, u64, String)>,
+    leases: BTreeSet<(i64, u64, String)>,
+    dead: BTreeSet<(u64, String)>,
+    /// Per key: (seq, is dead) of its ready, leased and dead messages.
+    keys: HashMap<String, BTreeSet<(u64, bool)>>,
+}
+
+impl Queue {
+    fn unindex(&mut self, rec: &OutboxRecord) {
+        let id = rec.message.id.clone();
+        match &rec.state {
+            MessageState::Ready => {
+                self.due.remove(&(rec.message.available_at.0, rec.seq, id));
+            }
+            MessageState::Leased { lease_until, .. } => {
+                self.leases.remove(&(lease_until.0, rec.seq, id));
+            }
+            MessageState::Dead { .. } => {
+                self.dead.remove(&(rec.seq, id));
+            }
+        }
+        if let Some(key) = &rec.message.key {
+            if let Some(set) = self.keys.get_mut(key) {
+                set.remove(&(rec.seq, matches!(rec.state, MessageState::Dead { .. })));
+                if set.is_empty() {
+                    self.keys.remove(key);
+                }
+            }
+        }
+    }
+
+    fn index(&mut self, rec: &OutboxRecord) {
+        let id = rec.message.id.clone();
+        match &rec.state {
+            MessageState::Ready => {
+                self.due.insert((rec.message.available_at.0, rec.seq, id));
+            }
+            MessageState::Leased { lease_until, .. } => {
+                self.leases.insert((lease_until.0, rec.seq, id));
+            }
+            MessageState::Dead { .. } => {
+                self.dead.insert((rec.seq, id));
+            }
+        }
+        if let Some(key) = &rec.message.key {
+            let dead = matches!(rec.state, MessageState::Dead { .. });
+            self.keys.entry(key.clone()).or_default().insert((rec.seq, dead));
+        }
+    }
+
+    /// Replaces (or removes, with `None`) the record of `id`, keeping the indexes in step, and
+    /// returns what was there.
+    fn set(&mut self, id: &str, rec: Option<OutboxRecord>) -> Option<OutboxRecord> {
+        let old = self.records.remove(id);
+        if let Some(old) = &old {
+            self.unindex(old);
+        }
+        if let Some(rec) = rec {
+            self.index(&rec);
+            self.records.insert(id.to_owned(), rec);
+        }
+        old
+    }
+}
+
+struct MemTx<'a> {
+    queue: &'a mut Queue,
+    store: &'a MemoryStore,
+    /// The first value of every id this step touched, to put back if the step fails.
+    undo: HashMap<String, Option<OutboxRecord>>,
+}
+
+impl MemTx<'_> {
+    fn set(&mut self, id: &str, rec: Option<OutboxRecord>) {
+        let old = self.queue.set(id, rec);
+        self.undo.entry(id.to_owned()).or_insert(old);
+    }
+
+    fn rollback(self) {
+        for (id, old) in self.undo {
+            self.queue.set(&id, old);
+        }
+    }
+
+    fn records<'b>(&'b self, ids: impl Iterator<Item = &'b String>, limit: usize) -> Vec<OutboxRecord> {
+        ids.take(limit).filter_map(|id| self.queue.records.get(id).cloned()).collect()
+    }
+}
+
+impl OutboxTx for MemTx<'_> {
+    fn get(&mut self, id: &str) -> Result<Option<OutboxRecord>> {
+        Ok(self.queue.records.get(id).cloned())
+    }
+
+    fn insert(&mut self, rec: &OutboxRecord) -> Result<()> {
+        self.set(&rec.message.id.clone(), Some(rec.clone()));
+        Ok(())
+    }
+
+    fn update(&mut self, rec: &OutboxRecord) -> Result<()> {
+        self.set(&rec.message.id.clone(), Some(rec.clone()));
+        Ok(())
+    }
+
+    fn delete(&mut self, id: &str) -> Result<bool> {
+        let existed = self.queue.records.contains_key(id);
+        if existed {
+            self.set(id, None);
+        }
+        Ok(existed)
+    }
+
+    fn due(
+        &mut self,
+        now: Timestamp,
+        after: Option<(Timestamp, u64)>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>> {
+        let start = after.map_or((i64::MIN, 0, String::new()), |(t, s)| (t.0, s, String::new()));
+        let ids = self
+            .queue
+            .due
+            .range(start..)
+            .filter(|(t, s, _)| after.is_none_or(|(at, seq)| (*t, *s) > (at.0, seq)))
+            .take_while(|(t, _, _)| *t <= now.0)
+            .map(|(_, _, id)| id);
+        Ok(self.records(ids, limit))
+    }
+
+    fn expired_leases(&mut self, now: Timestamp, limit: usize) -> Result<Vec<OutboxRecord>> {
+        let ids = self.queue.leases.iter().take_while(|(t, _, _)| *t <= now.0).map(|(_, _, id)| id);
+        Ok(self.records(ids, limit))
+    }
+
+    fn key_head(&mut self, key: &str, include_dead: bool) -> Result<Option<u64>> {
+        Ok(self
+            .queue
+            .keys
+            .get(key)
+            .and_then(|set| set.iter().find(|(_, dead)| include_dead || !dead).map(|(seq, _)| *seq)))
+    }
+
+    fn dead_letters(&mut self, after_seq: Option<u64>, limit: usize) -> Result<Vec<OutboxRecord>> {
+        let ids =
+            self.queue.dead.iter().filter(|(seq, _)| after_seq.is_none_or(|a| *seq > a)).map(|(_, id)| id);
+        Ok(self.records(ids, limit))
+    }
+
+    fn stats(&mut self, now: Timestamp) -> Result<QueueStats> {
+        let ready = self.queue.due.iter().take_while(|(t, _, _)| *t <= now.0).count() as u64;
+        let oldest = self
+            .queue
+            .records
+            .values()
+            .filter(|r| !matches!(r.state, MessageState::Dead { .. }))
+            .map(|r| r.message.created_at)
+            .min();
+        Ok(QueueStats {
+            ready,
+            scheduled: self.queue.due.len() as u64 - ready,
+            leased: self.queue.leases.len() as u64,
+            dead: self.queue.dead.len() as u64,
+            oldest_created_at: oldest,
+        })
+    }
+
+    fn next_token(&mut self) -> Result<u64> {
+        Ok(self.store.next_token())
+    }
+
+    fn next_seq(&mut self) -> Result<u64> {
+        Ok(self.store.outbox.seqs.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+impl OutboxStore for MemoryStore {
+    async fn transact<R: Send + 'static>(
+        &self,
+        queue: &str,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let mut queues = self.outbox.queues.lock();
+        let queue = queues.entry(queue.to_owned()).or_default();
+        let mut tx = MemTx { queue, store: self, undo: HashMap::new() };
+        match work(&mut tx) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                tx.rollback();
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The outbox on SQLite: the primitives of [`OutboxTx`] as SQL, and enqueue inside the caller's
+//! own transaction (the transactional outbox).
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::outbox::{Enqueued, MessageState, NewMessage, Outbox, OutboxRecord, QueueStats};
+use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::counters::Counters;
+use crate::store::{OutboxStore, OutboxTx};
+
+const READY: i64 = 0;
+const LEASED: i64 = 1;
+const DEAD: i64 = 2;
+
+const COLUMNS: &str =
+    "id, seq, key, state, token, lease_until, dead_reason, available_at, created_at, attempts,
+     first_attempt_at, last_delay_ms, last_error, payload, headers";
+
+pub(crate) struct SqliteOutboxTx<'a> {
+    pub conn: &'a Connection,
+    pub counters: &'a mut Counters,
+    pub queue: &'a str,
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(OutboxRecord, Option<String>)> {
+    let state = r.get::<_, i64>(3)?;
+    let headers: Option<String> = r.get(14)?;
+    let rec = OutboxRecord {
+        message: Message {
+            id: r.get(0)?,
+            key: r.get(2)?,
+            payload: r.get(13)?,
+            headers: Default::default(),
+            created_at: Timestamp(r.get(8)?),
+            available_at: Timestamp(r.get(7)?),
+            attempts: r.get::<_, i64>(9)?.clamp(0, i64::from(u32::MAX)) as u32,
+        },
+        seq: r.get::<_, i64>(1)? as u64,
+        state: match state {
+            READY => MessageState::Ready,
+            LEASED => {
+                MessageState::Leased { token: r.get::<_, i64>(4)? as u64, lease_until: Timestamp(r.get(5)?) }
+            }
+            _ => MessageState::Dead { reason: r.get::<_, Option<String>>(6)?.unwrap_or_default() },
+        },
+        first_attempt_at: r.get::<_, Option<i64>>(10)?.map(Timestamp),
+        last_delay: r.get::<_, Option<i64>>(11)?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        last_error: r.get(12)?,
+    };
+    Ok((rec, headers))
+}
+
+fn finish_row(row: (OutboxRecord, Option<String>)) -> Result<OutboxRecord> {
+    let (mut rec, headers) = row;
+    if let Some(h) = headers {
+        rec.message.headers = serde_json::from_str(&h).map_err(|e| {
+            Error::CorruptStore(format!("message `{}` has unreadable headers: {e}", rec.message.id))
+        })?;
+    }
+    Ok(rec)
+}
+
+impl SqliteOutboxTx<'_> {
+    fn query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<OutboxRecord>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(finish_row).collect()
+    }
+
+    fn write(&self, sql: &str, rec: &OutboxRecord) -> Result<()> {
+        let (state, token, lease_until, reason) = match &rec.state {
+            MessageState::Ready => (READY, 0, 0, None),
+            MessageState::Leased { token, lease_until } => (LEASED, *token as i64, lease_until.0, None),
+            MessageState::Dead { reason } => (DEAD, 0, 0, Some(reason.as_str())),
+        };
+        let headers = if rec.message.headers.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&rec.message.headers).map_err(|e| Error::Storage(e.to_string()))?)
+        };
+        let m = &rec.message;
+        self.conn.prepare_cached(sql)?.execute(params![
+            self.queue,
+            m.id,
+            rec.seq as i64,
+            m.key,
+            state,
+            token,
+            lease_until,
+            reason,
+            m.available_at.0,
+            m.created_at.0,
+            i64::from(m.attempts),
+            rec.first_attempt_at.map(|t| t.0),
+            rec.last_delay.map(|d| d.as_millis() as i64),
+            rec.last_error,
+            m.payload,
+            headers,
+        ])?;
+        Ok(())
+    }
+}
+
+impl OutboxTx for SqliteOutboxTx<'_> {
+    fn get(&mut self, id: &str) -> Result<Option<OutboxRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM oncely_outbox WHERE queue = ?1 AND id = ?2");
+        let row = self.conn.prepare_cached(&sql)?.query_row(params![self.queue, id], from_row).optional()?;
+        row.map(finish_row).transpose()
+    }
+
+    fn insert(&mut self, rec: &OutboxRecord) -> Result<()> {
+        self.write(
+            "INSERT INTO oncely_outbox (queue, id, seq, key, state, token, lease_until, dead_reason, available_at,
+               created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            rec,
+        )
+    }
+
+    fn update(&mut self, rec: &OutboxRecord) -> Result<()> {
+        self.write(
+            "UPDATE oncely_outbox SET seq = ?3, key = ?4, state = ?5, token = ?6, lease_until = ?7,
+               dead_reason = ?8, available_at = ?9, created_at = ?10, attempts = ?11, first_attempt_at = ?12,
+               last_delay_ms = ?13, last_error = ?14, payload = ?15, headers = ?16
+             WHERE queue = ?1 AND id = ?2",
+            rec,
+        )
+    }
+
+    fn delete(&mut self, id: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM oncely_outbox WHERE queue = ?1 AND id = ?2")?
+            .execute(params![self.queue, id])?;
+        Ok(n > 0)
+    }
+
+    fn due(
+        &mut self,
+        now: Timestamp,
+        after: Option<(Timestamp, u64)>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>> {
+        let (at, seq) = after.map_or((i64::MIN, -1), |(t, s)| (t.0, s as i64));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM oncely_outbox
+             WHERE queue = ?1 AND state = 0 AND available_at <= ?2 AND (available_at, seq) > (?3, ?4)
+             ORDER BY available_at, seq LIMIT ?5"
+        );
+        self.query(&sql, params![self.queue, now.0, at, seq, limit as i64])
+    }
+
+    fn expired_leases(&mut self, now: Timestamp, limit: usize) -> Result<Vec<OutboxRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM oncely_outbox WHERE queue = ?1 AND state = 1 AND lease_until <= ?2
+             ORDER BY lease_until LIMIT ?3"
+        );
+        self.query(&sql, params![self.queue, now.0, limit as i64])
+    }
+
+    fn key_head(&mut self, key: &str, include_dead: bool) -> Result<Option<u64>> {
+        let head: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT min(seq) FROM oncely_outbox WHERE queue = ?1 AND key = ?2 AND (state < 2 OR (?3 AND state = 2))",
+            )?
+            .query_row(params![self.queue, key, include_dead], |r| r.get(0))?;
+        Ok(head.map(|s| s as u64))
+    }
+
+    fn dead_letters(&mut self, after_seq: Option<u64>, limit: usize) -> Result<Vec<OutboxRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM oncely_outbox WHERE queue = ?1 AND state = 2 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        );
+        self.query(&sql, params![self.queue, after_seq.map_or(-1, |s| s as i64), limit as i64])
+    }
+
+    fn stats(&mut self, now: Timestamp) -> Result<QueueStats> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce(sum(state = 0 AND available_at <= ?2), 0), coalesce(sum(state = 0 AND available_at > ?2), 0),
+                        coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0),
+                        min(CASE WHEN state < 2 THEN created_at END)
+                 FROM oncely_outbox WHERE queue = ?1",
+            )?
+            .query_row(params![self.queue, now.0], |r| {
+                Ok(QueueStats {
+                    ready: r.get::<_, i64>(0)? as u64,
+                    scheduled: r.get::<_, i64>(1)? as u64,
+                    leased: r.get::<_, i64>(2)? as u64,
+                    dead: r.get::<_, i64>(3)? as u64,
+                    oldest_created_at: r.get::<_, Option<i64>>(4)?.map(Timestamp),
+                })
+            })?;
+        Ok(row)
+    }
+
+    fn next_token(&mut self) -> Result<u64> {
+        self.counters.next_token(self.conn)
+    }
+
+    fn next_seq(&mut self) -> Result<u64> {
+        self.counters.next_seq(self.conn)
+    }
+}
+
+impl OutboxStore for SqliteStore {
+    async fn transact<R: Send + 'static>(
+        &self,
+        queue: &str,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let queue = queue.to_owned();
+        self.writer()?
+            .run(move |batch| {
+                let mut tx =
+                    SqliteOutboxTx { conn: batch.conn, counters: &mut batch.counters, queue: &queue };
+                work(&mut tx)
+            })
+            .await
+    }
+}
+
+impl Outbox<SqliteStore> {
+    /// The transactional outbox: enqueues `messages` inside the caller's own transaction on
+    /// `conn`, a connection to the same SQLite file as this outbox's store. The messages become
+    /// visible, durable and deliverable only if and when the caller commits — together with the
+    /// caller's own writes — and vanish if it rolls back. Returns what each enqueue did.
+    ///
+    /// `conn` must be inside a transaction (`BEGIN IMMEDIATE` is best: it takes the write lock
+    /// up front). Events for these messages are published at once, before the caller's commit.
+    pub fn enqueue_in(&self, conn: &Connection, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
+        if conn.is_autocommit() {
+            return Err(Error::invalid("conn", "must be inside a transaction (BEGIN IMMEDIATE first)"));
+        }
+        let (messages, now) = self.prepare(messages)?;
+        let mut counters = Counters::default();
+        let queue = self.config().queue.clone();
+        let mut tx = SqliteOutboxTx { conn, counters: &mut counters, queue: &queue };
+        let mut events = Vec::new();
+        let out = crate::outbox::rules::enqueue(&mut tx, messages, now, &mut events)?;
+        counters.save(conn)?;
+        self.publish_events(events);
+        Ok(out)
+    }
+}

@@ -1,0 +1,219 @@
+//! The push-style worker: leases messages, runs a handler with bounded concurrency, and settles
+//! each delivery by the handler's [`Outcome`]. It only loops: every rule stays in the
+//! [`Outbox`](crate::Outbox) calls it makes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::clock::require_positive;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::outbox::{Delivery, Outbox, Settle};
+use crate::store::OutboxStore;
+
+/// What a handler says about one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Delivered.
+    Success,
+    /// Failed; retry by the policy, or after `after` (e.g. the receiver's Retry-After).
+    Retry {
+        /// A delay hint replacing the backoff.
+        after: Option<Duration>,
+        /// What went wrong.
+        error: String,
+    },
+    /// Not now (rate limited): try again after the delay without using up an attempt.
+    Snooze(Duration),
+    /// Failed for good: dead-letter (or park) without retrying.
+    Fail(String),
+}
+
+impl Outcome {
+    /// A retryable failure with no delay hint.
+    pub fn retry(error: impl Into<String>) -> Self {
+        Outcome::Retry { after: None, error: error.into() }
+    }
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Handlers running at once. Default: 16.
+    pub concurrency: usize,
+    /// How long to wait before looking again when nothing was due. Default: 50 ms.
+    pub poll_interval: Duration,
+    /// On shutdown, how long in-flight handlers may take before their leases are released.
+    /// Default: 30 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 16,
+            poll_interval: Duration::from_millis(50),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a worker run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Deliveries handed to the handler.
+    pub attempts: u64,
+    /// Of those, settled as delivered.
+    pub succeeded: u64,
+    /// Of those, whose handler failed or panicked (retried, dead-lettered or dropped by the mode).
+    pub failed: u64,
+    /// Leases given back at shutdown.
+    pub released: u64,
+}
+
+/// Runs a handler over an outbox. Needs a tokio runtime with timers (see [`crate::runtime`]).
+#[derive(Debug, Clone)]
+pub struct Worker<S: OutboxStore> {
+    outbox: Outbox<S>,
+    config: WorkerConfig,
+}
+
+enum Stop {
+    Never,
+    WhenIdle,
+}
+
+impl<S: OutboxStore> Worker<S> {
+    /// A worker for `outbox`.
+    pub fn new(outbox: Outbox<S>, config: WorkerConfig) -> Result<Self> {
+        if config.concurrency == 0 {
+            return Err(Error::invalid("concurrency", "must be at least 1"));
+        }
+        require_positive("poll_interval", config.poll_interval)?;
+        Ok(Worker { outbox, config })
+    }
+
+    /// Delivers until nothing is due and nothing is in flight, then returns. Messages scheduled
+    /// for later are left for a later run.
+    pub async fn run_until_idle<H, Fut>(&self, handler: H) -> Result<RunSummary>
+    where
+        H: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        self.run_inner(handler, std::future::pending::<()>(), Stop::WhenIdle).await
+    }
+
+    /// Delivers until `shutdown` resolves; then stops leasing, waits up to `shutdown_timeout` for
+    /// in-flight handlers, and releases the leases of those still running.
+    pub async fn run<H, Fut>(&self, handler: H, shutdown: impl Future<Output = ()>) -> Result<RunSummary>
+    where
+        H: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        self.run_inner(handler, shutdown, Stop::Never).await
+    }
+
+    async fn run_inner<H, Fut>(
+        &self,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+        stop: Stop,
+    ) -> Result<RunSummary>
+    where
+        H: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let mut tasks: JoinSet<(String, bool)> = JoinSet::new();
+        let mut in_flight: HashMap<String, Arc<Delivery<S>>> = HashMap::new();
+        let mut summary = RunSummary::default();
+        tokio::pin!(shutdown);
+        let lease = self.outbox.config().lease;
+        loop {
+            let free = self.config.concurrency - in_flight.len();
+            let leased = if free > 0 { self.outbox.lease(free).await? } else { Vec::new() };
+            let got_any = !leased.is_empty();
+            for delivery in leased {
+                let delivery = Arc::new(delivery);
+                summary.attempts += 1;
+                in_flight.insert(delivery.id().to_owned(), delivery.clone());
+                tasks.spawn(attempt(delivery, handler.clone(), lease));
+            }
+            if in_flight.is_empty() && !got_any && matches!(stop, Stop::WhenIdle) {
+                return Ok(summary);
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                done = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Some(Ok((id, ok))) = done {
+                        in_flight.remove(&id);
+                        if ok { summary.succeeded += 1 } else { summary.failed += 1 }
+                    }
+                }
+                _ = tokio::time::sleep(self.config.poll_interval), if !got_any || free == 0 => {}
+            }
+        }
+        // Graceful shutdown: no more leases; let in-flight work finish for a while.
+        let deadline = tokio::time::sleep(self.config.shutdown_timeout);
+        tokio::pin!(deadline);
+        while !tasks.is_empty() {
+            tokio::select! {
+                done = tasks.join_next() => {
+                    if let Some(Ok((id, ok))) = done {
+                        in_flight.remove(&id);
+                        if ok { summary.succeeded += 1 } else { summary.failed += 1 }
+                    }
+                }
+                _ = &mut deadline => break,
+            }
+        }
+        tasks.abort_all();
+        for (_, delivery) in in_flight {
+            if delivery.release().await.is_ok() {
+                summary.released += 1;
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// One attempt: run the handler (extending the lease while it runs), then settle by its outcome.
+/// A panicking handler counts as a retryable failure.
+async fn attempt<S, H, Fut>(delivery: Arc<Delivery<S>>, handler: Arc<H>, lease: Duration) -> (String, bool)
+where
+    S: OutboxStore,
+    H: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let id = delivery.id().to_owned();
+    let mut run = tokio::spawn(handler(delivery.message().clone()));
+    let heartbeat = (lease / 2).max(Duration::from_millis(1));
+    let outcome = loop {
+        tokio::select! {
+            joined = &mut run => break match joined {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_panic() => Outcome::retry("the handler panicked"),
+                Err(_) => Outcome::retry("the handler was cancelled"),
+            },
+            _ = tokio::time::sleep(heartbeat) => {
+                // Long handler: keep the lease. If it was lost, the settle below is refused.
+                let _ = delivery.settle(Settle::Extend { lease }).await;
+            }
+        }
+    };
+    let ok = outcome == Outcome::Success;
+    let settle = match outcome {
+        Outcome::Success => Settle::Ack,
+        Outcome::Retry { after, error } => Settle::Retry { after, error },
+        Outcome::Snooze(after) => Settle::Snooze { after },
+        Outcome::Fail(reason) => Settle::Fail { reason },
+    };
+    if let Err(e) = delivery.settle(settle).await {
+        tracing::warn!(id = %id, error = %e, "oncely: settling a delivery failed; it will be redelivered");
+    }
+    (id, ok)
+}
