@@ -4,9 +4,10 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: demo test test-rust bench fmt
 
-## Run the demo: the three delivery modes side by side on an SQLite file.
+## Run the demo: 1,000 payments per delivery mode through an outbox to a simulated bank, on
+## temporary SQLite files, over a network with seeded faults.
 demo:
-	$(CARGO) run -q -p oncely --example inbox_modes
+	$(CARGO) run -q -p oncely-cli -- demo payment
 
 ## Run every test in every language present.
 test: test-rust
@@ -14,12 +15,14 @@ test: test-rust
 test-rust:
 	$(CARGO) test --no-fail-fast
 	$(CARGO) test -q -p oncely --bench inbox -- --quick
+	$(CARGO) test -q -p oncely --bench outbox -- --quick
 	$(CARGO) run -q -p oncely --example quickstart
 	$(CARGO) run -q -p oncely --example inbox_modes -- 300 0.3 11
 
 ## The benchmarks of docs/benchmarks.md (release build; takes a few minutes).
 bench:
 	$(CARGO) bench -p oncely --bench inbox
+	$(CARGO) bench -p oncely --bench outbox
 
 fmt:
 	$(CARGO) fmt --all

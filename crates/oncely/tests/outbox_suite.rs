@@ -126,16 +126,19 @@ mod suite {
 
     pub async fn at_most_once_never_redelivers<S: OutboxStore>(store: S) {
         let (ob, clock) = outbox(store, cfg(Mode::AtMostOnce));
-        ob.enqueue_many(vec![NewMessage::new("1").id("a"), NewMessage::new("2").id("b")]).await.unwrap();
-        let ds = ob.lease(2).await.unwrap();
-        // Marked done before the attempt: gone from the queue already.
-        assert!(ob.get("a").await.unwrap().is_none());
+        let msgs = ["a", "b", "c"].map(|id| NewMessage::new("p").id(id));
+        ob.enqueue_many(msgs.to_vec()).await.unwrap();
+        let ds = ob.lease(3).await.unwrap();
+        // The lease is the "done" mark, written before the attempt: a failure loses the message,
         assert_eq!(ds[0].retry(None, "lost").await.unwrap(), Settled::Dropped);
+        assert!(ob.get("a").await.unwrap().is_none());
         ds[1].ack().await.unwrap();
+        // and so does a crash: "c" is never settled; its lease runs out and it is dropped.
         clock.advance(Duration::from_secs(3600));
-        assert!(ob.lease(10).await.unwrap().is_empty(), "at-most-once never retries");
+        assert!(ob.lease(10).await.unwrap().is_empty(), "at-most-once never delivers again");
+        assert_eq!(ds[2].ack().await.unwrap_err().code(), ErrorCode::LeaseLost);
         let s = ob.stats().await.unwrap();
-        assert_eq!((s.counters.dropped, s.counters.delivered, s.queue.depth()), (1, 1, 0));
+        assert_eq!((s.counters.dropped, s.counters.delivered, s.queue.depth()), (2, 1, 0));
     }
 
     pub async fn snooze_does_not_use_an_attempt<S: OutboxStore>(store: S) {

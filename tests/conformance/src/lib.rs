@@ -3,7 +3,12 @@
 //! The scenarios are data (`scenarios/**/*.json`, format in `README.md`); the Python, Node and
 //! Kotlin runners execute the same files. This runner loads every file, runs it on each backend
 //! it has (`memory` and `sqlite`), renders every step's actual outcome as canonical JSON with
-//! [`render`] and compares it with the step's `expect` by JSON equality.
+//! [`render`] and compares it with the step's `expect` by JSON equality. The outbox steps live in
+//! [`outbox`].
+
+mod outbox;
+
+pub use outbox::{OutboxOutcome, OutboxSpec};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,7 +19,7 @@ use oncely::backoff::{AttemptHistory, Backoff, GiveUp, Jitter, JitterRng, RetryD
 use oncely::inbox::{InboxRecord, RecordState, Status};
 use oncely::{
     Begin, CachePolicy, Error, ErrorCode, Failure, Inbox, InboxConfig, InboxStore, ManualClock, MemoryStore,
-    Mode, ProcessError, Request, SqliteConfig, SqliteStore, Ticket, Timestamp,
+    Mode, OutboxStore, ProcessError, Request, SqliteConfig, SqliteStore, Ticket, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -42,6 +47,9 @@ pub struct Scenario {
     /// The inbox configuration; absent fields take the core's defaults.
     #[serde(default)]
     pub inbox: InboxSpec,
+    /// The outbox configuration; absent fields take the core's defaults.
+    #[serde(default)]
+    pub outbox: OutboxSpec,
     /// The steps, run in order.
     pub steps: Vec<Step>,
 }
@@ -120,13 +128,17 @@ pub enum Step {
         result: String,
         expect: Value,
     },
+    /// `fail`: the inbox's with `ticket`, the outbox's with `delivery`.
     Fail {
-        ticket: String,
+        ticket: Option<String>,
+        delivery: Option<String>,
         reason: String,
         expect: Value,
     },
+    /// `release`: the inbox's with `ticket`, the outbox's with `delivery`.
     Release {
-        ticket: String,
+        ticket: Option<String>,
+        delivery: Option<String>,
         expect: Value,
     },
     Process {
@@ -179,6 +191,86 @@ pub enum Step {
         retry_after_ms: Option<u64>,
         expect: Value,
     },
+    Enqueue {
+        id: String,
+        payload: Option<String>,
+        key: Option<String>,
+        headers: Option<BTreeMap<String, String>>,
+        delay_ms: Option<u64>,
+        queue: Option<String>,
+        expect: Value,
+    },
+    EnqueueMany {
+        messages: Vec<outbox::MessageSpec>,
+        queue: Option<String>,
+        expect: Value,
+    },
+    Lease {
+        max: usize,
+        #[serde(rename = "as")]
+        names: Option<Vec<String>>,
+        queue: Option<String>,
+        expect: Value,
+    },
+    Ack {
+        delivery: String,
+        expect: Value,
+    },
+    Retry {
+        delivery: String,
+        after_ms: Option<u64>,
+        error: Option<String>,
+        expect: Value,
+    },
+    Snooze {
+        delivery: String,
+        after_ms: u64,
+        expect: Value,
+    },
+    Extend {
+        delivery: String,
+        lease_ms: u64,
+        expect: Value,
+    },
+    Inspect {
+        delivery: String,
+        expect: Value,
+    },
+    Cancel {
+        id: String,
+        queue: Option<String>,
+        expect: Value,
+    },
+    GetMessage {
+        id: String,
+        queue: Option<String>,
+        expect: Value,
+    },
+    DeadLetters {
+        queue: Option<String>,
+        expect: Value,
+    },
+    Replay {
+        id: String,
+        queue: Option<String>,
+        expect: Value,
+    },
+    PurgeDead {
+        ids: Option<Vec<String>>,
+        queue: Option<String>,
+        expect: Value,
+    },
+    Stats {
+        queue: Option<String>,
+        expect: Value,
+    },
+    Counters {
+        queue: Option<String>,
+        expect: Value,
+    },
+    Events {
+        expect: Value,
+    },
 }
 
 impl Step {
@@ -198,6 +290,22 @@ impl Step {
             Step::FinishMany { .. } => "finish_many",
             Step::Schedule { .. } => "schedule",
             Step::Decide { .. } => "decide",
+            Step::Enqueue { .. } => "enqueue",
+            Step::EnqueueMany { .. } => "enqueue_many",
+            Step::Lease { .. } => "lease",
+            Step::Ack { .. } => "ack",
+            Step::Retry { .. } => "retry",
+            Step::Snooze { .. } => "snooze",
+            Step::Extend { .. } => "extend",
+            Step::Inspect { .. } => "inspect",
+            Step::Cancel { .. } => "cancel",
+            Step::GetMessage { .. } => "get_message",
+            Step::DeadLetters { .. } => "dead_letters",
+            Step::Replay { .. } => "replay",
+            Step::PurgeDead { .. } => "purge_dead",
+            Step::Stats { .. } => "stats",
+            Step::Counters { .. } => "counters",
+            Step::Events { .. } => "events",
         }
     }
 
@@ -213,7 +321,23 @@ impl Step {
             | Step::BeginMany { expect, .. }
             | Step::FinishMany { expect, .. }
             | Step::Schedule { expect, .. }
-            | Step::Decide { expect, .. } => Some(expect.clone()),
+            | Step::Decide { expect, .. }
+            | Step::Enqueue { expect, .. }
+            | Step::EnqueueMany { expect, .. }
+            | Step::Lease { expect, .. }
+            | Step::Ack { expect, .. }
+            | Step::Retry { expect, .. }
+            | Step::Snooze { expect, .. }
+            | Step::Extend { expect, .. }
+            | Step::Inspect { expect, .. }
+            | Step::Cancel { expect, .. }
+            | Step::GetMessage { expect, .. }
+            | Step::DeadLetters { expect, .. }
+            | Step::Replay { expect, .. }
+            | Step::PurgeDead { expect, .. }
+            | Step::Stats { expect, .. }
+            | Step::Counters { expect, .. }
+            | Step::Events { expect } => Some(expect.clone()),
             Step::Effects { expect } => Some(json!(expect)),
             Step::Advance { .. } | Step::Restart => None,
         }
@@ -284,6 +408,8 @@ pub enum Outcome {
     RetryIn(u64),
     /// `decide`: stop.
     GiveUp(GiveUp),
+    /// An outbox step's outcome (see [`outbox::OutboxOutcome`]).
+    Outbox(outbox::OutboxOutcome),
     /// `advance` and `restart` have no result.
     Nothing,
 }
@@ -324,6 +450,7 @@ pub fn render(outcome: &Outcome) -> Value {
         Outcome::RetryIn(ms) => json!({"retry_in_ms": ms}),
         Outcome::GiveUp(GiveUp::MaxAttempts) => json!({"give_up": "max_attempts"}),
         Outcome::GiveUp(GiveUp::Deadline) => json!({"give_up": "deadline"}),
+        Outcome::Outbox(o) => outbox::render(o),
         Outcome::Nothing => Value::Null,
     }
 }
@@ -335,7 +462,7 @@ pub fn render(outcome: &Outcome) -> Value {
 /// A store the scenarios run on, with what `restart` means for it.
 pub trait Backend {
     /// The store type.
-    type Store: InboxStore + Clone;
+    type Store: InboxStore + OutboxStore + Clone;
     /// The name printed in the report.
     const NAME: &'static str;
     /// A fresh, empty backend for one scenario.
@@ -451,6 +578,8 @@ struct Run<B: Backend> {
     token_names: HashMap<u64, String>,
     max_token: HashMap<(String, String), u64>,
     effects: BTreeMap<String, u64>,
+    /// The outbox side: outboxes, held deliveries, collected events.
+    out: outbox::OutboxState<B::Store>,
     /// A broken invariant noticed while running the current step.
     violation: Option<String>,
 }
@@ -483,8 +612,9 @@ fn code_of<T>(r: Result<T, Error>) -> Outcome {
 }
 
 impl<B: Backend> Run<B> {
-    fn new(spec: &InboxSpec) -> Result<Self, String> {
+    fn new(spec: &InboxSpec, outbox: &OutboxSpec) -> Result<Self, String> {
         Ok(Run {
+            out: outbox::OutboxState::new(outbox)?,
             backend: B::fresh()?,
             clock: ManualClock::new(Timestamp(CLOCK_START_MS)),
             config: base_config(spec)?,
@@ -587,8 +717,20 @@ impl<B: Backend> Run<B> {
             Step::Finish { ticket, result, .. } => {
                 code_of(self.ticket(ticket)?.finish(result.as_bytes()).await)
             }
-            Step::Fail { ticket, reason, .. } => code_of(self.ticket(ticket)?.fail(reason.as_bytes()).await),
-            Step::Release { ticket, .. } => code_of(self.ticket(ticket)?.release().await),
+            Step::Fail { ticket: Some(ticket), delivery: None, reason, .. } => {
+                code_of(self.ticket(ticket)?.fail(reason.as_bytes()).await)
+            }
+            Step::Release { ticket: Some(ticket), delivery: None, .. } => {
+                code_of(self.ticket(ticket)?.release().await)
+            }
+            Step::Fail { ticket: None, delivery: Some(_), .. }
+            | Step::Release { ticket: None, delivery: Some(_), .. } => return self.outbox_step(step).await,
+            Step::Fail { .. } | Step::Release { .. } => {
+                return Err(format!(
+                    "scenario error: `{}` needs exactly one of `ticket` (inbox) and `delivery` (outbox)",
+                    step.op()
+                ));
+            }
             Step::Process { id, payload, mode, lease_ms, scope, wait_ms, handler, expect: _ } => {
                 let ret = match (&handler.returns, &handler.fails) {
                     (Some(r), None) => Ok(r.clone().into_bytes()),
@@ -635,6 +777,7 @@ impl<B: Backend> Run<B> {
                 // backend drops what a dead process would.
                 self.tickets.clear();
                 self.inboxes.clear();
+                self.out.crash();
                 self.backend.restart();
                 Outcome::Nothing
             }
@@ -764,57 +907,84 @@ impl<B: Backend> Run<B> {
                     RetryDecision::GiveUp(why) => Outcome::GiveUp(why),
                 }
             }
+            Step::Enqueue { .. }
+            | Step::EnqueueMany { .. }
+            | Step::Lease { .. }
+            | Step::Ack { .. }
+            | Step::Retry { .. }
+            | Step::Snooze { .. }
+            | Step::Extend { .. }
+            | Step::Inspect { .. }
+            | Step::Cancel { .. }
+            | Step::GetMessage { .. }
+            | Step::DeadLetters { .. }
+            | Step::Replay { .. }
+            | Step::PurgeDead { .. }
+            | Step::Stats { .. }
+            | Step::Counters { .. }
+            | Step::Events { .. } => return self.outbox_step(step).await,
         })
     }
 }
 
-/// Checks a schedule against the documented bounds of its backoff and jitter (README,
-/// "retry"): computed here independently of the core, so that the jittered numbers pinned in
-/// the scenarios are known to be plausible and not merely reproduced.
-pub fn check_schedule_bounds(policy: &RetryPolicy, delays: &[u64]) -> Result<(), String> {
+/// The documented bounds `[lo, hi]` (whole milliseconds) of the delay before attempt `n + 1`,
+/// i.e. after `n` attempts were made (README, "retry"): computed here independently of the core.
+/// `prev` is the previous delay for decorrelated backoff: `Some(Some(d))` known, `Some(None)`
+/// none yet (the first retry: the core uses `base`), `None` unknown (only `[base, max]` is
+/// checked).
+pub fn delay_bounds(policy: &RetryPolicy, n: u32, prev: Option<Option<u64>>) -> (f64, f64) {
     let ms = |d: Duration| d.as_millis() as f64;
-    let mut prev: Option<f64> = None;
-    for (i, &d) in delays.iter().enumerate() {
-        let n = (i + 1) as f64; // attempts made before this delay
-        let df = d as f64;
-        let (lo, hi) = match policy.backoff {
-            Backoff::Decorrelated { base, max } => {
-                let base = ms(base);
-                let top = (prev.unwrap_or(base) * 3.0).max(base).min(ms(max));
-                (base.floor(), top.floor())
-            }
-            backoff => {
-                let base = match backoff {
-                    Backoff::Fixed { delay } => ms(delay),
-                    Backoff::Linear { initial, step, max } => {
-                        (ms(initial) + ms(step) * (n - 1.0)).min(ms(max))
-                    }
-                    Backoff::Exponential { initial, factor, max } => {
-                        (ms(initial) * factor.powf(n - 1.0)).min(ms(max))
-                    }
-                    Backoff::Decorrelated { .. } => unreachable!(),
-                };
-                match policy.jitter {
-                    Jitter::None => (base.floor(), base.floor()),
-                    Jitter::Full => (0.0, base.floor()),
-                    Jitter::Equal => ((base / 2.0).floor(), base.floor()),
+    let n = f64::from(n.max(1));
+    match policy.backoff {
+        Backoff::Decorrelated { base, max } => {
+            let base = ms(base);
+            let top = match prev {
+                Some(p) => (p.map_or(base, |p| p as f64) * 3.0).max(base).min(ms(max)),
+                None => ms(max),
+            };
+            (base.floor(), top.floor())
+        }
+        backoff => {
+            let base = match backoff {
+                Backoff::Fixed { delay } => ms(delay),
+                Backoff::Linear { initial, step, max } => (ms(initial) + ms(step) * (n - 1.0)).min(ms(max)),
+                Backoff::Exponential { initial, factor, max } => {
+                    (ms(initial) * factor.powf(n - 1.0)).min(ms(max))
                 }
+                Backoff::Decorrelated { .. } => unreachable!(),
+            };
+            match policy.jitter {
+                Jitter::None => (base.floor(), base.floor()),
+                Jitter::Full => (0.0, base.floor()),
+                Jitter::Equal => ((base / 2.0).floor(), base.floor()),
             }
-        };
+        }
+    }
+}
+
+/// Checks a schedule against the documented bounds of its backoff and jitter ([`delay_bounds`]),
+/// so that the jittered numbers pinned in the scenarios are known to be plausible and not merely
+/// reproduced.
+pub fn check_schedule_bounds(policy: &RetryPolicy, delays: &[u64]) -> Result<(), String> {
+    let mut prev: Option<u64> = None;
+    for (i, &d) in delays.iter().enumerate() {
+        let (lo, hi) = delay_bounds(policy, (i + 1) as u32, Some(prev));
+        let df = d as f64;
         if df < lo || df > hi {
             return Err(format!(
                 "invariant: delay {} of the schedule is {d} ms, outside the documented [{lo}, {hi}] ms",
                 i + 1
             ));
         }
-        prev = Some(df);
+        prev = Some(d);
     }
     Ok(())
 }
 
 /// Runs one scenario on backend `B`.
 pub fn run_scenario<B: Backend>(scenario: &Scenario) -> Result<(), Failed> {
-    let mut run = Run::<B>::new(&scenario.inbox).map_err(|message| Failed { step: None, message })?;
+    let mut run =
+        Run::<B>::new(&scenario.inbox, &scenario.outbox).map_err(|message| Failed { step: None, message })?;
     for (i, step) in scenario.steps.iter().enumerate() {
         let fail = |message: String| Failed { step: Some(i), message };
         let outcome = pollster::block_on(run.step(step)).map_err(fail)?;
@@ -998,6 +1168,93 @@ mod tests {
         }
         let good = r#"{"description":"d","inbox":{"mode":"at_least_once"},"steps":[{"op":"restart"},{"op":"advance","ms":5},{"op":"purge_expired","expect":{"purged":0}}]}"#;
         assert_eq!(serde_json::from_str::<Scenario>(good).unwrap().steps.len(), 3);
+    }
+
+    #[test]
+    fn decorrelated_retry_bounds_use_the_previous_delay_when_known() {
+        let dec = policy(
+            r#"{"max_attempts":9,"backoff":{"kind":"decorrelated","base_ms":100,"max_ms":1000},"jitter":"none"}"#,
+        );
+        assert_eq!(delay_bounds(&dec, 1, Some(None)), (100.0, 300.0));
+        assert_eq!(delay_bounds(&dec, 2, Some(Some(200))), (100.0, 600.0));
+        assert_eq!(delay_bounds(&dec, 3, Some(Some(900))), (100.0, 1000.0));
+        assert_eq!(delay_bounds(&dec, 3, None), (100.0, 1000.0));
+        let lin = policy(
+            r#"{"max_attempts":9,"backoff":{"kind":"linear","initial_ms":100,"step_ms":50,"max_ms":200},"jitter":"none"}"#,
+        );
+        assert_eq!(delay_bounds(&lin, 2, None), (150.0, 150.0));
+        assert_eq!(delay_bounds(&lin, 7, None), (200.0, 200.0));
+    }
+
+    #[test]
+    fn outbox_scenario_typos_are_rejected() {
+        let bad = [
+            r#"{"outbox":{"lease":5},"steps":[]}"#,
+            r#"{"outbox":{"retry_budget":{"ratio":1,"bust":2}},"steps":[]}"#,
+            r#"{"steps":[{"op":"lease","max":1,"expcet":{}}]}"#,
+            r#"{"steps":[{"op":"ack","delivery":"a"}]}"#,
+            r#"{"steps":[{"op":"enqueue","id":"a","delay":5,"expect":{}}]}"#,
+            r#"{"steps":[{"op":"enqueue_many","messages":[{"id":"a","paylod":"x"}],"expect":{}}]}"#,
+            r#"{"steps":[{"op":"events"}]}"#,
+        ];
+        for s in bad {
+            assert!(serde_json::from_str::<Scenario>(s).is_err(), "{s}");
+        }
+        let good = r#"{"outbox":{"mode":"at_least_once","ordering":{"fifo_per_key":{"park_ms":5}}},"steps":[
+            {"op":"lease","max":2,"as":["a","b"],"queue":"q","expect":{"leased":[]}},
+            {"op":"fail","delivery":"a","reason":"r","expect":{}},
+            {"op":"release","ticket":"t","expect":{}},
+            {"op":"events","expect":[]}]}"#;
+        assert_eq!(serde_json::from_str::<Scenario>(good).unwrap().steps.len(), 4);
+        for (ordering, ok) in [
+            (json!("unordered"), true),
+            (json!({"fifo_per_key": "block"}), true),
+            (json!({"fifo_per_key": "dead_letter"}), true),
+            (json!({"fifo_per_key": {"park_ms": 10}}), true),
+            (json!("fifo"), false),
+            (json!({"fifo_per_key": "park"}), false),
+            (json!({"fifo_per_key": {"park_ms": 10, "x": 1}}), false),
+            (json!({"fifo_per_key": "block", "x": 1}), false),
+        ] {
+            let spec = OutboxSpec { ordering: Some(ordering.clone()), ..Default::default() };
+            assert_eq!(outbox::OutboxState::<Arc<MemoryStore>>::new(&spec).is_ok(), ok, "{ordering}");
+        }
+    }
+
+    #[test]
+    fn outbox_rendering_is_canonical() {
+        use oncely::outbox::{Cancelled, Enqueued, Event, EventKind, Settled};
+        let at = |ms: i64| Timestamp(CLOCK_START_MS + ms);
+        let r = |o| render(&Outcome::Outbox(o));
+        assert_eq!(
+            r(OutboxOutcome::Enqueued(Enqueued::AlreadyQueued)),
+            json!({"enqueued": "already_queued"})
+        );
+        assert_eq!(
+            r(OutboxOutcome::Leased(vec![("m".into(), 2, true)])),
+            json!({"leased": [{"id": "m", "attempt": 2, "fenced": true}]})
+        );
+        assert_eq!(
+            r(OutboxOutcome::Settled(Settled::Retrying { at: at(150) })),
+            json!({"settled": {"retrying_at_ms": 150}})
+        );
+        assert_eq!(r(OutboxOutcome::Settled(Settled::GaveUp)), json!({"settled": "gave_up"}));
+        assert_eq!(r(OutboxOutcome::Cancel(Cancelled::InFlight)), json!({"cancel": "in_flight"}));
+        assert_eq!(r(OutboxOutcome::Error(ErrorCode::LeaseLost)), json!({"error": "lease_lost"}));
+        assert_eq!(
+            r(OutboxOutcome::Events(vec![
+                Event {
+                    id: "m".into(),
+                    at: at(5),
+                    kind: EventKind::Retried { at: at(105), error: "e".into() }
+                },
+                Event { id: "m".into(), at: at(5), kind: EventKind::Parked { until: at(9) } },
+            ])),
+            json!([
+                {"kind": "retried", "id": "m", "retry_at_ms": 105, "error": "e"},
+                {"kind": "parked", "id": "m", "until_ms": 9},
+            ])
+        );
     }
 
     #[test]

@@ -437,7 +437,6 @@ impl<S: OutboxStore> Delivery<S> {
 
     /// Keeps the lease for `lease` more from now (for long handlers).
     pub async fn extend(&self, lease: Duration) -> Result<Settled> {
-        require_positive("lease", lease)?;
         self.settle(Settle::Extend { lease }).await
     }
 
@@ -587,6 +586,10 @@ impl<S: OutboxStore> Outbox<S> {
     /// Settles the delivery of `id` held with `token` (what [`Delivery`]'s methods call; useful
     /// when the token travelled elsewhere, e.g. across an FFI boundary).
     pub async fn settle(&self, id: &str, token: u64, how: Settle) -> Result<Settled> {
+        validate_id(id)?;
+        if let Settle::Extend { lease } = how {
+            require_positive("lease", lease)?;
+        }
         let now = self.now();
         let id = id.to_owned();
         self.run(move |tx, rules, events| rules::settle(tx, &id, token, how, rules, now, events)).await
@@ -617,7 +620,7 @@ impl<S: OutboxStore> Outbox<S> {
     pub async fn replay(&self, id: &str) -> Result<bool> {
         validate_id(id)?;
         let (now, id) = (self.now(), id.to_owned());
-        self.run(move |tx, _, events| rules::replay(tx, &id, now, events)).await
+        self.run(move |tx, rules, events| rules::replay(tx, &id, rules, now, events)).await
     }
 
     /// Deletes the named dead letters, or all of them with `None`; says how many went.

@@ -46,11 +46,11 @@ pub struct OutboxRecord {
 /// A snapshot of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {
-    /// Messages deliverable now.
+    /// Messages deliverable now (including those whose lease ran out).
     pub ready: u64,
     /// Messages waiting for their `available_at` (delayed, or backing off).
     pub scheduled: u64,
-    /// Messages leased to a worker.
+    /// Messages leased to a worker whose lease has not run out.
     pub leased: u64,
     /// Dead letters.
     pub dead: u64,

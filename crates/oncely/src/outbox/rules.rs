@@ -136,7 +136,8 @@ fn exhausted(rec: &OutboxRecord, policy: &RetryPolicy, now: Timestamp) -> Option
         return Some(GiveUp::MaxAttempts);
     }
     match (policy.deadline, rec.first_attempt_at) {
-        (Some(deadline), Some(first)) if now >= first.after(deadline) => Some(GiveUp::Deadline),
+        // As in `RetryPolicy::decide`: an attempt may start exactly at the deadline.
+        (Some(deadline), Some(first)) if now > first.after(deadline) => Some(GiveUp::Deadline),
         _ => None,
     }
 }
@@ -150,7 +151,8 @@ fn give_up(
     events: &mut Vec<Event>,
 ) -> Result<()> {
     match rules.ordering {
-        Ordering::FifoPerKey(PoisonPolicy::Park { after }) => {
+        // Parking keeps a key's line moving; a message without a key has no line: dead-letter it.
+        Ordering::FifoPerKey(PoisonPolicy::Park { after }) if rec.message.key.is_some() => {
             rec.seq = tx.next_seq()?;
             rec.message.attempts = 0;
             rec.first_attempt_at = None;
@@ -185,7 +187,11 @@ pub(crate) fn lease(
     for mut rec in tx.expired_leases(now, 1024)? {
         let MessageState::Leased { lease_until, .. } = rec.state else { continue };
         event(events, &rec.message.id, now, EventKind::LeaseExpired);
-        if let Some(why) = exhausted(&rec, &rules.retry, now) {
+        if rules.mode == Mode::AtMostOnce {
+            // Marked done when leased: never delivered again. Its attempt is lost.
+            tx.delete(&rec.message.id)?;
+            event(events, &rec.message.id, now, EventKind::Dropped);
+        } else if let Some(why) = exhausted(&rec, &rules.retry, now) {
             let reason = match why {
                 GiveUp::MaxAttempts => "the lease of the last attempt ran out",
                 GiveUp::Deadline => "the lease ran out past the deadline",
@@ -202,7 +208,9 @@ pub(crate) fn lease(
     if max == 0 {
         return Ok((chosen, retries_used));
     }
-    let page = (max * 4).clamp(64, 4096);
+    // Without FIFO or a budget every due message is eligible: fetch just what is wanted.
+    let may_skip = matches!(rules.ordering, Ordering::FifoPerKey(_)) || retries_allowed != usize::MAX;
+    let page = if may_skip { (max * 4).clamp(64, 4096) } else { max.min(4096) };
     let mut after = None;
     for _ in 0..16 {
         let candidates = tx.due(now, after, page)?;
@@ -220,18 +228,11 @@ pub(crate) fn lease(
             }
             rec.message.attempts = rec.message.attempts.saturating_add(1);
             rec.first_attempt_at.get_or_insert(now);
-            match rules.mode {
-                Mode::AtMostOnce => {
-                    // Done before the attempt: the message leaves the queue now.
-                    tx.delete(&rec.message.id)?;
-                    rec.state = MessageState::Leased { token: 0, lease_until: now };
-                }
-                Mode::AtLeastOnce | Mode::ExactlyOnce => {
-                    rec.state =
-                        MessageState::Leased { token: tx.next_token()?, lease_until: now.after(lease) };
-                    tx.update(&rec)?;
-                }
-            }
+            // In at-most-once this lease is the "done" mark, written before the attempt: whatever
+            // happens next (failure, crash, lease running out), the message is never delivered
+            // again. It still holds its key (FIFO) until it is settled or its lease runs out.
+            rec.state = MessageState::Leased { token: tx.next_token()?, lease_until: now.after(lease) };
+            tx.update(&rec)?;
             retries_used += usize::from(is_retry);
             event(events, &rec.message.id, now, EventKind::Leased { attempt: rec.message.attempts });
             chosen.push(rec);
@@ -281,25 +282,32 @@ pub(crate) fn settle(
     now: Timestamp,
     events: &mut Vec<Event>,
 ) -> Result<Settled> {
-    if rules.mode == Mode::AtMostOnce {
-        // The message left the queue when it was leased.
-        return Ok(match how {
-            Settle::Ack => {
-                event(events, id, now, EventKind::Acked);
-                Settled::Acked
-            }
-            Settle::Extend { lease } => Settled::Extended { until: now.after(lease) },
-            _ => {
-                event(events, id, now, EventKind::Dropped);
-                Settled::Dropped
-            }
-        });
-    }
     let mut rec = match tx.get(id)? {
         Some(rec) if matches!(rec.state, MessageState::Leased { token: t, .. } if t == token) => rec,
         _ => return Err(Error::LeaseLost { id: id.to_owned(), token }),
     };
     let attempts = rec.message.attempts;
+    if rules.mode == Mode::AtMostOnce {
+        // Never retried: an ack completes it, any other outcome loses it (by design).
+        return Ok(match how {
+            Settle::Extend { lease } => {
+                let until = now.after(lease);
+                rec.state = MessageState::Leased { token, lease_until: until };
+                tx.update(&rec)?;
+                Settled::Extended { until }
+            }
+            Settle::Ack => {
+                tx.delete(id)?;
+                event(events, id, now, EventKind::Acked);
+                Settled::Acked
+            }
+            _ => {
+                tx.delete(id)?;
+                event(events, id, now, EventKind::Dropped);
+                Settled::Dropped
+            }
+        });
+    }
     match how {
         Settle::Ack => {
             tx.delete(id)?;
@@ -342,6 +350,9 @@ pub(crate) fn settle(
         Settle::Snooze { after } => {
             rec.state = MessageState::Ready;
             rec.message.attempts = attempts.saturating_sub(1);
+            if rec.message.attempts == 0 {
+                rec.first_attempt_at = None; // not attempted yet: the deadline has not started
+            }
             rec.message.available_at = now.after(after);
             let at = rec.message.available_at;
             tx.update(&rec)?;
@@ -351,6 +362,9 @@ pub(crate) fn settle(
         Settle::Release => {
             rec.state = MessageState::Ready;
             rec.message.attempts = attempts.saturating_sub(1);
+            if rec.message.attempts == 0 {
+                rec.first_attempt_at = None; // not attempted yet: the deadline has not started
+            }
             rec.message.available_at = now;
             tx.update(&rec)?;
             event(events, id, now, EventKind::Released);
@@ -371,28 +385,38 @@ pub(crate) fn cancel(
     now: Timestamp,
     events: &mut Vec<Event>,
 ) -> Result<Cancelled> {
+    let expired =
+        |s: &MessageState| matches!(s, MessageState::Leased { lease_until, .. } if *lease_until <= now);
     Ok(match tx.get(id)?.map(|r| r.state) {
-        Some(MessageState::Ready) => {
+        // A lease that ran out holds nothing: the message is queued again.
+        Some(state) if state == MessageState::Ready || expired(&state) => {
             tx.delete(id)?;
             event(events, id, now, EventKind::Cancelled);
             Cancelled::Cancelled
         }
         Some(MessageState::Leased { .. }) => Cancelled::InFlight,
-        Some(MessageState::Dead { .. }) | None => Cancelled::NotFound,
+        Some(MessageState::Dead { .. } | MessageState::Ready) | None => Cancelled::NotFound,
     })
 }
 
-/// Puts a dead letter back in the queue with its attempts reset, deliverable now, in its old
-/// place in its key's order. Says whether `id` was a dead letter.
+/// Puts a dead letter back in the queue with its attempts reset, deliverable now: at the back of
+/// its key's line, or (under [`PoisonPolicy::Block`]) at its old place at the head. Says whether
+/// `id` was a dead letter.
 pub(crate) fn replay(
     tx: &mut dyn OutboxTx,
     id: &str,
+    rules: &Rules,
     now: Timestamp,
     events: &mut Vec<Event>,
 ) -> Result<bool> {
     let Some(mut rec) = tx.get(id)?.filter(|r| matches!(r.state, MessageState::Dead { .. })) else {
         return Ok(false);
     };
+    if !matches!(rules.ordering, Ordering::FifoPerKey(PoisonPolicy::Block)) {
+        // Its key has moved on meanwhile: it joins the back of the line. (Under `Block` nothing
+        // of its key moved, so it keeps its place at the head.)
+        rec.seq = tx.next_seq()?;
+    }
     rec.state = MessageState::Ready;
     rec.message.attempts = 0;
     rec.message.available_at = now;

@@ -170,7 +170,9 @@ impl OutboxTx for MemTx<'_> {
     }
 
     fn stats(&mut self, now: Timestamp) -> Result<QueueStats> {
-        let ready = self.queue.due.iter().take_while(|(t, _, _)| *t <= now.0).count() as u64;
+        let due = self.queue.due.iter().take_while(|(t, _, _)| *t <= now.0).count() as u64;
+        // A lease that ran out counts as ready: nothing is delivering that message.
+        let expired = self.queue.leases.iter().take_while(|(t, _, _)| *t <= now.0).count() as u64;
         let oldest = self
             .queue
             .records
@@ -179,9 +181,9 @@ impl OutboxTx for MemTx<'_> {
             .map(|r| r.message.created_at)
             .min();
         Ok(QueueStats {
-            ready,
-            scheduled: self.queue.due.len() as u64 - ready,
-            leased: self.queue.leases.len() as u64,
+            ready: due + expired,
+            scheduled: self.queue.due.len() as u64 - due,
+            leased: self.queue.leases.len() as u64 - expired,
             dead: self.queue.dead.len() as u64,
             oldest_created_at: oldest,
         })

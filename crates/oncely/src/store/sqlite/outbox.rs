@@ -164,12 +164,14 @@ impl OutboxTx for SqliteOutboxTx<'_> {
     }
 
     fn key_head(&mut self, key: &str, include_dead: bool) -> Result<Option<u64>> {
-        let head: Option<i64> = self
-            .conn
-            .prepare_cached(
-                "SELECT min(seq) FROM oncely_outbox WHERE queue = ?1 AND key = ?2 AND (state < 2 OR (?3 AND state = 2))",
-            )?
-            .query_row(params![self.queue, key, include_dead], |r| r.get(0))?;
+        // Done messages are deleted, so every stored message of the key is ready, leased or dead.
+        let sql = if include_dead {
+            "SELECT min(seq) FROM oncely_outbox WHERE queue = ?1 AND key = ?2"
+        } else {
+            "SELECT min(seq) FROM oncely_outbox INDEXED BY oncely_outbox_keys WHERE queue = ?1 AND key = ?2 AND state < 2"
+        };
+        let head: Option<i64> =
+            self.conn.prepare_cached(sql)?.query_row(params![self.queue, key], |r| r.get(0))?;
         Ok(head.map(|s| s as u64))
     }
 
@@ -184,8 +186,9 @@ impl OutboxTx for SqliteOutboxTx<'_> {
         let row = self
             .conn
             .prepare_cached(
-                "SELECT coalesce(sum(state = 0 AND available_at <= ?2), 0), coalesce(sum(state = 0 AND available_at > ?2), 0),
-                        coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0),
+                "SELECT coalesce(sum((state = 0 AND available_at <= ?2) OR (state = 1 AND lease_until <= ?2)), 0),
+                        coalesce(sum(state = 0 AND available_at > ?2), 0),
+                        coalesce(sum(state = 1 AND lease_until > ?2), 0), coalesce(sum(state = 2), 0),
                         min(CASE WHEN state < 2 THEN created_at END)
                  FROM oncely_outbox WHERE queue = ?1",
             )?
