@@ -128,14 +128,18 @@ impl<S: OutboxStore> Worker<S> {
         Fut: Future<Output = Outcome> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let mut tasks: JoinSet<(String, bool)> = JoinSet::new();
+        let mut tasks: JoinSet<(String, Outcome)> = JoinSet::new();
         let mut in_flight: HashMap<String, Arc<Delivery<S>>> = HashMap::new();
         let mut summary = RunSummary::default();
         tokio::pin!(shutdown);
         let lease = self.outbox.config().lease;
+        let mut finished: Vec<(String, Outcome)> = Vec::new();
         loop {
-            let free = self.config.concurrency - in_flight.len();
-            let leased = if free > 0 { self.outbox.lease(free).await? } else { Vec::new() };
+            // Settle what finished and lease what there is room for, in one commit.
+            let free = self.config.concurrency - in_flight.len() + finished.len();
+            let leased = self
+                .settle_and_lease(std::mem::take(&mut finished), free, &mut in_flight, &mut summary)
+                .await?;
             let got_any = !leased.is_empty();
             for delivery in leased {
                 let delivery = Arc::new(delivery);
@@ -146,27 +150,25 @@ impl<S: OutboxStore> Worker<S> {
             if in_flight.is_empty() && !got_any && matches!(stop, Stop::WhenIdle) {
                 return Ok(summary);
             }
-            tokio::select! {
+            let first = tokio::select! {
                 _ = &mut shutdown => break,
-                done = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Some(Ok((id, ok))) = done {
-                        in_flight.remove(&id);
-                        if ok { summary.succeeded += 1 } else { summary.failed += 1 }
-                    }
-                }
-                _ = tokio::time::sleep(self.config.poll_interval), if !got_any || free == 0 => {}
+                done = tasks.join_next(), if !tasks.is_empty() => done,
+                _ = tokio::time::sleep(self.config.poll_interval), if !got_any || free == 0 => None,
+            };
+            finished.extend(first.into_iter().filter_map(|r| r.ok()));
+            while let Some(r) = tasks.try_join_next() {
+                finished.extend(r.ok());
             }
         }
         // Graceful shutdown: no more leases; let in-flight work finish for a while.
+        self.settle_and_lease(std::mem::take(&mut finished), 0, &mut in_flight, &mut summary).await?;
         let deadline = tokio::time::sleep(self.config.shutdown_timeout);
         tokio::pin!(deadline);
         while !tasks.is_empty() {
             tokio::select! {
                 done = tasks.join_next() => {
-                    if let Some(Ok((id, ok))) = done {
-                        in_flight.remove(&id);
-                        if ok { summary.succeeded += 1 } else { summary.failed += 1 }
-                    }
+                    let finished = done.into_iter().filter_map(|r| r.ok()).collect();
+                    self.settle_and_lease(finished, 0, &mut in_flight, &mut summary).await?;
                 }
                 _ = &mut deadline => break,
             }
@@ -179,11 +181,49 @@ impl<S: OutboxStore> Worker<S> {
         }
         Ok(summary)
     }
+
+    /// Settles finished attempts by their outcomes and leases up to `max` more, in one store
+    /// step. A settle refused for a lost lease is logged: that message is redelivered.
+    async fn settle_and_lease(
+        &self,
+        finished: Vec<(String, Outcome)>,
+        max: usize,
+        in_flight: &mut HashMap<String, Arc<Delivery<S>>>,
+        summary: &mut RunSummary,
+    ) -> Result<Vec<Delivery<S>>> {
+        let mut items = Vec::with_capacity(finished.len());
+        for (id, outcome) in finished {
+            let Some(delivery) = in_flight.remove(&id) else { continue };
+            if outcome == Outcome::Success {
+                summary.succeeded += 1;
+            } else {
+                summary.failed += 1;
+            }
+            let how = match outcome {
+                Outcome::Success => Settle::Ack,
+                Outcome::Retry { after, error } => Settle::Retry { after, error },
+                Outcome::Snooze(after) => Settle::Snooze { after },
+                Outcome::Fail(reason) => Settle::Fail { reason },
+            };
+            items.push((delivery, how));
+        }
+        if items.is_empty() && max == 0 {
+            return Ok(Vec::new());
+        }
+        let refs = items.iter().map(|(d, how)| (d.as_ref(), how.clone())).collect();
+        let (answers, leased) = self.outbox.settle_many_and_lease(refs, max).await?;
+        for ((d, _), answer) in items.iter().zip(answers) {
+            if let Err(e) = answer {
+                tracing::warn!(id = %d.id(), error = %e, "oncely: a delivery's lease was lost before it was settled; it will be redelivered");
+            }
+        }
+        Ok(leased)
+    }
 }
 
-/// One attempt: run the handler (extending the lease while it runs), then settle by its outcome.
-/// A panicking handler counts as a retryable failure.
-async fn attempt<S, H, Fut>(delivery: Arc<Delivery<S>>, handler: Arc<H>, lease: Duration) -> (String, bool)
+/// One attempt: run the handler, extending the lease while it runs. A panicking handler counts
+/// as a retryable failure. The worker settles the outcome.
+async fn attempt<S, H, Fut>(delivery: Arc<Delivery<S>>, handler: Arc<H>, lease: Duration) -> (String, Outcome)
 where
     S: OutboxStore,
     H: Fn(Message) -> Fut + Send + Sync + 'static,
@@ -200,20 +240,10 @@ where
                 Err(_) => Outcome::retry("the handler was cancelled"),
             },
             _ = tokio::time::sleep(heartbeat) => {
-                // Long handler: keep the lease. If it was lost, the settle below is refused.
+                // Long handler: keep the lease. If it was lost, the settle is refused later.
                 let _ = delivery.settle(Settle::Extend { lease }).await;
             }
         }
     };
-    let ok = outcome == Outcome::Success;
-    let settle = match outcome {
-        Outcome::Success => Settle::Ack,
-        Outcome::Retry { after, error } => Settle::Retry { after, error },
-        Outcome::Snooze(after) => Settle::Snooze { after },
-        Outcome::Fail(reason) => Settle::Fail { reason },
-    };
-    if let Err(e) = delivery.settle(settle).await {
-        tracing::warn!(id = %id, error = %e, "oncely: settling a delivery failed; it will be redelivered");
-    }
-    (id, ok)
+    (id, outcome)
 }

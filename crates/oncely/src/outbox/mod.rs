@@ -407,11 +407,15 @@ impl<S: OutboxStore> Delivery<S> {
         let extend = matches!(how, Settle::Extend { .. });
         let settled = self.outbox.settle(&self.record.message.id, self.token, how).await?;
         if !extend {
-            let c = &self.outbox.inner.counters;
-            c.attempts_settled.fetch_add(1, AtomicOrdering::Relaxed);
-            c.attempt_micros.fetch_add(self.leased_at.elapsed().as_micros() as u64, AtomicOrdering::Relaxed);
+            self.count_attempt();
         }
         Ok(settled)
+    }
+
+    fn count_attempt(&self) {
+        let c = &self.outbox.inner.counters;
+        c.attempts_settled.fetch_add(1, AtomicOrdering::Relaxed);
+        c.attempt_micros.fetch_add(self.leased_at.elapsed().as_micros() as u64, AtomicOrdering::Relaxed);
     }
 
     /// Delivered: the message is done.
@@ -560,18 +564,52 @@ impl<S: OutboxStore> Outbox<S> {
     /// Leases up to `max` due messages for the configured lease. See [`rules`] for what each
     /// mode writes.
     pub async fn lease(&self, max: usize) -> Result<Vec<Delivery<S>>> {
+        Ok(self.settle_many_and_lease(Vec::new(), max).await?.1)
+    }
+
+    /// Settles `items` (as [`Outbox::settle_many`]) and then leases up to `max` messages, all in
+    /// one store step: what a worker does between two rounds, in one commit.
+    pub async fn settle_many_and_lease(
+        &self,
+        items: Vec<(&Delivery<S>, Settle)>,
+        max: usize,
+    ) -> Result<(Vec<Result<Settled>>, Vec<Delivery<S>>)> {
+        for (_, how) in &items {
+            if let Settle::Extend { lease } = how {
+                require_positive("lease", *lease)?;
+            }
+        }
         let now = self.now();
         let lease = self.inner.config.lease;
         let allowed = self.inner.budget.as_ref().map_or(usize::MAX, |b| b.lock().allowed(now));
-        let (records, retries_used) = self
-            .run(move |tx, rules, events| rules::lease(tx, max, lease, allowed, rules, now, events))
+        let work: Vec<(String, u64, Settle)> =
+            items.iter().map(|(d, how)| (d.record.message.id.clone(), d.token, how.clone())).collect();
+        let (answers, (records, retries_used)) = self
+            .run(move |tx, rules, events| {
+                let mut answers = Vec::with_capacity(work.len());
+                for (id, token, how) in work {
+                    match rules::settle(tx, &id, token, how, rules, now, events) {
+                        // A stale token fails only its own entry.
+                        Err(e) if e.code() == crate::ErrorCode::LeaseLost => answers.push(Err(e)),
+                        Err(e) => return Err(e),
+                        Ok(settled) => answers.push(Ok(settled)),
+                    }
+                }
+                let leased = rules::lease(tx, max, lease, allowed, rules, now, events)?;
+                Ok((answers, leased))
+            })
             .await?;
+        for ((d, how), answer) in items.iter().zip(&answers) {
+            if answer.is_ok() && !matches!(how, Settle::Extend { .. }) {
+                d.count_attempt();
+            }
+        }
         if let Some(b) = &self.inner.budget {
             let firsts = records.len() - retries_used;
             b.lock().record(now, firsts, retries_used);
         }
         let leased_at = std::time::Instant::now();
-        Ok(records
+        let deliveries = records
             .into_iter()
             .map(|record| {
                 let token = match record.state {
@@ -580,7 +618,8 @@ impl<S: OutboxStore> Outbox<S> {
                 };
                 Delivery { outbox: self.clone(), record, token, leased_at }
             })
-            .collect())
+            .collect();
+        Ok((answers, deliveries))
     }
 
     /// Settles the delivery of `id` held with `token` (what [`Delivery`]'s methods call; useful
@@ -593,6 +632,12 @@ impl<S: OutboxStore> Outbox<S> {
         let now = self.now();
         let id = id.to_owned();
         self.run(move |tx, rules, events| rules::settle(tx, &id, token, how, rules, now, events)).await
+    }
+
+    /// Settles many deliveries in one store step (one commit). Each gets its own answer: a stale
+    /// token fails only its own entry.
+    pub async fn settle_many(&self, items: Vec<(&Delivery<S>, Settle)>) -> Result<Vec<Result<Settled>>> {
+        Ok(self.settle_many_and_lease(items, 0).await?.0)
     }
 
     /// Removes a queued message before delivery.
