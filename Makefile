@@ -17,6 +17,7 @@ test-rust:
 	$(CARGO) test -q -p oncely --bench inbox -- --quick
 	$(CARGO) test -q -p oncely --bench outbox -- --quick
 	$(CARGO) run -q -p oncely --example quickstart
+	$(CARGO) run -q -p oncely --example outbox_quickstart
 	$(CARGO) run -q -p oncely --example inbox_modes -- 300 0.3 11
 
 ## The benchmarks of docs/benchmarks.md (release build; takes a few minutes).

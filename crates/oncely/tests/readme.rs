@@ -22,14 +22,23 @@ fn dedent(block: &str) -> String {
         .join("\n")
 }
 
-#[test]
-fn readme_quickstart_is_the_tested_example() {
+fn assert_readme_has(example: &str, anchor: &str) {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let example = std::fs::read_to_string(format!("{root}/crates/oncely/examples/quickstart.rs")).unwrap();
-    let snippet = dedent(region(&example, "quickstart"));
+    let source = std::fs::read_to_string(format!("{root}/crates/oncely/examples/{example}")).unwrap();
+    let snippet = dedent(region(&source, anchor));
     assert!(
         readme.contains(&format!("```rust\n{}\n```", snippet.trim_end())),
-        "README.md's Rust quickstart differs from examples/quickstart.rs; paste this:\n{snippet}"
+        "README.md's `{anchor}` example differs from examples/{example}; paste this:\n{snippet}"
     );
+}
+
+#[test]
+fn readme_inbox_quickstart_is_the_tested_example() {
+    assert_readme_has("quickstart.rs", "quickstart");
+}
+
+#[test]
+fn readme_outbox_example_is_the_tested_example() {
+    assert_readme_has("outbox_quickstart.rs", "outbox");
 }
