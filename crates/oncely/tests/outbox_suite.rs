@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+use support::*;
+
 use oncely::backoff::{Backoff, Jitter, RetryPolicy};
 use oncely::outbox::{
     Cancelled, Enqueued, EventKind, MessageState, Ordering, PoisonPolicy, RetryBudget, Settled,
@@ -365,53 +368,32 @@ mod suite {
     }
 }
 
+/// Every suite test, on one backend.
 macro_rules! outbox_suite {
     ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
-            outbox_suite!(@tests $make;
-                enqueue_is_idempotent_per_id,
-                ack_removes_and_stale_ack_is_refused,
-                retries_follow_the_policy_then_dead_letter,
-                retry_after_hint_and_deadline,
-                lease_running_out_on_the_last_attempt_dead_letters,
-                at_most_once_never_redelivers,
-                snooze_does_not_use_an_attempt,
-                delayed_delivery_and_cancel,
-                extend_and_release,
-                fifo_holds_a_key_to_one_in_flight,
-                fifo_poison_policies,
-                retry_budget_holds_back_retries,
-                events_and_counters,
-                bad_input_writes_nothing,
-                worker_delivers_everything_with_bounded_concurrency,
-                worker_shutdown_releases_in_flight
-            );
-        }
+        suite_tests!($backend, $make;
+            enqueue_is_idempotent_per_id,
+            ack_removes_and_stale_ack_is_refused,
+            retries_follow_the_policy_then_dead_letter,
+            retry_after_hint_and_deadline,
+            lease_running_out_on_the_last_attempt_dead_letters,
+            at_most_once_never_redelivers,
+            snooze_does_not_use_an_attempt,
+            delayed_delivery_and_cancel,
+            extend_and_release,
+            fifo_holds_a_key_to_one_in_flight,
+            fifo_poison_policies,
+            retry_budget_holds_back_retries,
+            events_and_counters,
+            bad_input_writes_nothing,
+            worker_delivers_everything_with_bounded_concurrency,
+            worker_shutdown_releases_in_flight
+        );
     };
-    (@tests $make:expr; $($test:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                let (store, _guard) = $make;
-                suite::$test(store).await;
-            }
-        )*
-    };
-}
-
-fn memory() -> (Arc<MemoryStore>, ()) {
-    (Arc::new(MemoryStore::new()), ())
-}
-
-fn sqlite() -> (SqliteStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = SqliteConfig { synchronous: Synchronous::Normal, ..SqliteConfig::default() };
-    (SqliteStore::open(dir.path().join("outbox.db"), cfg).unwrap(), dir)
 }
 
 outbox_suite!(memory_store, memory());
-outbox_suite!(sqlite_store, sqlite());
+outbox_suite!(sqlite_store, sqlite(Synchronous::Normal));
 
 #[tokio::test]
 async fn transactional_enqueue_commits_with_the_callers_writes() {

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod support;
+use support::*;
+
 use oncely::inbox::{RecordState, Status};
 use oncely::{
-    Begin, CachePolicy, ErrorCode, Failure, Inbox, InboxConfig, InboxStore, ManualClock, MemoryStore, Mode,
-    ProcessError, Request, SqliteConfig, SqliteStore, Synchronous, Timestamp,
+    Begin, CachePolicy, ErrorCode, Failure, Inbox, InboxConfig, InboxStore, ManualClock, Mode, ProcessError,
+    Request, Synchronous, Timestamp,
 };
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -366,55 +369,30 @@ mod suite {
     }
 }
 
+/// Every suite test, on one backend.
 macro_rules! store_suite {
     ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
-            store_suite!(@tests $make;
-                exactly_once_claim_finish_duplicate,
-                lease_expiry_and_fencing,
-                expired_lease_still_finishes_if_nobody_took_over,
-                release_gives_the_id_back,
-                fingerprint_conflict,
-                at_most_once_marks_before_the_effect,
-                at_least_once_marks_after_the_effect,
-                retention_expiry_and_purge,
-                expired_records_are_claimable_before_collection,
-                garbage_is_collected_automatically,
-                tokens_grow_across_collection,
-                scopes_do_not_collide,
-                batch_claim_and_complete,
-                process_runs_the_handler_once,
-                retryable_failure_releases_permanent_is_stored_by_policy,
-                waiting_duplicate_gets_the_first_result,
-                concurrent_duplicates_run_the_effect_once,
-                bad_input_changes_nothing
-            );
-        }
+        suite_tests!($backend, $make;
+            exactly_once_claim_finish_duplicate,
+            lease_expiry_and_fencing,
+            expired_lease_still_finishes_if_nobody_took_over,
+            release_gives_the_id_back,
+            fingerprint_conflict,
+            at_most_once_marks_before_the_effect,
+            at_least_once_marks_after_the_effect,
+            retention_expiry_and_purge,
+            expired_records_are_claimable_before_collection,
+            garbage_is_collected_automatically,
+            tokens_grow_across_collection,
+            scopes_do_not_collide,
+            batch_claim_and_complete,
+            process_runs_the_handler_once,
+            retryable_failure_releases_permanent_is_stored_by_policy,
+            waiting_duplicate_gets_the_first_result,
+            concurrent_duplicates_run_the_effect_once,
+            bad_input_changes_nothing
+        );
     };
-    (@tests $make:expr; $($test:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                let (store, _guard) = $make;
-                suite::$test(store).await;
-            }
-        )*
-    };
-}
-
-fn memory() -> (Arc<MemoryStore>, ()) {
-    (Arc::new(MemoryStore::new()), ())
-}
-
-fn sqlite(sync: Synchronous) -> (SqliteStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = SqliteConfig { synchronous: sync, ..SqliteConfig::default() };
-    (SqliteStore::open(dir.path().join("suite.db"), cfg).unwrap(), dir)
-}
-
-fn sqlite_in_memory() -> (SqliteStore, ()) {
-    (SqliteStore::open(":memory:", SqliteConfig::default()).unwrap(), ())
 }
 
 store_suite!(memory_store, memory());
