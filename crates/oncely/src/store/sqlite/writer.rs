@@ -103,7 +103,6 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
 
 fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-
         for job in jobs {
             let _ = job.reply.send(Err(clone_error(&e)));
         }
