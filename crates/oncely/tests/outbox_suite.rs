@@ -447,3 +447,20 @@ async fn queued_messages_survive_a_restart() {
     assert_eq!((d.id(), d.payload(), d.message().key.as_deref()), ("a", &b"p"[..], Some("k")));
     assert_eq!(d.message().headers.get("h").map(String::as_str), Some("v"));
 }
+
+/// The blocking facade: code that is not async drives the outbox and the worker through the
+/// process's shared runtime.
+#[test]
+fn blocking_callers_use_the_shared_runtime() {
+    use oncely::runtime::block_on;
+    let ob = Outbox::open(MemoryStore::new(), OutboxConfig::new("sync")).unwrap();
+    block_on(ob.enqueue_many((0..10).map(|i| NewMessage::new("p").id(format!("m{i}"))).collect()))
+        .unwrap()
+        .unwrap();
+    let worker = Worker::new(ob.clone(), WorkerConfig::default()).unwrap();
+    let summary = block_on(worker.run_until_idle(|_| async { Outcome::Success })).unwrap().unwrap();
+    assert_eq!(summary.succeeded, 10);
+    // Blocking inside async code would deadlock a runtime thread: refused with a clear error.
+    let inside = block_on(async { block_on(async {}).map(drop) }).unwrap();
+    assert_eq!(inside.unwrap_err().code(), ErrorCode::InvalidArgument);
+}
