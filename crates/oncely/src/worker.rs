@@ -47,7 +47,7 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// How long to wait before looking again when nothing was due. Default: 50 ms.
     pub poll_interval: Duration,
-    /// On shutdown, how long in-flight handlers may take before their leases are released.
+    /// On shutdown, how long in-flight handlers may take before they are stopped.
     /// Default: 30 s.
     pub shutdown_timeout: Duration,
 }
@@ -71,7 +71,8 @@ pub struct RunSummary {
     pub succeeded: u64,
     /// Of those, whose handler failed or panicked (retried, dead-lettered or dropped by the mode).
     pub failed: u64,
-    /// Leases given back at shutdown.
+    /// Attempts still running at shutdown: stopped and settled as failed attempts (retried by
+    /// the policy).
     pub released: u64,
 }
 
@@ -108,7 +109,8 @@ impl<S: OutboxStore> Worker<S> {
     }
 
     /// Delivers until `shutdown` resolves; then stops leasing, waits up to `shutdown_timeout` for
-    /// in-flight handlers, and releases the leases of those still running.
+    /// in-flight handlers, and stops those still running, settling them as failed attempts
+    /// (retried by the policy: an attempt under way may have had its effect).
     pub async fn run<H, Fut>(&self, handler: H, shutdown: impl Future<Output = ()>) -> Result<RunSummary>
     where
         H: Fn(Message) -> Fut + Send + Sync + 'static,
@@ -128,15 +130,16 @@ impl<S: OutboxStore> Worker<S> {
         Fut: Future<Output = Outcome> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let mut tasks: JoinSet<(String, Outcome)> = JoinSet::new();
-        let mut in_flight: HashMap<String, Arc<Delivery<S>>> = HashMap::new();
+        let mut tasks: JoinSet<(Attempt, Outcome)> = JoinSet::new();
+        // Keyed by (id, token): a handler that outlived its lease must not settle its successor.
+        let mut in_flight: HashMap<Attempt, Arc<Delivery<S>>> = HashMap::new();
         let mut summary = RunSummary::default();
         tokio::pin!(shutdown);
         let lease = self.outbox.config().lease;
-        let mut finished: Vec<(String, Outcome)> = Vec::new();
+        let mut finished: Vec<(Attempt, Outcome)> = Vec::new();
         loop {
             // Settle what finished and lease what there is room for, in one commit.
-            let free = self.config.concurrency - in_flight.len() + finished.len();
+            let free = self.config.concurrency.saturating_sub(tasks.len());
             let leased = self
                 .settle_and_lease(std::mem::take(&mut finished), free, &mut in_flight, &mut summary)
                 .await?;
@@ -144,7 +147,7 @@ impl<S: OutboxStore> Worker<S> {
             for delivery in leased {
                 let delivery = Arc::new(delivery);
                 summary.attempts += 1;
-                in_flight.insert(delivery.id().to_owned(), delivery.clone());
+                in_flight.insert((delivery.id().to_owned(), delivery.token()), delivery.clone());
                 tasks.spawn(attempt(delivery, handler.clone(), lease));
             }
             if in_flight.is_empty() && !got_any && matches!(stop, Stop::WhenIdle) {
@@ -173,12 +176,19 @@ impl<S: OutboxStore> Worker<S> {
                 _ = &mut deadline => break,
             }
         }
+        // Still running: stop the handlers (dropping an attempt aborts its handler task) and give
+        // their messages back as failed attempts — an attempt under way may have had an effect,
+        // so it counts, and a handler that always hangs still runs out of attempts.
         tasks.abort_all();
-        for (_, delivery) in in_flight {
-            if delivery.release().await.is_ok() {
-                summary.released += 1;
-            }
-        }
+        while tasks.join_next().await.is_some() {}
+        let unfinished = in_flight
+            .keys()
+            .map(|attempt| (attempt.clone(), Outcome::retry("the worker shut down during the attempt")))
+            .collect::<Vec<_>>();
+        summary.released = unfinished.len() as u64;
+        let before = (summary.succeeded, summary.failed);
+        self.settle_and_lease(unfinished, 0, &mut in_flight, &mut summary).await?;
+        (summary.succeeded, summary.failed) = before;
         Ok(summary)
     }
 
@@ -186,14 +196,14 @@ impl<S: OutboxStore> Worker<S> {
     /// step. A settle refused for a lost lease is logged: that message is redelivered.
     async fn settle_and_lease(
         &self,
-        finished: Vec<(String, Outcome)>,
+        finished: Vec<(Attempt, Outcome)>,
         max: usize,
-        in_flight: &mut HashMap<String, Arc<Delivery<S>>>,
+        in_flight: &mut HashMap<Attempt, Arc<Delivery<S>>>,
         summary: &mut RunSummary,
     ) -> Result<Vec<Delivery<S>>> {
         let mut items = Vec::with_capacity(finished.len());
-        for (id, outcome) in finished {
-            let Some(delivery) = in_flight.remove(&id) else { continue };
+        for (attempt, outcome) in finished {
+            let Some(delivery) = in_flight.remove(&attempt) else { continue };
             if outcome == Outcome::Success {
                 summary.succeeded += 1;
             } else {
@@ -221,20 +231,36 @@ impl<S: OutboxStore> Worker<S> {
     }
 }
 
+/// One delivery attempt: the message id and the lease's fencing token.
+type Attempt = (String, u64);
+
+/// Aborts the handler's task when the attempt is dropped (aborted at shutdown).
+struct AbortOnDrop(tokio::task::JoinHandle<Outcome>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One attempt: run the handler, extending the lease while it runs. A panicking handler counts
 /// as a retryable failure. The worker settles the outcome.
-async fn attempt<S, H, Fut>(delivery: Arc<Delivery<S>>, handler: Arc<H>, lease: Duration) -> (String, Outcome)
+async fn attempt<S, H, Fut>(
+    delivery: Arc<Delivery<S>>,
+    handler: Arc<H>,
+    lease: Duration,
+) -> (Attempt, Outcome)
 where
     S: OutboxStore,
     H: Fn(Message) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    let id = delivery.id().to_owned();
-    let mut run = tokio::spawn(handler(delivery.message().clone()));
+    let key = (delivery.id().to_owned(), delivery.token());
+    let mut run = AbortOnDrop(tokio::spawn(handler(delivery.message().clone())));
     let heartbeat = (lease / 2).max(Duration::from_millis(1));
     let outcome = loop {
         tokio::select! {
-            joined = &mut run => break match joined {
+            joined = &mut run.0 => break match joined {
                 Ok(outcome) => outcome,
                 Err(e) if e.is_panic() => Outcome::retry("the handler panicked"),
                 Err(_) => Outcome::retry("the handler was cancelled"),
@@ -245,5 +271,5 @@ where
             }
         }
     };
-    (id, outcome)
+    (key, outcome)
 }

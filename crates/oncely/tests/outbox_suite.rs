@@ -339,8 +339,8 @@ mod suite {
         assert!(calls.lock().unwrap().values().all(|&n| n <= 2));
     }
 
-    pub async fn worker_shutdown_releases_in_flight<S: OutboxStore>(store: S) {
-        let ob = Outbox::open(store, OutboxConfig::new("s")).unwrap();
+    pub async fn worker_shutdown_stops_in_flight_attempts<S: OutboxStore>(store: S) {
+        let ob = Outbox::open(store, OutboxConfig::new("s").retry(fixed(1, 5))).unwrap();
         ob.enqueue(NewMessage::new("p").id("slow")).await.unwrap();
         let cfg = WorkerConfig {
             concurrency: 2,
@@ -348,23 +348,30 @@ mod suite {
             ..Default::default()
         };
         let worker = Worker::new(ob.clone(), cfg).unwrap();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let f = finished.clone();
         let summary = worker
             .run(
-                |_| async {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    Outcome::Success
+                move |_| {
+                    let f = f.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                        f.fetch_add(1, AtomicOrdering::SeqCst);
+                        Outcome::Success
+                    }
                 },
                 tokio::time::sleep(Duration::from_millis(100)),
             )
             .await
             .unwrap();
         assert_eq!(summary.released, 1);
-        let again = ob.lease(1).await.unwrap();
-        assert_eq!(
-            (again[0].id(), again[0].attempt()),
-            ("slow", 1),
-            "released: deliverable at once, uncounted"
-        );
+        // The attempt counted (it may have had an effect) and will be retried by the policy.
+        let rec = ob.get("slow").await.unwrap().unwrap();
+        assert_eq!((rec.state.clone(), rec.message.attempts), (MessageState::Ready, 1));
+        assert_eq!(rec.last_error.as_deref(), Some("the worker shut down during the attempt"));
+        // The handler itself was stopped, not left running behind the given-back lease.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(finished.load(AtomicOrdering::SeqCst), 0);
     }
 }
 
@@ -387,7 +394,7 @@ macro_rules! outbox_suite {
             events_and_counters,
             bad_input_writes_nothing,
             worker_delivers_everything_with_bounded_concurrency,
-            worker_shutdown_releases_in_flight
+            worker_shutdown_stops_in_flight_attempts
         );
     };
 }

@@ -532,7 +532,10 @@ impl<S: InboxStore> Inbox<S> {
     pub async fn finish_many(&self, items: Vec<(&Ticket<S>, Vec<u8>)>) -> Result<Vec<Result<()>>> {
         let now = self.now();
         let config = &self.inner.config;
-        for (_, result) in &items {
+        for (ticket, result) in &items {
+            if !Arc::ptr_eq(&ticket.inbox.inner, &self.inner) {
+                return Err(Error::invalid("ticket", "belongs to another inbox (scope); finish it there"));
+            }
             if result.len() > config.max_result_bytes {
                 return Err(Error::invalid(
                     "result",

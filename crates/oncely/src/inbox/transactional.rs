@@ -20,7 +20,10 @@ use crate::store::sqlite::apply_op;
 fn forbid_transaction_control(ctx: AuthContext<'_>) -> Authorization {
     match ctx.action {
         AuthAction::Transaction { .. } => Authorization::Deny,
-        AuthAction::Savepoint { savepoint_name, .. } if savepoint_name.starts_with("oncely_") => {
+        // SQLite's savepoint names are case-insensitive.
+        AuthAction::Savepoint { savepoint_name, .. }
+            if savepoint_name.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("oncely_")) =>
+        {
             Authorization::Deny
         }
         _ => Authorization::Allow,
@@ -78,9 +81,20 @@ impl Inbox<SqliteStore> {
             // While the handler runs, statements that would end or unwind oncely's transaction
             // are refused by SQLite itself.
             batch.conn.authorizer(Some(forbid_transaction_control))?;
+            // If a statement still ends the transaction (INSERT OR ROLLBACK, RAISE(ROLLBACK), an
+            // I/O error), every later write would autocommit: turn each such commit into a
+            // rollback, so nothing the handler writes outside the transaction survives.
+            batch.conn.commit_hook(Some(|| true))?;
             let handled = catch_unwind(AssertUnwindSafe(|| handler(&*batch.conn)));
+            batch.conn.commit_hook(None::<fn() -> bool>)?;
             batch.conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?;
             let handled = handled.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            if batch.conn.is_autocommit() {
+                return Err(Error::invalid(
+                    "transaction",
+                    "the handler's transaction was ended by one of its statements",
+                ));
+            }
             let outcome = match handled {
                 Ok(result) => {
                     batch.conn.execute_batch("RELEASE oncely_handler")?;

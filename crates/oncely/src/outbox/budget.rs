@@ -53,16 +53,20 @@ impl BudgetState {
         self.refilled_at = self.refilled_at.max(now);
     }
 
-    /// How many retries may be leased now.
-    pub fn allowed(&mut self, now: Timestamp) -> usize {
+    /// Takes every whole retry available now, for one lease; what the lease does not use comes
+    /// back through [`BudgetState::settle`]. Taking (not just reading) keeps two concurrent
+    /// leases from spending the same allowance.
+    pub fn reserve(&mut self, now: Timestamp) -> usize {
         self.refill(now);
-        self.tokens.floor().max(0.0) as usize
+        let whole = self.tokens.floor().max(0.0);
+        self.tokens -= whole;
+        whole as usize
     }
 
-    /// Books a lease: first attempts earn, retries spend.
-    pub fn record(&mut self, now: Timestamp, firsts: usize, retries: usize) {
+    /// Books a lease that reserved `reserved` retries: unused ones come back, first attempts earn.
+    pub fn settle(&mut self, now: Timestamp, reserved: usize, firsts: usize, retries: usize) {
         self.refill(now);
-        self.tokens =
-            (self.tokens + firsts as f64 * self.budget.ratio - retries as f64).clamp(0.0, self.budget.burst);
+        let back = reserved.saturating_sub(retries) as f64;
+        self.tokens = (self.tokens + back + firsts as f64 * self.budget.ratio).clamp(0.0, self.budget.burst);
     }
 }

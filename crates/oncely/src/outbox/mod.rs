@@ -581,10 +581,10 @@ impl<S: OutboxStore> Outbox<S> {
         }
         let now = self.now();
         let lease = self.inner.config.lease;
-        let allowed = self.inner.budget.as_ref().map_or(usize::MAX, |b| b.lock().allowed(now));
+        let allowed = self.inner.budget.as_ref().map_or(usize::MAX, |b| b.lock().reserve(now));
         let work: Vec<(String, u64, Settle)> =
             items.iter().map(|(d, how)| (d.record.message.id.clone(), d.token, how.clone())).collect();
-        let (answers, (records, retries_used)) = self
+        let done = self
             .run(move |tx, rules, events| {
                 let mut answers = Vec::with_capacity(work.len());
                 for (id, token, how) in work {
@@ -598,7 +598,16 @@ impl<S: OutboxStore> Outbox<S> {
                 let leased = rules::lease(tx, max, lease, allowed, rules, now, events)?;
                 Ok((answers, leased))
             })
-            .await?;
+            .await;
+        let (answers, (records, retries_used)) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                if let Some(b) = &self.inner.budget {
+                    b.lock().settle(now, allowed, 0, 0); // nothing was leased: all of it comes back
+                }
+                return Err(e);
+            }
+        };
         for ((d, how), answer) in items.iter().zip(&answers) {
             if answer.is_ok() && !matches!(how, Settle::Extend { .. }) {
                 d.count_attempt();
@@ -606,7 +615,7 @@ impl<S: OutboxStore> Outbox<S> {
         }
         if let Some(b) = &self.inner.budget {
             let firsts = records.len() - retries_used;
-            b.lock().record(now, firsts, retries_used);
+            b.lock().settle(now, allowed, firsts, retries_used);
         }
         let leased_at = std::time::Instant::now();
         let deliveries = records

@@ -324,6 +324,8 @@ pub(crate) fn settle(
             rec.last_error = Some(error.clone());
             match rules.retry.decide(&history, now, after, &mut rng) {
                 RetryDecision::RetryIn(delay) => {
+                    // A hint can be anything; every store keeps delays up to 2^53 - 1 ms exactly.
+                    let delay = delay.min(Duration::from_millis(crate::backoff::MAX_BACKOFF_MS));
                     rec.state = MessageState::Ready;
                     rec.message.available_at = now.after(delay);
                     rec.last_delay = Some(delay);

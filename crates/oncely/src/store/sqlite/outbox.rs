@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::outbox::{Enqueued, MessageState, NewMessage, Outbox, OutboxRecord, QueueStats};
 use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::counters::Counters;
+use crate::store::sqlite::counters;
 use crate::store::{OutboxStore, OutboxTx};
 
 const READY: i64 = 0;
@@ -23,7 +23,6 @@ const COLUMNS: &str =
 
 pub(crate) struct SqliteOutboxTx<'a> {
     pub conn: &'a Connection,
-    pub counters: &'a mut Counters,
     pub queue: &'a str,
 }
 
@@ -97,7 +96,7 @@ impl SqliteOutboxTx<'_> {
             m.created_at.0,
             i64::from(m.attempts),
             rec.first_attempt_at.map(|t| t.0),
-            rec.last_delay.map(|d| d.as_millis() as i64),
+            rec.last_delay.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             rec.last_error,
             m.payload,
             headers,
@@ -205,11 +204,11 @@ impl OutboxTx for SqliteOutboxTx<'_> {
     }
 
     fn next_token(&mut self) -> Result<u64> {
-        self.counters.next_token(self.conn)
+        counters::next_token(self.conn)
     }
 
     fn next_seq(&mut self) -> Result<u64> {
-        self.counters.next_seq(self.conn)
+        counters::next_seq(self.conn)
     }
 }
 
@@ -222,8 +221,7 @@ impl OutboxStore for SqliteStore {
         let queue = queue.to_owned();
         self.writer()?
             .run(move |batch| {
-                let mut tx =
-                    SqliteOutboxTx { conn: batch.conn, counters: &mut batch.counters, queue: &queue };
+                let mut tx = SqliteOutboxTx { conn: batch.conn, queue: &queue };
                 work(&mut tx)
             })
             .await
@@ -243,12 +241,10 @@ impl Outbox<SqliteStore> {
             return Err(Error::invalid("conn", "must be inside a transaction (BEGIN IMMEDIATE first)"));
         }
         let (messages, now) = self.prepare(messages)?;
-        let mut counters = Counters::default();
         let queue = self.config().queue.clone();
-        let mut tx = SqliteOutboxTx { conn, counters: &mut counters, queue: &queue };
+        let mut tx = SqliteOutboxTx { conn, queue: &queue };
         let mut events = Vec::new();
         let out = crate::outbox::rules::enqueue(&mut tx, messages, now, &mut events)?;
-        counters.save(conn)?;
         self.publish_events(events);
         Ok(out)
     }

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::store::sqlite::counters::Counters;
+use crate::store::sqlite::counters;
 
 /// What a job returns on success, downcast by the caller.
 pub(crate) type Reply = Box<dyn Any + Send>;
@@ -18,13 +18,12 @@ pub(crate) type Reply = Box<dyn Any + Send>;
 /// The state a job works with inside the shared transaction.
 pub(crate) struct Batch<'c> {
     pub conn: &'c mut Connection,
-    pub counters: Counters,
 }
 
 impl Batch<'_> {
     /// A fencing token larger than every one handed out before, in this file, by any process.
     pub fn next_token(&mut self) -> Result<u64> {
-        self.counters.next_token(self.conn)
+        counters::next_token(self.conn)
     }
 }
 
@@ -108,33 +107,43 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
         }
         return;
     }
-    let mut batch = Batch { conn, counters: Counters::default() };
+    let mut batch = Batch { conn };
     let mut answered: Vec<(oneshot::Sender<Result<Reply>>, Result<Reply>)> = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    let mut jobs = jobs.into_iter();
+    while let Some(job) = jobs.next() {
         let result =
             if job.savepoint { run_job(&mut batch, job.work) } else { run_bare(&mut batch, job.work) };
-        if batch.conn.is_autocommit() {
-            // The job ended the shared transaction (its own COMMIT or ROLLBACK got through):
-            // nobody can say what became of the jobs before it, so none of them is told "done".
-            for (_, earlier) in answered.iter_mut() {
-                *earlier = Err(Error::Storage(
-                    "the shared transaction was ended by a handler in the same commit; retry".into(),
-                ));
-            }
-            let _ = batch.conn.execute_batch("BEGIN IMMEDIATE");
-            answered.push((
-                job.reply,
-                Err(Error::invalid(
-                    "transaction",
-                    "a transactional handler must not COMMIT or ROLLBACK the transaction it was given",
-                )),
-            ));
+        if !batch.conn.is_autocommit() {
+            answered.push((job.reply, result));
             continue;
         }
-        answered.push((job.reply, result));
+        // The shared transaction ended under the job (a statement or an error rolled it back):
+        // nobody can say what became of the jobs before it, so none of them is told "done".
+        for (_, earlier) in answered.iter_mut() {
+            *earlier = Err(Error::Storage(
+                "the shared transaction was ended by another job in the same commit; retry".into(),
+            ));
+        }
+        answered.push((
+            job.reply,
+            Err(Error::invalid(
+                "transaction",
+                "a transactional handler must not end the transaction it was given",
+            )),
+        ));
+        if let Err(e) = exec(batch.conn, "BEGIN IMMEDIATE") {
+            // Without a transaction the rest would run in autocommit: do not run them at all.
+            for job in jobs {
+                let _ = job.reply.send(Err(clone_error(&e)));
+            }
+            for (reply, result) in answered {
+                let _ = reply.send(result);
+            }
+            return;
+        }
     }
     let conn = &*batch.conn;
-    let committed = batch.counters.save(conn).and_then(|()| exec(conn, "COMMIT"));
+    let committed = exec(conn, "COMMIT");
     match committed {
         Ok(()) => {
             for (reply, result) in answered {
@@ -175,8 +184,14 @@ fn run_job(batch: &mut Batch<'_>, work: Work) -> Result<Reply> {
         }
         Err(e) => {
             // Tokens taken inside the rolled-back job stay used: still monotonic.
-            exec(batch.conn, "ROLLBACK TO oncely_job")?;
-            exec(batch.conn, "RELEASE oncely_job")?;
+            if exec(batch.conn, "ROLLBACK TO oncely_job")
+                .and_then(|()| exec(batch.conn, "RELEASE oncely_job"))
+                .is_err()
+            {
+                // The job's savepoint is gone: its writes cannot be undone alone. Roll back the
+                // whole transaction; the batch fails every job in it.
+                let _ = batch.conn.execute_batch("ROLLBACK");
+            }
             Err(e)
         }
     }
