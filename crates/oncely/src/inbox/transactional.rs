@@ -77,6 +77,9 @@ impl Inbox<SqliteStore> {
                 OpAnswer::Claimed { token } => token,
                 other => return Ok(Done::Answered(other)),
             };
+            // The handler may bump the counters through this connection (`enqueue_in`): let it
+            // see, and leave us, their true values.
+            batch.counters.save(batch.conn)?;
             batch.conn.execute_batch("SAVEPOINT oncely_handler")?;
             // While the handler runs, statements that would end or unwind oncely's transaction
             // are refused by SQLite itself.
@@ -89,6 +92,7 @@ impl Inbox<SqliteStore> {
             batch.conn.commit_hook(None::<fn() -> bool>)?;
             batch.conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?;
             let handled = handled.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            batch.counters.mark_stale();
             if batch.conn.is_autocommit() {
                 return Err(Error::invalid(
                     "transaction",

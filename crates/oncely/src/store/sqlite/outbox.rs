@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::outbox::{Enqueued, MessageState, NewMessage, Outbox, OutboxRecord, QueueStats};
 use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::counters;
+use crate::store::sqlite::counters::Counters;
 use crate::store::{OutboxStore, OutboxTx};
 
 const READY: i64 = 0;
@@ -23,6 +23,7 @@ const COLUMNS: &str =
 
 pub(crate) struct SqliteOutboxTx<'a> {
     pub conn: &'a Connection,
+    pub counters: &'a mut Counters,
     pub queue: &'a str,
 }
 
@@ -204,11 +205,11 @@ impl OutboxTx for SqliteOutboxTx<'_> {
     }
 
     fn next_token(&mut self) -> Result<u64> {
-        counters::next_token(self.conn)
+        self.counters.next_token(self.conn)
     }
 
     fn next_seq(&mut self) -> Result<u64> {
-        counters::next_seq(self.conn)
+        self.counters.next_seq(self.conn)
     }
 }
 
@@ -221,7 +222,8 @@ impl OutboxStore for SqliteStore {
         let queue = queue.to_owned();
         self.writer()?
             .run(move |batch| {
-                let mut tx = SqliteOutboxTx { conn: batch.conn, queue: &queue };
+                let mut tx =
+                    SqliteOutboxTx { conn: batch.conn, counters: &mut batch.counters, queue: &queue };
                 work(&mut tx)
             })
             .await
@@ -242,9 +244,11 @@ impl Outbox<SqliteStore> {
         }
         let (messages, now) = self.prepare(messages)?;
         let queue = self.config().queue.clone();
-        let mut tx = SqliteOutboxTx { conn, queue: &queue };
+        let mut counters = Counters::default();
+        let mut tx = SqliteOutboxTx { conn, counters: &mut counters, queue: &queue };
         let mut events = Vec::new();
         let out = crate::outbox::rules::enqueue(&mut tx, messages, now, &mut events)?;
+        counters.save(conn)?;
         self.publish_events(events);
         Ok(out)
     }

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::store::sqlite::counters;
+use crate::store::sqlite::counters::Counters;
 
 /// What a job returns on success, downcast by the caller.
 pub(crate) type Reply = Box<dyn Any + Send>;
@@ -18,12 +18,14 @@ pub(crate) type Reply = Box<dyn Any + Send>;
 /// The state a job works with inside the shared transaction.
 pub(crate) struct Batch<'c> {
     pub conn: &'c mut Connection,
+    /// This transaction's cached counters (see `counters.rs`).
+    pub counters: Counters,
 }
 
 impl Batch<'_> {
     /// A fencing token larger than every one handed out before, in this file, by any process.
     pub fn next_token(&mut self) -> Result<u64> {
-        counters::next_token(self.conn)
+        self.counters.next_token(self.conn)
     }
 }
 
@@ -107,7 +109,7 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
         }
         return;
     }
-    let mut batch = Batch { conn };
+    let mut batch = Batch { conn, counters: Counters::default() };
     let mut answered: Vec<(oneshot::Sender<Result<Reply>>, Result<Reply>)> = Vec::with_capacity(jobs.len());
     let mut jobs = jobs.into_iter();
     while let Some(job) = jobs.next() {
@@ -131,6 +133,8 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
                 "a transactional handler must not end the transaction it was given",
             )),
         ));
+        // What the cache held belonged to the transaction that ended; others may have moved on.
+        batch.counters.mark_stale();
         if let Err(e) = exec(batch.conn, "BEGIN IMMEDIATE") {
             // Without a transaction the rest would run in autocommit: do not run them at all.
             for job in jobs {
@@ -143,7 +147,7 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
         }
     }
     let conn = &*batch.conn;
-    let committed = exec(conn, "COMMIT");
+    let committed = batch.counters.save(conn).and_then(|()| exec(conn, "COMMIT"));
     match committed {
         Ok(()) => {
             for (reply, result) in answered {
