@@ -26,5 +26,5 @@ pub use mode::Mode;
 pub use outbox::{Delivery, NewMessage, Outbox, OutboxConfig};
 /// The rusqlite crate oncely is built on, for the connection handed to transactional handlers.
 pub use rusqlite;
-pub use store::{InboxStore, MemoryStore, OutboxStore, SqliteConfig, SqliteStore, Synchronous};
+pub use store::{AnyStore, InboxStore, MemoryStore, OutboxStore, SqliteConfig, SqliteStore, Synchronous};
 pub use worker::{Outcome, Worker, WorkerConfig};

@@ -107,3 +107,13 @@ fn every_code_has_a_stable_distinct_name() {
         ]
     );
 }
+
+#[test]
+fn store_locations_are_checked() {
+    for bad in ["", "sqlite:", "sqlite://"] {
+        let e = oncely::AnyStore::open(bad, SqliteConfig::default()).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{bad:?}");
+    }
+    let e = oncely::AnyStore::open("/nonexistent-dir-for-oncely/x.db", SqliteConfig::default()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Storage);
+}

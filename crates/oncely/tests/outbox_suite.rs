@@ -471,3 +471,4 @@ fn blocking_callers_use_the_shared_runtime() {
     let inside = block_on(async { block_on(async {}).map(drop) }).unwrap();
     assert_eq!(inside.unwrap_err().code(), ErrorCode::InvalidArgument);
 }
+outbox_suite!(any_store_sqlite, any_sqlite());

@@ -399,3 +399,5 @@ store_suite!(memory_store, memory());
 store_suite!(sqlite_full, sqlite(Synchronous::Full));
 store_suite!(sqlite_normal, sqlite(Synchronous::Normal));
 store_suite!(sqlite_memory_file, sqlite_in_memory());
+store_suite!(any_store_sqlite, any_sqlite());
+store_suite!(any_store_memory, any_memory());

@@ -8,8 +8,11 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::inbox::{InboxOp, InboxRecord, OpAnswer};
 
+mod any;
 pub mod memory;
 pub mod sqlite;
+
+pub use any::AnyStore;
 
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};

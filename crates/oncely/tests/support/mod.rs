@@ -41,3 +41,15 @@ macro_rules! suite_tests {
         }
     };
 }
+
+/// The run-time-chosen store over SQLite, as the bindings open it.
+pub fn any_sqlite() -> (oncely::AnyStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let location = format!("sqlite:{}", dir.path().join("any.db").display());
+    (oncely::AnyStore::open(&location, SqliteConfig::default()).unwrap(), dir)
+}
+
+/// The run-time-chosen store in memory.
+pub fn any_memory() -> (oncely::AnyStore, ()) {
+    (oncely::AnyStore::open("memory", SqliteConfig::default()).unwrap(), ())
+}

@@ -1,0 +1,92 @@
+//! One store type for callers that choose the backend at run time (the language bindings, the
+//! CLI): a store named by a location string.
+
+use std::sync::Arc;
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::inbox::{InboxOp, InboxRecord, OpAnswer};
+use crate::store::{InboxStore, MemoryStore, OutboxStore, OutboxTx, SqliteConfig, SqliteStore};
+
+/// Any of oncely's stores. Clones share the same store.
+#[derive(Clone)]
+pub enum AnyStore {
+    /// The in-memory store (lost with the process).
+    Memory(Arc<MemoryStore>),
+    /// An SQLite file (or a private `:memory:` database).
+    Sqlite(SqliteStore),
+}
+
+impl std::fmt::Debug for AnyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnyStore::Memory(_) => f.write_str("AnyStore::Memory"),
+            AnyStore::Sqlite(s) => f.debug_tuple("AnyStore::Sqlite").field(s).finish(),
+        }
+    }
+}
+
+impl AnyStore {
+    /// Opens the store at `location`: `"memory"` for a new in-memory store, `"sqlite::memory:"`
+    /// for a private in-memory SQLite database, and otherwise an SQLite file path (optionally
+    /// written `sqlite:PATH` or `sqlite://PATH`).
+    pub fn open(location: &str, sqlite: SqliteConfig) -> Result<Self> {
+        if location.is_empty() {
+            return Err(Error::invalid("location", "must not be empty (\"memory\" or an SQLite file path)"));
+        }
+        if location == "memory" {
+            return Ok(AnyStore::Memory(Arc::new(MemoryStore::new())));
+        }
+        let path = location
+            .strip_prefix("sqlite://")
+            .or_else(|| location.strip_prefix("sqlite:"))
+            .unwrap_or(location);
+        if path.is_empty() {
+            return Err(Error::invalid("location", "names no SQLite file"));
+        }
+        Ok(AnyStore::Sqlite(SqliteStore::open(path, sqlite)?))
+    }
+}
+
+impl InboxStore for AnyStore {
+    async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
+        match self {
+            AnyStore::Memory(s) => s.apply(scope, now, ops).await,
+            AnyStore::Sqlite(s) => s.apply(scope, now, ops).await,
+        }
+    }
+
+    async fn apply_one(&self, scope: &str, now: Timestamp, op: InboxOp) -> Result<OpAnswer> {
+        match self {
+            AnyStore::Memory(s) => s.apply_one(scope, now, op).await,
+            AnyStore::Sqlite(s) => s.apply_one(scope, now, op).await,
+        }
+    }
+
+    async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
+        match self {
+            AnyStore::Memory(s) => s.get(scope, id).await,
+            AnyStore::Sqlite(s) => s.get(scope, id).await,
+        }
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
+        match self {
+            AnyStore::Memory(s) => s.purge_expired(now, limit).await,
+            AnyStore::Sqlite(s) => s.purge_expired(now, limit).await,
+        }
+    }
+}
+
+impl OutboxStore for AnyStore {
+    async fn transact<R: Send + 'static>(
+        &self,
+        queue: &str,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        match self {
+            AnyStore::Memory(s) => s.transact(queue, work).await,
+            AnyStore::Sqlite(s) => s.transact(queue, work).await,
+        }
+    }
+}
