@@ -344,3 +344,16 @@ async fn a_version_1_store_is_migrated() {
         Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, oncely::store::sqlite::SCHEMA_VERSION);
 }
+
+/// Opening an up-to-date store writes nothing to it (inspection tools open stores too).
+#[test]
+fn opening_a_current_store_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    drop(open(&path).unwrap());
+    let watcher = Connection::open(&path).unwrap();
+    let version = |c: &Connection| -> i64 { c.query_row("PRAGMA data_version", [], |r| r.get(0)).unwrap() };
+    let before = version(&watcher);
+    drop(open(&path).unwrap());
+    assert_eq!(version(&watcher), before, "the reopen committed a write");
+}

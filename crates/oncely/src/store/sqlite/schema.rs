@@ -96,10 +96,15 @@ fn check(id: &Identity) -> Result<()> {
 /// [`Error::CorruptStore`] on a file that is not a database, a foreign database, or one from a
 /// newer oncely, leaving the file untouched.
 pub fn prepare(conn: &mut Connection, wal: bool) -> Result<()> {
-    check(&identify(conn)?)?;
+    let first = identify(conn)?;
+    check(&first)?;
+    let current = first.application_id == APPLICATION_ID && first.user_version == SCHEMA_VERSION;
     if wal {
         // Not allowed inside a transaction; safe now that the file is known to be ours or empty.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    }
+    if current {
+        return Ok(()); // an up-to-date store: opening it writes nothing
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Another process may have initialised or migrated the file meanwhile: look again.
