@@ -10,7 +10,7 @@ demo:
 	$(CARGO) run -q -p oncely-cli -- demo payment
 
 ## Run every test in every language present.
-test: test-rust
+test: test-rust test-python
 
 test-rust:
 	$(CARGO) test --no-fail-fast
@@ -27,3 +27,6 @@ bench:
 
 fmt:
 	$(CARGO) fmt --all
+
+# The bindings' test targets (after the targets above, so `make` alone still means `make demo`).
+include python/Makefile.inc

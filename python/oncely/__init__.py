@@ -1,0 +1,140 @@
+"""oncely: at-most-once, at-least-once and exactly-once delivery.
+
+An inbox (the receiver's processed-ID store) and an outbox (the sender's durable retry queue)
+over one Rust core. This package is a thin binding: every rule lives in the core.
+
+Durations are float seconds; timestamps are integer milliseconds since the Unix epoch (``*_ms``);
+ids are ``str``; payloads and results are ``bytes``.
+"""
+
+import functools
+import inspect
+from typing import Any, Callable, Optional, TypeVar, Union
+
+from . import _native
+from ._native import (
+    BeginResult,
+    Closed,
+    Conflict,
+    CorruptStore,
+    Delivery,
+    Event,
+    InboxRecord,
+    InProgress,
+    InvalidArgument,
+    LeaseLost,
+    ManualClock,
+    OncelyError,
+    Outbox,
+    OutboxRecord,
+    Permanent,
+    Processed,
+    ReplayedFailure,
+    RetryPolicy,
+    Settled,
+    Storage,
+    Store,
+    Ticket,
+    Timeout,
+    __version__,
+)
+
+MODES = ("at_most_once", "at_least_once", "exactly_once")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Inbox(_native.Inbox):
+    """The receiver's processed-ID store in one ``scope`` (see ``oncely._native.Inbox``), plus
+    the :meth:`idempotent` decorator. Only calls ``process``/``process_async``: no rules here."""
+
+    def idempotent(
+        self,
+        key: Union[str, Callable[..., str]],
+        *,
+        payload: Optional[Callable[..., bytes]] = None,
+        mode: Optional[str] = None,
+        lease: Optional[float] = None,
+        wait: Optional[float] = None,
+    ) -> Callable[[F], F]:
+        """Runs the decorated function through :meth:`process`: once per id, by the mode.
+
+        ``key`` names the id: a ``str.format`` template over the call's arguments
+        (``"order-{order_id}"``, ``"{0}"``) or a callable taking the same arguments. ``payload``
+        (optional, same arguments, returns bytes) is fingerprinted so that reusing an id with
+        other data raises ``Conflict``. The function must return ``bytes``; the wrapper returns
+        them — or, for a duplicate, the stored result, without calling the function. ``async
+        def`` functions get an ``async`` wrapper (``process_async``).
+        """
+        def decorate(fn: F) -> F:
+            if isinstance(key, str):
+                signature = inspect.signature(fn)
+
+                def key_of(*args: Any, **kwargs: Any) -> str:
+                    bound = signature.bind(*args, **kwargs)
+                    bound.apply_defaults()
+                    return key.format(*args, **bound.arguments)
+
+            else:
+                key_of = key
+
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def run_async(*args: Any, **kwargs: Any) -> Optional[bytes]:
+                    done = await self.process_async(
+                        key_of(*args, **kwargs),
+                        payload(*args, **kwargs) if payload else None,
+                        lambda: fn(*args, **kwargs),
+                        mode=mode,
+                        lease=lease,
+                        wait=wait,
+                    )
+                    return done.result
+
+                return run_async  # type: ignore[return-value]
+
+            @functools.wraps(fn)
+            def run(*args: Any, **kwargs: Any) -> Optional[bytes]:
+                done = self.process(
+                    key_of(*args, **kwargs),
+                    payload(*args, **kwargs) if payload else None,
+                    lambda: fn(*args, **kwargs),
+                    mode=mode,
+                    lease=lease,
+                    wait=wait,
+                )
+                return done.result
+
+            return run  # type: ignore[return-value]
+
+        return decorate
+
+__all__ = [
+    "BeginResult",
+    "Closed",
+    "Conflict",
+    "CorruptStore",
+    "Delivery",
+    "Event",
+    "Inbox",
+    "InboxRecord",
+    "InProgress",
+    "InvalidArgument",
+    "LeaseLost",
+    "MODES",
+    "ManualClock",
+    "OncelyError",
+    "Outbox",
+    "OutboxRecord",
+    "Permanent",
+    "Processed",
+    "ReplayedFailure",
+    "RetryPolicy",
+    "Settled",
+    "Storage",
+    "Store",
+    "Ticket",
+    "Timeout",
+    "__version__",
+]

@@ -1,0 +1,170 @@
+//! `oncely._native`: the Python binding of oncely. Translation only — type conversion, error
+//! mapping and async adaptation; every rule lives in the core crate (DESIGN §7).
+//!
+//! Conventions: durations from Python are float seconds, checked by
+//! [`oncely::clock::duration_from_secs_f64`]; timestamps are integer milliseconds since the Unix
+//! epoch (`*_ms`); ids and scopes are `str`; payloads and results are `bytes`. Sync calls release
+//! the GIL while the store works.
+
+mod aio;
+mod errors;
+mod inbox;
+mod outbox;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oncely::{AnyStore, Mode, SqliteConfig, Timestamp};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyString};
+
+pub(crate) use errors::to_py;
+
+/// Runs a core future on the shared runtime with the GIL released.
+pub(crate) fn block<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    T: Send,
+    F: Future<Output = oncely::Result<T>> + Send,
+{
+    py.detach(|| oncely::runtime::block_on(fut)).and_then(|r| r).map_err(to_py)
+}
+
+/// A float number of seconds from Python, checked by the core.
+pub(crate) fn secs(name: &'static str, v: f64) -> PyResult<Duration> {
+    oncely::clock::duration_from_secs_f64(name, v).map_err(to_py)
+}
+
+pub(crate) fn opt_secs(name: &'static str, v: Option<f64>) -> PyResult<Option<Duration>> {
+    v.map(|v| secs(name, v)).transpose()
+}
+
+pub(crate) fn mode(v: Option<&str>) -> PyResult<Option<Mode>> {
+    v.map(|s| s.parse::<Mode>().map_err(to_py)).transpose()
+}
+
+/// `bytes` or `bytearray` (never `str`: text must be encoded by the caller).
+pub(crate) fn to_bytes(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(b.to_vec());
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "`{name}` must be bytes, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+pub(crate) fn py_bytes(py: Python<'_>, b: &[u8]) -> Py<PyBytes> {
+    PyBytes::new(py, b).unbind()
+}
+
+pub(crate) fn opt_py_bytes(py: Python<'_>, b: &Option<Vec<u8>>) -> Option<Py<PyBytes>> {
+    b.as_deref().map(|b| py_bytes(py, b))
+}
+
+/// A clock that moves only when told to, for tests and the conformance runner. Pass it as
+/// `clock=` to an `Inbox` or `Outbox`; clones of it share one time.
+#[pyclass(module = "oncely._native", frozen)]
+pub struct ManualClock {
+    pub(crate) inner: oncely::ManualClock,
+}
+
+#[pymethods]
+impl ManualClock {
+    /// A manual clock showing `start_ms` (milliseconds since the Unix epoch).
+    #[new]
+    #[pyo3(signature = (start_ms = 1_700_000_000_000))]
+    fn new(start_ms: i64) -> Self {
+        ManualClock { inner: oncely::ManualClock::new(Timestamp(start_ms)) }
+    }
+
+    /// Moves the clock forward by `seconds`.
+    fn advance(&self, seconds: f64) -> PyResult<()> {
+        self.inner.advance(secs("seconds", seconds)?);
+        Ok(())
+    }
+
+    /// Moves the clock forward by `ms` milliseconds.
+    fn advance_ms(&self, ms: u64) {
+        self.inner.advance(Duration::from_millis(ms));
+    }
+
+    /// Sets the clock to `ms` (may be earlier: a clock jump).
+    fn set_ms(&self, ms: i64) {
+        self.inner.set(Timestamp(ms));
+    }
+
+    /// The clock's time in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64 {
+        oncely::Clock::now(&self.inner).0
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ManualClock({})", self.now_ms())
+    }
+}
+
+pub(crate) fn shared_clock(clock: Option<&Bound<'_, ManualClock>>) -> oncely::clock::SharedClock {
+    match clock {
+        Some(c) => Arc::new(c.get().inner.clone()),
+        None => Arc::new(oncely::SystemClock),
+    }
+}
+
+/// An opened store, to share between several inboxes and outboxes: `"memory"` (a new in-memory
+/// store), `"sqlite::memory:"`, or an SQLite file path (optionally `sqlite:PATH`). The file is
+/// closed when the last inbox, outbox, ticket and delivery using it is gone.
+#[pyclass(module = "oncely._native", frozen)]
+pub struct Store {
+    pub(crate) inner: AnyStore,
+    location: String,
+}
+
+#[pymethods]
+impl Store {
+    #[new]
+    fn new(py: Python<'_>, location: String) -> PyResult<Self> {
+        let loc = location.clone();
+        let inner = py.detach(move || AnyStore::open(&loc, SqliteConfig::default())).map_err(to_py)?;
+        Ok(Store { inner, location })
+    }
+
+    /// The location the store was opened with.
+    #[getter]
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Store({:?})", self.location)
+    }
+}
+
+/// A store given as a location string or as an opened [`Store`].
+pub(crate) fn store_of(py: Python<'_>, store: &Bound<'_, PyAny>) -> PyResult<AnyStore> {
+    if let Ok(s) = store.cast::<Store>() {
+        return Ok(s.get().inner.clone());
+    }
+    if let Ok(s) = store.cast::<PyString>() {
+        let loc = s.extract::<String>()?;
+        return py.detach(move || AnyStore::open(&loc, SqliteConfig::default())).map_err(to_py);
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "`store` must be a location string or a Store, not {}",
+        store.get_type().name()?
+    )))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<ManualClock>()?;
+    m.add_class::<Store>()?;
+    inbox::register(m)?;
+    outbox::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,760 @@
+//! `Outbox`, `Delivery`, `Settled`, `OutboxRecord`, `Event`, `RetryPolicy`: the sender's
+//! durable retry queue.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oncely::backoff::{AttemptHistory, JitterRng, RetryDecision, RetryPolicy as CorePolicy};
+use oncely::outbox::{
+    Cancelled, Enqueued, Event as CoreEvent, EventKind, MessageState, Ordering, OutboxRecord as CoreRecord,
+    PoisonPolicy, RetryBudget, Settle, Settled as CoreSettled,
+};
+use oncely::{AnyStore, Error, NewMessage, OutboxConfig, Timestamp};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+
+use crate::aio::spawn_py;
+use crate::{ManualClock, block, opt_secs, py_bytes, secs, shared_clock, store_of, to_bytes, to_py};
+
+type CoreOutbox = oncely::Outbox<AnyStore>;
+type CoreDelivery = oncely::Delivery<AnyStore>;
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> PyErr {
+    to_py(Error::invalid(name, reason))
+}
+
+/// A retry policy from its dict (or JSON text) form, e.g.
+/// `{"max_attempts": 5, "backoff": {"kind": "exponential", "initial_ms": 100, "factor": 2.0,
+/// "max_ms": 10000}, "jitter": "full"}`.
+pub(crate) fn policy_of(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<CorePolicy> {
+    let text: String = if let Ok(s) = v.cast::<PyString>() {
+        s.extract::<String>()?
+    } else {
+        py.import("json")?.call_method1("dumps", (v,))?.extract()?
+    };
+    let p: CorePolicy = serde_json::from_str(&text).map_err(|e| invalid("retry", e.to_string()))?;
+    p.validate().map_err(to_py)?;
+    Ok(p)
+}
+
+/// The outcome of a settle call: `kind` is `"acked"`, `"retrying"` (at `at_ms`), `"gave_up"`
+/// (dead-lettered or parked), `"returned"` (deliverable again at `at_ms`), `"extended"` (leased
+/// until `at_ms`) or `"dropped"` (at-most-once: the message is lost).
+#[pyclass(module = "oncely._native", frozen, get_all)]
+pub struct Settled {
+    kind: &'static str,
+    at_ms: Option<i64>,
+}
+
+#[pymethods]
+impl Settled {
+    fn __repr__(&self) -> String {
+        match self.at_ms {
+            Some(t) => format!("Settled({:?}, at_ms={t})", self.kind),
+            None => format!("Settled({:?})", self.kind),
+        }
+    }
+}
+
+fn settled(s: CoreSettled) -> Settled {
+    let (kind, at_ms) = match s {
+        CoreSettled::Acked => ("acked", None),
+        CoreSettled::Retrying { at } => ("retrying", Some(at.0)),
+        CoreSettled::GaveUp => ("gave_up", None),
+        CoreSettled::Returned { at } => ("returned", Some(at.0)),
+        CoreSettled::Extended { until } => ("extended", Some(until.0)),
+        CoreSettled::Dropped => ("dropped", None),
+        #[allow(unreachable_patterns)]
+        _ => ("unknown", None),
+    };
+    Settled { kind, at_ms }
+}
+
+/// One leased message. Settle it exactly once: `ack`, `retry`, `snooze`, `fail`, `release`
+/// (`extend` keeps the lease longer). Pass `id` to the receiver as the idempotency key.
+#[pyclass(module = "oncely._native", frozen)]
+pub struct Delivery {
+    inner: Arc<CoreDelivery>,
+}
+
+#[pymethods]
+impl Delivery {
+    #[getter]
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    /// The idempotency key: the message id.
+    #[getter]
+    fn idempotency_key(&self) -> &str {
+        self.inner.idempotency_key()
+    }
+    #[getter]
+    fn payload(&self, py: Python<'_>) -> Py<PyBytes> {
+        py_bytes(py, self.inner.payload())
+    }
+    #[getter]
+    fn key(&self) -> Option<&str> {
+        self.inner.message().key.as_deref()
+    }
+    #[getter]
+    fn headers(&self) -> BTreeMap<String, String> {
+        self.inner.message().headers.clone()
+    }
+    /// Which attempt this is (1 for the first).
+    #[getter]
+    fn attempt(&self) -> u32 {
+        self.inner.attempt()
+    }
+    /// The lease's fencing token (0 in at-most-once).
+    #[getter]
+    fn token(&self) -> u64 {
+        self.inner.token()
+    }
+    /// The error of the previous attempt.
+    #[getter]
+    fn last_error(&self) -> Option<&str> {
+        self.inner.last_error()
+    }
+    #[getter]
+    fn created_at_ms(&self) -> i64 {
+        self.inner.message().created_at.0
+    }
+    #[getter]
+    fn available_at_ms(&self) -> i64 {
+        self.inner.message().available_at.0
+    }
+
+    /// Delivered: the message is done.
+    fn ack(&self, py: Python<'_>) -> PyResult<Settled> {
+        self.settle(py, Settle::Ack)
+    }
+
+    /// The attempt failed: retry by the policy, or after `after` seconds (a Retry-After hint).
+    #[pyo3(signature = (error = String::new(), *, after = None))]
+    fn retry(&self, py: Python<'_>, error: String, after: Option<f64>) -> PyResult<Settled> {
+        let after = opt_secs("after", after)?;
+        self.settle(py, Settle::Retry { after, error })
+    }
+
+    /// Not now: deliver again after `after` seconds without using up an attempt.
+    fn snooze(&self, py: Python<'_>, after: f64) -> PyResult<Settled> {
+        let after = secs("after", after)?;
+        self.settle(py, Settle::Snooze { after })
+    }
+
+    /// A permanent failure: dead-letter (or park) without retrying.
+    fn fail(&self, py: Python<'_>, reason: String) -> PyResult<Settled> {
+        self.settle(py, Settle::Fail { reason })
+    }
+
+    /// Keeps the lease for `lease` more seconds from now.
+    fn extend(&self, py: Python<'_>, lease: f64) -> PyResult<Settled> {
+        let lease = secs("lease", lease)?;
+        self.settle(py, Settle::Extend { lease })
+    }
+
+    /// Gives the message back unattempted.
+    fn release(&self, py: Python<'_>) -> PyResult<Settled> {
+        self.settle(py, Settle::Release)
+    }
+
+    /// `ack`, awaitable.
+    fn ack_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.settle_async(py, Settle::Ack)
+    }
+
+    /// `retry`, awaitable.
+    #[pyo3(signature = (error = String::new(), *, after = None))]
+    fn retry_async<'py>(
+        &self,
+        py: Python<'py>,
+        error: String,
+        after: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let after = opt_secs("after", after)?;
+        self.settle_async(py, Settle::Retry { after, error })
+    }
+
+    /// `snooze`, awaitable.
+    fn snooze_async<'py>(&self, py: Python<'py>, after: f64) -> PyResult<Bound<'py, PyAny>> {
+        let after = secs("after", after)?;
+        self.settle_async(py, Settle::Snooze { after })
+    }
+
+    /// `fail`, awaitable.
+    fn fail_async<'py>(&self, py: Python<'py>, reason: String) -> PyResult<Bound<'py, PyAny>> {
+        self.settle_async(py, Settle::Fail { reason })
+    }
+
+    /// `extend`, awaitable.
+    fn extend_async<'py>(&self, py: Python<'py>, lease: f64) -> PyResult<Bound<'py, PyAny>> {
+        let lease = secs("lease", lease)?;
+        self.settle_async(py, Settle::Extend { lease })
+    }
+
+    /// `release`, awaitable.
+    fn release_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.settle_async(py, Settle::Release)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Delivery(id={:?}, attempt={}, token={})",
+            self.inner.id(),
+            self.inner.attempt(),
+            self.inner.token()
+        )
+    }
+}
+
+impl Delivery {
+    fn settle_async<'py>(&self, py: Python<'py>, how: Settle) -> PyResult<Bound<'py, PyAny>> {
+        let d = self.inner.clone();
+        spawn_py(py, async move { d.settle(how).await.map(settled).map_err(to_py) })
+    }
+
+    fn settle(&self, py: Python<'_>, how: Settle) -> PyResult<Settled> {
+        let d = self.inner.clone();
+        block(py, async move { d.settle(how).await }).map(settled)
+    }
+}
+
+/// A message as stored: `state` is `"ready"` (including scheduled for later), `"leased"` or
+/// `"dead"` (`reason` set).
+#[pyclass(module = "oncely._native", frozen, get_all)]
+pub struct OutboxRecord {
+    id: String,
+    payload: Py<PyBytes>,
+    key: Option<String>,
+    headers: BTreeMap<String, String>,
+    state: &'static str,
+    attempts: u32,
+    available_at_ms: i64,
+    created_at_ms: i64,
+    last_error: Option<String>,
+    reason: Option<String>,
+    seq: u64,
+    lease_until_ms: Option<i64>,
+}
+
+#[pymethods]
+impl OutboxRecord {
+    fn __repr__(&self) -> String {
+        format!("OutboxRecord(id={:?}, state={:?}, attempts={})", self.id, self.state, self.attempts)
+    }
+}
+
+fn outbox_record(py: Python<'_>, r: CoreRecord) -> OutboxRecord {
+    let (state, reason, lease_until_ms) = match r.state {
+        MessageState::Ready => ("ready", None, None),
+        MessageState::Leased { lease_until, .. } => ("leased", None, Some(lease_until.0)),
+        MessageState::Dead { reason } => ("dead", Some(reason), None),
+    };
+    let m = r.message;
+    OutboxRecord {
+        payload: py_bytes(py, &m.payload),
+        id: m.id,
+        key: m.key,
+        headers: m.headers,
+        state,
+        attempts: m.attempts,
+        available_at_ms: m.available_at.0,
+        created_at_ms: m.created_at.0,
+        last_error: r.last_error,
+        reason,
+        seq: r.seq,
+        lease_until_ms,
+    }
+}
+
+/// A state change of one message, passed to `Outbox.on_event` callbacks. `kind` is one of
+/// `enqueued leased acked retried snoozed released lease_expired dead_lettered parked dropped
+/// cancelled replayed purged`; the other fields are set for the kinds they belong to.
+#[pyclass(module = "oncely._native", frozen, get_all)]
+pub struct Event {
+    kind: &'static str,
+    id: String,
+    at_ms: i64,
+    attempt: Option<u32>,
+    retry_at_ms: Option<i64>,
+    until_ms: Option<i64>,
+    error: Option<String>,
+    reason: Option<String>,
+}
+
+#[pymethods]
+impl Event {
+    fn __repr__(&self) -> String {
+        format!("Event({:?}, id={:?}, at_ms={})", self.kind, self.id, self.at_ms)
+    }
+}
+
+fn event(e: &CoreEvent) -> Event {
+    let mut ev = Event {
+        kind: "",
+        id: e.id.clone(),
+        at_ms: e.at.0,
+        attempt: None,
+        retry_at_ms: None,
+        until_ms: None,
+        error: None,
+        reason: None,
+    };
+    ev.kind = match &e.kind {
+        EventKind::Enqueued => "enqueued",
+        EventKind::Leased { attempt } => {
+            ev.attempt = Some(*attempt);
+            "leased"
+        }
+        EventKind::Acked => "acked",
+        EventKind::Retried { at, error } => {
+            ev.retry_at_ms = Some(at.0);
+            ev.error = Some(error.clone());
+            "retried"
+        }
+        EventKind::Snoozed { until } => {
+            ev.until_ms = Some(until.0);
+            "snoozed"
+        }
+        EventKind::Released => "released",
+        EventKind::LeaseExpired => "lease_expired",
+        EventKind::DeadLettered { reason } => {
+            ev.reason = Some(reason.clone());
+            "dead_lettered"
+        }
+        EventKind::Parked { until } => {
+            ev.until_ms = Some(until.0);
+            "parked"
+        }
+        EventKind::Dropped => "dropped",
+        EventKind::Cancelled => "cancelled",
+        EventKind::Replayed => "replayed",
+        EventKind::Purged => "purged",
+        #[allow(unreachable_patterns)]
+        _ => "unknown",
+    };
+    ev
+}
+
+fn ordering_of(ordering: &str, poison: Option<&str>, park_after: Option<f64>) -> PyResult<Ordering> {
+    match ordering {
+        "unordered" => {
+            if poison.is_some() || park_after.is_some() {
+                return Err(invalid("poison", "applies only to ordering=\"fifo_per_key\""));
+            }
+            Ok(Ordering::Unordered)
+        }
+        "fifo_per_key" => Ok(Ordering::FifoPerKey(match poison.unwrap_or("block") {
+            "block" => PoisonPolicy::Block,
+            "dead_letter" => PoisonPolicy::DeadLetter,
+            "park" => PoisonPolicy::Park {
+                after: secs(
+                    "park_after",
+                    park_after.ok_or_else(|| invalid("park_after", "is required with poison=\"park\""))?,
+                )?,
+            },
+            other => {
+                return Err(invalid(
+                    "poison",
+                    format!("unknown poison policy `{other}` (expected block, dead_letter or park)"),
+                ));
+            }
+        })),
+        other => Err(invalid(
+            "ordering",
+            format!("unknown ordering `{other}` (expected unordered or fifo_per_key)"),
+        )),
+    }
+}
+
+fn budget_of(d: &Bound<'_, PyDict>) -> PyResult<RetryBudget> {
+    for key in d.keys() {
+        let k: String = key.extract()?;
+        if !matches!(k.as_str(), "ratio" | "min_per_second" | "burst") {
+            return Err(invalid("retry_budget", format!("unknown field `{k}`")));
+        }
+    }
+    let ratio: f64 =
+        d.get_item("ratio")?.ok_or_else(|| invalid("retry_budget", "needs `ratio`"))?.extract()?;
+    let mut b = RetryBudget::new(ratio);
+    if let Some(v) = d.get_item("min_per_second")? {
+        b.min_per_second = v.extract()?;
+    }
+    if let Some(v) = d.get_item("burst")? {
+        b.burst = v.extract()?;
+    }
+    Ok(b)
+}
+
+fn new_message(
+    payload: Vec<u8>,
+    id: Option<String>,
+    key: Option<String>,
+    headers: Option<HashMap<String, String>>,
+    delay: Option<f64>,
+) -> PyResult<NewMessage> {
+    let mut m = NewMessage::new(payload);
+    if let Some(id) = id {
+        m = m.id(id);
+    }
+    if let Some(k) = key {
+        m = m.key(k);
+    }
+    for (k, v) in headers.into_iter().flatten() {
+        m = m.header(k, v);
+    }
+    if let Some(d) = opt_secs("delay", delay)? {
+        m = m.delay(d);
+    }
+    Ok(m)
+}
+
+fn enqueued(e: Enqueued) -> &'static str {
+    match e {
+        Enqueued::Queued => "queued",
+        Enqueued::AlreadyQueued => "already_queued",
+    }
+}
+
+/// The sender's durable retry queue named `queue`. `store` is a location or an opened `Store`;
+/// `retry` is a retry-policy dict (see `RetryPolicy`); durations are seconds.
+#[pyclass(module = "oncely._native", frozen, subclass)]
+pub struct Outbox {
+    inner: CoreOutbox,
+}
+
+#[pymethods]
+impl Outbox {
+    #[new]
+    #[pyo3(signature = (store, queue, *, mode = None, retry = None, lease = None, ordering = "unordered", poison = None, park_after = None, seed = 0, retry_budget = None, max_payload_bytes = None, clock = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        store: &Bound<'_, PyAny>,
+        queue: String,
+        mode: Option<&str>,
+        retry: Option<&Bound<'_, PyAny>>,
+        lease: Option<f64>,
+        ordering: &str,
+        poison: Option<&str>,
+        park_after: Option<f64>,
+        seed: u64,
+        retry_budget: Option<&Bound<'_, PyDict>>,
+        max_payload_bytes: Option<usize>,
+        clock: Option<&Bound<'_, ManualClock>>,
+    ) -> PyResult<Self> {
+        let mut cfg =
+            OutboxConfig::new(queue).seed(seed).ordering(ordering_of(ordering, poison, park_after)?);
+        if let Some(m) = crate::mode(mode)? {
+            cfg = cfg.mode(m);
+        }
+        if let Some(r) = retry {
+            if !r.is_none() {
+                cfg = cfg.retry(policy_of(py, r)?);
+            }
+        }
+        if let Some(l) = opt_secs("lease", lease)? {
+            cfg = cfg.lease(l);
+        }
+        if let Some(b) = retry_budget {
+            cfg = cfg.retry_budget(budget_of(b)?);
+        }
+        if let Some(n) = max_payload_bytes {
+            cfg.max_payload_bytes = n;
+        }
+        let store = store_of(py, store)?;
+        let inner = CoreOutbox::with_clock(store, cfg, shared_clock(clock)).map_err(to_py)?;
+        Ok(Outbox { inner })
+    }
+
+    /// The queue's name.
+    #[getter]
+    fn queue(&self) -> &str {
+        &self.inner.config().queue
+    }
+
+    /// The outbox's clock's time, in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64 {
+        self.inner.now().0
+    }
+
+    /// Adds a message unless one with its id is already queued. Returns `"queued"` or
+    /// `"already_queued"`. `id` defaults to a fresh UUIDv7; `delay` is in seconds.
+    #[pyo3(signature = (payload, *, id = None, key = None, headers = None, delay = None))]
+    fn enqueue(
+        &self,
+        py: Python<'_>,
+        payload: &Bound<'_, PyAny>,
+        id: Option<String>,
+        key: Option<String>,
+        headers: Option<HashMap<String, String>>,
+        delay: Option<f64>,
+    ) -> PyResult<&'static str> {
+        let m = new_message(to_bytes("payload", payload)?, id, key, headers, delay)?;
+        let o = self.inner.clone();
+        block(py, async move { o.enqueue(m).await }).map(enqueued)
+    }
+
+    /// Adds many messages in one commit. Each is bytes (the payload) or a dict with `payload` and
+    /// optional `id`, `key`, `headers`, `delay`. One bad message fails the call; nothing is
+    /// written then.
+    fn enqueue_many(&self, py: Python<'_>, messages: &Bound<'_, PyList>) -> PyResult<Vec<&'static str>> {
+        let mut batch = Vec::with_capacity(messages.len());
+        for item in messages.iter() {
+            if let Ok(d) = item.cast::<PyDict>() {
+                for key in d.keys() {
+                    let k: String = key.extract()?;
+                    if !matches!(k.as_str(), "payload" | "id" | "key" | "headers" | "delay") {
+                        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                            "unknown message field `{k}`"
+                        )));
+                    }
+                }
+                let payload = match d.get_item("payload")? {
+                    Some(p) => to_bytes("payload", &p)?,
+                    None => Vec::new(),
+                };
+                let get = |k: &str| d.get_item(k).map(|v| v.filter(|v| !v.is_none()));
+                batch.push(new_message(
+                    payload,
+                    get("id")?.map(|v| v.extract()).transpose()?,
+                    get("key")?.map(|v| v.extract()).transpose()?,
+                    get("headers")?.map(|v| v.extract()).transpose()?,
+                    get("delay")?.map(|v| v.extract()).transpose()?,
+                )?);
+            } else {
+                batch.push(NewMessage::new(to_bytes("message", &item)?));
+            }
+        }
+        let o = self.inner.clone();
+        block(py, async move { o.enqueue_many(batch).await }).map(|v| v.into_iter().map(enqueued).collect())
+    }
+
+    /// `enqueue`, awaitable.
+    #[pyo3(signature = (payload, *, id = None, key = None, headers = None, delay = None))]
+    fn enqueue_async<'py>(
+        &self,
+        py: Python<'py>,
+        payload: &Bound<'_, PyAny>,
+        id: Option<String>,
+        key: Option<String>,
+        headers: Option<HashMap<String, String>>,
+        delay: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let m = new_message(to_bytes("payload", payload)?, id, key, headers, delay)?;
+        let o = self.inner.clone();
+        spawn_py(py, async move { o.enqueue(m).await.map(enqueued).map_err(to_py) })
+    }
+
+    /// `lease`, awaitable.
+    #[pyo3(signature = (max = 1))]
+    fn lease_async<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyAny>> {
+        let o = self.inner.clone();
+        spawn_py(py, async move {
+            let ds = o.lease(max).await.map_err(to_py)?;
+            Ok(ds.into_iter().map(|d| Delivery { inner: Arc::new(d) }).collect::<Vec<_>>())
+        })
+    }
+
+    /// Leases up to `max` due messages.
+    #[pyo3(signature = (max = 1))]
+    fn lease(&self, py: Python<'_>, max: usize) -> PyResult<Vec<Delivery>> {
+        let o = self.inner.clone();
+        let ds = block(py, async move { o.lease(max).await })?;
+        Ok(ds.into_iter().map(|d| Delivery { inner: Arc::new(d) }).collect())
+    }
+
+    /// Settles the delivery of `id` held with fencing `token` (when the `Delivery` object is
+    /// gone, e.g. the token travelled elsewhere). `action` is `ack`, `retry`, `snooze`, `fail`,
+    /// `extend` or `release`; `after`/`lease` in seconds.
+    #[pyo3(signature = (id, token, action, *, after = None, error = String::new(), reason = String::new(), lease = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        py: Python<'_>,
+        id: String,
+        token: u64,
+        action: &str,
+        after: Option<f64>,
+        error: String,
+        reason: String,
+        lease: Option<f64>,
+    ) -> PyResult<Settled> {
+        let need = |name: &'static str, v: Option<f64>| -> PyResult<Duration> {
+            secs(name, v.ok_or_else(|| invalid(name, format!("is required for `{action}`")))?)
+        };
+        let how = match action {
+            "ack" => Settle::Ack,
+            "retry" => Settle::Retry { after: opt_secs("after", after)?, error },
+            "snooze" => Settle::Snooze { after: need("after", after)? },
+            "fail" => Settle::Fail { reason },
+            "extend" => Settle::Extend { lease: need("lease", lease)? },
+            "release" => Settle::Release,
+            other => {
+                return Err(invalid(
+                    "action",
+                    format!(
+                        "unknown action `{other}` (expected ack, retry, snooze, fail, extend or release)"
+                    ),
+                ));
+            }
+        };
+        let o = self.inner.clone();
+        block(py, async move { o.settle(&id, token, how).await }).map(settled)
+    }
+
+    /// Removes a queued message before delivery: `"cancelled"`, `"in_flight"` or `"not_found"`.
+    fn cancel(&self, py: Python<'_>, id: String) -> PyResult<&'static str> {
+        let o = self.inner.clone();
+        block(py, async move { o.cancel(&id).await }).map(|c| match c {
+            Cancelled::Cancelled => "cancelled",
+            Cancelled::InFlight => "in_flight",
+            Cancelled::NotFound => "not_found",
+        })
+    }
+
+    /// The message `id` in any state, or None.
+    fn get(&self, py: Python<'_>, id: String) -> PyResult<Option<OutboxRecord>> {
+        let o = self.inner.clone();
+        let r = block(py, async move { o.get(&id).await })?;
+        Ok(r.map(|r| outbox_record(py, r)))
+    }
+
+    /// Dead letters in queue order, `limit` at a time, after the `seq` of the last one seen.
+    #[pyo3(signature = (after_seq = None, limit = 100))]
+    fn dead_letters(
+        &self,
+        py: Python<'_>,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> PyResult<Vec<OutboxRecord>> {
+        let o = self.inner.clone();
+        let rs = block(py, async move { o.dead_letters(after_seq, limit).await })?;
+        Ok(rs.into_iter().map(|r| outbox_record(py, r)).collect())
+    }
+
+    /// Puts a dead letter back in the queue with attempts reset; False if `id` is not one.
+    fn replay(&self, py: Python<'_>, id: String) -> PyResult<bool> {
+        let o = self.inner.clone();
+        block(py, async move { o.replay(&id).await })
+    }
+
+    /// Deletes the named dead letters, or all with None; returns how many went.
+    #[pyo3(signature = (ids = None))]
+    fn purge_dead(&self, py: Python<'_>, ids: Option<Vec<String>>) -> PyResult<u64> {
+        let o = self.inner.clone();
+        block(py, async move { o.purge_dead(ids).await })
+    }
+
+    /// The queue's counts (all processes) and this process's counters, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let o = self.inner.clone();
+        let s = block(py, async move { o.stats().await })?;
+        let d = PyDict::new(py);
+        d.set_item("ready", s.queue.ready)?;
+        d.set_item("scheduled", s.queue.scheduled)?;
+        d.set_item("leased", s.queue.leased)?;
+        d.set_item("dead", s.queue.dead)?;
+        d.set_item("oldest_age_ms", s.oldest_age.map(|a| a.as_millis() as u64))?;
+        d.set_item("enqueued", s.counters.enqueued)?;
+        d.set_item("delivered", s.counters.delivered)?;
+        d.set_item("retried", s.counters.retried)?;
+        d.set_item("dead_lettered", s.counters.dead_lettered)?;
+        d.set_item("dropped", s.counters.dropped)?;
+        d.set_item("attempts_settled", s.counters.attempts_settled)?;
+        d.set_item("mean_attempt_latency", s.counters.mean_attempt_latency().map(|d| d.as_secs_f64()))?;
+        Ok(d)
+    }
+
+    /// Calls `callback(event)` with every state change after it committed, in this process.
+    /// An exception from the callback is reported as unraisable and otherwise ignored.
+    fn on_event(&self, callback: Py<PyAny>) {
+        self.inner.on_event(move |e| {
+            Python::attach(|py| {
+                let r = Py::new(py, event(e)).and_then(|ev| callback.call1(py, (ev,)));
+                if let Err(err) = r {
+                    err.write_unraisable(py, None);
+                }
+            })
+        });
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Outbox(queue={:?}, mode={:?})", self.inner.config().queue, self.inner.config().mode.as_str())
+    }
+}
+
+/// A retry policy (its dict or JSON form), for computing its delays and decisions. Delays and
+/// times are whole milliseconds here, as in the policy's own form.
+#[pyclass(module = "oncely._native", frozen)]
+pub struct RetryPolicy {
+    inner: CorePolicy,
+}
+
+#[pymethods]
+impl RetryPolicy {
+    #[new]
+    fn new(py: Python<'_>, policy: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(RetryPolicy { inner: policy_of(py, policy)? })
+    }
+
+    /// The delays (ms) before attempts 2..=n+1 from a fresh stream seeded with `seed`.
+    fn schedule_ms(&self, seed: u64, n: u32) -> Vec<u64> {
+        self.inner.schedule(seed, n).iter().map(|d| d.as_millis() as u64).collect()
+    }
+
+    /// The decision after a failed attempt: `("retry_in_ms", n)` or `("give_up", why)` with `why`
+    /// `"max_attempts"` or `"deadline"`.
+    #[pyo3(signature = (*, seed, attempts, first_attempt_at_ms, now_ms, last_delay_ms = None, retry_after_ms = None))]
+    fn decide_ms(
+        &self,
+        seed: u64,
+        attempts: u32,
+        first_attempt_at_ms: i64,
+        now_ms: i64,
+        last_delay_ms: Option<u64>,
+        retry_after_ms: Option<u64>,
+    ) -> (&'static str, Py<PyAny>) {
+        let history = AttemptHistory {
+            attempts,
+            first_attempt_at: Timestamp(first_attempt_at_ms),
+            last_delay: last_delay_ms.map(Duration::from_millis),
+        };
+        let mut rng = JitterRng::new(seed);
+        let d = self.inner.decide(
+            &history,
+            Timestamp(now_ms),
+            retry_after_ms.map(Duration::from_millis),
+            &mut rng,
+        );
+        Python::attach(|py| match d {
+            RetryDecision::RetryIn(d) => (
+                "retry_in_ms",
+                u64::try_from(d.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .into_pyobject(py)
+                    .unwrap()
+                    .into_any()
+                    .unbind(),
+            ),
+            RetryDecision::GiveUp(why) => {
+                let s = serde_json::to_value(why)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                ("give_up", PyString::new(py, &s).into_any().unbind())
+            }
+        })
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Outbox>()?;
+    m.add_class::<Delivery>()?;
+    m.add_class::<Settled>()?;
+    m.add_class::<OutboxRecord>()?;
+    m.add_class::<Event>()?;
+    m.add_class::<RetryPolicy>()?;
+    Ok(())
+}
