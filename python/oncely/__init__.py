@@ -34,12 +34,36 @@ from ._native import (
     Settled,
     Storage,
     Store,
+    Message,
+    RunSummary,
     Ticket,
     Timeout,
+    Transaction,
+    Worker,
     __version__,
 )
 
 MODES = ("at_most_once", "at_least_once", "exactly_once")
+
+
+class Retry(Exception):
+    """Raise from a ``Worker`` handler: the attempt failed; retry by the policy, or after
+    ``after`` seconds (e.g. the receiver's Retry-After). Any other exception is a retry too,
+    with ``str(exc)`` as the error."""
+
+    def __init__(self, error: str = "", *, after: Optional[float] = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.after = after
+
+
+class Snooze(Exception):
+    """Raise from a ``Worker`` handler: not now (rate limited); deliver again after ``seconds``
+    without using up an attempt."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,17 +148,23 @@ __all__ = [
     "LeaseLost",
     "MODES",
     "ManualClock",
+    "Message",
     "OncelyError",
     "Outbox",
     "OutboxRecord",
     "Permanent",
     "Processed",
     "ReplayedFailure",
+    "Retry",
     "RetryPolicy",
+    "RunSummary",
     "Settled",
+    "Snooze",
     "Storage",
     "Store",
     "Ticket",
     "Timeout",
+    "Transaction",
+    "Worker",
     "__version__",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidArgument",
     "LeaseLost",
     "ManualClock",
+    "Message",
     "OncelyError",
     "Outbox",
     "OutboxRecord",
@@ -25,11 +26,14 @@ __all__ = [
     "Processed",
     "ReplayedFailure",
     "RetryPolicy",
+    "RunSummary",
     "Settled",
     "Storage",
     "Store",
     "Ticket",
     "Timeout",
+    "Transaction",
+    "Worker",
     "__version__",
 ]
 
@@ -148,6 +152,21 @@ class InboxRecord:
     def lease_until_ms(self) -> Optional[int]: ...
 
 _Handler = Callable[[], Union[_BytesLike, Awaitable[_BytesLike]]]
+_SqlValue = Union[None, int, float, str, bytes]
+
+@final
+class Transaction:
+    def execute(self, sql: str, params: Optional[Sequence[Union[_SqlValue, bytearray]]] = None) -> List[Tuple[_SqlValue, ...]]: ...
+    def enqueue(
+        self,
+        outbox: Outbox,
+        payload: _BytesLike,
+        *,
+        id: Optional[str] = None,
+        key: Optional[str] = None,
+        headers: Optional[Dict[str, str]] = None,
+        delay: Optional[float] = None,
+    ) -> str: ...
 
 @disjoint_base
 class Inbox:
@@ -182,6 +201,9 @@ class Inbox:
         mode: Optional[str] = None,
         lease: Optional[float] = None,
         wait: Optional[float] = None,
+    ) -> Processed: ...
+    def process_transactional(
+        self, id: str, payload: Optional[_BytesLike], handler: Callable[[Transaction], _BytesLike]
     ) -> Processed: ...
     def get(self, id: str) -> Optional[InboxRecord]: ...
     def purge_expired(self) -> int: ...
@@ -368,3 +390,50 @@ class RetryPolicy:
         last_delay_ms: Optional[int] = None,
         retry_after_ms: Optional[int] = None,
     ) -> Tuple[str, Union[int, str]]: ...
+
+# --- worker ------------------------------------------------------------------------------------
+
+@final
+class Message:
+    @property
+    def id(self) -> str: ...
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def key(self) -> Optional[str]: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def headers(self) -> Dict[str, str]: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def created_at_ms(self) -> int: ...
+    @property
+    def available_at_ms(self) -> int: ...
+
+@final
+class RunSummary:
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def succeeded(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def released(self) -> int: ...
+
+_WorkerHandler = Callable[[Message], Union[Optional[bool], Awaitable[Optional[bool]]]]
+
+@final
+class Worker:
+    def __new__(
+        cls, outbox: Outbox, *, concurrency: int = 16, poll_interval: float = 0.05, shutdown_timeout: float = 30.0
+    ) -> Worker: ...
+    def run_until_idle(self, handler: _WorkerHandler) -> RunSummary: ...
+    def run_until_idle_async(self, handler: _WorkerHandler) -> Awaitable[RunSummary]: ...
+    def run(self, handler: _WorkerHandler) -> RunSummary: ...
+    def run_async(self, handler: _WorkerHandler) -> Awaitable[RunSummary]: ...
+    def stop(self) -> None: ...
+    @property
+    def stopped(self) -> bool: ...

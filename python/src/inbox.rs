@@ -9,6 +9,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::aio::{resolve, spawn_py};
 use crate::errors::{Permanent, ReplayedFailure};
+use crate::transaction::Transaction;
 use crate::{ManualClock, block, mode, opt_py_bytes, opt_secs, shared_clock, store_of, to_bytes, to_py};
 
 type CoreInbox = oncely::Inbox<AnyStore>;
@@ -274,6 +275,8 @@ fn request(
 #[pyclass(module = "oncely._native", frozen, subclass)]
 pub struct Inbox {
     inner: CoreInbox,
+    /// The same inbox typed for its SQLite store, for `process_transactional`.
+    sqlite: Option<oncely::Inbox<oncely::SqliteStore>>,
 }
 
 #[pymethods]
@@ -322,8 +325,15 @@ impl Inbox {
             cfg.max_result_bytes = n;
         }
         let store = store_of(py, store)?;
-        let inner = CoreInbox::with_clock(store, cfg, shared_clock(clock)).map_err(to_py)?;
-        Ok(Inbox { inner })
+        let clock = shared_clock(clock);
+        let sqlite = match &store {
+            AnyStore::Sqlite(s) => {
+                Some(oncely::Inbox::with_clock(s.clone(), cfg.clone(), clock.clone()).map_err(to_py)?)
+            }
+            _ => None,
+        };
+        let inner = CoreInbox::with_clock(store, cfg, clock).map_err(to_py)?;
+        Ok(Inbox { inner, sqlite })
     }
 
     /// The scope.
@@ -441,6 +451,46 @@ impl Inbox {
         process_answer(py, r)
     }
 
+    /// Runs `handler(tx)` exactly once per id inside the SQLite store's own transaction: what
+    /// it writes with `tx.execute(sql, params)`, the id's processed mark and the returned bytes
+    /// commit together, or (on an exception) none of them. SQLite stores only. The handler runs
+    /// on the store's writer thread: only database work through `tx` there, and no oncely calls
+    /// on the same store (they would wait for that thread).
+    #[pyo3(signature = (id, payload, handler))]
+    fn process_transactional(
+        &self,
+        py: Python<'_>,
+        id: String,
+        payload: Option<&Bound<'_, PyAny>>,
+        handler: Py<PyAny>,
+    ) -> PyResult<Processed> {
+        let Some(inbox) = self.sqlite.clone() else {
+            return Err(to_py(oncely::Error::invalid(
+                "store",
+                "process_transactional needs an SQLite store",
+            )));
+        };
+        let req = request(id, payload, None, None)?;
+        let path = inbox.store().path().to_owned();
+        let r = py.detach(move || {
+            pollster::block_on(inbox.process_transactional(req, move |conn| {
+                Python::attach(|py| {
+                    let tx =
+                        Py::new(py, Transaction::new(conn, &path)).map_err(|e| handler_failure(py, e))?;
+                    let r = handler.call1(py, (tx.clone_ref(py),));
+                    tx.get().close();
+                    match r {
+                        Ok(v) => {
+                            to_bytes("the handler's result", v.bind(py)).map_err(|e| handler_failure(py, e))
+                        }
+                        Err(e) => Err(handler_failure(py, e)),
+                    }
+                })
+            }))
+        });
+        process_answer(py, r)
+    }
+
     /// `begin`, awaitable.
     #[pyo3(signature = (id, payload = None, *, mode = None, lease = None))]
     fn begin_async<'py>(
@@ -535,5 +585,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<BeginResult>()?;
     m.add_class::<Processed>()?;
     m.add_class::<InboxRecord>()?;
+    m.add_class::<Transaction>()?;
     Ok(())
 }

@@ -10,6 +10,8 @@ mod aio;
 mod errors;
 mod inbox;
 mod outbox;
+mod transaction;
+mod worker;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -165,6 +167,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Store>()?;
     inbox::register(m)?;
     outbox::register(m)?;
+    worker::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -387,7 +387,7 @@ fn budget_of(d: &Bound<'_, PyDict>) -> PyResult<RetryBudget> {
     Ok(b)
 }
 
-fn new_message(
+pub(crate) fn new_message(
     payload: Vec<u8>,
     id: Option<String>,
     key: Option<String>,
@@ -410,7 +410,7 @@ fn new_message(
     Ok(m)
 }
 
-fn enqueued(e: Enqueued) -> &'static str {
+pub(crate) fn enqueued(e: Enqueued) -> &'static str {
     match e {
         Enqueued::Queued => "queued",
         Enqueued::AlreadyQueued => "already_queued",
@@ -421,7 +421,9 @@ fn enqueued(e: Enqueued) -> &'static str {
 /// `retry` is a retry-policy dict (see `RetryPolicy`); durations are seconds.
 #[pyclass(module = "oncely._native", frozen, subclass)]
 pub struct Outbox {
-    inner: CoreOutbox,
+    pub(crate) inner: CoreOutbox,
+    /// The same outbox typed for its SQLite store, for `Transaction.enqueue` (`enqueue_in`).
+    pub(crate) sqlite: Option<oncely::Outbox<oncely::SqliteStore>>,
 }
 
 #[pymethods]
@@ -464,8 +466,15 @@ impl Outbox {
             cfg.max_payload_bytes = n;
         }
         let store = store_of(py, store)?;
-        let inner = CoreOutbox::with_clock(store, cfg, shared_clock(clock)).map_err(to_py)?;
-        Ok(Outbox { inner })
+        let clock = shared_clock(clock);
+        let sqlite = match &store {
+            AnyStore::Sqlite(s) => {
+                Some(oncely::Outbox::with_clock(s.clone(), cfg.clone(), clock.clone()).map_err(to_py)?)
+            }
+            _ => None,
+        };
+        let inner = CoreOutbox::with_clock(store, cfg, clock).map_err(to_py)?;
+        Ok(Outbox { inner, sqlite })
     }
 
     /// The queue's name.
@@ -670,14 +679,19 @@ impl Outbox {
     /// Calls `callback(event)` with every state change after it committed, in this process.
     /// An exception from the callback is reported as unraisable and otherwise ignored.
     fn on_event(&self, callback: Py<PyAny>) {
-        self.inner.on_event(move |e| {
+        let callback = Arc::new(callback);
+        let listener = move |e: &CoreEvent| {
             Python::attach(|py| {
                 let r = Py::new(py, event(e)).and_then(|ev| callback.call1(py, (ev,)));
                 if let Err(err) = r {
                     err.write_unraisable(py, None);
                 }
             })
-        });
+        };
+        if let Some(s) = &self.sqlite {
+            s.on_event(listener.clone());
+        }
+        self.inner.on_event(listener);
     }
 
     fn __repr__(&self) -> String {

@@ -1,0 +1,33 @@
+"""python/examples/quickstart.py runs, and the root README shows it as it is."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "python" / "examples" / "quickstart.py"
+
+
+def snippet() -> str:
+    text = QUICKSTART.read_text(encoding="utf-8")
+    return re.search(r"# ANCHOR: quickstart\n(.*?)# ANCHOR_END: quickstart", text, re.S).group(1)
+
+
+def test_quickstart_runs():
+    out = subprocess.run([sys.executable, str(QUICKSTART)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    # payment-2 is delivered twice (its first answer was "lost") but charged once.
+    assert sorted(line for line in lines if "charging" in line) == [
+        "  charging: debit 10 EUR", "  charging: debit 20 EUR", "  charging: debit 30 EUR"]
+    assert any(line.startswith("delivered") for line in lines)
+
+
+def test_root_readme_shows_the_quickstart():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    if "python/examples/quickstart.py" not in readme:
+        pytest.skip("the root README does not show the Python quickstart yet")
+    assert snippet() in readme
