@@ -23,8 +23,21 @@ use pyo3::types::{PyByteArray, PyBytes, PyString};
 
 pub(crate) use errors::to_py;
 
-/// Runs a core future on the shared runtime with the GIL released.
+/// Runs a core future to completion on the calling thread with the GIL released. The stores'
+/// futures need no particular executor (SQLite answers through a channel from its writer
+/// thread), so a plain `block_on` is enough and costs far less per call than entering the shared
+/// runtime; only the worker, which needs tokio's timers and tasks, runs there.
 pub(crate) fn block<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    T: Send,
+    F: Future<Output = oncely::Result<T>> + Send,
+{
+    py.detach(|| pollster::block_on(fut)).map_err(to_py)
+}
+
+/// Like [`block`], on the shared tokio runtime: for the worker, which needs tokio's timers and
+/// tasks.
+pub(crate) fn block_on_runtime<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
     T: Send,
     F: Future<Output = oncely::Result<T>> + Send,

@@ -15,9 +15,10 @@ use pyo3_async_runtimes::TaskLocals;
 use tokio::sync::watch;
 
 use crate::aio::spawn_py;
+use crate::block_on_runtime;
 use crate::errors::Permanent;
 use crate::outbox::Outbox;
-use crate::{block, py_bytes, secs, to_py};
+use crate::{py_bytes, secs, to_py};
 
 type CoreWorker = oncely::Worker<AnyStore>;
 
@@ -257,7 +258,7 @@ impl Worker {
     fn run_until_idle(&self, py: Python<'_>, handler: Py<PyAny>) -> PyResult<RunSummary> {
         let h = Handler::new(py, handler, None)?;
         let w = self.inner.clone();
-        block(py, async move { w.run_until_idle(move |m| h.clone().call(m)).await }).map(summary)
+        block_on_runtime(py, async move { w.run_until_idle(move |m| h.clone().call(m)).await }).map(summary)
     }
 
     /// `run_until_idle`, awaitable. `async def` handlers run on the calling event loop; plain
