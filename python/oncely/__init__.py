@@ -7,9 +7,10 @@ Durations are float seconds; timestamps are integer milliseconds since the Unix 
 ids are ``str``; payloads and results are ``bytes``.
 """
 
+import contextlib
 import functools
 import inspect
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Iterator, Optional, TypeVar, Union
 
 from . import _native
 from ._native import (
@@ -68,9 +69,60 @@ class Snooze(Exception):
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Claim:
+    """What ``Inbox.claim`` yields: ``begin``'s answer, and the ``result`` to store when the
+    claimed effect is done."""
+
+    def __init__(self, begun: "_native.BeginResult") -> None:
+        self.begun = begun
+        self.ticket: Optional[_native.Ticket] = begun.ticket
+        self.result: Optional[bytes] = begun.result if begun.outcome == "duplicate" else None
+
+    @property
+    def outcome(self) -> str:
+        """``"claimed"``, ``"duplicate"``, ``"in_progress"`` or ``"conflict"``."""
+        return self.begun.outcome
+
+    @property
+    def claimed(self) -> bool:
+        """Whether this caller holds the id and should run the effect."""
+        return self.begun.outcome == "claimed"
+
+
 class Inbox(_native.Inbox):
     """The receiver's processed-ID store in one ``scope`` (see ``oncely._native.Inbox``), plus
     the :meth:`idempotent` decorator. Only calls ``process``/``process_async``: no rules here."""
+
+    @contextlib.contextmanager
+    def claim(
+        self,
+        id: str,
+        payload: Optional[Union[bytes, bytearray]] = None,
+        *,
+        mode: Optional[str] = None,
+        lease: Optional[float] = None,
+    ) -> Iterator["Claim"]:
+        """A claim as a context manager, for effects that are not one function call::
+
+            with inbox.claim("order-1", payload) as claim:
+                if claim.claimed:
+                    claim.result = charge_card()
+
+        Inside, ``claim`` is ``begin``'s answer (``outcome``, ``claimed``, ``result`` of a
+        duplicate...). When claimed, leaving the block settles the claim exactly as ``process``
+        settles a handler (``Ticket.settle``): normally, finished with ``claim.result``; by an
+        exception, released for a retry — or, for an ``oncely.Permanent``, handled by the cache
+        policy — and the exception propagates.
+        """
+        claim = Claim(self.begin(id, payload, mode=mode, lease=lease))
+        try:
+            yield claim
+        except BaseException as exc:
+            if claim.ticket is not None:
+                claim.ticket.settle(error=str(exc) or type(exc).__name__, permanent=isinstance(exc, Permanent))
+            raise
+        if claim.ticket is not None:
+            claim.ticket.settle(result=claim.result if claim.result is not None else b"")
 
     def idempotent(
         self,
@@ -136,6 +188,7 @@ class Inbox(_native.Inbox):
 
 __all__ = [
     "BeginResult",
+    "Claim",
     "Closed",
     "Conflict",
     "CorruptStore",

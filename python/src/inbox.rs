@@ -61,6 +61,30 @@ impl Ticket {
         block(py, async move { t.release().await })
     }
 
+    /// Settles the claim by a handler's outcome, exactly as `Inbox.process` does: without
+    /// `error`, finishes it with `result`; with `error`, a permanent failure is stored or
+    /// released by the cache policy and a retryable one releases the id.
+    #[pyo3(signature = (result=None, error=None, permanent=false))]
+    fn settle(
+        &self,
+        py: Python<'_>,
+        result: Option<&Bound<'_, PyAny>>,
+        error: Option<String>,
+        permanent: bool,
+    ) -> PyResult<()> {
+        let result = match result {
+            Some(r) if !r.is_none() => to_bytes("result", r)?,
+            _ => Vec::new(),
+        };
+        let t = self.inner.clone();
+        block(py, async move {
+            match error {
+                None => t.settle::<String>(Ok(result)).await,
+                Some(error) => t.settle(Err(&oncely::Failure { error, permanent })).await,
+            }
+        })
+    }
+
     /// `finish`, awaitable.
     fn finish_async<'py>(&self, py: Python<'py>, result: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let result = to_bytes("result", result)?;

@@ -175,6 +175,9 @@ pub(crate) fn store_of(py: Python<'_>, store: &Bound<'_, PyAny>) -> PyResult<Any
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The core's log records go to Python's `logging`, under loggers named after the core's
+    // modules (`oncely.outbox`, `oncely.store.sqlite`, ...).
+    let _ = pyo3_log::try_init();
     errors::register(m)?;
     m.add_class::<ManualClock>()?;
     m.add_class::<Store>()?;

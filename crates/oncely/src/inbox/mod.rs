@@ -271,6 +271,20 @@ impl<S: InboxStore> Ticket<S> {
         self.expect(answer, OpAnswer::Released)
     }
 
+    /// Settles the claim by a handler's outcome, exactly as [`Inbox::process`] does: a result
+    /// finishes it; a permanent failure is handled by [`Ticket::fail`] (stored or released by the
+    /// cache policy); a retryable failure releases it.
+    pub async fn settle<E: std::fmt::Display>(
+        &self,
+        outcome: std::result::Result<Vec<u8>, &Failure<E>>,
+    ) -> Result<()> {
+        match outcome {
+            Ok(result) => self.finish(result).await,
+            Err(Failure { error, permanent: true }) => self.fail(error.to_string()).await,
+            Err(_) => self.release().await,
+        }
+    }
+
     async fn complete(&self, status: Status, result: Vec<u8>) -> Result<()> {
         let inner = &self.inbox.inner;
         if result.len() > inner.config.max_result_bytes {
@@ -580,19 +594,11 @@ impl<S: InboxStore> Inbox<S> {
         loop {
             match self.begin(req.clone()).await? {
                 Begin::Claimed(ticket) => {
-                    return match handler().await {
-                        Ok(result) => {
-                            ticket.finish(result.clone()).await?;
-                            Ok(Processed { result: Some(result), replayed: false })
-                        }
-                        Err(Failure { error, permanent }) => {
-                            if permanent {
-                                ticket.fail(error.to_string()).await?;
-                            } else {
-                                ticket.release().await?;
-                            }
-                            Err(ProcessError::Handler(error))
-                        }
+                    let outcome = handler().await;
+                    ticket.settle(outcome.as_ref().map(Vec::clone)).await?;
+                    return match outcome {
+                        Ok(result) => Ok(Processed { result: Some(result), replayed: false }),
+                        Err(Failure { error, .. }) => Err(ProcessError::Handler(error)),
                     };
                 }
                 Begin::Duplicate(replay) => return replay_result(replay),

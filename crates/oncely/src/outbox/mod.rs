@@ -498,6 +498,15 @@ impl<S: OutboxStore> Outbox<S> {
     pub(crate) fn publish_events(&self, events: Vec<Event>) {
         let c = &self.inner.counters;
         for e in &events {
+            match &e.kind {
+                EventKind::DeadLettered { reason } => {
+                    tracing::warn!(queue = %self.inner.config.queue, id = %e.id, %reason, "oncely: message dead-lettered")
+                }
+                EventKind::Dropped => {
+                    tracing::info!(queue = %self.inner.config.queue, id = %e.id, "oncely: at-most-once message dropped")
+                }
+                _ => {}
+            }
             let counter = match e.kind {
                 EventKind::Enqueued => &c.enqueued,
                 EventKind::Acked => &c.delivered,
