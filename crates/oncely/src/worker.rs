@@ -129,6 +129,12 @@ impl<S: OutboxStore> Worker<S> {
         H: Fn(Message) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Outcome> + Send + 'static,
     {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::invalid(
+                "runtime",
+                "the worker runs on tokio: await it inside a tokio runtime, or call it through oncely::runtime::block_on",
+            ));
+        }
         let handler = Arc::new(handler);
         let mut tasks: JoinSet<(Attempt, Outcome)> = JoinSet::new();
         // Keyed by (id, token): a handler that outlived its lease must not settle its successor.

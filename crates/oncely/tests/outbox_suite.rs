@@ -472,3 +472,13 @@ fn blocking_callers_use_the_shared_runtime() {
     assert_eq!(inside.unwrap_err().code(), ErrorCode::InvalidArgument);
 }
 outbox_suite!(any_store_sqlite, any_sqlite());
+
+/// The worker needs tokio; driven by another executor it says so instead of panicking.
+#[test]
+fn a_worker_outside_tokio_is_refused_not_a_panic() {
+    let ob = Outbox::open(MemoryStore::new(), OutboxConfig::new("q")).unwrap();
+    let worker = Worker::new(ob, WorkerConfig::default()).unwrap();
+    let err = pollster::block_on(worker.run_until_idle(|_| async { Outcome::Success })).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    assert!(err.to_string().contains("tokio"), "{err}");
+}
