@@ -10,7 +10,7 @@ demo:
 	$(CARGO) run -q -p oncely-cli -- demo payment
 
 ## Run every test in every language present.
-test: test-rust test-python
+test: test-rust test-python test-node
 
 test-rust:
 	$(CARGO) test --no-fail-fast
@@ -30,3 +30,4 @@ fmt:
 
 # The bindings' test targets (after the targets above, so `make` alone still means `make demo`).
 include python/Makefile.inc
+include node/Makefile.inc

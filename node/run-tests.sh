@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the oncely Node.js package (debug, `napi build --platform`) and runs its `node --test`
+# suite: unit tests, bad-input tests and the conformance scenarios on memory and SQLite.
+# Exits non-zero on failure. Extra arguments go to `node --test` (e.g. a test file).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+cd "$here"
+
+# ci-style install from the registry (package-lock.json pins @napi-rs/cli).
+if [ -f package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+else
+    npm install --no-audit --no-fund --loglevel=error
+fi
+
+npx napi build --platform --js native.js --dts index.d.ts --dts-header "$(cat dts-header.d.ts)"
+
+if [ "$#" -gt 0 ]; then
+    exec node --test "$@"
+fi
+exec node --test test/

@@ -1,0 +1,1298 @@
+//! `oncely` for Node.js: the napi-rs binding of oncely. Translation only — type conversion,
+//! error mapping and async adaptation; every rule lives in the core crate (DESIGN §7).
+//!
+//! Conventions: durations are float seconds (checked by
+//! [`oncely::clock::duration_from_secs_f64`]); timestamps are integer milliseconds since the Unix
+//! epoch (`*Ms`); ids are strings; payloads are `Buffer` (or a string, encoded as UTF-8); results
+//! are `Buffer`. Every async method runs on napi's tokio runtime and returns a Promise.
+//!
+//! Errors: a core error becomes a JS `Error` whose message is `CODE\x1fTEXT`; `index.js` turns it
+//! into the subclass for `CODE` (`err.code` = `ONCELY_` + the stable code upper-cased).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi_derive::napi;
+use oncely::clock::SharedClock;
+use oncely::inbox::Status as RecordStatus;
+use oncely::outbox::{MessageState, OutboxRecord as CoreRecord, Settled as CoreSettled};
+use oncely::{
+    AnyStore, Begin as CoreBegin, CachePolicy, Failure, InboxConfig, Mode, NewMessage, OutboxConfig,
+};
+use oncely::{ProcessError, Request, SqliteConfig, Timestamp};
+
+type CoreInbox = oncely::Inbox<AnyStore>;
+type CoreOutbox = oncely::Outbox<AnyStore>;
+
+const SEP: char = '\u{1f}';
+
+/// A core error as a JS error carrying its stable code (see module docs).
+fn err(e: oncely::Error) -> Error {
+    coded(&format!("ONCELY_{}", e.code().as_str().to_uppercase()), &e.to_string())
+}
+
+fn coded(code: &str, msg: &str) -> Error {
+    Error::new(Status::GenericFailure, format!("{code}{SEP}{msg}"))
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
+    err(oncely::Error::invalid(name, reason))
+}
+
+fn secs(name: &'static str, v: f64) -> Result<Duration> {
+    oncely::clock::duration_from_secs_f64(name, v).map_err(err)
+}
+
+fn opt_secs(name: &'static str, v: Option<f64>) -> Result<Option<Duration>> {
+    v.map(|v| secs(name, v)).transpose()
+}
+
+/// A JS number that must be a non-negative safe integer.
+fn count(name: &'static str, v: f64) -> Result<u64> {
+    if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > 9_007_199_254_740_991.0 {
+        return Err(invalid(name, format!("must be a non-negative integer, got {v}")));
+    }
+    Ok(v as u64)
+}
+
+fn mode(v: Option<String>) -> Result<Option<Mode>> {
+    v.map(|s| s.parse::<Mode>().map_err(err)).transpose()
+}
+
+fn bytes(v: Either<Buffer, String>) -> Vec<u8> {
+    match v {
+        Either::A(b) => b.to_vec(),
+        Either::B(s) => s.into_bytes(),
+    }
+}
+
+fn open_store(loc: &str) -> Result<AnyStore> {
+    AnyStore::open(loc, SqliteConfig::default()).map_err(err)
+}
+
+/// A store given as a location string or an opened [`Store`].
+fn store_of(env: &Env, v: Unknown<'_>) -> Result<AnyStore> {
+    match v.get_type()? {
+        ValueType::String => {
+            let s: String = unsafe { String::from_napi_value(env.raw(), v.raw())? };
+            open_store(&s)
+        }
+        ValueType::Object if Store::instance_of(env, &v)? => {
+            let s: ClassInstance<Store> = unsafe { ClassInstance::from_napi_value(env.raw(), v.raw())? };
+            Ok(s.inner.clone())
+        }
+        t => Err(invalid("store", format!("must be a location string or a Store, not {t}"))),
+    }
+}
+
+/// An options argument: absent, undefined, null or an object.
+fn options_of(v: Option<Unknown<'_>>) -> Result<Option<Object<'_>>> {
+    let Some(v) = v else { return Ok(None) };
+    match v.get_type()? {
+        ValueType::Undefined | ValueType::Null => Ok(None),
+        ValueType::Object => Ok(Some(unsafe { Object::from_napi_value(v.value().env, v.raw())? })),
+        t => Err(invalid("options", format!("must be an object, not {t}"))),
+    }
+}
+
+/// The `clock` option: absent/undefined (system clock) or a [`ManualClock`].
+fn clock_of(env: &Env, options: &Option<Object<'_>>) -> Result<SharedClock> {
+    let Some(o) = options else { return Ok(Arc::new(oncely::SystemClock)) };
+    let Some(v) = o.get::<Unknown>("clock")? else { return Ok(Arc::new(oncely::SystemClock)) };
+    match v.get_type()? {
+        ValueType::Undefined | ValueType::Null => Ok(Arc::new(oncely::SystemClock)),
+        ValueType::Object if ManualClock::instance_of(env, &v)? => {
+            let c: ClassInstance<ManualClock> =
+                unsafe { ClassInstance::from_napi_value(env.raw(), v.raw())? };
+            Ok(Arc::new(c.inner.clone()))
+        }
+        t => Err(invalid("clock", format!("must be a ManualClock, not {t}"))),
+    }
+}
+
+fn opt<T: FromNapiValue + ValidateNapiValue>(
+    o: &Option<Object<'_>>,
+    name: &'static str,
+) -> Result<Option<T>> {
+    let Some(o) = o else { return Ok(None) };
+    let Some(v) = o.get::<Unknown>(name)? else { return Ok(None) };
+    match v.get_type()? {
+        ValueType::Undefined | ValueType::Null => Ok(None),
+        _ => unsafe {
+            let env = v.value().env;
+            T::validate(env, v.raw()).map_err(|e| invalid(name, e.reason.clone()))?;
+            T::from_napi_value(env, v.raw()).map(Some).map_err(|e| invalid(name, e.reason.clone()))
+        },
+    }
+}
+
+/// A clock that moves only when told to, for tests and the conformance runner. Pass it as the
+/// `clock` option of an `Inbox` or `Outbox`; they then share its time.
+#[napi]
+pub struct ManualClock {
+    inner: oncely::ManualClock,
+}
+
+#[napi]
+impl ManualClock {
+    /// A manual clock showing `startMs` (milliseconds since the Unix epoch).
+    #[napi(constructor)]
+    pub fn new(start_ms: Option<f64>) -> Result<Self> {
+        let start = count("startMs", start_ms.unwrap_or(1_700_000_000_000.0))?;
+        Ok(ManualClock { inner: oncely::ManualClock::new(Timestamp(start as i64)) })
+    }
+
+    /// Moves the clock forward by `seconds`.
+    #[napi]
+    pub fn advance(&self, seconds: f64) -> Result<()> {
+        self.inner.advance(secs("seconds", seconds)?);
+        Ok(())
+    }
+
+    /// Moves the clock forward by `ms` milliseconds.
+    #[napi]
+    pub fn advance_ms(&self, ms: f64) -> Result<()> {
+        self.inner.advance(Duration::from_millis(count("ms", ms)?));
+        Ok(())
+    }
+
+    /// Sets the clock to `ms` (may be earlier: a clock jump).
+    #[napi]
+    pub fn set_ms(&self, ms: f64) -> Result<()> {
+        if !ms.is_finite() || ms.fract() != 0.0 || ms.abs() > 9_007_199_254_740_991.0 {
+            return Err(invalid("ms", format!("must be an integer, got {ms}")));
+        }
+        self.inner.set(Timestamp(ms as i64));
+        Ok(())
+    }
+
+    /// The clock's time in milliseconds since the Unix epoch.
+    #[napi]
+    pub fn now_ms(&self) -> i64 {
+        oncely::Clock::now(&self.inner).0
+    }
+}
+
+/// An opened store to share between inboxes and outboxes: `"memory"` (a new in-memory store) or
+/// an SQLite file path (optionally `sqlite:PATH`).
+#[napi]
+pub struct Store {
+    inner: AnyStore,
+    location: String,
+}
+
+#[napi]
+impl Store {
+    #[napi(constructor)]
+    pub fn new(location: String) -> Result<Self> {
+        Ok(Store { inner: open_store(&location)?, location })
+    }
+
+    /// The location the store was opened with.
+    #[napi(getter)]
+    pub fn location(&self) -> String {
+        self.location.clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbox
+
+/// A stored outcome of an id's first delivery.
+#[napi(object)]
+pub struct Replay {
+    /// `"seen"`, `"succeeded"` or `"failed"`.
+    pub status: String,
+    pub result: Option<Buffer>,
+}
+
+fn status_str(s: RecordStatus) -> &'static str {
+    match s {
+        RecordStatus::Seen => "seen",
+        RecordStatus::Succeeded => "succeeded",
+        RecordStatus::Failed => "failed",
+        #[allow(unreachable_patterns)]
+        _ => "unknown",
+    }
+}
+
+/// A claim on one id: run the effect, then `finish`, `fail` or `release` it.
+#[napi]
+pub struct Ticket {
+    inner: Arc<oncely::Ticket<AnyStore>>,
+}
+
+#[napi]
+impl Ticket {
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        self.inner.id().to_string()
+    }
+
+    /// The fencing token.
+    #[napi(getter)]
+    pub fn token(&self) -> f64 {
+        self.inner.token() as f64
+    }
+
+    #[napi(getter)]
+    pub fn mode(&self) -> String {
+        self.inner.mode().as_str().to_string()
+    }
+
+    /// Stores the effect's result: duplicates get it.
+    #[napi(ts_args_type = "result?: Buffer | string | null")]
+    pub async fn finish(&self, result: Option<Either<Buffer, String>>) -> Result<()> {
+        let t = self.inner.clone();
+        t.finish(result.map(bytes).unwrap_or_default()).await.map_err(err)
+    }
+
+    /// A permanent failure, stored or not by the cache policy.
+    #[napi(ts_args_type = "reason?: Buffer | string | null")]
+    pub async fn fail(&self, reason: Option<Either<Buffer, String>>) -> Result<()> {
+        let t = self.inner.clone();
+        t.fail(reason.map(bytes).unwrap_or_default()).await.map_err(err)
+    }
+
+    /// Gives the id back (a retryable failure): the next delivery may claim it.
+    #[napi]
+    pub async fn release(&self) -> Result<()> {
+        let t = self.inner.clone();
+        t.release().await.map_err(err)
+    }
+}
+
+/// The answer to `Inbox.begin`: `outcome` is `"claimed"` (with `ticket`), `"duplicate"` (with
+/// `replay`), `"in_progress"` (with `leaseUntilMs`) or `"conflict"`.
+#[napi]
+pub struct Begin {
+    outcome: &'static str,
+    ticket: Option<Arc<oncely::Ticket<AnyStore>>>,
+    replay: Option<(String, Option<Vec<u8>>)>,
+    lease_until_ms: Option<i64>,
+}
+
+#[napi]
+impl Begin {
+    #[napi(getter, ts_return_type = "'claimed' | 'duplicate' | 'in_progress' | 'conflict'")]
+    pub fn outcome(&self) -> &'static str {
+        self.outcome
+    }
+
+    #[napi(getter)]
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.ticket.clone().map(|inner| Ticket { inner })
+    }
+
+    #[napi(getter)]
+    pub fn replay(&self) -> Option<Replay> {
+        self.replay.clone().map(|(status, result)| Replay { status, result: result.map(Buffer::from) })
+    }
+
+    #[napi(getter)]
+    pub fn lease_until_ms(&self) -> Option<i64> {
+        self.lease_until_ms
+    }
+}
+
+fn begin_of(b: CoreBegin<AnyStore>) -> Begin {
+    let mut out = Begin { outcome: "conflict", ticket: None, replay: None, lease_until_ms: None };
+    match b {
+        CoreBegin::Claimed(t) => {
+            out.outcome = "claimed";
+            out.ticket = Some(Arc::new(t));
+        }
+        CoreBegin::Duplicate(r) => {
+            out.outcome = "duplicate";
+            out.replay = Some((status_str(r.status).to_string(), r.result));
+        }
+        CoreBegin::InProgress { lease_until } => {
+            out.outcome = "in_progress";
+            out.lease_until_ms = Some(lease_until.0);
+        }
+        CoreBegin::Conflict => {}
+        #[allow(unreachable_patterns)]
+        _ => {}
+    }
+    out
+}
+
+/// The result of `Inbox.process`.
+#[napi(object)]
+pub struct Processed {
+    pub result: Option<Buffer>,
+    /// `true` when the handler did not run because the id was already done.
+    pub replayed: bool,
+}
+
+/// Per-call options of `begin` / `process`.
+#[napi(object)]
+pub struct CallOptions {
+    #[napi(ts_type = "'at_most_once' | 'at_least_once' | 'exactly_once'")]
+    pub mode: Option<String>,
+    /// Lease in seconds.
+    pub lease: Option<f64>,
+    /// `process` only: wait up to this many seconds for a concurrent first delivery.
+    pub wait: Option<f64>,
+}
+
+/// Options of `new Inbox(store, scope, options)`.
+#[napi(object)]
+pub struct InboxOptions {
+    #[napi(ts_type = "'at_most_once' | 'at_least_once' | 'exactly_once'")]
+    pub mode: Option<String>,
+    pub lease: Option<f64>,
+    pub retention: Option<f64>,
+    /// `"success_only"` (default) or `"success_and_failure"`.
+    #[napi(ts_type = "'success_only' | 'success_and_failure'")]
+    pub cache_policy: Option<String>,
+    pub recent_capacity: Option<f64>,
+    pub max_result_bytes: Option<f64>,
+    #[napi(ts_type = "ManualClock")]
+    pub clock: Option<()>,
+}
+
+fn request(id: String, payload: Option<Either<Buffer, String>>, o: Option<CallOptions>) -> Result<Request> {
+    let mut req = Request::new(id);
+    if let Some(p) = payload {
+        req = req.payload(&bytes(p));
+    }
+    if let Some(o) = o {
+        if let Some(m) = mode(o.mode)? {
+            req = req.mode(m);
+        }
+        if let Some(l) = opt_secs("lease", o.lease)? {
+            req = req.lease(l);
+        }
+        if let Some(w) = opt_secs("wait", o.wait)? {
+            req = req.wait(w);
+        }
+    }
+    Ok(req)
+}
+
+/// The receiver's processed-ID store, in one `scope`.
+#[napi]
+pub struct Inbox {
+    inner: CoreInbox,
+}
+
+#[napi]
+impl Inbox {
+    #[napi(constructor, ts_args_type = "store: string | Store, scope: string, options?: InboxOptions")]
+    pub fn new(env: Env, store: Unknown, scope: String, options: Option<Unknown>) -> Result<Self> {
+        let options = options_of(options)?;
+        let mut cfg = InboxConfig::new(scope);
+        if let Some(m) = mode(opt::<String>(&options, "mode")?)? {
+            cfg = cfg.mode(m);
+        }
+        if let Some(l) = opt_secs("lease", opt::<f64>(&options, "lease")?)? {
+            cfg = cfg.lease(l);
+        }
+        if let Some(r) = opt_secs("retention", opt::<f64>(&options, "retention")?)? {
+            cfg = cfg.retention(r);
+        }
+        if let Some(p) = opt::<String>(&options, "cachePolicy")? {
+            cfg = cfg.cache_policy(match p.as_str() {
+                "success_only" => CachePolicy::SuccessOnly,
+                "success_and_failure" => CachePolicy::SuccessAndFailure,
+                other => {
+                    return Err(invalid(
+                        "cache_policy",
+                        format!("unknown policy `{other}` (expected success_only or success_and_failure)"),
+                    ));
+                }
+            });
+        }
+        if let Some(n) = opt::<f64>(&options, "recentCapacity")? {
+            cfg = cfg.recent_capacity(count("recentCapacity", n)? as usize);
+        }
+        if let Some(n) = opt::<f64>(&options, "maxResultBytes")? {
+            cfg.max_result_bytes = count("maxResultBytes", n)? as usize;
+        }
+        let clock = clock_of(&env, &options)?;
+        let store = store_of(&env, store)?;
+        Ok(Inbox { inner: CoreInbox::with_clock(store, cfg, clock).map_err(err)? })
+    }
+
+    #[napi(getter)]
+    pub fn scope(&self) -> String {
+        self.inner.config().scope.clone()
+    }
+
+    /// Claims `id` (pull style).
+    #[napi(ts_args_type = "id: string, payload?: Buffer | string | null, options?: CallOptions")]
+    pub async fn begin(
+        &self,
+        id: String,
+        payload: Option<Either<Buffer, String>>,
+        options: Option<CallOptions>,
+    ) -> Result<Begin> {
+        let req = request(id, payload, options)?;
+        let inbox = self.inner.clone();
+        inbox.begin(req).await.map(begin_of).map_err(err)
+    }
+
+    /// Claims several ids in one store round trip.
+    #[napi]
+    pub async fn begin_many(&self, requests: Vec<BeginRequest>) -> Result<Vec<Begin>> {
+        let mut reqs = Vec::with_capacity(requests.len());
+        for r in requests {
+            reqs.push(request(
+                r.id,
+                r.payload,
+                Some(CallOptions { mode: r.mode, lease: r.lease, wait: None }),
+            )?);
+        }
+        let inbox = self.inner.clone();
+        Ok(inbox.begin_many(reqs).await.map_err(err)?.into_iter().map(begin_of).collect())
+    }
+
+    /// Native half of `process` (index.js wraps the handler): runs the handler at most / at
+    /// least / exactly once per id. The handler's promise rejects with `"permanent\x1fTEXT"`
+    /// for a permanent failure, anything else is retryable.
+    #[napi(
+        js_name = "_process",
+        skip_typescript,
+        ts_args_type = "id: string, payload: Buffer | string | null | undefined, handler: () => Promise<Buffer>, options?: CallOptions"
+    )]
+    pub async fn process_native(
+        &self,
+        id: String,
+        payload: Option<Either<Buffer, String>>,
+        handler: ThreadsafeFunction<(), Promise<Buffer>, (), Status, false>,
+        options: Option<CallOptions>,
+    ) -> Result<Processed> {
+        let req = request(id, payload, options)?;
+        let inbox = self.inner.clone();
+        let outcome = inbox
+            .process(req, || async move {
+                let promise = tsfn_call(&handler).await.map_err(Failure::retryable)?;
+                match promise.await {
+                    Ok(b) => Ok(b.to_vec()),
+                    Err(e) => {
+                        // index.js rejects with `Error("permanent\x1fTEXT")` / `"retryable\x1fTEXT"`.
+                        let r = e.reason.strip_prefix("Error: ").unwrap_or(&e.reason);
+                        match r.split_once('\u{1f}') {
+                            Some(("permanent", text)) => Err(Failure::permanent(text.to_string())),
+                            Some((_, text)) => Err(Failure::retryable(text.to_string())),
+                            None => Err(Failure::retryable(r.to_string())),
+                        }
+                    }
+                }
+            })
+            .await;
+        match outcome {
+            Ok(p) => Ok(Processed { result: p.result.map(Buffer::from), replayed: p.replayed }),
+            Err(ProcessError::Handler(text)) => Err(coded("ONCELY_HANDLER_FAILED", &text)),
+            Err(ProcessError::ReplayedFailure(reason)) => Err(coded(
+                "ONCELY_REPLAYED_FAILURE",
+                &String::from_utf8_lossy(reason.as_deref().unwrap_or_default()),
+            )),
+            Err(ProcessError::Oncely(e)) => Err(err(e)),
+            #[allow(unreachable_patterns)]
+            Err(_) => Err(coded("ONCELY_UNKNOWN", "unknown process error")),
+        }
+    }
+
+    /// Finishes several tickets (of this inbox) in one store round trip; one result per item.
+    #[napi(ts_args_type = "items: Array<[Ticket, Buffer | string]>")]
+    pub fn finish_many<'e>(
+        &self,
+        env: &'e Env,
+        items: Vec<Array<'e>>,
+    ) -> Result<AsyncBlock<Vec<FinishResult>>> {
+        let mut batch = Vec::with_capacity(items.len());
+        for a in items {
+            let t: Option<ClassInstance<Ticket>> = match a.get::<Unknown>(0)? {
+                Some(v) if v.get_type()? == ValueType::Object && Ticket::instance_of(env, &v)? => {
+                    Some(unsafe { ClassInstance::from_napi_value(env.raw(), v.raw())? })
+                }
+                _ => None,
+            };
+            let t = t.ok_or_else(|| invalid("items", "each item must be [Ticket, result]"))?;
+            let r: Either<Buffer, String> =
+                a.get(1)?.ok_or_else(|| invalid("items", "each item must be [Ticket, result]"))?;
+            batch.push((t.inner.clone(), bytes(r)));
+        }
+        let inbox = self.inner.clone();
+        AsyncBlockBuilder::new(async move {
+            let refs = batch.iter().map(|(t, r)| (&**t, r.clone())).collect();
+            let results = inbox.finish_many(refs).await.map_err(err)?;
+            Ok(results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(()) => FinishResult { ok: true, error: None },
+                    Err(e) => FinishResult {
+                        ok: false,
+                        error: Some(format!("ONCELY_{}{SEP}{e}", e.code().as_str().to_uppercase())),
+                    },
+                })
+                .collect())
+        })
+        .build(env)
+    }
+
+    /// The id's record as stored, or null.
+    #[napi]
+    pub async fn get(&self, id: String) -> Result<Option<InboxRecord>> {
+        let inbox = self.inner.clone();
+        let r = inbox.get(&id).await.map_err(err)?;
+        Ok(r.map(inbox_record))
+    }
+
+    /// Deletes expired records; returns how many.
+    #[napi]
+    pub async fn purge_expired(&self) -> Result<f64> {
+        let inbox = self.inner.clone();
+        inbox.purge_expired().await.map(|n| n as f64).map_err(err)
+    }
+}
+
+async fn tsfn_call(
+    f: &ThreadsafeFunction<(), Promise<Buffer>, (), Status, false>,
+) -> std::result::Result<Promise<Buffer>, String> {
+    f.call_async(()).await.map_err(|e| e.reason.clone())
+}
+
+/// An inbox record, for inspection.
+#[napi(object)]
+pub struct InboxRecord {
+    /// `"in_progress"`, `"seen"`, `"succeeded"` or `"failed"`.
+    pub state: String,
+    pub result: Option<Buffer>,
+    /// The fencing token of the latest claim (0 for an unfenced completion).
+    pub token: f64,
+    pub fingerprint: Option<String>,
+    pub expires_at_ms: i64,
+    pub lease_until_ms: Option<i64>,
+}
+
+fn inbox_record(r: oncely::inbox::InboxRecord) -> InboxRecord {
+    use oncely::inbox::RecordState;
+    let (state, result, lease_until_ms) = match r.state {
+        RecordState::InProgress { lease_until } => ("in_progress".to_string(), None, Some(lease_until.0)),
+        RecordState::Completed(o) => (status_str(o.status).to_string(), o.result, None),
+        #[allow(unreachable_patterns)]
+        _ => ("unknown".to_string(), None, None),
+    };
+    InboxRecord {
+        state,
+        result: result.map(Buffer::from),
+        token: r.token as f64,
+        fingerprint: r.fingerprint.map(|f| f.to_hex()),
+        expires_at_ms: r.expires_at.0,
+        lease_until_ms,
+    }
+}
+
+/// One request of `Inbox.beginMany`.
+#[napi(object)]
+pub struct BeginRequest {
+    pub id: String,
+    #[napi(ts_type = "Buffer | string | null")]
+    pub payload: Option<Either<Buffer, String>>,
+    #[napi(ts_type = "'at_most_once' | 'at_least_once' | 'exactly_once'")]
+    pub mode: Option<String>,
+    /// Seconds.
+    pub lease: Option<f64>,
+}
+
+/// One item of `Inbox.finishMany`: `{ ok: true }` or `{ error }` (an error of the classes above).
+#[napi(object)]
+pub struct FinishResult {
+    pub ok: bool,
+    /// The error (index.js turns the native `CODE\x1fTEXT` into the error object).
+    #[napi(ts_type = "OncelyError")]
+    pub error: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox
+
+/// The outcome of a settle call: `kind` is `"acked"`, `"retrying"` (at `atMs`), `"gave_up"`,
+/// `"returned"` (deliverable again at `atMs`), `"extended"` (leased until `atMs`) or `"dropped"`.
+#[napi(object)]
+pub struct Settled {
+    pub kind: String,
+    pub at_ms: Option<i64>,
+}
+
+fn settled(s: CoreSettled) -> Settled {
+    let (kind, at_ms) = match s {
+        CoreSettled::Acked => ("acked", None),
+        CoreSettled::Retrying { at } => ("retrying", Some(at.0)),
+        CoreSettled::GaveUp => ("gave_up", None),
+        CoreSettled::Returned { at } => ("returned", Some(at.0)),
+        CoreSettled::Extended { until } => ("extended", Some(until.0)),
+        CoreSettled::Dropped => ("dropped", None),
+        #[allow(unreachable_patterns)]
+        _ => ("unknown", None),
+    };
+    Settled { kind: kind.to_string(), at_ms }
+}
+
+/// A message as stored.
+#[napi(object)]
+pub struct OutboxRecord {
+    pub id: String,
+    pub key: Option<String>,
+    pub payload: Buffer,
+    pub headers: std::collections::HashMap<String, String>,
+    /// `"ready"`, `"leased"` or `"dead"`.
+    pub state: String,
+    pub attempts: u32,
+    pub available_at_ms: i64,
+    pub created_at_ms: i64,
+    pub last_error: Option<String>,
+    pub reason: Option<String>,
+    pub seq: f64,
+    pub lease_until_ms: Option<i64>,
+}
+
+fn outbox_record(r: CoreRecord) -> OutboxRecord {
+    let (state, reason, lease_until_ms) = match r.state {
+        MessageState::Ready => ("ready", None, None),
+        MessageState::Leased { lease_until, .. } => ("leased", None, Some(lease_until.0)),
+        MessageState::Dead { reason } => ("dead", Some(reason), None),
+        #[allow(unreachable_patterns)]
+        _ => ("unknown", None, None),
+    };
+    let m = r.message;
+    OutboxRecord {
+        payload: Buffer::from(m.payload),
+        id: m.id,
+        key: m.key,
+        headers: m.headers.into_iter().collect(),
+        state: state.to_string(),
+        attempts: m.attempts,
+        available_at_ms: m.available_at.0,
+        created_at_ms: m.created_at.0,
+        last_error: r.last_error,
+        reason,
+        seq: r.seq as f64,
+        lease_until_ms,
+    }
+}
+
+/// The queue's counts and this process's counters.
+#[napi(object)]
+pub struct OutboxStats {
+    pub ready: f64,
+    pub scheduled: f64,
+    pub leased: f64,
+    pub dead: f64,
+    pub oldest_age_ms: Option<f64>,
+    pub enqueued: f64,
+    pub delivered: f64,
+    pub retried: f64,
+    pub dead_lettered: f64,
+    pub dropped: f64,
+    pub attempts_settled: f64,
+}
+
+/// One leased message. Settle it once: `ack`, `retry`, `snooze`, `fail`, `release` (`extend`
+/// keeps the lease longer). Pass `idempotencyKey` on to the receiver.
+#[napi]
+pub struct Delivery {
+    inner: Arc<oncely::Delivery<AnyStore>>,
+}
+
+#[napi]
+impl Delivery {
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        self.inner.id().to_string()
+    }
+    #[napi(getter)]
+    pub fn idempotency_key(&self) -> String {
+        self.inner.idempotency_key().to_string()
+    }
+    #[napi(getter)]
+    pub fn payload(&self) -> Buffer {
+        Buffer::from(self.inner.payload().to_vec())
+    }
+    #[napi(getter)]
+    pub fn key(&self) -> Option<String> {
+        self.inner.message().key.clone()
+    }
+    #[napi(getter)]
+    pub fn headers(&self) -> std::collections::HashMap<String, String> {
+        self.inner.message().headers.clone().into_iter().collect()
+    }
+    #[napi(getter)]
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt()
+    }
+    #[napi(getter)]
+    pub fn token(&self) -> f64 {
+        self.inner.token() as f64
+    }
+    #[napi(getter)]
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.last_error().map(str::to_string)
+    }
+    #[napi(getter)]
+    pub fn created_at_ms(&self) -> i64 {
+        self.inner.message().created_at.0
+    }
+
+    #[napi]
+    pub async fn ack(&self) -> Result<()> {
+        let d = self.inner.clone();
+        d.ack().await.map_err(err)
+    }
+
+    /// A failed attempt: retry by the policy, or after `after` seconds.
+    #[napi]
+    pub async fn retry(&self, error: Option<String>, after: Option<f64>) -> Result<Settled> {
+        let after = opt_secs("after", after)?;
+        let d = self.inner.clone();
+        d.retry(after, error.unwrap_or_default()).await.map(settled).map_err(err)
+    }
+
+    /// Again after `after` seconds, no attempt used up.
+    #[napi]
+    pub async fn snooze(&self, after: f64) -> Result<Settled> {
+        let after = secs("after", after)?;
+        let d = self.inner.clone();
+        d.snooze(after).await.map(settled).map_err(err)
+    }
+
+    /// A permanent failure: dead-letter (or park).
+    #[napi]
+    pub async fn fail(&self, reason: Option<String>) -> Result<Settled> {
+        let d = self.inner.clone();
+        d.fail(reason.unwrap_or_default()).await.map(settled).map_err(err)
+    }
+
+    /// Keeps the lease `lease` more seconds from now.
+    #[napi]
+    pub async fn extend(&self, lease: f64) -> Result<Settled> {
+        let lease = secs("lease", lease)?;
+        let d = self.inner.clone();
+        d.extend(lease).await.map(settled).map_err(err)
+    }
+
+    /// Gives the message back, no attempt used up.
+    #[napi]
+    pub async fn release(&self) -> Result<Settled> {
+        let d = self.inner.clone();
+        d.release().await.map(settled).map_err(err)
+    }
+}
+
+/// One message for `enqueue`.
+#[napi(object)]
+pub struct EnqueueOptions {
+    pub id: Option<String>,
+    pub key: Option<String>,
+    pub headers: Option<std::collections::HashMap<String, String>>,
+    /// Seconds before the first delivery.
+    pub delay: Option<f64>,
+}
+
+/// The sender's durable retry queue named `queue`.
+#[napi]
+pub struct Outbox {
+    inner: CoreOutbox,
+    /// Events recorded since `recordEvents()` (None: not recording).
+    events: Arc<std::sync::Mutex<Option<Vec<OutboxEvent>>>>,
+}
+
+/// `retryBudget` option.
+#[napi(object)]
+pub struct RetryBudgetOptions {
+    pub ratio: f64,
+    pub min_per_second: Option<f64>,
+    pub burst: Option<f64>,
+}
+
+/// One state change of a message (see `Outbox.recordEvents`).
+#[napi(object)]
+#[derive(Clone)]
+pub struct OutboxEvent {
+    /// `enqueued leased acked retried snoozed released lease_expired dead_lettered parked dropped
+    /// cancelled replayed purged`.
+    pub kind: String,
+    pub id: String,
+    pub at_ms: i64,
+    pub attempt: Option<u32>,
+    pub retry_at_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub error: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn event(e: &oncely::outbox::Event) -> OutboxEvent {
+    use oncely::outbox::EventKind;
+    let mut ev = OutboxEvent {
+        kind: String::new(),
+        id: e.id.clone(),
+        at_ms: e.at.0,
+        attempt: None,
+        retry_at_ms: None,
+        until_ms: None,
+        error: None,
+        reason: None,
+    };
+    let kind = match &e.kind {
+        EventKind::Enqueued => "enqueued",
+        EventKind::Leased { attempt } => {
+            ev.attempt = Some(*attempt);
+            "leased"
+        }
+        EventKind::Acked => "acked",
+        EventKind::Retried { at, error } => {
+            ev.retry_at_ms = Some(at.0);
+            ev.error = Some(error.clone());
+            "retried"
+        }
+        EventKind::Snoozed { until } => {
+            ev.until_ms = Some(until.0);
+            "snoozed"
+        }
+        EventKind::Released => "released",
+        EventKind::LeaseExpired => "lease_expired",
+        EventKind::DeadLettered { reason } => {
+            ev.reason = Some(reason.clone());
+            "dead_lettered"
+        }
+        EventKind::Parked { until } => {
+            ev.until_ms = Some(until.0);
+            "parked"
+        }
+        EventKind::Dropped => "dropped",
+        EventKind::Cancelled => "cancelled",
+        EventKind::Replayed => "replayed",
+        EventKind::Purged => "purged",
+        #[allow(unreachable_patterns)]
+        _ => "unknown",
+    };
+    ev.kind = kind.to_string();
+    ev
+}
+
+fn ordering_of(
+    ordering: &str,
+    poison: Option<&str>,
+    park_after: Option<f64>,
+) -> Result<oncely::outbox::Ordering> {
+    use oncely::outbox::{Ordering, PoisonPolicy};
+    match ordering {
+        "unordered" => {
+            if poison.is_some() || park_after.is_some() {
+                return Err(invalid("poison", "applies only to ordering=\"fifo_per_key\""));
+            }
+            Ok(Ordering::Unordered)
+        }
+        "fifo_per_key" => Ok(Ordering::FifoPerKey(match poison.unwrap_or("block") {
+            "block" => PoisonPolicy::Block,
+            "dead_letter" => PoisonPolicy::DeadLetter,
+            "park" => PoisonPolicy::Park {
+                after: secs(
+                    "park_after",
+                    park_after.ok_or_else(|| invalid("park_after", "is required with poison=\"park\""))?,
+                )?,
+            },
+            other => {
+                return Err(invalid(
+                    "poison",
+                    format!("unknown poison policy `{other}` (expected block, dead_letter or park)"),
+                ));
+            }
+        })),
+        other => Err(invalid(
+            "ordering",
+            format!("unknown ordering `{other}` (expected unordered or fifo_per_key)"),
+        )),
+    }
+}
+
+fn new_message(payload: Either<Buffer, String>, o: Option<EnqueueOptions>) -> Result<NewMessage> {
+    let mut m = NewMessage::new(bytes(payload));
+    if let Some(o) = o {
+        if let Some(id) = o.id {
+            m = m.id(id);
+        }
+        if let Some(k) = o.key {
+            m = m.key(k);
+        }
+        for (k, v) in o.headers.unwrap_or_default() {
+            m = m.header(k, v);
+        }
+        if let Some(d) = opt_secs("delay", o.delay)? {
+            m = m.delay(d);
+        }
+    }
+    Ok(m)
+}
+
+fn enqueued_str(e: oncely::outbox::Enqueued) -> String {
+    match e {
+        oncely::outbox::Enqueued::Queued => "queued",
+        oncely::outbox::Enqueued::AlreadyQueued => "already_queued",
+        #[allow(unreachable_patterns)]
+        _ => "unknown",
+    }
+    .to_string()
+}
+
+/// One message for `enqueueMany`.
+#[napi(object)]
+pub struct NewMessageOptions {
+    #[napi(ts_type = "Buffer | string")]
+    pub payload: Either<Buffer, String>,
+    pub id: Option<String>,
+    pub key: Option<String>,
+    pub headers: Option<std::collections::HashMap<String, String>>,
+    pub delay: Option<f64>,
+}
+
+/// Options of `Outbox.settle` (by id and token, without the Delivery object).
+#[napi(object)]
+pub struct SettleOptions {
+    pub after: Option<f64>,
+    pub error: Option<String>,
+    pub reason: Option<String>,
+    pub lease: Option<f64>,
+}
+
+#[napi]
+impl Outbox {
+    /// Options: `mode`, `retry` (a retry-policy object, e.g. `{maxAttempts...}` in the core's
+    /// snake_case JSON form), `lease` (seconds), `seed`, `maxPayloadBytes`, `clock`.
+    #[napi(constructor, ts_args_type = "store: string | Store, queue: string, options?: OutboxOptions")]
+    pub fn new(env: Env, store: Unknown, queue: String, options: Option<Unknown>) -> Result<Self> {
+        let options = options_of(options)?;
+        let mut cfg = OutboxConfig::new(queue);
+        if let Some(s) = opt::<f64>(&options, "seed")? {
+            cfg = cfg.seed(count("seed", s)?);
+        }
+        if let Some(m) = mode(opt::<String>(&options, "mode")?)? {
+            cfg = cfg.mode(m);
+        }
+        if let Some(r) = opt::<String>(&options, "retryJson")? {
+            let p: oncely::backoff::RetryPolicy =
+                serde_json::from_str(&r).map_err(|e| invalid("retry", e.to_string()))?;
+            p.validate().map_err(err)?;
+            cfg = cfg.retry(p);
+        }
+        if let Some(l) = opt_secs("lease", opt::<f64>(&options, "lease")?)? {
+            cfg = cfg.lease(l);
+        }
+        if let Some(n) = opt::<f64>(&options, "maxPayloadBytes")? {
+            cfg.max_payload_bytes = count("maxPayloadBytes", n)? as usize;
+        }
+        cfg = cfg.ordering(ordering_of(
+            opt::<String>(&options, "ordering")?.as_deref().unwrap_or("unordered"),
+            opt::<String>(&options, "poison")?.as_deref(),
+            opt::<f64>(&options, "parkAfter")?,
+        )?);
+        if let Some(b) = opt::<RetryBudgetOptions>(&options, "retryBudget")? {
+            let mut budget = oncely::outbox::RetryBudget::new(b.ratio);
+            if let Some(v) = b.min_per_second {
+                budget.min_per_second = v;
+            }
+            if let Some(v) = b.burst {
+                budget.burst = v;
+            }
+            cfg = cfg.retry_budget(budget);
+        }
+        let clock = clock_of(&env, &options)?;
+        let store = store_of(&env, store)?;
+        let inner = CoreOutbox::with_clock(store, cfg, clock).map_err(err)?;
+        let events: Arc<std::sync::Mutex<Option<Vec<OutboxEvent>>>> = Arc::default();
+        let sink = events.clone();
+        inner.on_event(move |e| {
+            if let Some(v) = sink.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                v.push(event(e));
+            }
+        });
+        Ok(Outbox { inner, events })
+    }
+
+    #[napi(getter)]
+    pub fn queue(&self) -> String {
+        self.inner.config().queue.clone()
+    }
+
+    /// The outbox clock's time in ms.
+    #[napi]
+    pub fn now_ms(&self) -> i64 {
+        self.inner.now().0
+    }
+
+    /// Enqueues one message; `"queued"` or `"already_queued"` (same id).
+    #[napi(
+        ts_args_type = "payload: Buffer | string, options?: EnqueueOptions",
+        ts_return_type = "Promise<'queued' | 'already_queued'>"
+    )]
+    pub async fn enqueue(
+        &self,
+        payload: Either<Buffer, String>,
+        options: Option<EnqueueOptions>,
+    ) -> Result<String> {
+        let m = new_message(payload, options)?;
+        let o = self.inner.clone();
+        o.enqueue(m).await.map(enqueued_str).map_err(err)
+    }
+
+    /// Enqueues several messages in one transaction.
+    #[napi(ts_return_type = "Promise<Array<'queued' | 'already_queued'>>")]
+    pub async fn enqueue_many(&self, messages: Vec<NewMessageOptions>) -> Result<Vec<String>> {
+        let mut ms = Vec::with_capacity(messages.len());
+        for m in messages {
+            let o = EnqueueOptions { id: m.id, key: m.key, headers: m.headers, delay: m.delay };
+            ms.push(new_message(m.payload, Some(o))?);
+        }
+        let o = self.inner.clone();
+        o.enqueue_many(ms).await.map(|v| v.into_iter().map(enqueued_str).collect()).map_err(err)
+    }
+
+    /// Settles a leased message by id and fencing token (e.g. after a restart): `action` is
+    /// `ack`, `retry`, `snooze` (needs `after`), `fail`, `extend` (needs `lease`) or `release`.
+    #[napi(
+        ts_args_type = "id: string, token: number, action: 'ack' | 'retry' | 'snooze' | 'fail' | 'extend' | 'release', options?: SettleOptions"
+    )]
+    pub async fn settle(
+        &self,
+        id: String,
+        token: f64,
+        action: String,
+        options: Option<SettleOptions>,
+    ) -> Result<Settled> {
+        use oncely::outbox::Settle;
+        let token = count("token", token)?;
+        let o = options.unwrap_or(SettleOptions { after: None, error: None, reason: None, lease: None });
+        let need = |name: &'static str, v: Option<f64>| -> Result<Duration> {
+            secs(name, v.ok_or_else(|| invalid(name, format!("is required for `{action}`")))?)
+        };
+        let how = match action.as_str() {
+            "ack" => Settle::Ack,
+            "retry" => {
+                Settle::Retry { after: opt_secs("after", o.after)?, error: o.error.unwrap_or_default() }
+            }
+            "snooze" => Settle::Snooze { after: need("after", o.after)? },
+            "fail" => Settle::Fail { reason: o.reason.unwrap_or_default() },
+            "extend" => Settle::Extend { lease: need("lease", o.lease)? },
+            "release" => Settle::Release,
+            other => {
+                return Err(invalid(
+                    "action",
+                    format!(
+                        "unknown action `{other}` (expected ack, retry, snooze, fail, extend or release)"
+                    ),
+                ));
+            }
+        };
+        let ob = self.inner.clone();
+        ob.settle(&id, token, how).await.map(settled).map_err(err)
+    }
+
+    /// Removes a queued message before delivery: `"cancelled"`, `"in_flight"` or `"not_found"`.
+    #[napi(ts_return_type = "Promise<'cancelled' | 'in_flight' | 'not_found'>")]
+    pub async fn cancel(&self, id: String) -> Result<String> {
+        use oncely::outbox::Cancelled;
+        let o = self.inner.clone();
+        let c = o.cancel(&id).await.map_err(err)?;
+        Ok(match c {
+            Cancelled::Cancelled => "cancelled",
+            Cancelled::InFlight => "in_flight",
+            Cancelled::NotFound => "not_found",
+            #[allow(unreachable_patterns)]
+            _ => "unknown",
+        }
+        .to_string())
+    }
+
+    /// Starts recording this outbox's events (state changes after they committed, in this
+    /// process); `takeEvents()` hands them over.
+    #[napi]
+    pub fn record_events(&self) {
+        let mut g = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(Vec::new());
+        }
+    }
+
+    /// The events recorded since the last call (empty when not recording).
+    #[napi]
+    pub fn take_events(&self) -> Vec<OutboxEvent> {
+        let mut g = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Leases up to `max` (default 1) due messages.
+    #[napi]
+    pub async fn lease(&self, max: Option<f64>) -> Result<Vec<Delivery>> {
+        let max = count("max", max.unwrap_or(1.0))?;
+        let max = usize::try_from(max).map_err(|_| invalid("max", "too large"))?;
+        let o = self.inner.clone();
+        let ds = o.lease(max).await.map_err(err)?;
+        Ok(ds.into_iter().map(|d| Delivery { inner: Arc::new(d) }).collect())
+    }
+
+    /// The message as stored, or null.
+    #[napi]
+    pub async fn get(&self, id: String) -> Result<Option<OutboxRecord>> {
+        let o = self.inner.clone();
+        o.get(&id).await.map(|r| r.map(outbox_record)).map_err(err)
+    }
+
+    /// Dead letters in order, after `afterSeq`, at most `limit` (default 100).
+    #[napi]
+    pub async fn dead_letters(
+        &self,
+        after_seq: Option<f64>,
+        limit: Option<f64>,
+    ) -> Result<Vec<OutboxRecord>> {
+        let after = after_seq.map(|s| count("afterSeq", s)).transpose()?;
+        let limit = count("limit", limit.unwrap_or(100.0))? as usize;
+        let o = self.inner.clone();
+        o.dead_letters(after, limit).await.map(|v| v.into_iter().map(outbox_record).collect()).map_err(err)
+    }
+
+    /// Makes a dead letter deliverable again; false if it was not dead.
+    #[napi]
+    pub async fn replay(&self, id: String) -> Result<bool> {
+        let o = self.inner.clone();
+        o.replay(&id).await.map_err(err)
+    }
+
+    /// Deletes dead letters (all, or the given ids); returns how many.
+    #[napi]
+    pub async fn purge_dead(&self, ids: Option<Vec<String>>) -> Result<f64> {
+        let o = self.inner.clone();
+        o.purge_dead(ids).await.map(|n| n as f64).map_err(err)
+    }
+
+    #[napi]
+    pub async fn stats(&self) -> Result<OutboxStats> {
+        let o = self.inner.clone();
+        let s = o.stats().await.map_err(err)?;
+        Ok(OutboxStats {
+            ready: s.queue.ready as f64,
+            scheduled: s.queue.scheduled as f64,
+            leased: s.queue.leased as f64,
+            dead: s.queue.dead as f64,
+            oldest_age_ms: s.oldest_age.map(|a| a.as_millis() as f64),
+            enqueued: s.counters.enqueued as f64,
+            delivered: s.counters.delivered as f64,
+            retried: s.counters.retried as f64,
+            dead_lettered: s.counters.dead_lettered as f64,
+            dropped: s.counters.dropped as f64,
+            attempts_settled: s.counters.attempts_settled as f64,
+        })
+    }
+}
+
+/// Options of `new Outbox(store, queue, options)`.
+#[napi(object)]
+pub struct OutboxOptions {
+    #[napi(ts_type = "'at_most_once' | 'at_least_once' | 'exactly_once'")]
+    pub mode: Option<String>,
+    /// A retry policy in the core's JSON form, e.g. `{max_attempts: 5, backoff: {kind:
+    /// "exponential", initial_ms: 100, factor: 2, max_ms: 10000}, jitter: "full"}`.
+    #[napi(ts_type = "object")]
+    pub retry: Option<()>,
+    pub lease: Option<f64>,
+    /// `"unordered"` (default) or `"fifo_per_key"`.
+    pub ordering: Option<String>,
+    /// With `fifo_per_key`: `"block"` (default), `"dead_letter"` or `"park"` (with `parkAfter`).
+    pub poison: Option<String>,
+    pub park_after: Option<f64>,
+    pub retry_budget: Option<RetryBudgetOptions>,
+    pub seed: Option<f64>,
+    pub max_payload_bytes: Option<f64>,
+    #[napi(ts_type = "ManualClock")]
+    pub clock: Option<()>,
+}
+
+/// A retry policy (in the core's JSON form, passed as JSON text by index.js), for computing its
+/// delays and decisions in whole milliseconds.
+#[napi]
+pub struct RetryPolicy {
+    inner: oncely::backoff::RetryPolicy,
+}
+
+/// A retry decision: `{ retryInMs }` or `{ giveUp: 'max_attempts' | 'deadline' }`.
+#[napi(object)]
+pub struct RetryDecision {
+    pub retry_in_ms: Option<f64>,
+    pub give_up: Option<String>,
+}
+
+/// Arguments of `RetryPolicy.decideMs`.
+#[napi(object)]
+pub struct DecideArgs {
+    pub seed: f64,
+    pub attempts: u32,
+    pub first_attempt_at_ms: f64,
+    pub now_ms: f64,
+    pub last_delay_ms: Option<f64>,
+    pub retry_after_ms: Option<f64>,
+}
+
+#[napi]
+impl RetryPolicy {
+    #[napi(constructor, ts_args_type = "policy: object | string")]
+    pub fn new(json: String) -> Result<Self> {
+        let p: oncely::backoff::RetryPolicy =
+            serde_json::from_str(&json).map_err(|e| invalid("retry", e.to_string()))?;
+        p.validate().map_err(err)?;
+        Ok(RetryPolicy { inner: p })
+    }
+
+    /// The delays (ms) before attempts 2..=n+1 from a fresh stream seeded with `seed`.
+    #[napi]
+    pub fn schedule_ms(&self, seed: f64, n: u32) -> Result<Vec<f64>> {
+        let seed = count("seed", seed)?;
+        Ok(self.inner.schedule(seed, n).iter().map(|d| d.as_millis() as f64).collect())
+    }
+
+    /// The decision after a failed attempt.
+    #[napi]
+    pub fn decide_ms(&self, a: DecideArgs) -> Result<RetryDecision> {
+        use oncely::backoff::{AttemptHistory, JitterRng, RetryDecision as D};
+        let int = |name: &'static str, v: f64| -> Result<i64> {
+            if !v.is_finite() || v.fract() != 0.0 || v.abs() > 9_007_199_254_740_991.0 {
+                return Err(invalid(name, format!("must be an integer, got {v}")));
+            }
+            Ok(v as i64)
+        };
+        let history = AttemptHistory {
+            attempts: a.attempts,
+            first_attempt_at: Timestamp(int("firstAttemptAtMs", a.first_attempt_at_ms)?),
+            last_delay: a
+                .last_delay_ms
+                .map(|v| count("lastDelayMs", v))
+                .transpose()?
+                .map(Duration::from_millis),
+        };
+        let mut rng = JitterRng::new(count("seed", a.seed)?);
+        let retry_after =
+            a.retry_after_ms.map(|v| count("retryAfterMs", v)).transpose()?.map(Duration::from_millis);
+        let d = self.inner.decide(&history, Timestamp(int("nowMs", a.now_ms)?), retry_after, &mut rng);
+        Ok(match d {
+            D::RetryIn(d) => RetryDecision { retry_in_ms: Some(d.as_millis() as f64), give_up: None },
+            D::GiveUp(why) => RetryDecision {
+                retry_in_ms: None,
+                give_up: Some(
+                    serde_json::to_value(why)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                ),
+            },
+        })
+    }
+}
+
+/// The package version.
+#[napi]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
