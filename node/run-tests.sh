@@ -17,6 +17,14 @@ fi
 
 npx napi build --platform --js native.js --dts index.d.ts --dts-header "$(cat dts-header.d.ts)"
 
+# The committed typings and loader must be what this build generates.
+if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1 \
+    && ! git -C "$root" diff --quiet -- node/index.d.ts node/native.js; then
+    echo "node/index.d.ts or node/native.js differ from what the build generates; commit the new ones:" >&2
+    git -C "$root" --no-pager diff --stat -- node/index.d.ts node/native.js >&2
+    exit 1
+fi
+
 if [ "$#" -gt 0 ]; then
     exec node --test "$@"
 fi
