@@ -838,40 +838,17 @@ fn event(e: &oncely::outbox::Event) -> OutboxEvent {
         error: None,
         reason: None,
     };
-    let kind = match &e.kind {
-        EventKind::Enqueued => "enqueued",
-        EventKind::Leased { attempt } => {
-            ev.attempt = Some(*attempt);
-            "leased"
-        }
-        EventKind::Acked => "acked",
+    match &e.kind {
+        EventKind::Leased { attempt } => ev.attempt = Some(*attempt),
         EventKind::Retried { at, error } => {
             ev.retry_at_ms = Some(at.0);
             ev.error = Some(error.clone());
-            "retried"
         }
-        EventKind::Snoozed { until } => {
-            ev.until_ms = Some(until.0);
-            "snoozed"
-        }
-        EventKind::Released => "released",
-        EventKind::LeaseExpired => "lease_expired",
-        EventKind::DeadLettered { reason } => {
-            ev.reason = Some(reason.clone());
-            "dead_lettered"
-        }
-        EventKind::Parked { until } => {
-            ev.until_ms = Some(until.0);
-            "parked"
-        }
-        EventKind::Dropped => "dropped",
-        EventKind::Cancelled => "cancelled",
-        EventKind::Replayed => "replayed",
-        EventKind::Purged => "purged",
-        #[allow(unreachable_patterns)]
-        _ => "unknown",
-    };
-    ev.kind = kind.to_string();
+        EventKind::Snoozed { until } | EventKind::Parked { until } => ev.until_ms = Some(until.0),
+        EventKind::DeadLettered { reason } => ev.reason = Some(reason.clone()),
+        _ => {}
+    }
+    ev.kind = e.kind.name().to_string();
     ev
 }
 
@@ -880,35 +857,8 @@ fn ordering_of(
     poison: Option<&str>,
     park_after: Option<f64>,
 ) -> Result<oncely::outbox::Ordering> {
-    use oncely::outbox::{Ordering, PoisonPolicy};
-    match ordering {
-        "unordered" => {
-            if poison.is_some() || park_after.is_some() {
-                return Err(invalid("poison", "applies only to ordering=\"fifo_per_key\""));
-            }
-            Ok(Ordering::Unordered)
-        }
-        "fifo_per_key" => Ok(Ordering::FifoPerKey(match poison.unwrap_or("block") {
-            "block" => PoisonPolicy::Block,
-            "dead_letter" => PoisonPolicy::DeadLetter,
-            "park" => PoisonPolicy::Park {
-                after: secs(
-                    "park_after",
-                    park_after.ok_or_else(|| invalid("park_after", "is required with poison=\"park\""))?,
-                )?,
-            },
-            other => {
-                return Err(invalid(
-                    "poison",
-                    format!("unknown poison policy `{other}` (expected block, dead_letter or park)"),
-                ));
-            }
-        })),
-        other => Err(invalid(
-            "ordering",
-            format!("unknown ordering `{other}` (expected unordered or fifo_per_key)"),
-        )),
-    }
+    let park_after = park_after.map(|v| secs("park_after", v)).transpose()?;
+    oncely::outbox::Ordering::from_names(ordering, poison, park_after).map_err(err)
 }
 
 fn new_message(payload: Either<Buffer, String>, o: Option<EnqueueOptions>) -> Result<NewMessage> {

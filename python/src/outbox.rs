@@ -8,7 +8,7 @@ use std::time::Duration;
 use oncely::backoff::{AttemptHistory, JitterRng, RetryDecision, RetryPolicy as CorePolicy};
 use oncely::outbox::{
     Cancelled, Enqueued, Event as CoreEvent, EventKind, MessageState, Ordering, OutboxRecord as CoreRecord,
-    PoisonPolicy, RetryBudget, Settle, Settled as CoreSettled,
+    RetryBudget, Settle, Settled as CoreSettled,
 };
 use oncely::{AnyStore, Error, NewMessage, OutboxConfig, Timestamp};
 use pyo3::prelude::*;
@@ -301,71 +301,22 @@ fn event(e: &CoreEvent) -> Event {
         error: None,
         reason: None,
     };
-    ev.kind = match &e.kind {
-        EventKind::Enqueued => "enqueued",
-        EventKind::Leased { attempt } => {
-            ev.attempt = Some(*attempt);
-            "leased"
-        }
-        EventKind::Acked => "acked",
+    ev.kind = e.kind.name();
+    match &e.kind {
+        EventKind::Leased { attempt } => ev.attempt = Some(*attempt),
         EventKind::Retried { at, error } => {
             ev.retry_at_ms = Some(at.0);
             ev.error = Some(error.clone());
-            "retried"
         }
-        EventKind::Snoozed { until } => {
-            ev.until_ms = Some(until.0);
-            "snoozed"
-        }
-        EventKind::Released => "released",
-        EventKind::LeaseExpired => "lease_expired",
-        EventKind::DeadLettered { reason } => {
-            ev.reason = Some(reason.clone());
-            "dead_lettered"
-        }
-        EventKind::Parked { until } => {
-            ev.until_ms = Some(until.0);
-            "parked"
-        }
-        EventKind::Dropped => "dropped",
-        EventKind::Cancelled => "cancelled",
-        EventKind::Replayed => "replayed",
-        EventKind::Purged => "purged",
-        #[allow(unreachable_patterns)]
-        _ => "unknown",
-    };
+        EventKind::Snoozed { until } | EventKind::Parked { until } => ev.until_ms = Some(until.0),
+        EventKind::DeadLettered { reason } => ev.reason = Some(reason.clone()),
+        _ => {}
+    }
     ev
 }
 
 fn ordering_of(ordering: &str, poison: Option<&str>, park_after: Option<f64>) -> PyResult<Ordering> {
-    match ordering {
-        "unordered" => {
-            if poison.is_some() || park_after.is_some() {
-                return Err(invalid("poison", "applies only to ordering=\"fifo_per_key\""));
-            }
-            Ok(Ordering::Unordered)
-        }
-        "fifo_per_key" => Ok(Ordering::FifoPerKey(match poison.unwrap_or("block") {
-            "block" => PoisonPolicy::Block,
-            "dead_letter" => PoisonPolicy::DeadLetter,
-            "park" => PoisonPolicy::Park {
-                after: secs(
-                    "park_after",
-                    park_after.ok_or_else(|| invalid("park_after", "is required with poison=\"park\""))?,
-                )?,
-            },
-            other => {
-                return Err(invalid(
-                    "poison",
-                    format!("unknown poison policy `{other}` (expected block, dead_letter or park)"),
-                ));
-            }
-        })),
-        other => Err(invalid(
-            "ordering",
-            format!("unknown ordering `{other}` (expected unordered or fifo_per_key)"),
-        )),
-    }
+    Ordering::from_names(ordering, poison, opt_secs("park_after", park_after)?).map_err(to_py)
 }
 
 fn budget_of(d: &Bound<'_, PyDict>) -> PyResult<RetryBudget> {

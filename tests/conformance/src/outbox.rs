@@ -117,21 +117,14 @@ fn enqueued(e: Enqueued) -> &'static str {
 }
 
 fn render_event(e: &Event) -> Value {
-    let (kind, extra) = match &e.kind {
-        EventKind::Enqueued => ("enqueued", json!({})),
-        EventKind::Leased { attempt } => ("leased", json!({"attempt": attempt})),
-        EventKind::Acked => ("acked", json!({})),
-        EventKind::Retried { at, error } => ("retried", json!({"retry_at_ms": off(*at), "error": error})),
-        EventKind::Snoozed { until } => ("snoozed", json!({"until_ms": off(*until)})),
-        EventKind::Released => ("released", json!({})),
-        EventKind::LeaseExpired => ("lease_expired", json!({})),
-        EventKind::DeadLettered { reason } => ("dead_lettered", json!({"reason": reason})),
-        EventKind::Parked { until } => ("parked", json!({"until_ms": off(*until)})),
-        EventKind::Dropped => ("dropped", json!({})),
-        EventKind::Cancelled => ("cancelled", json!({})),
-        EventKind::Replayed => ("replayed", json!({})),
-        EventKind::Purged => ("purged", json!({})),
+    let extra = match &e.kind {
+        EventKind::Leased { attempt } => json!({"attempt": attempt}),
+        EventKind::Retried { at, error } => json!({"retry_at_ms": off(*at), "error": error}),
+        EventKind::Snoozed { until } | EventKind::Parked { until } => json!({"until_ms": off(*until)}),
+        EventKind::DeadLettered { reason } => json!({"reason": reason}),
+        _ => json!({}),
     };
+    let kind = e.kind.name();
     let mut v = json!({"kind": kind, "id": e.id});
     if let (Value::Object(m), Value::Object(x)) = (&mut v, extra) {
         m.extend(x);

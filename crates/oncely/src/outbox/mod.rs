@@ -88,6 +88,28 @@ pub enum EventKind {
     Purged,
 }
 
+impl EventKind {
+    /// The stable snake_case name of this kind (`"dead_lettered"`, ...), the same in every
+    /// binding and in the conformance scenarios.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            EventKind::Enqueued => "enqueued",
+            EventKind::Leased { .. } => "leased",
+            EventKind::Acked => "acked",
+            EventKind::Retried { .. } => "retried",
+            EventKind::Snoozed { .. } => "snoozed",
+            EventKind::Released => "released",
+            EventKind::LeaseExpired => "lease_expired",
+            EventKind::DeadLettered { .. } => "dead_lettered",
+            EventKind::Parked { .. } => "parked",
+            EventKind::Dropped => "dropped",
+            EventKind::Cancelled => "cancelled",
+            EventKind::Replayed => "replayed",
+            EventKind::Purged => "purged",
+        }
+    }
+}
+
 /// How an outbox behaves. Build with [`OutboxConfig::new`] and the setters.
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {

@@ -40,6 +40,43 @@ pub enum Ordering {
     FifoPerKey(PoisonPolicy),
 }
 
+impl Ordering {
+    /// The ordering named as the bindings name it: `"unordered"`, or `"fifo_per_key"` with a
+    /// poison policy `"block"` (default), `"dead_letter"` or `"park"` (which needs `park_after`).
+    pub fn from_names(
+        ordering: &str,
+        poison: Option<&str>,
+        park_after: Option<Duration>,
+    ) -> Result<Ordering> {
+        match ordering {
+            "unordered" => {
+                if poison.is_some() || park_after.is_some() {
+                    return Err(Error::invalid("poison", "applies only to ordering=\"fifo_per_key\""));
+                }
+                Ok(Ordering::Unordered)
+            }
+            "fifo_per_key" => Ok(Ordering::FifoPerKey(match poison.unwrap_or("block") {
+                "block" => PoisonPolicy::Block,
+                "dead_letter" => PoisonPolicy::DeadLetter,
+                "park" => PoisonPolicy::Park {
+                    after: park_after
+                        .ok_or_else(|| Error::invalid("park_after", "is required with poison=\"park\""))?,
+                },
+                other => {
+                    return Err(Error::invalid(
+                        "poison",
+                        format!("unknown poison policy `{other}` (expected block, dead_letter or park)"),
+                    ));
+                }
+            })),
+            other => Err(Error::invalid(
+                "ordering",
+                format!("unknown ordering `{other}` (expected unordered or fifo_per_key)"),
+            )),
+        }
+    }
+}
+
 /// The settings the rules need, copied from the outbox's configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Rules {
