@@ -13,6 +13,7 @@ pub mod message;
 pub mod mode;
 pub mod outbox;
 pub mod runtime;
+pub mod sql;
 pub mod store;
 pub mod worker;
 

@@ -1,59 +1,43 @@
-//! The transactional inbox on SQLite: the handler's own writes, the processed mark and the
-//! stored result commit together or not at all. This is exactly-once without conditions.
+//! The transactional inbox: the handler's own writes, the processed mark and the stored result
+//! commit together or not at all, in one transaction of an SQL store. This is exactly-once
+//! without conditions.
 
 use std::sync::Arc;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use parking_lot::Mutex;
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::error::{Error, Result};
 use crate::inbox::{
     Failure, Inbox, InboxOp, OpAnswer, ProcessError, Processed, Request, Status, StoredOutcome, replay_result,
 };
 use crate::mode::Mode;
+use crate::sql::{SqlTx, TransactionalStore};
 use crate::store::SqliteStore;
-use crate::store::sqlite::apply_op;
-
-/// Denies BEGIN / COMMIT / ROLLBACK and any touch of oncely's own savepoints.
-fn forbid_transaction_control(ctx: AuthContext<'_>) -> Authorization {
-    match ctx.action {
-        AuthAction::Transaction { .. } => Authorization::Deny,
-        // SQLite's savepoint names are case-insensitive.
-        AuthAction::Savepoint { savepoint_name, .. }
-            if savepoint_name.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("oncely_")) =>
-        {
-            Authorization::Deny
-        }
-        _ => Authorization::Allow,
-    }
-}
 
 enum Done {
     Finished(StoredOutcome),
     Answered(OpAnswer),
 }
 
-impl Inbox<SqliteStore> {
-    /// Runs `handler` exactly once per id, inside the store's own transaction.
+impl<S: TransactionalStore> Inbox<S> {
+    /// Runs `handler` exactly once per id, inside one transaction of the store.
     ///
-    /// The handler gets the SQLite connection with a transaction open; everything it writes
-    /// there, the id's processed mark and the stored result are committed in one commit, or on
-    /// a retryable failure, a panic or a crash, none of them is. A duplicate gets the stored
-    /// result without running the handler. Always exactly-once: a request that names another
-    /// mode is refused.
+    /// The handler gets the open transaction ([`SqlTx`]); everything it writes there (rows,
+    /// enqueued messages), the id's processed mark and the stored result are committed in one
+    /// commit, or on a retryable failure, a panic or a crash, none of them is. A duplicate gets
+    /// the stored result without running the handler. Always exactly-once: a request that names
+    /// another mode is refused. The memory store refuses with [`Error::InvalidArgument`].
     ///
-    /// The handler runs on the store's writer thread, so it should do only its database work
-    /// there (no network calls): other callers' commits wait for it. It must not COMMIT or
-    /// ROLLBACK the transaction it is given.
-    pub async fn process_transactional<F, E>(
+    /// The handler runs while the store's transaction is open (on SQLite, on its writer thread),
+    /// so it should do only its database work there (no network calls): other callers' commits
+    /// wait for it. It cannot end the transaction it is given.
+    pub async fn process_in_transaction<F, E>(
         &self,
         req: Request,
         handler: F,
     ) -> Result<Processed, ProcessError<E>>
     where
-        F: FnOnce(&rusqlite::Connection) -> std::result::Result<Vec<u8>, Failure<E>> + Send + 'static,
+        F: FnOnce(&mut dyn SqlTx) -> std::result::Result<Vec<u8>, Failure<E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
         if req.mode.is_some_and(|m| m != Mode::ExactlyOnce) {
@@ -72,36 +56,23 @@ impl Inbox<SqliteStore> {
         let retryable: Arc<Mutex<Option<E>>> = Arc::new(Mutex::new(None));
         let slot = retryable.clone();
         let (id, fingerprint) = (req.id.clone(), req.fingerprint);
-        let job = move |batch: &mut crate::store::sqlite::Batch<'_>| -> Result<Done> {
-            let token = match apply_op(batch, &scope, now, &begin)? {
+        let job = move |tx: &mut dyn crate::sql::StoreTx| -> Result<Done> {
+            let token = match tx.apply_inbox(&scope, now, &begin)? {
                 OpAnswer::Claimed { token } => token,
                 other => return Ok(Done::Answered(other)),
             };
-            // The handler may bump the counters through this connection (`enqueue_in`): let it
-            // see, and leave us, their true values.
-            batch.counters.save(batch.conn)?;
-            batch.conn.execute_batch("SAVEPOINT oncely_handler")?;
-            // While the handler runs, statements that would end or unwind oncely's transaction
-            // are refused by SQLite itself.
-            batch.conn.authorizer(Some(forbid_transaction_control))?;
-            // If a statement still ends the transaction (INSERT OR ROLLBACK, RAISE(ROLLBACK), an
-            // I/O error), every later write would autocommit: turn each such commit into a
-            // rollback, so nothing the handler writes outside the transaction survives.
-            batch.conn.commit_hook(Some(|| true))?;
-            let handled = catch_unwind(AssertUnwindSafe(|| handler(&*batch.conn)));
-            batch.conn.commit_hook(None::<fn() -> bool>)?;
-            batch.conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?;
-            let handled = handled.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            batch.counters.mark_stale();
-            if batch.conn.is_autocommit() {
-                return Err(Error::invalid(
-                    "transaction",
-                    "the handler's transaction was ended by one of its statements",
-                ));
-            }
+            let mut handler = Some(handler);
+            let mut handled = None;
+            tx.run_handler(&mut |sql| {
+                let r = handler.take().map(|h| h(sql));
+                let keep = matches!(r, Some(Ok(_)));
+                handled = r;
+                keep
+            })?;
+            let handled =
+                handled.ok_or_else(|| Error::Storage("the transactional handler did not run".into()))?;
             let outcome = match handled {
                 Ok(result) => {
-                    batch.conn.execute_batch("RELEASE oncely_handler")?;
                     if result.len() > config.max_result_bytes {
                         return Err(Error::invalid(
                             "result",
@@ -115,7 +86,6 @@ impl Inbox<SqliteStore> {
                     StoredOutcome { status: Status::Succeeded, result: Some(result) }
                 }
                 Err(Failure { error, permanent }) => {
-                    batch.conn.execute_batch("ROLLBACK TO oncely_handler; RELEASE oncely_handler")?;
                     let reason = error.to_string();
                     *slot.lock() = Some(error);
                     if !(permanent && config.cache_policy == crate::inbox::CachePolicy::SuccessAndFailure) {
@@ -135,12 +105,12 @@ impl Inbox<SqliteStore> {
                 outcome: outcome.clone(),
                 retention: config.retention,
             };
-            match apply_op(batch, &scope, now, &finish)? {
+            match tx.apply_inbox(&scope, now, &finish)? {
                 OpAnswer::Finished => Ok(Done::Finished(outcome)),
                 other => Err(Error::Storage(format!("store gave an unexpected answer: {other:?}"))),
             }
         };
-        let done = match self.store().writer()?.run(job).await {
+        let done = match self.store().transaction(job).await {
             Ok(done) => done,
             Err(e) => {
                 return Err(match retryable.lock().take() {
@@ -166,5 +136,27 @@ impl Inbox<SqliteStore> {
                 crate::inbox::Begin::Claimed(_) => Err(Error::Storage("claimed twice".into()).into()),
             },
         }
+    }
+}
+
+impl Inbox<SqliteStore> {
+    /// [`Inbox::process_in_transaction`] with the SQLite connection itself: the handler gets the
+    /// connection with the transaction open, and must not COMMIT or ROLLBACK it (SQLite refuses
+    /// such statements while it runs).
+    pub async fn process_transactional<F, E>(
+        &self,
+        req: Request,
+        handler: F,
+    ) -> Result<Processed, ProcessError<E>>
+    where
+        F: FnOnce(&rusqlite::Connection) -> std::result::Result<Vec<u8>, Failure<E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        self.process_in_transaction(req, move |tx| match tx.sqlite() {
+            Some(conn) => handler(conn),
+            // An SQLite store always lends an SQLite transaction.
+            None => unreachable!("an SQLite store lent a transaction without its connection"),
+        })
+        .await
     }
 }

@@ -584,12 +584,21 @@ impl<S: OutboxStore> Outbox<S> {
         self.run(move |tx, _, events| rules::enqueue(tx, messages, now, events)).await
     }
 
-    /// Checks messages for [`Outbox::enqueue_in`] and friends (store-specific transactional
-    /// enqueues): the same rules, outside the store's own step.
-    pub(crate) fn prepare(&self, messages: Vec<NewMessage>) -> Result<(Vec<Message>, Timestamp)> {
+    /// Enqueues `messages` through `tx`, a step of some transaction oncely does not commit
+    /// itself (the transactional outbox): the same checks and rules as [`Outbox::enqueue_many`].
+    /// Events are published at once, before that transaction commits.
+    pub(crate) fn enqueue_through(
+        &self,
+        tx: &mut dyn crate::store::OutboxTx,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Enqueued>> {
         let now = self.now();
         let max = self.inner.config.max_payload_bytes;
-        Ok((messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?, now))
+        let messages = messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?;
+        let mut events = Vec::new();
+        let out = rules::enqueue(tx, messages, now, &mut events)?;
+        self.publish_events(events);
+        Ok(out)
     }
 
     /// Leases up to `max` due messages for the configured lease. See [`rules`] for what each

@@ -90,3 +90,27 @@ impl OutboxStore for AnyStore {
         }
     }
 }
+
+impl crate::sql::TransactionalStore for AnyStore {
+    async fn transaction<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut dyn crate::sql::StoreTx) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        match self {
+            AnyStore::Memory(_) => Err(crate::sql::no_transactions()),
+            AnyStore::Sqlite(s) => s.transaction(job).await,
+        }
+    }
+}
+
+impl AnyStore {
+    /// Runs `work` in one transaction of this store: see
+    /// [`crate::sql::TransactionalStore::in_transaction`]. The memory store refuses with
+    /// [`Error::InvalidArgument`].
+    pub async fn in_transaction<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut dyn crate::sql::SqlTx) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        crate::sql::TransactionalStore::in_transaction(self, work).await
+    }
+}

@@ -2,8 +2,9 @@
 
 mod checkpoint;
 mod counters;
-mod outbox;
+pub(crate) mod outbox;
 mod schema;
+mod transaction;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -124,6 +125,23 @@ impl SqliteStore {
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// What tells this store's database apart: its file, and which open store it is (private
+    /// `:memory:` databases share a name, not their contents).
+    pub(crate) fn identity(&self) -> (PathBuf, usize) {
+        (self.shared.path.clone(), Arc::as_ptr(&self.shared) as usize)
+    }
+
+    /// Whether this store uses the database `identity` names: the same file, or the same open
+    /// private in-memory database.
+    pub(crate) fn same_database(&self, identity: &(PathBuf, usize)) -> bool {
+        let (path, id) = identity;
+        if self.shared.path.as_os_str() == ":memory:" {
+            Arc::as_ptr(&self.shared) as usize == *id
+        } else {
+            self.shared.path == *path
+        }
     }
 
     pub(crate) fn writer(&self) -> Result<&Writer> {

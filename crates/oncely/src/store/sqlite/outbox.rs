@@ -242,14 +242,21 @@ impl Outbox<SqliteStore> {
         if conn.is_autocommit() {
             return Err(Error::invalid("conn", "must be inside a transaction (BEGIN IMMEDIATE first)"));
         }
-        let (messages, now) = self.prepare(messages)?;
-        let queue = self.config().queue.clone();
         let mut counters = Counters::default();
-        let mut tx = SqliteOutboxTx { conn, counters: &mut counters, queue: &queue };
-        let mut events = Vec::new();
-        let out = crate::outbox::rules::enqueue(&mut tx, messages, now, &mut events)?;
+        let out = enqueue_on(conn, &mut counters, self, messages)?;
         counters.save(conn)?;
-        self.publish_events(events);
         Ok(out)
     }
+}
+
+/// Enqueues into `outbox`'s queue on `conn`, inside a transaction someone else commits.
+pub(crate) fn enqueue_on<S: OutboxStore>(
+    conn: &Connection,
+    counters: &mut Counters,
+    outbox: &Outbox<S>,
+    messages: Vec<NewMessage>,
+) -> Result<Vec<Enqueued>> {
+    let queue = outbox.config().queue.clone();
+    let mut tx = SqliteOutboxTx { conn, counters, queue: &queue };
+    outbox.enqueue_through(&mut tx, messages)
 }
