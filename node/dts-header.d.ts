@@ -35,3 +35,78 @@ export interface Inbox {
     options?: CallOptions,
   ): Promise<Processed>
 }
+/** Throw from a `Worker` handler: retry by the policy, or after `options.after` seconds. */
+export declare class Retry extends Error {
+  constructor(error?: string, options?: { after?: number | null })
+  readonly error: string
+  readonly after: number | null
+}
+/** Throw from a `Worker` handler: try again after `seconds`, without using up an attempt. */
+export declare class Snooze extends Error {
+  constructor(seconds: number)
+  readonly seconds: number
+}
+/**
+ * A `Worker` handler: resolve (or return) `undefined`/`true` to ack; throw or reject to retry by
+ * the policy; throw `Permanent` to dead-letter, `Retry` or `Snooze` to say when to try again.
+ */
+export type WorkerHandler = (message: Message) => void | true | Promise<void | true>
+/**
+ * Runs `handler` over an outbox's messages with bounded concurrency (`options.concurrency`);
+ * the core's worker leases, keeps leases of long handlers and settles each delivery by what the
+ * handler did. Handlers run on the JS thread, called from Rust: the event loop is never blocked.
+ */
+export declare class Worker {
+  constructor(outbox: Outbox, handler: WorkerHandler, options?: WorkerOptions)
+  /** Delivers until nothing is due and nothing is in flight. */
+  drain(): Promise<RunSummary>
+  /** Delivers until `stop()` or `signal` aborts; then shuts down gracefully. */
+  run(options?: { signal?: AbortSignal }): Promise<RunSummary>
+  /** `run` in the background; returns the worker. */
+  start(options?: { signal?: AbortSignal }): this
+  /** Asks the worker to shut down; resolves to the run's summary once it has. */
+  stop(): Promise<RunSummary>
+  readonly stopped: boolean
+  readonly running: boolean
+}
+/** Options of `idempotent`. */
+export interface IdempotentOptions<A extends unknown[]> {
+  /** The id: a function of the call's arguments, or a template like `'order-{0.id}'`. */
+  key: string | ((...args: A) => string)
+  /** Fingerprinted data of the call (reusing an id with other data is a `ConflictError`). */
+  payload?: (...args: A) => Buffer | string
+  inbox: Inbox
+  mode?: 'at_most_once' | 'at_least_once' | 'exactly_once'
+  lease?: number
+  wait?: number
+}
+/**
+ * `fn` run through `inbox.process` on every call: once per id by the mode; a duplicate resolves
+ * to the stored result without calling `fn`.
+ */
+export declare function idempotent<A extends unknown[]>(
+  fn: (...args: A) => HandlerResult | Promise<HandlerResult>,
+  options: IdempotentOptions<A>,
+): (...args: A) => Promise<Buffer>
+export interface Inbox {
+  /** `idempotent(fn, { ...options, inbox: this })`. */
+  idempotent<A extends unknown[]>(
+    fn: (...args: A) => HandlerResult | Promise<HandlerResult>,
+    options: Omit<IdempotentOptions<A>, 'inbox'>,
+  ): (...args: A) => Promise<Buffer>
+}
+/** The event names of `outbox.events`: each event kind, and `'event'` for all of them. */
+export type OutboxEventName =
+  | 'enqueued' | 'leased' | 'acked' | 'retried' | 'snoozed' | 'released' | 'lease_expired'
+  | 'dead_lettered' | 'parked' | 'dropped' | 'cancelled' | 'replayed' | 'purged' | 'event'
+export interface Outbox {
+  /**
+   * An EventEmitter of this outbox's state changes (after they committed, in this process), in
+   * order, named by kind (`'dead_lettered'`, ...) and all as `'event'`. Listening does not keep
+   * Node running.
+   */
+  readonly events: import('node:events').EventEmitter
+  on(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
+  once(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
+  off(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
+}

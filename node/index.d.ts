@@ -35,6 +35,81 @@ export interface Inbox {
     options?: CallOptions,
   ): Promise<Processed>
 }
+/** Throw from a `Worker` handler: retry by the policy, or after `options.after` seconds. */
+export declare class Retry extends Error {
+  constructor(error?: string, options?: { after?: number | null })
+  readonly error: string
+  readonly after: number | null
+}
+/** Throw from a `Worker` handler: try again after `seconds`, without using up an attempt. */
+export declare class Snooze extends Error {
+  constructor(seconds: number)
+  readonly seconds: number
+}
+/**
+ * A `Worker` handler: resolve (or return) `undefined`/`true` to ack; throw or reject to retry by
+ * the policy; throw `Permanent` to dead-letter, `Retry` or `Snooze` to say when to try again.
+ */
+export type WorkerHandler = (message: Message) => void | true | Promise<void | true>
+/**
+ * Runs `handler` over an outbox's messages with bounded concurrency (`options.concurrency`);
+ * the core's worker leases, keeps leases of long handlers and settles each delivery by what the
+ * handler did. Handlers run on the JS thread, called from Rust: the event loop is never blocked.
+ */
+export declare class Worker {
+  constructor(outbox: Outbox, handler: WorkerHandler, options?: WorkerOptions)
+  /** Delivers until nothing is due and nothing is in flight. */
+  drain(): Promise<RunSummary>
+  /** Delivers until `stop()` or `signal` aborts; then shuts down gracefully. */
+  run(options?: { signal?: AbortSignal }): Promise<RunSummary>
+  /** `run` in the background; returns the worker. */
+  start(options?: { signal?: AbortSignal }): this
+  /** Asks the worker to shut down; resolves to the run's summary once it has. */
+  stop(): Promise<RunSummary>
+  readonly stopped: boolean
+  readonly running: boolean
+}
+/** Options of `idempotent`. */
+export interface IdempotentOptions<A extends unknown[]> {
+  /** The id: a function of the call's arguments, or a template like `'order-{0.id}'`. */
+  key: string | ((...args: A) => string)
+  /** Fingerprinted data of the call (reusing an id with other data is a `ConflictError`). */
+  payload?: (...args: A) => Buffer | string
+  inbox: Inbox
+  mode?: 'at_most_once' | 'at_least_once' | 'exactly_once'
+  lease?: number
+  wait?: number
+}
+/**
+ * `fn` run through `inbox.process` on every call: once per id by the mode; a duplicate resolves
+ * to the stored result without calling `fn`.
+ */
+export declare function idempotent<A extends unknown[]>(
+  fn: (...args: A) => HandlerResult | Promise<HandlerResult>,
+  options: IdempotentOptions<A>,
+): (...args: A) => Promise<Buffer>
+export interface Inbox {
+  /** `idempotent(fn, { ...options, inbox: this })`. */
+  idempotent<A extends unknown[]>(
+    fn: (...args: A) => HandlerResult | Promise<HandlerResult>,
+    options: Omit<IdempotentOptions<A>, 'inbox'>,
+  ): (...args: A) => Promise<Buffer>
+}
+/** The event names of `outbox.events`: each event kind, and `'event'` for all of them. */
+export type OutboxEventName =
+  | 'enqueued' | 'leased' | 'acked' | 'retried' | 'snoozed' | 'released' | 'lease_expired'
+  | 'dead_lettered' | 'parked' | 'dropped' | 'cancelled' | 'replayed' | 'purged' | 'event'
+export interface Outbox {
+  /**
+   * An EventEmitter of this outbox's state changes (after they committed, in this process), in
+   * order, named by kind (`'dead_lettered'`, ...) and all as `'event'`. Listening does not keep
+   * Node running.
+   */
+  readonly events: import('node:events').EventEmitter
+  on(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
+  once(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
+  off(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
+}
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -112,6 +187,21 @@ export declare class ManualClock {
   setMs(ms: number): void
   /** The clock's time in milliseconds since the Unix epoch. */
   nowMs(): number
+}
+
+/** Native half of `Worker` (index.js gives it the adapted handler on every run). */
+export declare class NativeWorker {
+  constructor(outbox: Outbox, options?: WorkerOptions | undefined | null)
+  /** Delivers until nothing is due and nothing is in flight. */
+  runUntilIdle(handler: (message: Message) => string | Promise<string>): Promise<RunSummary>
+  /**
+   * Delivers until `stop()`; then stops leasing, waits up to `shutdownTimeout` for handlers in
+   * flight and settles those still running as failed attempts.
+   */
+  run(handler: (message: Message) => string | Promise<string>): Promise<RunSummary>
+  /** Asks `run` to shut down gracefully. A stopped worker stays stopped. */
+  stop(): void
+  get stopped(): boolean
 }
 
 /** The sender's durable retry queue named `queue`. */
@@ -259,6 +349,23 @@ export interface InboxRecord {
   leaseUntilMs?: number
 }
 
+/**
+ * One message handed to a worker's handler. `idempotencyKey` (the message id) is what the
+ * receiver deduplicates on.
+ */
+export interface Message {
+  id: string
+  /** The idempotency key: the message id. */
+  idempotencyKey: string
+  key?: string
+  payload: Buffer
+  headers: Record<string, string>
+  /** Which attempt this is (1 for the first). */
+  attempt: number
+  createdAtMs: number
+  availableAtMs: number
+}
+
 /** One message for `enqueueMany`. */
 export interface NewMessageOptions {
   payload: Buffer | string
@@ -364,6 +471,18 @@ export interface RetryDecision {
 }
 
 /**
+ * What a worker run did: deliveries handed to the handler (`attempts`), of those `succeeded`
+ * and `failed`, and `released`: still running at shutdown, stopped and settled as failed
+ * attempts (retried by the policy).
+ */
+export interface RunSummary {
+  attempts: number
+  succeeded: number
+  failed: number
+  released: number
+}
+
+/**
  * The outcome of a settle call: `kind` is `"acked"`, `"retrying"` (at `atMs`), `"gave_up"`,
  * `"returned"` (deliverable again at `atMs`), `"extended"` (leased until `atMs`) or `"dropped"`.
  */
@@ -382,3 +501,13 @@ export interface SettleOptions {
 
 /** The package version. */
 export declare function version(): string
+
+/** Options of `new Worker(outbox, handler, options)`. Durations are seconds. */
+export interface WorkerOptions {
+  /** Handlers running at once (default 16). */
+  concurrency?: number
+  /** How long to wait before looking again when nothing was due (default 0.05). */
+  pollInterval?: number
+  /** On `stop()`, how long handlers in flight may take before they are given up (default 30). */
+  shutdownTimeout?: number
+}

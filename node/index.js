@@ -3,6 +3,7 @@
 // does all the work; this file only maps errors to classes, serializes the retry policy and
 // adapts `Inbox.process` handlers (any return value -> a Promise of a Buffer).
 
+const { EventEmitter } = require('node:events')
 const native = require('./native.js')
 
 const SEP = '\x1f'
@@ -32,6 +33,27 @@ class Permanent extends Error {
   constructor(message) {
     super(message)
     this.name = new.target.name
+  }
+}
+
+/**
+ * Throw from a `Worker` handler: this attempt failed; retry by the policy, or after `after`
+ * seconds (e.g. the receiver's Retry-After) when given.
+ */
+class Retry extends Error {
+  constructor(error = '', options = undefined) {
+    super(String(error))
+    this.name = new.target.name
+    this.error = String(error)
+    this.after = options?.after ?? null
+  }
+}
+/** Throw from a `Worker` handler: not now; try again after `seconds`, no attempt used up. */
+class Snooze extends Error {
+  constructor(seconds) {
+    super(`snooze ${seconds}s`)
+    this.name = new.target.name
+    this.seconds = seconds
   }
 }
 
@@ -86,7 +108,7 @@ function wrapMethod(fn, isAsync) {
 }
 
 // Methods of the classes with async methods that are synchronous.
-const SYNC_METHODS = new Set(['recordEvents', 'takeEvents', 'nowMs'])
+const SYNC_METHODS = new Set(['recordEvents', 'takeEvents', 'nowMs', '_setEventListener'])
 
 function wrapClass(Class, prepareArgs, hasAsync = false) {
   for (const [name, d] of Object.entries(Object.getOwnPropertyDescriptors(Class.prototype))) {
@@ -205,6 +227,283 @@ native.Outbox.prototype.enqueueMany = async function enqueueMany(messages) {
   return nativeEnqueueMany.call(this, messages)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Events: `outbox.events` is an EventEmitter fed by the core's event callback.
+
+const EMITTERS = new WeakMap()
+
+/** The outbox's EventEmitter: one event per committed state change, named by its kind. */
+function eventsOf(outbox) {
+  let emitter = EMITTERS.get(outbox)
+  if (emitter) return emitter
+  emitter = new EventEmitter()
+  const dispatch = (ev) => {
+    emitter.emit(ev.kind, ev)
+    emitter.emit('event', ev)
+  }
+  let installed = false
+  const total = () => emitter.eventNames().reduce((n, name) => n + emitter.listenerCount(name), 0)
+  emitter.on('newListener', () => {
+    if (!installed) {
+      installed = true
+      outbox._setEventListener(dispatch)
+    }
+  })
+  emitter.on('removeListener', () => {
+    // 'newListener' and 'removeListener' themselves count: only ours are left at zero.
+    if (installed && total() <= 2) {
+      installed = false
+      outbox._setEventListener(null)
+    }
+  })
+  EMITTERS.set(outbox, emitter)
+  return emitter
+}
+
+Object.defineProperty(native.Outbox.prototype, 'events', {
+  configurable: true,
+  get() {
+    return eventsOf(this)
+  },
+})
+for (const name of ['on', 'once', 'off']) {
+  const method = function (event, listener) {
+    eventsOf(this)[name](event, listener)
+    return this
+  }
+  method.adapted = true
+  Object.defineProperty(native.Outbox.prototype, name, { configurable: true, writable: true, value: method })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker
+
+function errorText(e) {
+  try {
+    if (e instanceof Error) return e.message || e.name
+    return String(e)
+  } catch {
+    return 'the handler threw an unprintable value'
+  }
+}
+
+// The handler's outcome as the string the native worker reads (see node/src/worker.rs).
+function thrownOutcome(e) {
+  try {
+    if (e instanceof Permanent) return `fail${SEP}${errorText(e)}`
+    if (e instanceof Retry) {
+      const after = e.after === null || e.after === undefined ? '' : String(Number(e.after))
+      return `retry${SEP}${after}${SEP}${e.error}`
+    }
+    if (e instanceof Snooze) return `snooze${SEP}${String(Number(e.seconds))}`
+  } catch {
+    // fall through: a retryable failure
+  }
+  return `retry${SEP}${SEP}${errorText(e)}`
+}
+
+function returnedOutcome(v) {
+  if (v === undefined || v === null || v === true) return 'success'
+  let shown
+  try {
+    shown = typeof v === 'string' ? JSON.stringify(v) : String(v)
+  } catch {
+    shown = typeof v
+  }
+  return `retry${SEP}${SEP}the handler returned ${shown} (expected undefined or true)`
+}
+
+// `(message) => outcome string | Promise<outcome string>`; never throws, never rejects.
+function adaptWorkerHandler(handler) {
+  return (message) => {
+    let r
+    try {
+      r = handler(message)
+    } catch (e) {
+      return thrownOutcome(e)
+    }
+    if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function') {
+      return Promise.resolve(r).then(returnedOutcome, thrownOutcome).catch(thrownOutcome)
+    }
+    return returnedOutcome(r)
+  }
+}
+
+const EMPTY_SUMMARY = Object.freeze({ attempts: 0, succeeded: 0, failed: 0, released: 0 })
+
+function checkSignal(signal) {
+  if (signal !== undefined && signal !== null && !(signal instanceof AbortSignal)) {
+    throw new InvalidArgumentError('invalid argument `signal`: must be an AbortSignal', 'ONCELY_INVALID_ARGUMENT')
+  }
+}
+
+/**
+ * Runs `handler` over an outbox's messages with bounded concurrency. The core's worker leases,
+ * extends leases of long handlers, and settles each delivery by what the handler did:
+ * returning (or resolving to) `undefined`/`true` acks it; throwing or rejecting retries it by
+ * the retry policy; `Permanent` dead-letters it at once; `Retry(error, {after})` retries after
+ * `after` seconds; `Snooze(seconds)` tries again later without using up an attempt. Handlers
+ * run on the JS thread, called from Rust through a threadsafe function: the event loop is
+ * never blocked by the worker.
+ */
+class Worker {
+  #native
+  #handler
+  #running = null
+
+  constructor(outbox, handler, options = undefined) {
+    if (!(outbox instanceof native.Outbox)) {
+      throw new InvalidArgumentError('invalid argument `outbox`: must be an Outbox', 'ONCELY_INVALID_ARGUMENT')
+    }
+    if (typeof handler !== 'function') {
+      throw new InvalidArgumentError(`invalid argument \`handler\`: must be a function, got ${typeof handler}`, 'ONCELY_INVALID_ARGUMENT')
+    }
+    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
+      throw new InvalidArgumentError('invalid argument `options`: must be an object', 'ONCELY_INVALID_ARGUMENT')
+    }
+    try {
+      this.#native = new native.NativeWorker(outbox, options ?? undefined)
+    } catch (e) {
+      throw translate(e)
+    }
+    this.#handler = adaptWorkerHandler(handler)
+  }
+
+  /**
+   * Delivers until nothing is due and nothing is in flight (messages scheduled for later are
+   * left for a later call); resolves to a `RunSummary`.
+   */
+  async drain() {
+    try {
+      return await this.#native.runUntilIdle(this.#handler)
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /**
+   * Delivers until `stop()` is called or `signal` aborts; then stops leasing, waits up to
+   * `shutdownTimeout` for handlers in flight, settles those still running as failed attempts
+   * and resolves to a `RunSummary`. A stopped worker stays stopped: a later `run` resolves at
+   * once.
+   */
+  run(options = undefined) {
+    if (this.#running) return this.#running
+    const signal = options?.signal
+    try {
+      checkSignal(signal)
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    if (this.#native.stopped) return Promise.resolve({ ...EMPTY_SUMMARY })
+    let onAbort
+    if (signal) {
+      if (signal.aborted) this.#native.stop()
+      onAbort = () => this.#native.stop()
+      signal.addEventListener('abort', onAbort, { once: true })
+    }
+    const running = (async () => {
+      try {
+        return await this.#native.run(this.#handler)
+      } catch (e) {
+        throw translate(e)
+      } finally {
+        if (signal) signal.removeEventListener('abort', onAbort)
+        this.#running = null
+      }
+    })()
+    this.#running = running
+    return running
+  }
+
+  /**
+   * Starts `run` in the background and returns the worker; `stop()` resolves to its summary (or
+   * rejects with its error).
+   */
+  start(options = undefined) {
+    checkSignal(options?.signal)
+    // Kept for stop(); the no-op catch keeps a failed background run from being an unhandled
+    // rejection before stop() hands it over.
+    this.run(options).catch(() => {})
+    return this
+  }
+
+  /** Asks a running worker to shut down gracefully; resolves when it has (to its summary). */
+  stop() {
+    this.#native.stop()
+    return this.#running ?? Promise.resolve({ ...EMPTY_SUMMARY })
+  }
+
+  /** Whether `stop()` was called (or the run's signal aborted). */
+  get stopped() {
+    return this.#native.stopped
+  }
+
+  /** Whether a `run`/`start` is under way. */
+  get running() {
+    return this.#running !== null
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// idempotent(fn, { key, payload, inbox })
+
+function templateKey(template) {
+  return (...args) =>
+    template.replace(/\{(\d+)((?:\.[A-Za-z_$][\w$]*)*)\}/g, (_, index, path) => {
+      let v = args[Number(index)]
+      for (const p of path.split('.').slice(1)) v = v?.[p]
+      if (v === undefined || v === null) {
+        throw new InvalidArgumentError(`invalid argument \`key\`: {${index}${path}} is ${v} for this call`, 'ONCELY_INVALID_ARGUMENT')
+      }
+      return String(v)
+    })
+}
+
+/**
+ * Wraps `fn` so that each call runs it through `inbox.process`: at most / at least / exactly
+ * once per id, by the inbox's mode (or `mode`). `key` names the id: a function of the call's
+ * arguments, or a template such as `'order-{0.id}'` (`{N}` is argument N, `.name` a property).
+ * `payload` (optional, a function of the same arguments returning a Buffer or string) is
+ * fingerprinted, so reusing an id with other data rejects with `ConflictError`. `fn` must
+ * return (or resolve to) a Buffer, Uint8Array or string; the wrapper resolves to the result as
+ * a Buffer — for a duplicate, the stored result, without calling `fn`. A thrown error is
+ * re-thrown (the id is given back for a retry); throw `Permanent` for a permanent failure.
+ */
+function idempotent(fn, options) {
+  if (typeof fn !== 'function') {
+    throw new InvalidArgumentError(`invalid argument \`fn\`: must be a function, got ${typeof fn}`, 'ONCELY_INVALID_ARGUMENT')
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidArgumentError('invalid argument `options`: must be an object with `key` and `inbox`', 'ONCELY_INVALID_ARGUMENT')
+  }
+  const { key, payload, inbox, mode, lease, wait } = options
+  if (!(inbox instanceof native.Inbox)) {
+    throw new InvalidArgumentError('invalid argument `inbox`: must be an Inbox', 'ONCELY_INVALID_ARGUMENT')
+  }
+  let keyOf
+  if (typeof key === 'function') keyOf = key
+  else if (typeof key === 'string') keyOf = templateKey(key)
+  else throw new InvalidArgumentError('invalid argument `key`: must be a function or a template string', 'ONCELY_INVALID_ARGUMENT')
+  if (payload !== undefined && payload !== null && typeof payload !== 'function') {
+    throw new InvalidArgumentError('invalid argument `payload`: must be a function of the arguments', 'ONCELY_INVALID_ARGUMENT')
+  }
+  const callOptions = { mode, lease, wait }
+  const wrapped = async function (...args) {
+    const id = keyOf.apply(this, args)
+    const data = payload ? payload.apply(this, args) : undefined
+    const done = await inbox.process(id, data, () => fn.apply(this, args), callOptions)
+    return done.result
+  }
+  Object.defineProperty(wrapped, 'name', { value: fn.name, configurable: true })
+  return wrapped
+}
+
+native.Inbox.prototype.idempotent = function (fn, options) {
+  return idempotent(fn, { ...options, inbox: this })
+}
+native.Inbox.prototype.idempotent.adapted = true
+
 const ManualClock = wrapClass(native.ManualClock)
 const RetryPolicy = wrapClass(native.RetryPolicy, policyArgs)
 const Store = wrapClass(native.Store)
@@ -220,5 +519,6 @@ const version = native.version
 module.exports = {
   ManualClock, RetryPolicy, Store, Inbox, Outbox, Ticket, Delivery, Begin, version,
   OncelyError, InvalidArgumentError, ConflictError, InProgressError, LeaseLostError, StorageError,
-  CorruptStoreError, ClosedError, TimeoutError, ReplayedFailureError, Permanent,
+  CorruptStoreError, ClosedError, TimeoutError, ReplayedFailureError, Permanent, Retry, Snooze,
+  Worker, idempotent,
 }

@@ -839,6 +839,7 @@ module.exports.Begin = nativeBinding.Begin
 module.exports.Delivery = nativeBinding.Delivery
 module.exports.Inbox = nativeBinding.Inbox
 module.exports.ManualClock = nativeBinding.ManualClock
+module.exports.NativeWorker = nativeBinding.NativeWorker
 module.exports.Outbox = nativeBinding.Outbox
 module.exports.RetryPolicy = nativeBinding.RetryPolicy
 module.exports.Store = nativeBinding.Store

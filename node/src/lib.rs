@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::ThreadsafeFunction;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use oncely::clock::SharedClock;
 use oncely::inbox::Status as RecordStatus;
@@ -22,6 +22,8 @@ use oncely::{
     AnyStore, Begin as CoreBegin, CachePolicy, Failure, InboxConfig, Mode, NewMessage, OutboxConfig,
 };
 use oncely::{ProcessError, Request, SqliteConfig, Timestamp};
+
+mod worker;
 
 type CoreInbox = oncely::Inbox<AnyStore>;
 type CoreOutbox = oncely::Outbox<AnyStore>;
@@ -800,7 +802,13 @@ pub struct Outbox {
     inner: CoreOutbox,
     /// Events recorded since `recordEvents()` (None: not recording).
     events: Arc<std::sync::Mutex<Option<Vec<OutboxEvent>>>>,
+    /// The JS side of `outbox.events` (None: no listener).
+    listener: Arc<std::sync::Mutex<Option<Arc<EventFn>>>>,
 }
+
+/// The event listener index.js installs: weak (it does not keep Node running), called without
+/// waiting for an answer.
+type EventFn = ThreadsafeFunction<OutboxEvent, (), OutboxEvent, Status, false, true>;
 
 /// `retryBudget` option.
 #[napi(object)]
@@ -955,13 +963,18 @@ impl Outbox {
         let store = store_of(&env, store)?;
         let inner = CoreOutbox::with_clock(store, cfg, clock).map_err(err)?;
         let events: Arc<std::sync::Mutex<Option<Vec<OutboxEvent>>>> = Arc::default();
-        let sink = events.clone();
+        let listener: Arc<std::sync::Mutex<Option<Arc<EventFn>>>> = Arc::default();
+        let (sink, to_js) = (events.clone(), listener.clone());
         inner.on_event(move |e| {
             if let Some(v) = sink.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                 v.push(event(e));
             }
+            let f = to_js.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(f) = f {
+                f.call(event(e), ThreadsafeFunctionCallMode::NonBlocking);
+            }
         });
-        Ok(Outbox { inner, events })
+        Ok(Outbox { inner, events, listener })
     }
 
     #[napi(getter)]
@@ -1066,6 +1079,14 @@ impl Outbox {
         if g.is_none() {
             *g = Some(Vec::new());
         }
+    }
+
+    /// Native half of `outbox.events` (index.js): every event of this outbox, in order, is passed
+    /// to `listener` on the JS thread, until it is replaced or set to null. The listener does
+    /// not keep the process alive.
+    #[napi(js_name = "_setEventListener", skip_typescript)]
+    pub fn set_event_listener(&self, listener: Option<EventFn>) {
+        *self.listener.lock().unwrap_or_else(|p| p.into_inner()) = listener.map(Arc::new);
     }
 
     /// The events recorded since the last call (empty when not recording).

@@ -1,0 +1,194 @@
+//! `Worker`: the push-style worker. The core's `oncely::Worker` does the leasing, the concurrency
+//! bound, the lease heartbeats and the settling; this file only calls the JS handler through a
+//! threadsafe function (on the JS thread, never blocking it) and turns what it answered into an
+//! [`Outcome`].
+//!
+//! index.js wraps the user's handler so that it never throws and answers one string per call
+//! (or a Promise of one): `"success"`, `"retry\x1fAFTER\x1fERROR"` (AFTER empty: by the policy),
+//! `"snooze\x1fSECONDS"` or `"fail\x1fREASON"`. Anything else is a retryable failure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::tokio::sync::{oneshot, watch};
+use napi_derive::napi;
+use oncely::{AnyStore, Outcome, WorkerConfig};
+
+use crate::{count, err, secs, Outbox, SEP};
+
+type CoreWorker = oncely::Worker<AnyStore>;
+
+/// The handler as index.js adapted it: `(message) => string | Promise<string>`.
+type HandlerFn = ThreadsafeFunction<Message, Either<String, Promise<String>>, Message, Status, false>;
+
+/// One message handed to a worker's handler. `idempotencyKey` (the message id) is what the
+/// receiver deduplicates on.
+#[napi(object)]
+pub struct Message {
+    pub id: String,
+    /// The idempotency key: the message id.
+    pub idempotency_key: String,
+    pub key: Option<String>,
+    pub payload: Buffer,
+    pub headers: HashMap<String, String>,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+    pub created_at_ms: i64,
+    pub available_at_ms: i64,
+}
+
+fn message(m: oncely::Message) -> Message {
+    Message {
+        idempotency_key: m.id.clone(),
+        id: m.id,
+        key: m.key,
+        payload: Buffer::from(m.payload),
+        headers: m.headers.into_iter().collect(),
+        attempt: m.attempts,
+        created_at_ms: m.created_at.0,
+        available_at_ms: m.available_at.0,
+    }
+}
+
+/// What a worker run did: deliveries handed to the handler (`attempts`), of those `succeeded`
+/// and `failed`, and `released`: still running at shutdown, stopped and settled as failed
+/// attempts (retried by the policy).
+#[napi(object)]
+pub struct RunSummary {
+    pub attempts: f64,
+    pub succeeded: f64,
+    pub failed: f64,
+    pub released: f64,
+}
+
+fn summary(s: oncely::worker::RunSummary) -> RunSummary {
+    RunSummary {
+        attempts: s.attempts as f64,
+        succeeded: s.succeeded as f64,
+        failed: s.failed as f64,
+        released: s.released as f64,
+    }
+}
+
+/// Options of `new Worker(outbox, handler, options)`. Durations are seconds.
+#[napi(object)]
+pub struct WorkerOptions {
+    /// Handlers running at once (default 16).
+    pub concurrency: Option<f64>,
+    /// How long to wait before looking again when nothing was due (default 0.05).
+    pub poll_interval: Option<f64>,
+    /// On `stop()`, how long handlers in flight may take before they are given up (default 30).
+    pub shutdown_timeout: Option<f64>,
+}
+
+/// The outcome index.js encoded (see the module docs).
+fn outcome_of(answer: &str) -> Outcome {
+    let mut parts = answer.splitn(3, SEP);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("success"), None, None) => Outcome::Success,
+        (Some("retry"), Some(after), Some(error)) if after.is_empty() => Outcome::retry(error),
+        (Some("retry"), Some(after), Some(error)) => match after.parse::<f64>().map_err(|e| e.to_string()).and_then(
+            |v| secs("after", v).map_err(|e| e.reason.rsplit(SEP).next().unwrap_or_default().to_string()),
+        ) {
+            Ok(after) => Outcome::Retry { after: Some(after), error: error.to_string() },
+            Err(bad) => Outcome::retry(format!("{error} (bad Retry.after: {bad})")),
+        },
+        (Some("snooze"), Some(seconds), None) => {
+            match seconds.parse::<f64>().map_err(|e| e.to_string()).and_then(|v| {
+                secs("seconds", v).map_err(|e| e.reason.rsplit(SEP).next().unwrap_or_default().to_string())
+            }) {
+                Ok(d) => Outcome::Snooze(d),
+                Err(bad) => Outcome::retry(format!("bad Snooze.seconds: {bad}")),
+            }
+        }
+        (Some("fail"), Some(reason), None) => Outcome::Fail(reason.to_string()),
+        _ => Outcome::retry(format!("the handler answered {answer:?}")),
+    }
+}
+
+/// Calls the handler on the JS thread and waits (asynchronously) for its answer. Never fails:
+/// whatever goes wrong is a retryable failure of this attempt.
+async fn call(handler: Arc<HandlerFn>, m: oncely::Message) -> Outcome {
+    let (tx, rx) = oneshot::channel();
+    let status = handler.call_with_return_value(message(m), ThreadsafeFunctionCallMode::NonBlocking, move |r, _| {
+        let _ = tx.send(r);
+        Ok(())
+    });
+    if status != Status::Ok {
+        return Outcome::retry(format!("the handler could not be called ({status})"));
+    }
+    match rx.await {
+        Ok(Ok(Either::A(answer))) => outcome_of(&answer),
+        Ok(Ok(Either::B(promise))) => match promise.await {
+            Ok(answer) => outcome_of(&answer),
+            Err(e) => Outcome::retry(e.reason.clone()),
+        },
+        Ok(Err(e)) => Outcome::retry(e.reason.clone()),
+        Err(_) => Outcome::retry("the handler was not called (Node is shutting down)"),
+    }
+}
+
+/// Native half of `Worker` (index.js gives it the adapted handler on every run).
+#[napi]
+pub struct NativeWorker {
+    inner: CoreWorker,
+    stop: watch::Sender<bool>,
+}
+
+#[napi]
+impl NativeWorker {
+    #[napi(constructor)]
+    pub fn new(outbox: &Outbox, options: Option<WorkerOptions>) -> Result<Self> {
+        let mut config = WorkerConfig::default();
+        if let Some(o) = options {
+            if let Some(c) = o.concurrency {
+                config.concurrency = usize::try_from(count("concurrency", c)?)
+                    .map_err(|_| crate::invalid("concurrency", "too large"))?;
+            }
+            if let Some(p) = o.poll_interval {
+                config.poll_interval = secs("pollInterval", p)?;
+            }
+            if let Some(t) = o.shutdown_timeout {
+                config.shutdown_timeout = secs("shutdownTimeout", t)?;
+            }
+        }
+        let inner = CoreWorker::new(outbox.inner.clone(), config).map_err(err)?;
+        Ok(NativeWorker { inner, stop: watch::channel(false).0 })
+    }
+
+    /// Delivers until nothing is due and nothing is in flight.
+    #[napi(ts_args_type = "handler: (message: Message) => string | Promise<string>")]
+    pub async fn run_until_idle(&self, handler: HandlerFn) -> Result<RunSummary> {
+        let h = Arc::new(handler);
+        let w = self.inner.clone();
+        w.run_until_idle(move |m| call(h.clone(), m)).await.map(summary).map_err(err)
+    }
+
+    /// Delivers until `stop()`; then stops leasing, waits up to `shutdownTimeout` for handlers in
+    /// flight and settles those still running as failed attempts.
+    #[napi(ts_args_type = "handler: (message: Message) => string | Promise<string>")]
+    pub async fn run(&self, handler: HandlerFn) -> Result<RunSummary> {
+        let h = Arc::new(handler);
+        let w = self.inner.clone();
+        let mut stopped = self.stop.subscribe();
+        w.run(move |m| call(h.clone(), m), async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
+        .map(summary)
+        .map_err(err)
+    }
+
+    /// Asks `run` to shut down gracefully. A stopped worker stays stopped.
+    #[napi]
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    #[napi(getter)]
+    pub fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
