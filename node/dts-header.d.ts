@@ -110,3 +110,26 @@ export interface Outbox {
   once(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
   off(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
 }
+export interface Inbox {
+  /**
+   * Runs the synchronous `handler(tx)` exactly once per id inside one transaction of the store
+   * (SQLite): its `tx.execute` writes, its `tx.enqueue` messages, the id's processed mark and the
+   * returned result commit together, or none of them does. A thrown error rolls everything back
+   * and is re-thrown; throw `Permanent` for a permanent failure. The handler must not return a
+   * Promise (`InvalidArgumentError`): the transaction is open, and the store's writer waits,
+   * only while it runs.
+   */
+  processTransactional(
+    id: string,
+    payload: Buffer | string | null | undefined,
+    handler: (tx: Transaction) => HandlerResult,
+  ): Promise<Processed>
+}
+export interface Store {
+  /**
+   * Runs the synchronous `work(tx)` in one transaction of the store (SQLite) and resolves to
+   * what it returned: its writes and `tx.enqueue` messages commit together, or (when it throws)
+   * none of them remains. `work` must not return a Promise (`InvalidArgumentError`).
+   */
+  transaction<T>(work: (tx: Transaction) => T): Promise<T>
+}

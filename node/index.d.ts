@@ -110,6 +110,29 @@ export interface Outbox {
   once(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
   off(event: OutboxEventName, listener: (event: OutboxEvent) => void): this
 }
+export interface Inbox {
+  /**
+   * Runs the synchronous `handler(tx)` exactly once per id inside one transaction of the store
+   * (SQLite): its `tx.execute` writes, its `tx.enqueue` messages, the id's processed mark and the
+   * returned result commit together, or none of them does. A thrown error rolls everything back
+   * and is re-thrown; throw `Permanent` for a permanent failure. The handler must not return a
+   * Promise (`InvalidArgumentError`): the transaction is open, and the store's writer waits,
+   * only while it runs.
+   */
+  processTransactional(
+    id: string,
+    payload: Buffer | string | null | undefined,
+    handler: (tx: Transaction) => HandlerResult,
+  ): Promise<Processed>
+}
+export interface Store {
+  /**
+   * Runs the synchronous `work(tx)` in one transaction of the store (SQLite) and resolves to
+   * what it returned: its writes and `tx.enqueue` messages commit together, or (when it throws)
+   * none of them remains. `work` must not return a Promise (`InvalidArgumentError`).
+   */
+  transaction<T>(work: (tx: Transaction) => T): Promise<T>
+}
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -279,6 +302,29 @@ export declare class Ticket {
   fail(reason?: Buffer | string | null): Promise<void>
   /** Gives the id back (a retryable failure): the next delivery may claim it. */
   release(): Promise<void>
+}
+
+/**
+ * The open transaction of one transactional handler call: what the handler writes through it
+ * commits together with oncely's own records (the id's processed mark, enqueued messages), or
+ * none of it does. Valid only while the handler runs; it cannot be committed or rolled back by
+ * the handler.
+ */
+export declare class Transaction {
+  /**
+   * Runs one SQL statement (`?` / `?1` placeholders) with `params` (null, numbers, BigInts,
+   * strings, Buffers; booleans as 0/1) inside the transaction; returns its rows as arrays
+   * (empty for statements without rows). An SQL error rejects this statement only.
+   */
+  execute(sql: string, params?: Array<null | undefined | boolean | number | bigint | string | Uint8Array>): Array<Array<null | number | bigint | string | Buffer>>
+  /**
+   * The transactional outbox: enqueues a message in `outbox` (which must use this same
+   * store) inside this transaction, so it becomes deliverable if and only if the transaction
+   * commits. `"queued"` or `"already_queued"`.
+   */
+  enqueue(outbox: Outbox, payload: Buffer | string, options?: EnqueueOptions): 'queued' | 'already_queued'
+  /** Whether the handler that got this transaction is still running. */
+  get open(): boolean
 }
 
 /** One request of `Inbox.beginMany`. */

@@ -504,6 +504,90 @@ native.Inbox.prototype.idempotent = function (fn, options) {
 }
 native.Inbox.prototype.idempotent.adapted = true
 
+// ---------------------------------------------------------------------------------------------
+// Transactional handlers: synchronous functions of a Transaction (see node/src/transaction.rs).
+
+const ASYNC_TX_HANDLER =
+  'invalid argument `handler`: a transactional handler must be synchronous, but it returned a Promise. ' +
+  "It runs while the store's transaction is open (on the store's writer thread, which waits for it), " +
+  'so all of its work must be done before it returns; do asynchronous work before or after the transaction'
+
+// Adapts a synchronous `(tx) => value` for the native side, which gets `toAnswer(value)` (a
+// Buffer, or a `"permanent|retryable\x1fTEXT"` string; never a throw). `state.thrown` keeps what
+// the handler threw (or the error for a returned Promise) to re-throw it as is.
+function adaptTxHandler(handler, toAnswer, state) {
+  return (tx) => {
+    try {
+      const r = handler(tx)
+      if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function') {
+        Promise.resolve(r).catch(() => {})
+        throw new InvalidArgumentError(ASYNC_TX_HANDLER, 'ONCELY_INVALID_ARGUMENT')
+      }
+      return toAnswer(r)
+    } catch (e) {
+      state.failed = true
+      state.thrown = e
+      return (e instanceof Permanent ? 'permanent' : 'retryable') + SEP + errorText(e)
+    }
+  }
+}
+
+function checkHandler(handler) {
+  if (typeof handler !== 'function') {
+    throw new InvalidArgumentError(`invalid argument \`handler\`: must be a function, got ${typeof handler}`, 'ONCELY_INVALID_ARGUMENT')
+  }
+}
+
+const nativeProcessTransactional = native.Inbox.prototype._processTransactional
+/**
+ * Runs the synchronous `handler(tx)` exactly once per id inside one transaction of the store
+ * (SQLite): its `tx.execute` writes, its `tx.enqueue` messages, the id's processed mark and the
+ * returned result (Buffer, Uint8Array or string) commit together, or none of them does. A
+ * thrown error rolls everything back and is re-thrown (the id may be processed again); throw
+ * `Permanent` for a permanent failure. A handler returning a Promise is refused with
+ * `InvalidArgumentError` and rolled back.
+ */
+native.Inbox.prototype.processTransactional = async function processTransactional(id, payload, handler) {
+  checkHandler(handler)
+  const state = { failed: false, thrown: undefined }
+  const adapted = adaptTxHandler(handler, toBuffer, state)
+  try {
+    return await nativeProcessTransactional.call(this, id, payload, adapted)
+  } catch (e) {
+    if (state.failed && typeof e?.message === 'string' && e.message.startsWith('ONCELY_HANDLER_FAILED' + SEP)) throw state.thrown
+    throw translate(e)
+  }
+}
+native.Inbox.prototype.processTransactional.adapted = true
+delete native.Inbox.prototype._processTransactional
+
+const nativeTransaction = native.Store.prototype._transaction
+/**
+ * Runs the synchronous `work(tx)` in one transaction of the store (SQLite) and resolves to what
+ * it returned: its `tx.execute` writes and `tx.enqueue` messages commit together when it
+ * returns, and none of them remains when it throws (the error is re-thrown). A `work` returning
+ * a Promise is refused with `InvalidArgumentError` and rolled back.
+ */
+native.Store.prototype.transaction = async function transaction(work) {
+  checkHandler(work)
+  const state = { failed: false, thrown: undefined }
+  let value
+  const adapted = adaptTxHandler(work, (r) => {
+    value = r
+    return EMPTY_BUFFER
+  }, state)
+  try {
+    await nativeTransaction.call(this, adapted)
+  } catch (e) {
+    if (state.failed && typeof e?.message === 'string' && e.message.startsWith('ONCELY_HANDLER_FAILED' + SEP)) throw state.thrown
+    throw translate(e)
+  }
+  return value
+}
+native.Store.prototype.transaction.adapted = true
+delete native.Store.prototype._transaction
+const EMPTY_BUFFER = Buffer.alloc(0)
+
 const ManualClock = wrapClass(native.ManualClock)
 const RetryPolicy = wrapClass(native.RetryPolicy, policyArgs)
 const Store = wrapClass(native.Store)
@@ -511,6 +595,8 @@ const Inbox = wrapClass(native.Inbox, undefined, true)
 const Outbox = wrapClass(native.Outbox, outboxArgs, true)
 wrapClass(native.Ticket, undefined, true)
 wrapClass(native.Delivery, undefined, true)
+wrapClass(native.Transaction)
+const Transaction = native.Transaction
 const Ticket = native.Ticket
 const Delivery = native.Delivery
 const Begin = native.Begin
@@ -520,5 +606,5 @@ module.exports = {
   ManualClock, RetryPolicy, Store, Inbox, Outbox, Ticket, Delivery, Begin, version,
   OncelyError, InvalidArgumentError, ConflictError, InProgressError, LeaseLostError, StorageError,
   CorruptStoreError, ClosedError, TimeoutError, ReplayedFailureError, Permanent, Retry, Snooze,
-  Worker, idempotent,
+  Worker, idempotent, Transaction,
 }

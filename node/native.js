@@ -844,4 +844,5 @@ module.exports.Outbox = nativeBinding.Outbox
 module.exports.RetryPolicy = nativeBinding.RetryPolicy
 module.exports.Store = nativeBinding.Store
 module.exports.Ticket = nativeBinding.Ticket
+module.exports.Transaction = nativeBinding.Transaction
 module.exports.version = nativeBinding.version

@@ -23,6 +23,7 @@ use oncely::{
 };
 use oncely::{ProcessError, Request, SqliteConfig, Timestamp};
 
+mod transaction;
 mod worker;
 
 type CoreInbox = oncely::Inbox<AnyStore>;

@@ -1,0 +1,240 @@
+//! `Transaction`: the store transaction a transactional handler writes through
+//! (`inbox.processTransactional`, `store.transaction`). Only converts values and adapts the
+//! call; the transaction itself, and what commits with it, are the core's (`oncely::sql`).
+//!
+//! The core runs the handler on the store's writer thread while the transaction is open and
+//! needs its answer there, synchronously. A JS function can only run on the JS thread, so the
+//! writer thread calls it through a threadsafe function and waits for its return value; the
+//! JS thread is free meanwhile (every oncely call from JS is asynchronous), runs the function,
+//! and the function's `tx.execute` / `tx.enqueue` calls reach the transaction the writer thread
+//! lent out. This is why the handler must be synchronous: the transaction cannot stay open
+//! across awaits (the writer thread, and every other commit of the store, would wait for them).
+
+use std::sync::{Arc, Mutex, mpsc};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use oncely::sql::{SqlTx, SqlValue};
+use oncely::{Failure, ProcessError};
+
+use crate::{Inbox, Outbox, Processed, Store, coded, enqueued_str, err, invalid, new_message, request};
+
+/// The transaction lent by the core, valid only while the JS handler that got it runs.
+struct TxPtr(*mut (dyn SqlTx + 'static));
+
+// SAFETY: the pointer is dereferenced only under the `Transaction`'s mutex, only on the JS
+// thread, and only while the writer thread that lent it is blocked waiting for the handler's
+// answer (see `call_on_js_thread`); it is cleared before that answer is sent.
+unsafe impl Send for TxPtr {}
+
+type Slot = Arc<Mutex<Option<TxPtr>>>;
+
+/// The open transaction of one transactional handler call: what the handler writes through it
+/// commits together with oncely's own records (the id's processed mark, enqueued messages), or
+/// none of it does. Valid only while the handler runs; it cannot be committed or rolled back by
+/// the handler.
+#[napi]
+pub struct Transaction {
+    slot: Slot,
+}
+
+/// A JS SQL parameter.
+fn sql_value(env: &Env, v: Unknown<'_>, i: u32) -> Result<SqlValue> {
+    let bad = |what: String| invalid("params", format!("parameter {i}: {what}"));
+    Ok(match v.get_type()? {
+        ValueType::Null | ValueType::Undefined => SqlValue::Null,
+        ValueType::Boolean => SqlValue::Integer(i64::from(unsafe { bool::from_napi_value(env.raw(), v.raw())? })),
+        ValueType::Number => {
+            let n = unsafe { f64::from_napi_value(env.raw(), v.raw())? };
+            if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0 {
+                SqlValue::Integer(n as i64)
+            } else {
+                SqlValue::Real(n)
+            }
+        }
+        ValueType::BigInt => {
+            let b = unsafe { BigInt::from_napi_value(env.raw(), v.raw())? };
+            let (n, lossless) = b.get_i64();
+            if !lossless {
+                return Err(bad("a BigInt outside the 64-bit integer range".into()));
+            }
+            SqlValue::Integer(n)
+        }
+        ValueType::String => SqlValue::Text(unsafe { String::from_napi_value(env.raw(), v.raw())? }),
+        ValueType::Object => match unsafe { Uint8Array::from_napi_value(env.raw(), v.raw()) } {
+            Ok(b) => SqlValue::Blob(b.to_vec()),
+            Err(_) => return Err(bad("must be null, a number, a BigInt, a string or a Buffer, not an object".into())),
+        },
+        t => return Err(bad(format!("must be null, a number, a BigInt, a string or a Buffer, not {t}"))),
+    })
+}
+
+/// An SQL value for JS: integers as numbers (BigInt beyond 2^53), text as strings, blobs as
+/// Buffers.
+type JsSql = Either5<Null, f64, BigInt, String, Buffer>;
+
+fn js_value(v: SqlValue) -> JsSql {
+    match v {
+        SqlValue::Null => Either5::A(Null),
+        SqlValue::Integer(n) if n.unsigned_abs() <= 9_007_199_254_740_991 => Either5::B(n as f64),
+        SqlValue::Integer(n) => Either5::C(BigInt::from(n)),
+        SqlValue::Real(f) => Either5::B(f),
+        SqlValue::Text(s) => Either5::D(s),
+        SqlValue::Blob(b) => Either5::E(Buffer::from(b)),
+    }
+}
+
+impl Transaction {
+    fn with_tx<T>(&self, f: impl FnOnce(&mut dyn SqlTx) -> Result<T>) -> Result<T> {
+        let mut guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(ptr) = guard.as_mut() else {
+            return Err(coded("ONCELY_CLOSED", "the transaction is over: use it only inside its handler"));
+        };
+        // SAFETY: see `TxPtr`.
+        f(unsafe { &mut *ptr.0 })
+    }
+}
+
+#[napi]
+impl Transaction {
+    /// Runs one SQL statement (`?` / `?1` placeholders) with `params` (null, numbers, BigInts,
+    /// strings, Buffers; booleans as 0/1) inside the transaction; returns its rows as arrays
+    /// (empty for statements without rows). An SQL error rejects this statement only.
+    #[napi(
+        ts_args_type = "sql: string, params?: Array<null | undefined | boolean | number | bigint | string | Uint8Array>",
+        ts_return_type = "Array<Array<null | number | bigint | string | Buffer>>"
+    )]
+    pub fn execute(&self, env: Env, sql: String, params: Option<Array>) -> Result<Vec<Vec<JsSql>>> {
+        let mut values = Vec::new();
+        if let Some(ps) = params {
+            for i in 0..ps.len() {
+                let v: Unknown = ps.get(i)?.ok_or_else(|| invalid("params", "holes are not allowed"))?;
+                values.push(sql_value(&env, v, i)?);
+            }
+        }
+        let rows = self.with_tx(|tx| tx.execute(&sql, &values).map_err(err))?;
+        Ok(rows.into_iter().map(|r| r.into_iter().map(js_value).collect()).collect())
+    }
+
+    /// The transactional outbox: enqueues a message in `outbox` (which must use this same
+    /// store) inside this transaction, so it becomes deliverable if and only if the transaction
+    /// commits. `"queued"` or `"already_queued"`.
+    #[napi(
+        ts_args_type = "outbox: Outbox, payload: Buffer | string, options?: EnqueueOptions",
+        ts_return_type = "'queued' | 'already_queued'"
+    )]
+    pub fn enqueue(
+        &self,
+        outbox: &Outbox,
+        payload: Either<Buffer, String>,
+        options: Option<crate::EnqueueOptions>,
+    ) -> Result<String> {
+        let m = new_message(payload, options)?;
+        let o = outbox.inner.clone();
+        let mut r = self.with_tx(|tx| tx.enqueue(&o, vec![m]).map_err(err))?;
+        r.pop().map(enqueued_str).ok_or_else(|| coded("ONCELY_STORAGE", "enqueue answered nothing"))
+    }
+
+    /// Whether the handler that got this transaction is still running.
+    #[napi(getter)]
+    pub fn open(&self) -> bool {
+        self.slot.lock().map(|g| g.is_some()).unwrap_or(false)
+    }
+}
+
+/// What index.js's adapter of a transactional handler answers: the result (a Buffer) or
+/// `"permanent\x1fTEXT"` / `"retryable\x1fTEXT"` (it never throws).
+type TxHandlerFn = ThreadsafeFunction<Transaction, Either<Buffer, String>, Transaction, Status, false>;
+
+/// Calls the JS handler with `tx` on the JS thread and waits (this is the store's writer
+/// thread) for its answer; `tx` is invalidated before the answer comes back.
+fn call_on_js_thread(handler: &TxHandlerFn, tx: &mut dyn SqlTx) -> std::result::Result<Vec<u8>, Failure<String>> {
+    // SAFETY (lifetime erasure): the pointer leaves this function only inside `slot`, which is
+    // emptied before this function returns (by the JS callback, or below when it never ran).
+    let ptr: *mut (dyn SqlTx + '_) = tx;
+    let ptr: *mut (dyn SqlTx + 'static) = unsafe { std::mem::transmute(ptr) };
+    let slot: Slot = Arc::new(Mutex::new(Some(TxPtr(ptr))));
+    let (answer_tx, answer_rx) = mpsc::channel();
+    let closing = slot.clone();
+    let status = handler.call_with_return_value(
+        Transaction { slot: slot.clone() },
+        ThreadsafeFunctionCallMode::Blocking,
+        move |r, _| {
+            *closing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let _ = answer_tx.send(r.map_err(|e| e.reason.clone()));
+            Ok(())
+        },
+    );
+    let answer = if status == Status::Ok {
+        answer_rx.recv().unwrap_or_else(|_| Err("the handler was not called (Node is shutting down)".into()))
+    } else {
+        Err(format!("the handler could not be called ({status})"))
+    };
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    match answer {
+        Ok(Either::A(result)) => Ok(result.to_vec()),
+        Ok(Either::B(failure)) => match failure.split_once('\u{1f}') {
+            Some(("permanent", text)) => Err(Failure::permanent(text.to_string())),
+            Some((_, text)) => Err(Failure::retryable(text.to_string())),
+            None => Err(Failure::retryable(failure)),
+        },
+        Err(reason) => Err(Failure::retryable(reason)),
+    }
+}
+
+fn processed(r: std::result::Result<oncely::Processed, ProcessError<String>>) -> Result<Processed> {
+    match r {
+        Ok(p) => Ok(Processed { result: p.result.map(Buffer::from), replayed: p.replayed }),
+        Err(ProcessError::Handler(text)) => Err(coded("ONCELY_HANDLER_FAILED", &text)),
+        Err(ProcessError::ReplayedFailure(reason)) => Err(coded(
+            "ONCELY_REPLAYED_FAILURE",
+            &String::from_utf8_lossy(reason.as_deref().unwrap_or_default()),
+        )),
+        Err(ProcessError::Oncely(e)) => Err(err(e)),
+        #[allow(unreachable_patterns)]
+        Err(_) => Err(coded("ONCELY_UNKNOWN", "unknown process error")),
+    }
+}
+
+#[napi]
+impl Inbox {
+    /// Native half of `processTransactional` (index.js adapts the handler).
+    #[napi(js_name = "_processTransactional", skip_typescript)]
+    pub async fn process_transactional_native(
+        &self,
+        id: String,
+        payload: Option<Either<Buffer, String>>,
+        handler: TxHandlerFn,
+    ) -> Result<Processed> {
+        let req = request(id, payload, None)?;
+        let inbox = self.inner.clone();
+        processed(inbox.process_in_transaction(req, move |tx| call_on_js_thread(&handler, tx)).await)
+    }
+}
+
+#[napi]
+impl Store {
+    /// Native half of `transaction` (index.js adapts the function and keeps its return value).
+    #[napi(js_name = "_transaction", skip_typescript)]
+    pub async fn transaction_native(&self, work: TxHandlerFn) -> Result<()> {
+        let store = self.inner.clone();
+        let r = store
+            .in_transaction(move |tx| {
+                call_on_js_thread(&work, tx).map(drop).map_err(|f| {
+                    oncely::Error::Storage(format!("{HANDLER_FAILED}{}", f.error))
+                })
+            })
+            .await;
+        match r {
+            Ok(()) => Ok(()),
+            Err(oncely::Error::Storage(m)) if m.starts_with(HANDLER_FAILED) => {
+                Err(coded("ONCELY_HANDLER_FAILED", &m[HANDLER_FAILED.len()..]))
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+/// Marks a `store.transaction` work function's own failure (re-thrown as is by index.js).
+const HANDLER_FAILED: &str = "\u{1f}handler failed\u{1f}";
