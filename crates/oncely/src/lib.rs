@@ -17,6 +17,10 @@ pub mod sql;
 pub mod store;
 pub mod worker;
 
+/// The PostgreSQL client crate oncely is built on, for [`Outbox::enqueue_in`] on a caller's own
+/// PostgreSQL transaction.
+#[cfg(feature = "postgres")]
+pub use ::postgres;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use fingerprint::Fingerprint;
 pub use inbox::{
@@ -28,4 +32,6 @@ pub use outbox::{Delivery, NewMessage, Outbox, OutboxConfig};
 /// The rusqlite crate oncely is built on, for the connection handed to transactional handlers.
 pub use rusqlite;
 pub use store::{AnyStore, InboxStore, MemoryStore, OutboxStore, SqliteConfig, SqliteStore, Synchronous};
+#[cfg(feature = "postgres")]
+pub use store::{PostgresConfig, PostgresStore};
 pub use worker::{Outcome, Worker, WorkerConfig};

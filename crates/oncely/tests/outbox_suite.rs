@@ -378,7 +378,10 @@ mod suite {
 /// Every suite test, on one backend.
 macro_rules! outbox_suite {
     ($backend:ident, $make:expr) => {
-        suite_tests!($backend, $make;
+        outbox_suite!(suite_tests, $backend, $make);
+    };
+    ($runner:ident, $backend:ident, $make:expr) => {
+        $runner!($backend, $make;
             enqueue_is_idempotent_per_id,
             ack_removes_and_stale_ack_is_refused,
             retries_follow_the_policy_then_dead_letter,
@@ -401,6 +404,7 @@ macro_rules! outbox_suite {
 
 outbox_suite!(memory_store, memory());
 outbox_suite!(sqlite_store, sqlite(Synchronous::Normal));
+outbox_suite!(pg_suite_tests, postgres_store, postgres());
 
 #[tokio::test]
 async fn transactional_enqueue_commits_with_the_callers_writes() {

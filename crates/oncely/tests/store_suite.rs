@@ -372,7 +372,10 @@ mod suite {
 /// Every suite test, on one backend.
 macro_rules! store_suite {
     ($backend:ident, $make:expr) => {
-        suite_tests!($backend, $make;
+        store_suite!(suite_tests, $backend, $make);
+    };
+    ($runner:ident, $backend:ident, $make:expr) => {
+        $runner!($backend, $make;
             exactly_once_claim_finish_duplicate,
             lease_expiry_and_fencing,
             expired_lease_still_finishes_if_nobody_took_over,
@@ -401,3 +404,5 @@ store_suite!(sqlite_normal, sqlite(Synchronous::Normal));
 store_suite!(sqlite_memory_file, sqlite_in_memory());
 store_suite!(any_store_sqlite, any_sqlite());
 store_suite!(any_store_memory, any_memory());
+store_suite!(pg_suite_tests, postgres_store, postgres());
+store_suite!(pg_suite_tests, any_store_postgres, any_postgres());

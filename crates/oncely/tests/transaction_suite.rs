@@ -227,6 +227,10 @@ suite_tests!(any_sqlite_in_memory, (AnyStore::open("sqlite::memory:", oncely::Sq
     rows_messages_and_mark_commit_together, handler_error_leaves_nothing, failed_work_is_rolled_back,
     values_round_trip, handler_cannot_commit, outbox_of_another_store_is_refused);
 
+pg_suite_tests!(any_postgres, support::any_postgres();
+    rows_messages_and_mark_commit_together, handler_error_leaves_nothing, failed_work_is_rolled_back,
+    values_round_trip, handler_cannot_commit, outbox_of_another_store_is_refused);
+
 /// The memory store has no transactions to join: a typed refusal, nothing run.
 #[tokio::test]
 async fn memory_store_refuses_transactions() {

@@ -15,6 +15,21 @@ pub enum AnyStore {
     Memory(Arc<MemoryStore>),
     /// An SQLite file (or a private `:memory:` database).
     Sqlite(SqliteStore),
+    /// A PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    Postgres(crate::store::PostgresStore),
+}
+
+/// Runs the same expression on whichever store `$any` holds, bound to `$s`.
+macro_rules! dispatch {
+    ($any:expr, $s:ident => $e:expr) => {
+        match $any {
+            AnyStore::Memory($s) => $e,
+            AnyStore::Sqlite($s) => $e,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($s) => $e,
+        }
+    };
 }
 
 impl std::fmt::Debug for AnyStore {
@@ -22,6 +37,8 @@ impl std::fmt::Debug for AnyStore {
         match self {
             AnyStore::Memory(_) => f.write_str("AnyStore::Memory"),
             AnyStore::Sqlite(s) => f.debug_tuple("AnyStore::Sqlite").field(s).finish(),
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(s) => f.debug_tuple("AnyStore::Postgres").field(s).finish(),
         }
     }
 }
@@ -29,13 +46,23 @@ impl std::fmt::Debug for AnyStore {
 impl AnyStore {
     /// Opens the store at `location`: `"memory"` for a new in-memory store, `"sqlite::memory:"`
     /// for a private in-memory SQLite database, and otherwise an SQLite file path (optionally
-    /// written `sqlite:PATH` or `sqlite://PATH`).
+    /// written `sqlite:PATH` or `sqlite://PATH`); `postgres://…` or `postgresql://…` for a
+    /// PostgreSQL database (with [`crate::store::PostgresConfig`]'s defaults).
     pub fn open(location: &str, sqlite: SqliteConfig) -> Result<Self> {
         if location.is_empty() {
             return Err(Error::invalid("location", "must not be empty (\"memory\" or an SQLite file path)"));
         }
         if location == "memory" {
             return Ok(AnyStore::Memory(Arc::new(MemoryStore::new())));
+        }
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            return Ok(AnyStore::Postgres(crate::store::PostgresStore::open(location, Default::default())?));
+            #[cfg(not(feature = "postgres"))]
+            return Err(Error::invalid(
+                "location",
+                "names a PostgreSQL database, but this build has no PostgreSQL support (cargo feature `postgres`)",
+            ));
         }
         let path = location
             .strip_prefix("sqlite://")
@@ -50,31 +77,19 @@ impl AnyStore {
 
 impl InboxStore for AnyStore {
     async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
-        match self {
-            AnyStore::Memory(s) => s.apply(scope, now, ops).await,
-            AnyStore::Sqlite(s) => s.apply(scope, now, ops).await,
-        }
+        dispatch!(self, s => s.apply(scope, now, ops).await)
     }
 
     async fn apply_one(&self, scope: &str, now: Timestamp, op: InboxOp) -> Result<OpAnswer> {
-        match self {
-            AnyStore::Memory(s) => s.apply_one(scope, now, op).await,
-            AnyStore::Sqlite(s) => s.apply_one(scope, now, op).await,
-        }
+        dispatch!(self, s => s.apply_one(scope, now, op).await)
     }
 
     async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
-        match self {
-            AnyStore::Memory(s) => s.get(scope, id).await,
-            AnyStore::Sqlite(s) => s.get(scope, id).await,
-        }
+        dispatch!(self, s => s.get(scope, id).await)
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
-        match self {
-            AnyStore::Memory(s) => s.purge_expired(now, limit).await,
-            AnyStore::Sqlite(s) => s.purge_expired(now, limit).await,
-        }
+        dispatch!(self, s => s.purge_expired(now, limit).await)
     }
 }
 
@@ -84,10 +99,7 @@ impl OutboxStore for AnyStore {
         queue: &str,
         work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        match self {
-            AnyStore::Memory(s) => s.transact(queue, work).await,
-            AnyStore::Sqlite(s) => s.transact(queue, work).await,
-        }
+        dispatch!(self, s => s.transact(queue, work).await)
     }
 }
 
@@ -99,6 +111,8 @@ impl crate::sql::TransactionalStore for AnyStore {
         match self {
             AnyStore::Memory(_) => Err(crate::sql::no_transactions()),
             AnyStore::Sqlite(s) => s.transaction(job).await,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(s) => s.transaction(job).await,
         }
     }
 }

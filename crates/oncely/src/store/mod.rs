@@ -10,10 +10,14 @@ use crate::inbox::{InboxOp, InboxRecord, OpAnswer};
 
 mod any;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 pub use any::AnyStore;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresConfig, PostgresStore};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
 

@@ -53,3 +53,75 @@ pub fn any_sqlite() -> (oncely::AnyStore, tempfile::TempDir) {
 pub fn any_memory() -> (oncely::AnyStore, ()) {
     (oncely::AnyStore::open("memory", SqliteConfig::default()).unwrap(), ())
 }
+
+/// The PostgreSQL server the tests use: `ONCELY_POSTGRES_URL` (set by
+/// `scripts/with-postgres.sh`, which `make test` runs). Without it the PostgreSQL tests skip,
+/// saying so loudly — except under CI (`CI=true`), where a missing server fails them.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("ONCELY_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("ONCELY_POSTGRES_URL is not set under CI: the PostgreSQL tests must not skip");
+            }
+            eprintln!(
+                "!! SKIPPED: PostgreSQL test (set ONCELY_POSTGRES_URL, or run through scripts/with-postgres.sh)"
+            );
+            None
+        }
+    }
+}
+
+/// A URL for a fresh, empty schema of its own on the test server (so tests never share tables).
+pub fn postgres_schema_url() -> Option<String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let url = postgres_url()?;
+    let schema = format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+    );
+    let admin = url.clone();
+    let ddl = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
+    // The synchronous client must not run on the test's async runtime thread.
+    std::thread::spawn(move || {
+        let mut c = oncely::postgres::Client::connect(&admin, oncely::postgres::NoTls).unwrap();
+        c.batch_execute(&ddl).unwrap();
+    })
+    .join()
+    .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options=-csearch_path%3D{schema}"))
+}
+
+/// A fresh PostgreSQL store in a schema of its own, or `None` (skipped) without a server.
+pub fn postgres() -> Option<(oncely::PostgresStore, ())> {
+    let url = postgres_schema_url()?;
+    Some((oncely::PostgresStore::open(&url, oncely::PostgresConfig::default()).unwrap(), ()))
+}
+
+/// The run-time-chosen store over PostgreSQL, as the bindings open it.
+pub fn any_postgres() -> Option<(oncely::AnyStore, ())> {
+    let url = postgres_schema_url()?;
+    Some((oncely::AnyStore::open(&url, SqliteConfig::default()).unwrap(), ()))
+}
+
+/// `pg_suite_tests!(backend_module, make_option_expr; test_fn, ...)`: like `suite_tests!` for
+/// backends that need a server: each test skips (loudly) when the expression gives `None`.
+#[macro_export]
+macro_rules! pg_suite_tests {
+    ($backend:ident, $make:expr; $($test:ident),* $(,)?) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some((store, _guard)) = $make else { return };
+                    suite::$test(store).await;
+                }
+            )*
+        }
+    };
+}

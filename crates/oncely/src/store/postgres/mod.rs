@@ -1,0 +1,303 @@
+//! The shared store: PostgreSQL. Many processes on many hosts share one queue and one
+//! processed-ID store, with exactly the rules of the SQLite store (the same
+//! [`crate::inbox::decide`] and [`crate::outbox::rules`]).
+//!
+//! How it stays correct with many writers, under READ COMMITTED:
+//! - an inbox operation holds a transaction advisory lock on its (scope, id) — taken in one
+//!   sorted order per call, so calls never deadlock — and reads the record `FOR UPDATE`;
+//! - the outbox leases with `FOR UPDATE SKIP LOCKED` and fences every settle (see `outbox.rs`);
+//! - fencing tokens and queue positions come from sequences shared by every process;
+//! - garbage collection deletes only rows nobody holds (`SKIP LOCKED`).
+//!
+//! Timestamps are the callers' clocks (as on SQLite): keep hosts' clocks in sync (NTP), as
+//! leases and retention are compared against them.
+
+mod outbox;
+mod pool;
+mod schema;
+mod transaction;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::GenericClient;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+use crate::inbox::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
+use crate::store::postgres::pool::{Pool, Statements, pg_error};
+use crate::store::{InboxStore, OutboxStore, OutboxTx};
+
+/// How to open a PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// Connections this store keeps open (each on a thread of its own). Default: 4.
+    pub pool_size: usize,
+    /// How long to wait for a connection to be established. Default: 10 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig { pool_size: 4, connect_timeout: Duration::from_secs(10) }
+    }
+}
+
+struct Shared {
+    pool: Pool,
+    /// The location as given, without its password: what tells two stores' databases apart.
+    location: String,
+}
+
+/// An oncely store in a PostgreSQL database. Clones share one connection pool; any number of
+/// processes (on any hosts) may open the same database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("location", &self.shared.location).finish()
+    }
+}
+
+/// `url` with any password replaced by `***`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/dbname`, with
+    /// libpq-style options such as `?options=-csearch_path%3Dmy_schema`; no TLS), creates or
+    /// migrates oncely's tables there, and starts the pool. Refuses with
+    /// [`Error::CorruptStore`], touching nothing, tables that are not oncely's or a schema written
+    /// by a newer oncely; an unreachable server is [`Error::Storage`].
+    pub fn open(url: &str, config: PostgresConfig) -> Result<Self> {
+        if config.pool_size == 0 {
+            return Err(Error::invalid("pool_size", "must be at least 1"));
+        }
+        let location = redact(url);
+        let mut pg: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::invalid("location", format!("is not a PostgreSQL URL ({location}): {e}")))?;
+        pg.connect_timeout(config.connect_timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("oncely");
+        }
+        // The synchronous client runs a runtime of its own, which must not start on a thread of
+        // the caller's async runtime: connect and migrate on a thread of ours.
+        let (config_for_open, shown) = (pg.clone(), location.clone());
+        std::thread::spawn(move || -> Result<()> {
+            let mut client = config_for_open
+                .connect(postgres::NoTls)
+                .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {e}")))?;
+            schema::prepare(&mut client)
+        })
+        .join()
+        .map_err(|_| Error::Storage("opening the PostgreSQL store panicked".into()))??;
+        let pool = Pool::start(pg, config.pool_size)?;
+        Ok(PostgresStore { shared: Arc::new(Shared { pool, location }) })
+    }
+
+    /// Where this store lives (its URL, password redacted).
+    pub fn location(&self) -> &str {
+        &self.shared.location
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.shared.pool
+    }
+}
+
+const STATE_IN_PROGRESS: i64 = 0;
+
+fn read_record<C: GenericClient>(
+    client: &mut C,
+    statements: &mut Statements,
+    scope: &str,
+    id: &str,
+    lock: bool,
+) -> Result<Option<InboxRecord>> {
+    let sql = if lock {
+        "SELECT fingerprint, token, state, lease_until, result, expires_at
+         FROM oncely_inbox WHERE scope = $1 AND id = $2 FOR UPDATE"
+    } else {
+        "SELECT fingerprint, token, state, lease_until, result, expires_at
+         FROM oncely_inbox WHERE scope = $1 AND id = $2"
+    };
+    let stmt = statements.get(client, sql)?;
+    let Some(r) = client.query_opt(&stmt, &[&scope, &id]).map_err(pg_error)? else {
+        return Ok(None);
+    };
+    let fingerprint = match r.get::<_, Option<Vec<u8>>>(0) {
+        None => None,
+        Some(bytes) => Some(Fingerprint(bytes.as_slice().try_into().map_err(|_| {
+            Error::CorruptStore(format!("record `{id}` has a fingerprint of {} bytes", bytes.len()))
+        })?)),
+    };
+    let state: i64 = r.get(2);
+    let state = if state == STATE_IN_PROGRESS {
+        RecordState::InProgress { lease_until: Timestamp(r.get(3)) }
+    } else {
+        let status = u8::try_from(state)
+            .ok()
+            .and_then(Status::from_code)
+            .ok_or_else(|| Error::CorruptStore(format!("record `{id}` has an unknown state {state}")))?;
+        RecordState::Completed(StoredOutcome { status, result: r.get(4) })
+    };
+    Ok(Some(InboxRecord {
+        fingerprint,
+        token: r.get::<_, i64>(1) as u64,
+        state,
+        expires_at: Timestamp(r.get(5)),
+    }))
+}
+
+/// Holds each of `ids` (within `scope`) until the transaction ends, taking the locks in one
+/// global order so that concurrent calls never deadlock.
+fn lock_ids<C: GenericClient>(
+    client: &mut C,
+    statements: &mut Statements,
+    scope: &str,
+    ids: &[&str],
+) -> Result<()> {
+    let stmt = statements.get(
+        client,
+        "SELECT pg_advisory_xact_lock(k) FROM (
+           SELECT DISTINCT hashtextextended('inbox:' || length($1) || ':' || $1 || i, 0) AS k
+           FROM unnest($2::text[]) AS i ORDER BY k) AS keys",
+    )?;
+    client.query(&stmt, &[&scope, &ids]).map_err(pg_error)?;
+    Ok(())
+}
+
+/// Decides and writes one inbox operation inside the current transaction, whose caller holds
+/// the id's lock.
+fn apply_op<C: GenericClient>(
+    client: &mut C,
+    statements: &mut Statements,
+    scope: &str,
+    now: Timestamp,
+    op: &InboxOp,
+) -> Result<OpAnswer> {
+    let id = op.id();
+    let existing = read_record(client, statements, scope, id, true)?;
+    let mut token_error = None;
+    let (write, answer) = decide(op, existing.as_ref(), now, &mut || match statements
+        .get(client, "SELECT nextval('oncely_tokens')")
+        .and_then(|s| client.query_one(&s, &[]).map_err(pg_error))
+    {
+        Ok(row) => row.get::<_, i64>(0) as u64,
+        Err(e) => {
+            token_error = Some(e);
+            0
+        }
+    });
+    if let Some(e) = token_error {
+        return Err(e);
+    }
+    match write {
+        Write::Keep => {}
+        Write::Put(rec) => {
+            let (state, lease_until, result) = match &rec.state {
+                RecordState::InProgress { lease_until } => (STATE_IN_PROGRESS, lease_until.0, None),
+                RecordState::Completed(o) => (i64::from(o.status.to_code()), 0, o.result.as_deref()),
+            };
+            let stmt = statements.get(
+                client,
+                "INSERT INTO oncely_inbox (scope, id, fingerprint, token, state, lease_until, result, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (scope, id) DO UPDATE SET
+                   fingerprint = excluded.fingerprint, token = excluded.token, state = excluded.state,
+                   lease_until = excluded.lease_until, result = excluded.result, expires_at = excluded.expires_at",
+            )?;
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &scope,
+                        &id,
+                        &rec.fingerprint.as_ref().map(|f| &f.0[..]),
+                        &(rec.token as i64),
+                        &state,
+                        &lease_until,
+                        &result,
+                        &rec.expires_at.0,
+                    ],
+                )
+                .map_err(pg_error)?;
+        }
+        Write::Delete => {
+            let stmt = statements.get(client, "DELETE FROM oncely_inbox WHERE scope = $1 AND id = $2")?;
+            client.execute(&stmt, &[&scope, &id]).map_err(pg_error)?;
+        }
+    }
+    Ok(answer)
+}
+
+impl InboxStore for PostgresStore {
+    async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
+        let scope = scope.to_owned();
+        self.pool()
+            .transaction(move |client, statements| {
+                let ids: Vec<&str> = ops.iter().map(InboxOp::id).collect();
+                lock_ids(client, statements, &scope, &ids)?;
+                ops.iter().map(|op| apply_op(client, statements, &scope, now, op)).collect()
+            })
+            .await
+    }
+
+    async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
+        let (scope, id) = (scope.to_owned(), id.to_owned());
+        self.pool()
+            .run(move |conn| {
+                let (client, statements) = conn.begin()?;
+                let r = read_record(client, statements, &scope, &id, false);
+                let _ = client.batch_execute("ROLLBACK");
+                r
+            })
+            .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool()
+            .transaction(move |client, statements| {
+                let stmt = statements.get(
+                    client,
+                    "DELETE FROM oncely_inbox WHERE ctid = ANY(ARRAY(
+                       SELECT ctid FROM oncely_inbox WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED))",
+                )?;
+                Ok(client.execute(&stmt, &[&now.0, &limit]).map_err(pg_error)?)
+            })
+            .await
+    }
+}
+
+impl OutboxStore for PostgresStore {
+    async fn transact<R: Send + 'static>(
+        &self,
+        queue: &str,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let queue = queue.to_owned();
+        self.pool()
+            .transaction(move |client, statements| {
+                work(&mut outbox::PgOutboxTx { client, statements, queue: &queue })
+            })
+            .await
+    }
+}

@@ -1,0 +1,196 @@
+//! A fixed pool of PostgreSQL connections, each owned by a thread of its own (the synchronous
+//! client must not run on an async runtime's threads). Callers hand a job to whichever thread is
+//! free and await its reply. A connection found broken is replaced before the next job runs on
+//! it; a transaction is (re)started on a fresh connection when the old one died before anything
+//! of the job ran.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use postgres::{Client, NoTls, Statement};
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+/// Prepared statements of one connection, by their SQL text.
+#[derive(Default)]
+pub(crate) struct Statements(HashMap<&'static str, Statement>);
+
+impl Statements {
+    /// The statement for `sql`, prepared on `client`'s connection the first time.
+    pub(crate) fn get(
+        &mut self,
+        client: &mut impl postgres::GenericClient,
+        sql: &'static str,
+    ) -> Result<Statement> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = client.prepare(sql).map_err(pg_error)?;
+        self.0.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+/// One pooled connection.
+pub(crate) struct Conn {
+    client: Option<Client>,
+    statements: Statements,
+    config: postgres::Config,
+}
+
+/// Whether `e` means the connection is gone (closed, reset, or the server ended the session).
+pub(crate) fn connection_lost(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // Class 08 (connection exception) and 57P (operator intervention: terminated backend,
+        // shutdown).
+        Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
+        // No SQLSTATE: an I/O error on the socket.
+        None => e.as_db_error().is_none(),
+    }
+}
+
+/// A PostgreSQL error as oncely's error: the server's message, with its SQLSTATE.
+pub(crate) fn pg_error(e: postgres::Error) -> Error {
+    match e.as_db_error() {
+        Some(db) => Error::Storage(format!("PostgreSQL: {} (SQLSTATE {})", db.message(), db.code().code())),
+        None => Error::Storage(format!("PostgreSQL: {e}")),
+    }
+}
+
+impl Conn {
+    fn new(config: postgres::Config) -> Self {
+        Conn { client: None, statements: Statements::default(), config }
+    }
+
+    fn connect(&mut self) -> Result<&mut Client> {
+        let client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL: {e}")))?;
+        self.statements = Statements::default();
+        Ok(self.client.insert(client))
+    }
+
+    /// Starts a transaction (BEGIN), on a new connection if the current one is gone: a
+    /// terminated backend shows only on the next use, and nothing of the job has run yet, so
+    /// starting over on a new connection is safe. The caller must COMMIT or ROLLBACK.
+    pub(crate) fn begin(&mut self) -> Result<(&mut Client, &mut Statements)> {
+        let alive = self.client.as_ref().is_some_and(|c| !c.is_closed());
+        let begun = match self.client.as_mut() {
+            Some(c) if alive => match c.batch_execute("BEGIN") {
+                Ok(()) => true,
+                Err(e) if connection_lost(&e) => false,
+                Err(e) => return Err(pg_error(e)),
+            },
+            _ => false,
+        };
+        if !begun {
+            self.connect()?.batch_execute("BEGIN").map_err(pg_error)?;
+        }
+        let Conn { client, statements, .. } = self;
+        Ok((client.as_mut().ok_or(Error::Closed("PostgreSQL connection"))?, statements))
+    }
+
+    /// Forgets the connection if it broke, so the next job opens a new one.
+    fn check(&mut self) {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// The pool: `size` connection threads sharing one job queue.
+pub(crate) struct Pool {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pool {
+    pub(crate) fn start(config: postgres::Config, size: usize) -> Result<Pool> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        let mut threads = Vec::with_capacity(size);
+        for i in 0..size {
+            let rx = rx.clone();
+            let mut conn = Conn::new(config.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("oncely-pg-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().recv();
+                        let Ok(job) = job else { break };
+                        job(&mut conn);
+                        conn.check();
+                    }
+                })
+                .map_err(|e| Error::Storage(format!("cannot start a PostgreSQL connection thread: {e}")))?;
+            threads.push(t);
+        }
+        Ok(Pool { jobs: Mutex::new(Some(tx)), threads: Mutex::new(threads) })
+    }
+
+    /// Runs `work` on a pooled connection and returns its answer. A panic in `work` becomes
+    /// [`Error::Storage`] (its transaction is rolled back with the connection's state).
+    pub(crate) async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Conn) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let r = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
+                conn.client = None; // its state is unknown: the server rolls it back
+                Err(Error::Storage("a PostgreSQL job panicked; its transaction was rolled back".into()))
+            });
+            let _ = reply.send(r);
+        });
+        {
+            let jobs = self.jobs.lock();
+            let sender = jobs.as_ref().ok_or(Error::Closed("PostgreSQL store"))?;
+            sender.send(job).map_err(|_| Error::Closed("PostgreSQL store"))?;
+        }
+        answer.await.map_err(|_| Error::Closed("PostgreSQL store"))?
+    }
+
+    /// Runs `work` in one transaction on a pooled connection: committed when it returns `Ok`,
+    /// rolled back otherwise. (A COMMIT after a failed statement would silently roll back:
+    /// every statement's error is propagated, so `work` never returns `Ok` after one.)
+    pub(crate) async fn transaction<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Client, &mut Statements) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.run(move |conn| {
+            let (client, statements) = conn.begin()?;
+            match work(client, statements) {
+                Ok(out) => {
+                    client.batch_execute("COMMIT").map_err(pg_error)?;
+                    Ok(out)
+                }
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs.lock().take(); // the threads finish the queue, then exit
+        for t in self.threads.lock().drain(..) {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}

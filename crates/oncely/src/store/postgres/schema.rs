@@ -1,0 +1,132 @@
+//! The PostgreSQL schema: created on first open, migrated forward by numbered steps, and
+//! refused (untouched) when it belongs to something else or to a newer oncely.
+//!
+//! The tables live in the connection's current schema (the first of its `search_path`; set it
+//! with `?options=-csearch_path%3Dmy_schema` in the URL to keep oncely apart). `oncely_meta`
+//! carries the identity (`application_id`, the same value as the SQLite store's) and the schema
+//! version. Opening takes a session advisory lock, so processes starting together migrate once.
+
+use postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::store::postgres::pool::pg_error;
+use crate::store::sqlite::APPLICATION_ID;
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Step `n` brings the schema from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE oncely_meta (
+        key   TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+    );
+    CREATE SEQUENCE oncely_tokens;
+    CREATE SEQUENCE oncely_seqs;
+    CREATE TABLE oncely_inbox (
+        scope       TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        fingerprint BYTEA,
+        token       BIGINT NOT NULL,
+        state       BIGINT NOT NULL,
+        lease_until BIGINT NOT NULL,
+        result      BYTEA,
+        expires_at  BIGINT NOT NULL,
+        PRIMARY KEY (scope, id)
+    );
+    CREATE INDEX oncely_inbox_expiry ON oncely_inbox (expires_at);
+    CREATE TABLE oncely_outbox (
+        queue            TEXT NOT NULL,
+        id               TEXT NOT NULL,
+        seq              BIGINT NOT NULL,
+        key              TEXT,
+        state            BIGINT NOT NULL,
+        token            BIGINT NOT NULL,
+        lease_until      BIGINT NOT NULL,
+        dead_reason      TEXT,
+        available_at     BIGINT NOT NULL,
+        created_at       BIGINT NOT NULL,
+        attempts         BIGINT NOT NULL,
+        first_attempt_at BIGINT,
+        last_delay_ms    BIGINT,
+        last_error       TEXT,
+        payload          BYTEA NOT NULL,
+        headers          TEXT,
+        PRIMARY KEY (queue, id)
+    );
+    CREATE INDEX oncely_outbox_due ON oncely_outbox (queue, available_at, seq) WHERE state = 0;
+    CREATE INDEX oncely_outbox_leases ON oncely_outbox (queue, lease_until) WHERE state = 1;
+    CREATE INDEX oncely_outbox_keys ON oncely_outbox (queue, key, seq) WHERE key IS NOT NULL;
+    CREATE INDEX oncely_outbox_dead ON oncely_outbox (queue, seq) WHERE state = 2;
+"];
+
+/// The lock key every opening process takes while it checks and migrates.
+const OPEN_LOCK: i64 = APPLICATION_ID;
+
+fn meta(client: &mut Client, key: &str) -> Result<Option<i64>> {
+    let row = client.query_opt("SELECT value FROM oncely_meta WHERE key = $1", &[&key]).map_err(pg_error)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The version of the schema found (0: none yet), after checking it is oncely's.
+fn identify(client: &mut Client) -> Result<i64> {
+    let has_meta: bool =
+        client.query_one("SELECT to_regclass('oncely_meta') IS NOT NULL", &[]).map_err(pg_error)?.get(0);
+    if !has_meta {
+        let others: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relname IN ('oncely_inbox', 'oncely_outbox')",
+                &[],
+            )
+            .map_err(pg_error)?
+            .get(0);
+        if others > 0 {
+            return Err(Error::CorruptStore(
+                "the schema has oncely tables but no oncely_meta: not an oncely store".into(),
+            ));
+        }
+        return Ok(0);
+    }
+    let app = meta(client, "application_id").map_err(|_| {
+        Error::CorruptStore("the table oncely_meta is not oncely's (unreadable as key/value)".into())
+    })?;
+    if app != Some(APPLICATION_ID) {
+        return Err(Error::CorruptStore(format!(
+            "the table oncely_meta belongs to something else (application_id {app:?})"
+        )));
+    }
+    let version = meta(client, "schema_version")?.unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(Error::CorruptStore(format!(
+            "the store has schema version {version}, newer than this oncely understands ({SCHEMA_VERSION}); upgrade oncely"
+        )));
+    }
+    Ok(version)
+}
+
+/// Checks the schema and brings it to [`SCHEMA_VERSION`]; writes nothing when it is current.
+pub(crate) fn prepare(client: &mut Client) -> Result<()> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&OPEN_LOCK]).map_err(pg_error)?;
+    let r = migrate(client);
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&OPEN_LOCK]).map_err(pg_error);
+    r.and(unlocked.map(|_| ()))
+}
+
+fn migrate(client: &mut Client) -> Result<()> {
+    let found = identify(client)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let mut tx = client.transaction().map_err(pg_error)?;
+    for step in &MIGRATIONS[found as usize..] {
+        tx.batch_execute(step).map_err(pg_error)?;
+    }
+    tx.execute(
+        "INSERT INTO oncely_meta (key, value) VALUES ('application_id', $1), ('schema_version', $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&APPLICATION_ID, &SCHEMA_VERSION],
+    )
+    .map_err(pg_error)?;
+    tx.commit().map_err(pg_error)
+}
