@@ -2,15 +2,20 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test test-rust bench fmt
+.PHONY: demo test test-all test-rust bench fmt
 
 ## Run the demo: 1,000 payments per delivery mode through an outbox to a simulated bank, on
 ## temporary SQLite files, over a network with seeded faults.
 demo:
 	$(CARGO) run -q -p oncely-cli -- demo payment
 
-## Run every test in every language present.
-test: test-rust test-python test-node
+## Run every test in every language present, with a throwaway PostgreSQL cluster on loopback
+## for the PostgreSQL store's tests (scripts/with-postgres.sh; under CI it installs the server).
+test:
+	scripts/with-postgres.sh $(MAKE) --no-print-directory test-all
+
+## Every test, using the PostgreSQL server in ONCELY_POSTGRES_URL when set.
+test-all: test-rust test-python test-node
 
 test-rust:
 	$(CARGO) test --no-fail-fast

@@ -2,7 +2,7 @@
 //!
 //! The scenarios are data (`scenarios/**/*.json`, format in `README.md`); the Python, Node and
 //! Kotlin runners execute the same files. This runner loads every file, runs it on each backend
-//! it has (`memory` and `sqlite`), renders every step's actual outcome as canonical JSON with
+//! it has (`memory`, `sqlite` and, given a server, `postgres`), renders every step's actual outcome as canonical JSON with
 //! [`render`] and compares it with the step's `expect` by JSON equality. The outbox steps live in
 //! [`outbox`].
 
@@ -531,6 +531,47 @@ impl Backend for SqliteBackend {
     }
 }
 
+/// The PostgreSQL store in a fresh schema of its own on the server named by
+/// `ONCELY_POSTGRES_URL`; `restart` closes the store (its connections) and reopens it.
+pub struct PostgresBackend {
+    url: String,
+    store: Option<oncely::PostgresStore>,
+}
+
+/// The server the PostgreSQL backend uses, if one is configured.
+pub fn postgres_server() -> Option<String> {
+    std::env::var(POSTGRES_VAR).ok().filter(|u| !u.is_empty())
+}
+
+impl Backend for PostgresBackend {
+    type Store = oncely::PostgresStore;
+    const NAME: &'static str = "postgres";
+
+    fn fresh() -> Result<Self, String> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let server = postgres_server().ok_or_else(|| format!("{POSTGRES_VAR} is not set"))?;
+        let schema = format!("conformance_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let url = oncely::PostgresStore::schema_url(&server, &schema)
+            .map_err(|e| format!("cannot make a PostgreSQL schema: {e}"))?;
+        Ok(PostgresBackend { url, store: None })
+    }
+
+    fn store(&mut self) -> Result<Self::Store, String> {
+        if self.store.is_none() {
+            let store = oncely::PostgresStore::open(&self.url, oncely::PostgresConfig::default())
+                .map_err(|e| format!("cannot open the PostgreSQL store: {e}"))?;
+            self.store = Some(store);
+        }
+        Ok(self.store.clone().expect("just opened"))
+    }
+
+    fn restart(&mut self) {
+        // The last handle: dropping it closes the pool's connections.
+        self.store = None;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running one scenario
 // ---------------------------------------------------------------------------------------------
@@ -1046,9 +1087,9 @@ pub fn list_scenarios(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 
 fn report(status: &str, backend: &str, name: &str, detail: &str) {
     if detail.is_empty() {
-        println!("{status:<4} {backend:<6}  {name}");
+        println!("{status:<4} {backend:<8}  {name}");
     } else {
-        println!("{status:<4} {backend:<6}  {name}  {detail}");
+        println!("{status:<4} {backend:<8}  {name}  {detail}");
     }
 }
 
@@ -1066,7 +1107,10 @@ fn run_on<B: Backend>(name: &str, scenario: &Scenario) -> bool {
     }
 }
 
-const BACKENDS: [&str; 2] = [MemoryBackend::NAME, SqliteBackend::NAME];
+const BACKENDS: [&str; 3] = [MemoryBackend::NAME, SqliteBackend::NAME, PostgresBackend::NAME];
+
+/// The environment variable naming the PostgreSQL server for the `postgres` backend.
+pub const POSTGRES_VAR: &str = "ONCELY_POSTGRES_URL";
 
 /// Runs every scenario (whose name contains `filter`, if given) on every backend, prints one
 /// line per run and the totals, and returns the process exit code.
@@ -1081,6 +1125,17 @@ pub fn main_with(filter: Option<&str>) -> i32 {
         }
     };
     let (mut passed, mut failed) = (0u32, 0u32);
+    let with_postgres = postgres_server().is_some();
+    if !with_postgres {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            println!("FAIL postgres: {POSTGRES_VAR} is not set under CI; the PostgreSQL runs must not skip");
+            failed += 1;
+        } else {
+            println!(
+                "!! SKIPPED: the postgres backend ({POSTGRES_VAR} is not set; scripts/with-postgres.sh sets it)"
+            );
+        }
+    }
     for (name, path) in &scenarios {
         if filter.is_some_and(|f| !name.contains(f)) {
             continue;
@@ -1098,7 +1153,12 @@ pub fn main_with(filter: Option<&str>) -> i32 {
                 continue;
             }
         };
-        for ok in [run_on::<MemoryBackend>(name, &scenario), run_on::<SqliteBackend>(name, &scenario)] {
+        let mut runs =
+            vec![run_on::<MemoryBackend>(name, &scenario), run_on::<SqliteBackend>(name, &scenario)];
+        if with_postgres {
+            runs.push(run_on::<PostgresBackend>(name, &scenario));
+        }
+        for ok in runs {
             if ok {
                 passed += 1;
             } else {

@@ -83,17 +83,7 @@ pub fn postgres_schema_url() -> Option<String> {
         N.fetch_add(1, Ordering::SeqCst),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
     );
-    let admin = url.clone();
-    let ddl = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
-    // The synchronous client must not run on the test's async runtime thread.
-    std::thread::spawn(move || {
-        let mut c = oncely::postgres::Client::connect(&admin, oncely::postgres::NoTls).unwrap();
-        c.batch_execute(&ddl).unwrap();
-    })
-    .join()
-    .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Some(format!("{url}{sep}options=-csearch_path%3D{schema}"))
+    Some(oncely::PostgresStore::schema_url(&url, &schema).unwrap())
 }
 
 /// A fresh PostgreSQL store in a schema of its own, or `None` (skipped) without a server.

@@ -112,6 +112,38 @@ impl PostgresStore {
         Ok(PostgresStore { shared: Arc::new(Shared { pool, location }) })
     }
 
+    /// Creates the PostgreSQL schema (namespace) `schema` in the database at `url` if it does
+    /// not exist, and returns `url` set to use it (its `search_path`), so that a store opened
+    /// with the result keeps its tables there, apart from everything else. `schema` must be a
+    /// plain identifier (letters, digits, `_`; not starting with a digit), else
+    /// [`Error::InvalidArgument`] and nothing is created.
+    pub fn schema_url(url: &str, schema: &str) -> Result<String> {
+        let plain = schema.len() <= 63
+            && schema.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            return Err(Error::invalid(
+                "schema",
+                "must be a plain identifier of at most 63 letters, digits and _",
+            ));
+        }
+        let pg: postgres::Config = url.parse().map_err(|e| {
+            Error::invalid("location", format!("is not a PostgreSQL URL ({}): {e}", redact(url)))
+        })?;
+        let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+        let shown = redact(url);
+        std::thread::spawn(move || -> Result<()> {
+            let mut client = pg
+                .connect(postgres::NoTls)
+                .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {e}")))?;
+            client.batch_execute(&ddl).map_err(pg_error)
+        })
+        .join()
+        .map_err(|_| Error::Storage("creating the schema panicked".into()))??;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Ok(format!("{url}{sep}options=-csearch_path%3D{schema}"))
+    }
+
     /// Where this store lives (its URL, password redacted).
     pub fn location(&self) -> &str {
         &self.shared.location
