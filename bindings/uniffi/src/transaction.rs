@@ -1,0 +1,1 @@
+//! The transactional inbox and outbox (later).

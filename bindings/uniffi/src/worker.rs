@@ -1,0 +1,190 @@
+//! `Worker`: the push-style delivery loop. The core's `oncely::Worker` leases, bounds the
+//! concurrency, extends leases and settles by the handler's outcome; this file only calls the
+//! host's handler (on a blocking thread) and converts what it returns.
+
+use std::sync::Arc;
+
+use oncely::{AnyStore, Outcome, WorkerConfig};
+use tokio::sync::watch;
+
+use crate::errors::{HandlerError, OncelyError, ms, opt_ms};
+use crate::on_runtime;
+use crate::outbox::Outbox;
+
+/// One message handed to a worker's handler.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Message {
+    /// The message id: pass it on as the idempotency key.
+    pub id: String,
+    /// The ordering key.
+    pub key: Option<String>,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The headers.
+    pub headers: std::collections::HashMap<String, String>,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+    /// When it was enqueued.
+    pub created_at_ms: i64,
+}
+
+/// What a worker handler says about one attempt.
+#[derive(Debug, Clone, uniffi::Enum)]
+pub enum WorkerOutcome {
+    /// Delivered: the message is removed.
+    Success,
+    /// Failed: retry by the policy, or after `afterMs` (the receiver's Retry-After).
+    Retry {
+        /// What went wrong.
+        error: String,
+        /// A delay replacing the backoff.
+        after_ms: Option<i64>,
+    },
+    /// Not now (rate limited): again after `afterMs` without using up an attempt.
+    Snooze {
+        /// The delay.
+        after_ms: i64,
+    },
+    /// Failed for good: dead-letter (or park) without retrying.
+    Fail {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A worker's handler: delivers one message and says how it went. Throwing
+/// `HandlerException.Permanent` is `Fail`; any other exception is `Retry` with the exception's
+/// first line. Called on one of oncely's threads, several at once up to the worker's
+/// concurrency; it may block.
+#[uniffi::export(callback_interface)]
+pub trait DeliveryHandler: Send + Sync {
+    /// Delivers `message`.
+    fn deliver(&self, message: Message) -> Result<WorkerOutcome, HandlerError>;
+}
+
+/// What a worker run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct RunSummary {
+    /// Deliveries handed to the handler.
+    pub attempts: u64,
+    /// Of those, settled as delivered.
+    pub succeeded: u64,
+    /// Of those, whose handler failed.
+    pub failed: u64,
+    /// Still running at shutdown: stopped and settled as failed attempts (retried).
+    pub released: u64,
+}
+
+/// How a worker runs; every absent field has the core's default (16 at once, polling every
+/// 50 ms, 30 s for in-flight handlers at shutdown).
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct WorkerOptions {
+    /// Handlers running at once.
+    #[uniffi(default = None)]
+    pub concurrency: Option<u32>,
+    /// How long to wait before looking again when nothing was due.
+    #[uniffi(default = None)]
+    pub poll_interval_ms: Option<i64>,
+    /// On shutdown, how long in-flight handlers may take before they are stopped.
+    #[uniffi(default = None)]
+    pub shutdown_timeout_ms: Option<i64>,
+}
+
+fn outcome(r: Result<Result<WorkerOutcome, HandlerError>, tokio::task::JoinError>) -> Outcome {
+    match r {
+        Ok(Ok(WorkerOutcome::Success)) => Outcome::Success,
+        Ok(Ok(WorkerOutcome::Retry { error, after_ms })) => match opt_ms("after_ms", after_ms) {
+            Ok(after) => Outcome::Retry { after, error },
+            Err(e) => Outcome::retry(format!("{error} (bad Retry.afterMs: {e})")),
+        },
+        Ok(Ok(WorkerOutcome::Snooze { after_ms })) => match ms("after_ms", after_ms) {
+            Ok(d) => Outcome::Snooze(d),
+            Err(e) => Outcome::retry(format!("bad Snooze.afterMs: {e}")),
+        },
+        Ok(Ok(WorkerOutcome::Fail { reason })) => Outcome::Fail(reason),
+        Ok(Err(HandlerError::Permanent { reason })) => Outcome::Fail(reason),
+        Ok(Err(HandlerError::Retry { reason })) => Outcome::retry(reason),
+        Err(e) => Outcome::retry(format!("the handler did not return: {e}")),
+    }
+}
+
+/// Runs a handler over an outbox's messages with bounded concurrency. Every rule is in the
+/// outbox calls it makes: a crash mid-attempt means redelivery after the lease (or loss in
+/// at-most-once), never a silent ack.
+#[derive(uniffi::Object)]
+pub struct Worker {
+    inner: oncely::Worker<AnyStore>,
+    stop: watch::Sender<bool>,
+}
+
+#[uniffi::export]
+impl Worker {
+    /// A worker for `outbox`. Bad options throw `InvalidArgument`.
+    #[uniffi::constructor(default(options = None))]
+    pub fn new(outbox: Arc<Outbox>, options: Option<WorkerOptions>) -> Result<Arc<Self>, OncelyError> {
+        let o = options.unwrap_or_default();
+        let mut config = WorkerConfig::default();
+        if let Some(c) = o.concurrency {
+            config.concurrency = c as usize;
+        }
+        if let Some(p) = o.poll_interval_ms {
+            config.poll_interval = ms("poll_interval_ms", p)?;
+        }
+        if let Some(s) = o.shutdown_timeout_ms {
+            config.shutdown_timeout = ms("shutdown_timeout_ms", s)?;
+        }
+        let inner = oncely::Worker::new(outbox.inner.clone(), config)?;
+        Ok(Arc::new(Worker { inner, stop: watch::channel(false).0 }))
+    }
+
+    /// Delivers until nothing is due and nothing is in flight, then returns what it did.
+    /// Messages scheduled for later are left for a later run.
+    pub async fn run_until_idle(&self, handler: Box<dyn DeliveryHandler>) -> Result<RunSummary, OncelyError> {
+        let handler: Arc<dyn DeliveryHandler> = Arc::from(handler);
+        let w = self.inner.clone();
+        on_runtime(async move { Ok(summary(w.run_until_idle(move |m| call(handler.clone(), m)).await?)) }).await
+    }
+
+    /// Delivers until `stop()` is called; then stops leasing, waits up to the shutdown timeout
+    /// for handlers in flight and settles those still running as failed attempts (retried).
+    pub async fn run(&self, handler: Box<dyn DeliveryHandler>) -> Result<RunSummary, OncelyError> {
+        let handler: Arc<dyn DeliveryHandler> = Arc::from(handler);
+        let w = self.inner.clone();
+        let mut stopped = self.stop.subscribe();
+        on_runtime(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            Ok(summary(w.run(move |m| call(handler.clone(), m), shutdown).await?))
+        })
+        .await
+    }
+
+    /// Asks `run` to shut down gracefully. A stopped worker stays stopped (`run` returns at
+    /// once); `runUntilIdle` is not affected.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Whether `stop()` was called.
+    pub fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+async fn call(handler: Arc<dyn DeliveryHandler>, m: oncely::Message) -> Outcome {
+    let message = Message {
+        id: m.id,
+        key: m.key,
+        payload: m.payload,
+        headers: m.headers.into_iter().collect(),
+        attempt: m.attempts,
+        created_at_ms: m.created_at.0,
+    };
+    outcome(tokio::task::spawn_blocking(move || handler.deliver(message)).await)
+}
+
+fn summary(s: oncely::worker::RunSummary) -> RunSummary {
+    RunSummary { attempts: s.attempts, succeeded: s.succeeded, failed: s.failed, released: s.released }
+}
+
