@@ -10,9 +10,9 @@ cd "$here"
 
 # ci-style install from the registry (package-lock.json pins @napi-rs/cli).
 if [ -f package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
+    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 else
-    npm install --no-audit --no-fund --loglevel=error
+    npm install --ignore-scripts --no-audit --no-fund --loglevel=error
 fi
 
 npx napi build --platform --js native.js --dts index.d.ts --dts-header "$(cat dts-header.d.ts)"
