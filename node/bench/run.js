@@ -1,0 +1,190 @@
+'use strict'
+// The Node peer benchmark (docs/benchmarks.md, "Node"). Run it through run.sh, which builds the
+// release module, installs the peers and starts redis-server. Prints one table:
+//
+// (a) queue throughput: JOBS no-op jobs through oncely's Outbox + Worker on an SQLite file
+//     (FULL + WAL, the default) and through BullMQ on the local redis-server, same handler
+//     (`async () => {}`), same concurrency; the timed part is processing (workers started until
+//     the last job completed); enqueueing is timed too and shown, without a target.
+// (b) claim + complete of fresh ids (exactly-once, 64-byte payload fingerprinted), oncely's
+//     SQLite inbox (begin + ticket.finish) against a pure-JS implementation of the same two
+//     transactions on better-sqlite3 12 (FULL + WAL), SECONDS per cell; oncely also with 64
+//     calls in flight (better-sqlite3 is synchronous: one call at a time per thread).
+//
+//   node run.js --redis-port PORT [--jobs 50000] [--concurrency 16] [--seconds 2]
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const crypto = require('node:crypto')
+
+const args = process.argv.slice(2)
+function arg(name, fallback) {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 ? args[i + 1] : fallback
+}
+const REDIS_PORT = Number(arg('redis-port', 6399))
+const JOBS = Number(arg('jobs', 50_000))
+const CONCURRENCY = Number(arg('concurrency', 16))
+const SECONDS = Number(arg('seconds', 2))
+const IN_FLIGHT = 64
+
+const oncely = require('..')
+const { Outbox, Worker, Inbox, Store } = oncely
+const { Queue, Worker: BullWorker } = require('bullmq')
+const Database = require('better-sqlite3')
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'oncely-node-bench-'))
+const payload64 = Buffer.alloc(64, 'p')
+
+async function oncelyQueue() {
+  const outbox = new Outbox(path.join(tmp(), 'queue.db'), 'bench')
+  let t0 = performance.now()
+  for (let i = 0; i < JOBS; i += 1000) {
+    const batch = []
+    for (let j = i; j < Math.min(JOBS, i + 1000); j++) batch.push({ payload: 'x', id: `job-${j}` })
+    await outbox.enqueueMany(batch)
+  }
+  const enqueueMs = performance.now() - t0
+  let handled = 0
+  const worker = new Worker(outbox, async () => { handled++ }, { concurrency: CONCURRENCY, pollInterval: 0.005 })
+  t0 = performance.now()
+  const summary = await worker.drain()
+  const processMs = performance.now() - t0
+  const s = await outbox.stats()
+  if (summary.succeeded !== JOBS || handled !== JOBS || s.delivered !== JOBS || s.ready + s.leased + s.scheduled !== 0) {
+    throw new Error(`oncely processed ${summary.succeeded}/${JOBS}`)
+  }
+  return { enqueueMs, processMs }
+}
+
+async function bullmqQueue() {
+  const connection = { host: '127.0.0.1', port: REDIS_PORT }
+  const name = `bench-${process.pid}-${Date.now()}`
+  const queue = new Queue(name, { connection })
+  await queue.obliterate({ force: true }).catch(() => {})
+  let t0 = performance.now()
+  for (let i = 0; i < JOBS; i += 1000) {
+    const batch = []
+    for (let j = i; j < Math.min(JOBS, i + 1000); j++) {
+      batch.push({ name: 'job', data: 'x', opts: { jobId: `job-${j}`, removeOnComplete: true, removeOnFail: true } })
+    }
+    await queue.addBulk(batch)
+  }
+  const enqueueMs = performance.now() - t0
+  let completed = 0
+  let resolveDone
+  const done = new Promise((r) => { resolveDone = r })
+  t0 = performance.now()
+  const worker = new BullWorker(name, async () => {}, { connection, concurrency: CONCURRENCY })
+  worker.on('completed', () => {
+    if (++completed === JOBS) resolveDone()
+  })
+  worker.on('failed', (_, e) => { throw e })
+  await done
+  const processMs = performance.now() - t0
+  await worker.close()
+  const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'failed')
+  await queue.obliterate({ force: true }).catch(() => {})
+  await queue.close()
+  if (Object.values(counts).some((n) => n !== 0)) throw new Error(`BullMQ left jobs: ${JSON.stringify(counts)}`)
+  return { enqueueMs, processMs }
+}
+
+/** Runs `step(i)` (one claim + complete) for SECONDS with `inFlight` calls at once. */
+async function timed(step, inFlight = 1) {
+  let n = 0
+  const end = performance.now() + SECONDS * 1000
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: inFlight }, async () => {
+    while (performance.now() < end) await step(n++)
+  }))
+  const ms = performance.now() - t0
+  return { calls: n, ms }
+}
+
+async function oncelyInbox(inFlight) {
+  const inbox = new Inbox(path.join(tmp(), 'inbox.db'), 'bench', { mode: 'exactly_once', recentCapacity: 0 })
+  const tag = crypto.randomUUID()
+  return timed(async (i) => {
+    const r = await inbox.begin(`${tag}-${i}`, payload64)
+    if (r.outcome !== 'claimed') throw new Error(`unexpected ${r.outcome}`)
+    await r.ticket.finish('done')
+  }, inFlight)
+}
+
+// The pure-JS peer: the same two transactions (a fenced claim, then the fenced completion with
+// the result), with the payload's SHA-256 fingerprint checked on a duplicate.
+function jsInbox() {
+  const db = new Database(path.join(tmp(), 'peer.db'))
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = FULL')
+  db.exec(`CREATE TABLE inbox (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, token INTEGER NOT NULL, lease_until INTEGER,
+    fingerprint BLOB, result BLOB, expires_at INTEGER NOT NULL)`)
+  const get = db.prepare('SELECT state, token, lease_until, fingerprint FROM inbox WHERE id = ?')
+  const insert = db.prepare(`INSERT INTO inbox (id, state, token, lease_until, fingerprint, expires_at)
+    VALUES (?, 'in_progress', 1, ?, ?, ?)`)
+  const complete = db.prepare(`UPDATE inbox SET state = 'succeeded', result = ?, lease_until = NULL
+    WHERE id = ? AND token = ? AND state = 'in_progress'`)
+  const claim = db.transaction((id, fingerprint, now) => {
+    const row = get.get(id)
+    if (row) {
+      if (Buffer.compare(row.fingerprint, fingerprint) !== 0) return { outcome: 'conflict' }
+      return { outcome: row.state === 'in_progress' ? 'in_progress' : 'duplicate' }
+    }
+    insert.run(id, now + 30_000, fingerprint, now + 86_400_000)
+    return { outcome: 'claimed', token: 1 }
+  })
+  const finish = db.transaction((id, token, result) => {
+    if (complete.run(result, id, token).changes !== 1) throw new Error('lease lost')
+  })
+  const tag = crypto.randomUUID()
+  return timed(async (i) => {
+    const id = `${tag}-${i}`
+    const fp = crypto.createHash('sha256').update(payload64).digest()
+    const r = claim(id, fp, Date.now())
+    if (r.outcome !== 'claimed') throw new Error(`unexpected ${r.outcome}`)
+    finish(id, r.token, Buffer.from('done'))
+  })
+}
+
+function fmt(n, digits = 0) {
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+async function main() {
+  const lib = process.env.NAPI_RS_NATIVE_LIBRARY_PATH ?? '(the package default)'
+  console.log(`oncely Node peer benchmark: ${os.cpus().length} CPUs, Node ${process.version}, native module ${path.basename(lib)}`)
+  console.log(`(a) ${fmt(JOBS)} no-op jobs, concurrency ${CONCURRENCY}; (b) ${SECONDS} s per cell, fresh ids, 64-byte payload`)
+  const rows = []
+  const qa = await oncelyQueue()
+  const qb = await bullmqQueue()
+  rows.push(['(a) oncely Outbox + Worker, SQLite FULL: process', JOBS / (qa.processMs / 1000), 'jobs/s'])
+  rows.push(['(a) BullMQ 6 + redis-server (no persistence): process', JOBS / (qb.processMs / 1000), 'jobs/s'])
+  rows.push(['(a) oncely enqueueMany x1000, SQLite FULL', JOBS / (qa.enqueueMs / 1000), 'jobs/s'])
+  rows.push(['(a) BullMQ addBulk x1000', JOBS / (qb.enqueueMs / 1000), 'jobs/s'])
+  const i1 = await oncelyInbox(1)
+  const i64 = await oncelyInbox(IN_FLIGHT)
+  const js = await jsInbox()
+  const perSec = (c) => c.calls / (c.ms / 1000)
+  rows.push(['(b) oncely inbox SQLite FULL, begin + finish, 1 in flight', perSec(i1), 'calls/s'])
+  rows.push([`(b) oncely inbox SQLite FULL, begin + finish, ${IN_FLIGHT} in flight`, perSec(i64), 'calls/s'])
+  rows.push(['(b) pure JS on better-sqlite3 12 FULL, 2 txns (sync)', perSec(js), 'calls/s'])
+
+  console.log()
+  console.log(`${'case'.padEnd(64)}${'rate'.padStart(12)}  unit     µs/op`)
+  for (const [name, rate, unit] of rows) {
+    console.log(`${name.padEnd(64)}${fmt(rate).padStart(12)}  ${unit.padEnd(8)}${fmt(1e6 / rate, 1).padStart(7)}`)
+  }
+  const ratio = (a, b) => `${(a / b).toFixed(2)}x`
+  console.log()
+  console.log('ratios (throughput, measured in this run; target in brackets)')
+  console.log(`  (a) oncely Outbox + Worker vs BullMQ, jobs/s                    ${ratio(rows[0][1], rows[1][1]).padStart(7)}  [>= 3x]`)
+  console.log(`  (b) oncely inbox, 1 in flight vs better-sqlite3                 ${ratio(perSec(i1), perSec(js)).padStart(7)}  [>= 3x]`)
+  console.log(`  (b) oncely inbox, ${IN_FLIGHT} in flight vs better-sqlite3                ${ratio(perSec(i64), perSec(js)).padStart(7)}  [>= 3x]`)
+}
+
+main().then(() => process.exit(0), (e) => {
+  console.error(e)
+  process.exit(1)
+})
