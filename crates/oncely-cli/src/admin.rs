@@ -1,21 +1,31 @@
-//! The admin commands on an existing oncely SQLite store: `stats`, `dead-letters`, `gc`.
+//! The admin commands on an existing oncely store (an SQLite file or a PostgreSQL database):
+//! `stats`, `dead-letters`, `gc`.
 //!
-//! Each opens the file through [`SqliteStore::open`] (which identifies it and refuses a foreign
-//! or damaged file with `corrupt_store`, leaving it untouched) and then only calls the core's
-//! outbox and inbox APIs. The one thing read directly is the list of queue names in the file,
-//! which the core does not offer (see [`queues`]).
+//! Each opens the store through the core (which identifies it and refuses a foreign or damaged
+//! one with `corrupt_store`, leaving it untouched; these commands never create a store) and then
+//! only calls the core's outbox and inbox APIs.
 
 use std::path::Path;
 
 use oncely::outbox::{MessageState, OutboxRecord};
-use oncely::rusqlite::{Connection, OpenFlags};
-use oncely::{Inbox, InboxConfig, Outbox, OutboxConfig, SqliteConfig, SqliteStore};
+use oncely::{
+    AnyStore, Inbox, InboxConfig, Outbox, OutboxConfig, OutboxStore, PostgresConfig, PostgresStore,
+    SqliteConfig, SqliteStore,
+};
 
 use crate::error::CliError;
 use crate::{StoreArgs, fmt};
 
-/// Opens the store at `path`, which must already exist: these commands never create a store.
-pub fn open_existing(path: &Path) -> Result<SqliteStore, CliError> {
+/// Opens the store at `path` (an SQLite file, or a `postgres://` URL), which must already
+/// exist: these commands never create a store.
+pub fn open_existing(path: &Path) -> Result<AnyStore, CliError> {
+    let location = path.to_string_lossy();
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        let config = PostgresConfig { pool_size: 2, create_if_missing: false, ..PostgresConfig::default() };
+        return PostgresStore::open(&location, config)
+            .map(AnyStore::Postgres)
+            .map_err(|e| CliError::store(path, e));
+    }
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -36,31 +46,17 @@ pub fn open_existing(path: &Path) -> Result<SqliteStore, CliError> {
             oncely::Error::CorruptStore("the file is empty, not an oncely store".into()),
         ));
     }
-    SqliteStore::open(path, SqliteConfig::default()).map_err(|e| CliError::store(path, e))
+    SqliteStore::open(path, SqliteConfig::default())
+        .map(AnyStore::Sqlite)
+        .map_err(|e| CliError::store(path, e))
 }
 
-/// The outbox queue names in the file, sorted.
-///
-/// The core has no call that lists queues, so this reads them from the store's outbox table on
-/// a separate read-only connection (after [`SqliteStore::open`] identified the file and brought
-/// its schema up to date). It decides nothing: every count and every change still goes through
-/// the core.
-fn queues(path: &Path) -> Result<Vec<String>, CliError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    let mut stmt = conn.prepare("SELECT DISTINCT queue FROM oncely_outbox ORDER BY queue")?;
-    let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
-    Ok(names)
-}
-
-/// The outboxes the command works on: the one named by `--queue`, or every queue in the file.
-fn outboxes(store: &SqliteStore, args: &StoreArgs) -> Result<Vec<Outbox<SqliteStore>>, CliError> {
+/// The outboxes the command works on: the one named by `--queue`, or every queue holding
+/// messages.
+async fn outboxes(store: &AnyStore, args: &StoreArgs) -> Result<Vec<Outbox<AnyStore>>, CliError> {
     let names = match &args.queue {
         Some(q) => vec![q.clone()],
-        None => queues(&args.db)?,
+        None => store.queue_names().await.map_err(|e| CliError::store(&args.db, e))?,
     };
     names
         .into_iter()
@@ -76,7 +72,7 @@ fn queue_word(args: &StoreArgs) -> String {
 }
 
 /// Every dead letter of `outbox`, oldest first.
-async fn all_dead(outbox: &Outbox<SqliteStore>) -> Result<Vec<OutboxRecord>, CliError> {
+async fn all_dead(outbox: &Outbox<AnyStore>) -> Result<Vec<OutboxRecord>, CliError> {
     let mut all = Vec::new();
     let mut after = None;
     loop {
@@ -100,11 +96,11 @@ fn dead_reason(rec: &OutboxRecord) -> &str {
 /// `oncely stats`.
 pub async fn stats(args: &StoreArgs) -> Result<(), CliError> {
     let store = open_existing(&args.db)?;
-    let outboxes = outboxes(&store, args)?;
+    let outboxes = outboxes(&store, args).await?;
     if outboxes.is_empty() {
         println!(
             "no messages in any outbox queue of {} (a queue shows once it holds messages)",
-            args.db.display()
+            shown(&args.db)
         );
         return Ok(());
     }
@@ -134,7 +130,7 @@ pub async fn stats(args: &StoreArgs) -> Result<(), CliError> {
 pub async fn dead_list(args: &StoreArgs) -> Result<(), CliError> {
     let store = open_existing(&args.db)?;
     let mut rows = Vec::new();
-    for outbox in outboxes(&store, args)? {
+    for outbox in outboxes(&store, args).await? {
         for rec in all_dead(&outbox).await.map_err(|e| with_path(e, &args.db))? {
             rows.push((outbox.config().queue.clone(), rec));
         }
@@ -162,12 +158,12 @@ pub async fn dead_list(args: &StoreArgs) -> Result<(), CliError> {
 
 /// The queues in which `id` is a dead letter.
 async fn find_dead(
-    store: &SqliteStore,
+    store: &AnyStore,
     args: &StoreArgs,
     id: &str,
-) -> Result<Vec<(Outbox<SqliteStore>, OutboxRecord)>, CliError> {
+) -> Result<Vec<(Outbox<AnyStore>, OutboxRecord)>, CliError> {
     let mut found = Vec::new();
-    for outbox in outboxes(store, args)? {
+    for outbox in outboxes(store, args).await? {
         if let Some(rec) = outbox.get(id).await.map_err(|e| with_path(e.into(), &args.db))? {
             if matches!(rec.state, MessageState::Dead { .. }) {
                 found.push((outbox, rec));
@@ -179,16 +175,16 @@ async fn find_dead(
 
 /// The single dead letter `id`, or a clear error when it is in no queue or in several.
 async fn one_dead(
-    store: &SqliteStore,
+    store: &AnyStore,
     args: &StoreArgs,
     id: &str,
-) -> Result<(Outbox<SqliteStore>, OutboxRecord), CliError> {
+) -> Result<(Outbox<AnyStore>, OutboxRecord), CliError> {
     let mut found = find_dead(store, args, id).await?;
     match found.len() {
         0 => Err(CliError::Failed(format!(
             "no dead letter `{id}` in {} of {}",
             queue_word(args),
-            args.db.display()
+            shown(&args.db)
         ))),
         1 => Ok(found.remove(0)),
         _ => {
@@ -246,7 +242,7 @@ pub async fn dead_replay(args: &StoreArgs, id: &str) -> Result<(), CliError> {
 /// `oncely dead-letters purge [ID...]`.
 pub async fn dead_purge(args: &StoreArgs, ids: Vec<String>) -> Result<(), CliError> {
     let store = open_existing(&args.db)?;
-    let outboxes = outboxes(&store, args)?;
+    let outboxes = outboxes(&store, args).await?;
     if ids.is_empty() {
         let mut total = 0;
         for outbox in &outboxes {
@@ -292,8 +288,13 @@ pub async fn gc(path: &Path, scope: Option<&str>) -> Result<(), CliError> {
     // The scope is only needed to open an inbox; purge_expired works on the whole store.
     let inbox = Inbox::open(store, InboxConfig::new("oncely-cli")).map_err(CliError::from)?;
     let n = inbox.purge_expired().await.map_err(|e| CliError::store(path, e))?;
-    println!("purged {n} expired inbox record{} (every scope) from {}", plural(n), path.display());
+    println!("purged {n} expired inbox record{} (every scope) from {}", plural(n), shown(path));
     Ok(())
+}
+
+/// How the store is named in messages: the path, or the URL without its password.
+fn shown(path: &Path) -> String {
+    oncely::store::postgres::redact(&path.to_string_lossy())
 }
 
 fn plural(n: u64) -> &'static str {

@@ -36,7 +36,8 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Oncely { path: Some(path), error } => {
-                write!(f, "error[{}]: {}: {error}", error.code(), path.display())
+                let shown = oncely::store::postgres::redact(&path.to_string_lossy());
+                write!(f, "error[{}]: {shown}: {error}", error.code())
             }
             CliError::Oncely { path: None, error } => write!(f, "error[{}]: {error}", error.code()),
             CliError::Failed(msg) => write!(f, "error: {msg}"),

@@ -45,10 +45,11 @@ enum Command {
 /// The store an admin command works on. It must exist: these commands never create a store.
 #[derive(Debug, Clone, Args)]
 struct StoreArgs {
-    /// The oncely SQLite file (it must exist).
-    #[arg(long, value_name = "PATH")]
+    /// The oncely store: an SQLite file, or a PostgreSQL URL (postgres://user@host/db). It must
+    /// exist.
+    #[arg(long, value_name = "PATH|URL")]
     db: PathBuf,
-    /// Only this outbox queue (default: every queue in the file).
+    /// Only this outbox queue (default: every queue holding messages).
     #[arg(long, value_name = "Q")]
     queue: Option<String>,
 }
@@ -91,8 +92,9 @@ enum DeadLetters {
 
 #[derive(Debug, Args)]
 struct GcArgs {
-    /// The oncely SQLite file (it must exist).
-    #[arg(long, value_name = "PATH")]
+    /// The oncely store: an SQLite file, or a PostgreSQL URL (postgres://user@host/db). It must
+    /// exist.
+    #[arg(long, value_name = "PATH|URL")]
     db: PathBuf,
     /// Only this inbox scope. Not supported yet: the core collects the expired records of every
     /// scope at once, so the command refuses this option rather than silently ignore it.

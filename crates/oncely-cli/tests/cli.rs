@@ -132,17 +132,17 @@ fn outbox(store: &SqliteStore, queue: &str) -> Outbox<SqliteStore> {
     Outbox::open(store.clone(), OutboxConfig::new(queue).mode(Mode::AtLeastOnce)).unwrap()
 }
 
-/// A store with two queues: `orders` holds dead letters `o-1` and `o-2` and a pending `o-3`;
-/// `mail` holds a dead letter `m-1`.
-fn prepared_store(dir: &Path) -> PathBuf {
-    let path = dir.join("store.db");
-    let store = open(&path);
+/// Fills a store with two queues: `orders` holds dead letters `o-1` and `o-2` and a pending
+/// `o-3`; `mail` holds a dead letter `m-1`.
+fn fill<S: oncely::OutboxStore + Clone>(store: &S) {
     block(async {
-        let orders = outbox(&store, "orders");
+        let outbox =
+            |q: &str| Outbox::open(store.clone(), OutboxConfig::new(q).mode(Mode::AtLeastOnce)).unwrap();
+        let orders = outbox("orders");
         for (id, payload) in [("o-1", "order one"), ("o-2", "order two"), ("o-3", "order three")] {
             orders.enqueue(NewMessage::new(payload).id(id).header("tenant", "acme")).await.unwrap();
         }
-        let mail = outbox(&store, "mail");
+        let mail = outbox("mail");
         mail.enqueue(NewMessage::new(vec![0xde, 0xad, 0xbe, 0xef]).id("m-1")).await.unwrap();
         for d in orders.lease(2).await.unwrap() {
             d.fail(format!("card declined for {}", d.id())).await.unwrap();
@@ -151,7 +151,47 @@ fn prepared_store(dir: &Path) -> PathBuf {
             d.fail("mailbox full").await.unwrap();
         }
     });
+}
+
+/// [`fill`] on a new SQLite file.
+fn prepared_store(dir: &Path) -> PathBuf {
+    let path = dir.join("store.db");
+    fill(&open(&path));
     path
+}
+
+/// The admin commands on a PostgreSQL URL (skipped loudly without a server; failed under CI).
+#[test]
+fn admin_commands_work_on_postgres_and_never_create_a_store() {
+    let Some(server) = std::env::var("ONCELY_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "ONCELY_POSTGRES_URL is not set under CI");
+        eprintln!("!! SKIPPED: CLI on PostgreSQL (set ONCELY_POSTGRES_URL)");
+        return;
+    };
+    let schema = format!("cli_{}", std::process::id());
+    let url = oncely::PostgresStore::schema_url(&server, &schema).unwrap();
+    // An empty schema is not a store: refused, and nothing is created there.
+    let out = oncely(&["stats", "--db", &url]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no oncely store"), "{}", stderr(&out));
+    fill(&oncely::PostgresStore::open(&url, Default::default()).unwrap());
+
+    let out = oncely(&["stats", "--db", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let orders = text.lines().find(|l| l.starts_with("orders")).unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(orders.split_whitespace().collect::<Vec<_>>()[1..6], ["1", "0", "0", "2", "1"], "{text}");
+    let out = oncely(&["dead-letters", "list", "--db", &url]);
+    assert!(stdout(&out).contains("3 dead letters"), "{}", stdout(&out));
+    let out = oncely(&["dead-letters", "replay", "m-1", "--db", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = oncely(&["gc", "--db", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A password never shows in messages.
+    let secret = server.replacen("://", "://oncely:hunter2@", 1).replacen("oncely@", "", 1);
+    let out = oncely(&["stats", "--db", &format!("{secret}?options=-csearch_path%3Dnowhere_{schema}")]);
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
 }
 
 #[test]

@@ -101,6 +101,10 @@ impl OutboxStore for AnyStore {
     ) -> Result<R> {
         dispatch!(self, s => s.transact(queue, work).await)
     }
+
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        dispatch!(self, s => s.queue_names().await)
+    }
 }
 
 impl crate::sql::TransactionalStore for AnyStore {

@@ -140,6 +140,9 @@ pub trait OutboxStore: Send + Sync + 'static {
         queue: &str,
         work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
     ) -> impl Future<Output = Result<R>> + Send;
+
+    /// The names of the queues holding at least one message (in any state), sorted.
+    fn queue_names(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 }
 
 impl<S: OutboxStore> OutboxStore for std::sync::Arc<S> {
@@ -149,5 +152,9 @@ impl<S: OutboxStore> OutboxStore for std::sync::Arc<S> {
         work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
     ) -> impl Future<Output = Result<R>> + Send {
         (**self).transact(queue, work)
+    }
+
+    fn queue_names(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
+        (**self).queue_names()
     }
 }

@@ -38,11 +38,14 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// How long to wait for a connection to be established. Default: 10 s.
     pub connect_timeout: Duration,
+    /// Whether opening a database without oncely's tables creates them. Default: true. When
+    /// false, such a database is refused with [`Error::CorruptStore`] and left untouched.
+    pub create_if_missing: bool,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
-        PostgresConfig { pool_size: 4, connect_timeout: Duration::from_secs(10) }
+        PostgresConfig { pool_size: 4, connect_timeout: Duration::from_secs(10), create_if_missing: true }
     }
 }
 
@@ -65,8 +68,8 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// `url` with any password replaced by `***`.
-fn redact(url: &str) -> String {
+/// `url` with any password replaced by `***`: what to show of a location in messages and logs.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let userinfo = &url[s + 3..at];
@@ -99,12 +102,12 @@ impl PostgresStore {
         }
         // The synchronous client runs a runtime of its own, which must not start on a thread of
         // the caller's async runtime: connect and migrate on a thread of ours.
-        let (config_for_open, shown) = (pg.clone(), location.clone());
+        let (config_for_open, shown, create) = (pg.clone(), location.clone(), config.create_if_missing);
         std::thread::spawn(move || -> Result<()> {
             let mut client = config_for_open
                 .connect(postgres::NoTls)
                 .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {e}")))?;
-            schema::prepare(&mut client)
+            schema::prepare(&mut client, create)
         })
         .join()
         .map_err(|_| Error::Storage("opening the PostgreSQL store panicked".into()))??;
@@ -329,6 +332,16 @@ impl OutboxStore for PostgresStore {
         self.pool()
             .transaction(move |client, statements| {
                 work(&mut outbox::PgOutboxTx { client, statements, queue: &queue })
+            })
+            .await
+    }
+
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        self.pool()
+            .transaction(|client, statements| {
+                let stmt =
+                    statements.get(client, "SELECT DISTINCT queue FROM oncely_outbox ORDER BY queue")?;
+                Ok(client.query(&stmt, &[]).map_err(pg_error)?.iter().map(|r| r.get(0)).collect())
             })
             .await
     }

@@ -106,17 +106,21 @@ fn identify(client: &mut Client) -> Result<i64> {
 }
 
 /// Checks the schema and brings it to [`SCHEMA_VERSION`]; writes nothing when it is current.
-pub(crate) fn prepare(client: &mut Client) -> Result<()> {
+/// Without oncely's tables, creates them if `create`, else refuses.
+pub(crate) fn prepare(client: &mut Client, create: bool) -> Result<()> {
     client.execute("SELECT pg_advisory_lock($1)", &[&OPEN_LOCK]).map_err(pg_error)?;
-    let r = migrate(client);
+    let r = migrate(client, create);
     let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&OPEN_LOCK]).map_err(pg_error);
     r.and(unlocked.map(|_| ()))
 }
 
-fn migrate(client: &mut Client) -> Result<()> {
+fn migrate(client: &mut Client, create: bool) -> Result<()> {
     let found = identify(client)?;
     if found == SCHEMA_VERSION {
         return Ok(());
+    }
+    if found == 0 && !create {
+        return Err(Error::CorruptStore("the database (schema) has no oncely store".into()));
     }
     let mut tx = client.transaction().map_err(pg_error)?;
     for step in &MIGRATIONS[found as usize..] {

@@ -228,6 +228,18 @@ impl OutboxStore for SqliteStore {
             })
             .await
     }
+
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        self.writer()?
+            .run_single_write(|batch| {
+                let mut stmt =
+                    batch.conn.prepare_cached("SELECT DISTINCT queue FROM oncely_outbox ORDER BY queue")?;
+                let names =
+                    stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(names)
+            })
+            .await
+    }
 }
 
 impl Outbox<SqliteStore> {
