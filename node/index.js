@@ -323,7 +323,8 @@ function adaptWorkerHandler(handler) {
       return thrownOutcome(e)
     }
     if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function') {
-      return Promise.resolve(r).then(returnedOutcome, thrownOutcome).catch(thrownOutcome)
+      // Neither callback throws: the chain always fulfils with an outcome string.
+      return (r instanceof Promise ? r : Promise.resolve(r)).then(returnedOutcome, thrownOutcome)
     }
     return returnedOutcome(r)
   }

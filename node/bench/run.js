@@ -11,7 +11,9 @@
 //     transactions on better-sqlite3 12 (FULL + WAL), SECONDS per cell; oncely also with 64
 //     calls in flight (better-sqlite3 is synchronous: one call at a time per thread).
 //
-//   node run.js --redis-port PORT [--jobs 50000] [--concurrency 16] [--seconds 2]
+//   node run.js --redis-port PORT [--jobs 50000] [--concurrency 16,64] [--seconds 2]
+//
+// (a) runs once per concurrency in the list (both sides at the same one).
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -24,7 +26,7 @@ function arg(name, fallback) {
 }
 const REDIS_PORT = Number(arg('redis-port', 6399))
 const JOBS = Number(arg('jobs', 50_000))
-const CONCURRENCY = Number(arg('concurrency', 16))
+const CONCURRENCIES = String(arg('concurrency', '16,64')).split(',').map(Number)
 const SECONDS = Number(arg('seconds', 2))
 const IN_FLIGHT = 64
 
@@ -36,7 +38,7 @@ const Database = require('better-sqlite3')
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'oncely-node-bench-'))
 const payload64 = Buffer.alloc(64, 'p')
 
-async function oncelyQueue() {
+async function oncelyQueue(concurrency) {
   const outbox = new Outbox(path.join(tmp(), 'queue.db'), 'bench')
   let t0 = performance.now()
   for (let i = 0; i < JOBS; i += 1000) {
@@ -46,7 +48,7 @@ async function oncelyQueue() {
   }
   const enqueueMs = performance.now() - t0
   let handled = 0
-  const worker = new Worker(outbox, async () => { handled++ }, { concurrency: CONCURRENCY, pollInterval: 0.005 })
+  const worker = new Worker(outbox, async () => { handled++ }, { concurrency, pollInterval: 0.005 })
   t0 = performance.now()
   const summary = await worker.drain()
   const processMs = performance.now() - t0
@@ -57,7 +59,7 @@ async function oncelyQueue() {
   return { enqueueMs, processMs }
 }
 
-async function bullmqQueue() {
+async function bullmqQueue(concurrency) {
   const connection = { host: '127.0.0.1', port: REDIS_PORT }
   const name = `bench-${process.pid}-${Date.now()}`
   const queue = new Queue(name, { connection })
@@ -75,7 +77,7 @@ async function bullmqQueue() {
   let resolveDone
   const done = new Promise((r) => { resolveDone = r })
   t0 = performance.now()
-  const worker = new BullWorker(name, async () => {}, { connection, concurrency: CONCURRENCY })
+  const worker = new BullWorker(name, async () => {}, { connection, concurrency })
   worker.on('completed', () => {
     if (++completed === JOBS) resolveDone()
   })
@@ -154,34 +156,42 @@ function fmt(n, digits = 0) {
 
 async function main() {
   const lib = process.env.NAPI_RS_NATIVE_LIBRARY_PATH ?? '(the package default)'
-  console.log(`oncely Node peer benchmark: ${os.cpus().length} CPUs, Node ${process.version}, native module ${path.basename(lib)}`)
-  console.log(`(a) ${fmt(JOBS)} no-op jobs, concurrency ${CONCURRENCY}; (b) ${SECONDS} s per cell, fresh ids, 64-byte payload`)
+  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ')
+  console.log(`oncely Node peer benchmark: ${os.cpus().length} CPUs, load ${load}, Node ${process.version}, native module ${path.basename(lib)}`)
+  console.log(`(a) ${fmt(JOBS)} no-op jobs per cell, concurrency ${CONCURRENCIES.join(' and ')}; (b) ${SECONDS} s per cell, fresh ids, 64-byte payload`)
   const rows = []
-  const qa = await oncelyQueue()
-  const qb = await bullmqQueue()
-  rows.push(['(a) oncely Outbox + Worker, SQLite FULL: process', JOBS / (qa.processMs / 1000), 'jobs/s'])
-  rows.push(['(a) BullMQ 6 + redis-server (no persistence): process', JOBS / (qb.processMs / 1000), 'jobs/s'])
-  rows.push(['(a) oncely enqueueMany x1000, SQLite FULL', JOBS / (qa.enqueueMs / 1000), 'jobs/s'])
-  rows.push(['(a) BullMQ addBulk x1000', JOBS / (qb.enqueueMs / 1000), 'jobs/s'])
+  const ratios = []
+  const perSec = (c) => c.calls / (c.ms / 1000)
+  for (const c of CONCURRENCIES) {
+    const qa = await oncelyQueue(c)
+    const qb = await bullmqQueue(c)
+    const a = JOBS / (qa.processMs / 1000)
+    const b = JOBS / (qb.processMs / 1000)
+    rows.push([`(a) oncely Outbox + Worker, SQLite FULL, concurrency ${c}`, a, 'jobs/s'])
+    rows.push([`(a) BullMQ 6 + redis-server (no persistence), concurrency ${c}`, b, 'jobs/s'])
+    ratios.push([`(a) oncely Outbox + Worker vs BullMQ, concurrency ${c}`, a / b])
+    if (c === CONCURRENCIES[0]) {
+      rows.push(['(a) oncely enqueueMany x1000, SQLite FULL', JOBS / (qa.enqueueMs / 1000), 'jobs/s'])
+      rows.push(['(a) BullMQ addBulk x1000', JOBS / (qb.enqueueMs / 1000), 'jobs/s'])
+    }
+  }
   const i1 = await oncelyInbox(1)
   const i64 = await oncelyInbox(IN_FLIGHT)
   const js = await jsInbox()
-  const perSec = (c) => c.calls / (c.ms / 1000)
   rows.push(['(b) oncely inbox SQLite FULL, begin + finish, 1 in flight', perSec(i1), 'calls/s'])
   rows.push([`(b) oncely inbox SQLite FULL, begin + finish, ${IN_FLIGHT} in flight`, perSec(i64), 'calls/s'])
   rows.push(['(b) pure JS on better-sqlite3 12 FULL, 2 txns (sync)', perSec(js), 'calls/s'])
+  ratios.push(['(b) oncely inbox, 1 in flight vs better-sqlite3', perSec(i1) / perSec(js)])
+  ratios.push([`(b) oncely inbox, ${IN_FLIGHT} in flight vs better-sqlite3`, perSec(i64) / perSec(js)])
 
   console.log()
-  console.log(`${'case'.padEnd(64)}${'rate'.padStart(12)}  unit     µs/op`)
+  console.log(`${'case'.padEnd(66)}${'rate'.padStart(10)}  unit     µs/op`)
   for (const [name, rate, unit] of rows) {
-    console.log(`${name.padEnd(64)}${fmt(rate).padStart(12)}  ${unit.padEnd(8)}${fmt(1e6 / rate, 1).padStart(7)}`)
+    console.log(`${name.padEnd(66)}${fmt(rate).padStart(10)}  ${unit.padEnd(8)}${fmt(1e6 / rate, 1).padStart(6)}`)
   }
-  const ratio = (a, b) => `${(a / b).toFixed(2)}x`
   console.log()
   console.log('ratios (throughput, measured in this run; target in brackets)')
-  console.log(`  (a) oncely Outbox + Worker vs BullMQ, jobs/s                    ${ratio(rows[0][1], rows[1][1]).padStart(7)}  [>= 3x]`)
-  console.log(`  (b) oncely inbox, 1 in flight vs better-sqlite3                 ${ratio(perSec(i1), perSec(js)).padStart(7)}  [>= 3x]`)
-  console.log(`  (b) oncely inbox, ${IN_FLIGHT} in flight vs better-sqlite3                ${ratio(perSec(i64), perSec(js)).padStart(7)}  [>= 3x]`)
+  for (const [name, r] of ratios) console.log(`  ${name.padEnd(64)}${(r.toFixed(2) + 'x').padStart(8)}  [>= 3x]`)
 }
 
 main().then(() => process.exit(0), (e) => {

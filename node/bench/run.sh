@@ -32,8 +32,10 @@ if ! command -v redis-server >/dev/null; then
 fi
 stop() {
     if [ -s "$work/redis.pid" ]; then
-        kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$(cat "$work/redis.pid")" 2>/dev/null || break; sleep 0.1; done
+        local pid
+        pid="$(cat "$work/redis.pid")"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
     rm -rf "$work"
 }
