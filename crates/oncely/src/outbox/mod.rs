@@ -626,6 +626,8 @@ impl<S: OutboxStore> Outbox<S> {
             items.iter().map(|(d, how)| (d.record.message.id.clone(), d.token, how.clone())).collect();
         let done = self
             .run(move |tx, rules, events| {
+                let ids: Vec<&str> = work.iter().map(|(id, _, _)| id.as_str()).collect();
+                tx.prefetch(&ids)?;
                 let mut answers = Vec::with_capacity(work.len());
                 for (id, token, how) in work {
                     match rules::settle(tx, &id, token, how, rules, now, events) {

@@ -147,14 +147,23 @@ pub(crate) fn enqueue(
     now: Timestamp,
     events: &mut Vec<Event>,
 ) -> Result<Vec<Enqueued>> {
+    let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+    let stored = tx.get_many(&ids)?;
+    // A message is new if its id is not stored, nor earlier in this batch.
+    let mut taken = std::collections::HashSet::with_capacity(ids.len());
+    let fresh: Vec<bool> =
+        ids.iter().zip(&stored).map(|(id, rec)| rec.is_none() && taken.insert(*id)).collect();
+    let mut seqs = tx.next_seqs(fresh.iter().filter(|f| **f).count())?.into_iter();
     let mut out = Vec::with_capacity(messages.len());
-    for message in messages {
-        if tx.get(&message.id)?.is_some() {
+    for (message, fresh) in messages.into_iter().zip(fresh) {
+        if !fresh {
             out.push(Enqueued::AlreadyQueued);
             continue;
         }
+        let seq =
+            seqs.next().ok_or_else(|| Error::Storage("the store gave too few queue positions".into()))?;
         let rec = OutboxRecord {
-            seq: tx.next_seq()?,
+            seq,
             state: MessageState::Ready,
             first_attempt_at: None,
             last_delay: None,
@@ -249,12 +258,14 @@ pub(crate) fn lease(
     let may_skip = matches!(rules.ordering, Ordering::FifoPerKey(_)) || retries_allowed != usize::MAX;
     let page = if may_skip { (max * 4).clamp(64, 4096) } else { max.min(4096) };
     let mut after = None;
-    for _ in 0..16 {
+    'pages: for _ in 0..16 {
         let candidates = tx.due(now, after, page)?;
         let exhausted_page = candidates.len() < page;
-        for mut rec in candidates {
+        for rec in candidates {
             after = Some((rec.message.available_at, rec.seq));
             if let (Ordering::FifoPerKey(poison), Some(key)) = (rules.ordering, rec.message.key.as_deref()) {
+                // Choosing a message does not change its key's head (a leased message still
+                // holds its key), so the heads read here are those after the chosen leases.
                 if tx.key_head(key, poison == PoisonPolicy::Block)? != Some(rec.seq) {
                     continue; // a predecessor of its key is pending, in flight or blocking
                 }
@@ -263,23 +274,29 @@ pub(crate) fn lease(
             if is_retry && retries_used >= retries_allowed {
                 continue; // the retry budget is spent: first attempts go first
             }
-            rec.message.attempts = rec.message.attempts.saturating_add(1);
-            rec.first_attempt_at.get_or_insert(now);
-            // In at-most-once this lease is the "done" mark, written before the attempt: whatever
-            // happens next (failure, crash, lease running out), the message is never delivered
-            // again. It still holds its key (FIFO) until it is settled or its lease runs out.
-            rec.state = MessageState::Leased { token: tx.next_token()?, lease_until: now.after(lease) };
-            tx.update(&rec)?;
             retries_used += usize::from(is_retry);
-            event(events, &rec.message.id, now, EventKind::Leased { attempt: rec.message.attempts });
             chosen.push(rec);
             if chosen.len() == max {
-                return Ok((chosen, retries_used));
+                break 'pages;
             }
         }
         if exhausted_page {
             break;
         }
+    }
+    let tokens = tx.next_tokens(chosen.len())?;
+    if tokens.len() != chosen.len() {
+        return Err(Error::Storage("the store gave too few fencing tokens".into()));
+    }
+    for (rec, token) in chosen.iter_mut().zip(tokens) {
+        rec.message.attempts = rec.message.attempts.saturating_add(1);
+        rec.first_attempt_at.get_or_insert(now);
+        // In at-most-once this lease is the "done" mark, written before the attempt: whatever
+        // happens next (failure, crash, lease running out), the message is never delivered
+        // again. It still holds its key (FIFO) until it is settled or its lease runs out.
+        rec.state = MessageState::Leased { token, lease_until: now.after(lease) };
+        tx.update(rec)?;
+        event(events, &rec.message.id, now, EventKind::Leased { attempt: rec.message.attempts });
     }
     Ok((chosen, retries_used))
 }

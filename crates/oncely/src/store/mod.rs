@@ -128,6 +128,29 @@ pub trait OutboxTx {
     fn next_token(&mut self) -> Result<u64>;
     /// A queue position larger than every one the store handed out before.
     fn next_seq(&mut self) -> Result<u64>;
+
+    /// The messages with these ids, in the same order, as [`OutboxTx::get`] gives each. Stores
+    /// with a round trip per statement answer in one.
+    fn get_many(&mut self, ids: &[&str]) -> Result<Vec<Option<crate::outbox::OutboxRecord>>> {
+        ids.iter().map(|id| self.get(id)).collect()
+    }
+
+    /// Says that the messages with these ids are about to be read with [`OutboxTx::get`]: a
+    /// store may fetch them together now. Changes nothing.
+    fn prefetch(&mut self, ids: &[&str]) -> Result<()> {
+        let _ = ids;
+        Ok(())
+    }
+
+    /// `n` fencing tokens, as [`OutboxTx::next_token`] gives each.
+    fn next_tokens(&mut self, n: usize) -> Result<Vec<u64>> {
+        (0..n).map(|_| self.next_token()).collect()
+    }
+
+    /// `n` queue positions, in increasing order, as [`OutboxTx::next_seq`] gives each.
+    fn next_seqs(&mut self, n: usize) -> Result<Vec<u64>> {
+        (0..n).map(|_| self.next_seq()).collect()
+    }
 }
 
 /// A home for outbox queues. `transact` runs `work` against one queue as one atomic step that
