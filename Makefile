@@ -15,7 +15,7 @@ test:
 	scripts/with-postgres.sh $(MAKE) --no-print-directory test-all
 
 ## Every test, using the PostgreSQL server in ONCELY_POSTGRES_URL when set.
-test-all: test-rust test-python test-node
+test-all: test-rust test-python test-node test-kotlin
 
 test-rust:
 	$(CARGO) test --no-fail-fast
@@ -36,3 +36,4 @@ fmt:
 # The bindings' test targets (after the targets above, so `make` alone still means `make demo`).
 include python/Makefile.inc
 include node/Makefile.inc
+include bindings/Makefile.inc

@@ -53,6 +53,19 @@ pub(crate) async fn on_runtime<T: Send + 'static>(
     }
 }
 
+/// Runs `work` on a blocking thread of oncely's shared runtime (it may `block_on` the runtime's
+/// handle there) and waits for it. For core futures that cannot be spawned as tasks.
+pub(crate) async fn on_blocking<T: Send + 'static>(
+    work: impl FnOnce(&tokio::runtime::Handle) -> Result<T, OncelyError> + Send + 'static,
+) -> Result<T, OncelyError> {
+    let rt = oncely::runtime::runtime()?;
+    let handle = rt.handle().clone();
+    match rt.spawn_blocking(move || work(&handle)).await {
+        Ok(r) => r,
+        Err(e) => Err(OncelyError::Storage(format!("internal error: an oncely task failed: {e}"))),
+    }
+}
+
 /// The version of the oncely library inside this binding.
 #[uniffi::export]
 pub fn version() -> String {

@@ -663,6 +663,12 @@ internal interface UniffiCallbackInterfaceProcessHandlerMethod0 : com.sun.jna.Ca
 internal interface UniffiCallbackInterfaceOutboxListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceTransactionHandlerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`tx`: Long,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceTransactionWorkMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`tx`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceDeliveryHandlerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`message`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -701,6 +707,44 @@ internal open class UniffiVTableCallbackInterfaceOutboxListener(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `onEvent` = other.`onEvent`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "handle")
+internal open class UniffiVTableCallbackInterfaceTransactionHandler(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `handle`: UniffiCallbackInterfaceTransactionHandlerMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `handle`: UniffiCallbackInterfaceTransactionHandlerMethod0? = null,
+    ): UniffiVTableCallbackInterfaceTransactionHandler(`uniffiFree`,`uniffiClone`,`handle`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceTransactionHandler) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `handle` = other.`handle`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "run")
+internal open class UniffiVTableCallbackInterfaceTransactionWork(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `run`: UniffiCallbackInterfaceTransactionWorkMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `run`: UniffiCallbackInterfaceTransactionWorkMethod0? = null,
+    ): UniffiVTableCallbackInterfaceTransactionWork(`uniffiFree`,`uniffiClone`,`run`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceTransactionWork) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `run` = other.`run`
     }
 
 }
@@ -771,6 +815,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_oncely_ffi_checksum_method_inbox_purge_expired(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_inbox_scope(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_inbox_process_in_transaction(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_ticket_fail(
     ): Int
@@ -856,6 +902,16 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_store_location(
     ): Int
+    external fun uniffi_oncely_ffi_checksum_method_store_in_transaction(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_sqltransaction_enqueue(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_sqltransaction_enqueue_many(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_sqltransaction_execute(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_sqltransaction_is_open(
+    ): Int
     external fun uniffi_oncely_ffi_checksum_method_worker_run(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_worker_run_until_idle(
@@ -882,6 +938,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_outboxlistener_on_event(
     ): Int
+    external fun uniffi_oncely_ffi_checksum_method_transactionhandler_handle(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_transactionwork_run(
+    ): Int
     external fun uniffi_oncely_ffi_checksum_method_deliveryhandler_deliver(
     ): Int
     external fun ffi_oncely_ffi_uniffi_contract_version(
@@ -903,6 +963,8 @@ internal object UniffiLib {
         uniffiCallbackInterfaceDeliveryHandler.register(this)
         uniffiCallbackInterfaceOutboxListener.register(this)
         uniffiCallbackInterfaceProcessHandler.register(this)
+        uniffiCallbackInterfaceTransactionHandler.register(this)
+        uniffiCallbackInterfaceTransactionWork.register(this)
         
     }
 
@@ -927,6 +989,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_oncely_ffi_fn_method_inbox_scope(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_oncely_ffi_fn_method_inbox_process_in_transaction(`ptr`: Long,`id`: RustBuffer.ByValue,`payload`: RustBuffer.ByValue,`handler`: Long,`options`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_oncely_ffi_fn_clone_ticket(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_oncely_ffi_fn_free_ticket(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1045,6 +1109,20 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_oncely_ffi_fn_method_store_location(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_oncely_ffi_fn_method_store_in_transaction(`ptr`: Long,`work`: Long,
+    ): Long
+    external fun uniffi_oncely_ffi_fn_clone_sqltransaction(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_oncely_ffi_fn_free_sqltransaction(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_oncely_ffi_fn_method_sqltransaction_enqueue(`ptr`: Long,`outbox`: Long,`message`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_oncely_ffi_fn_method_sqltransaction_enqueue_many(`ptr`: Long,`outbox`: Long,`messages`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_oncely_ffi_fn_method_sqltransaction_execute(`ptr`: Long,`sql`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_oncely_ffi_fn_method_sqltransaction_is_open(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_oncely_ffi_fn_clone_worker(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_oncely_ffi_fn_free_worker(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1062,6 +1140,10 @@ internal object UniffiLib {
     external fun uniffi_oncely_ffi_fn_init_callback_vtable_processhandler(`vtable`: UniffiVTableCallbackInterfaceProcessHandler,
     ): Unit
     external fun uniffi_oncely_ffi_fn_init_callback_vtable_outboxlistener(`vtable`: UniffiVTableCallbackInterfaceOutboxListener,
+    ): Unit
+    external fun uniffi_oncely_ffi_fn_init_callback_vtable_transactionhandler(`vtable`: UniffiVTableCallbackInterfaceTransactionHandler,
+    ): Unit
+    external fun uniffi_oncely_ffi_fn_init_callback_vtable_transactionwork(`vtable`: UniffiVTableCallbackInterfaceTransactionWork,
     ): Unit
     external fun uniffi_oncely_ffi_fn_init_callback_vtable_deliveryhandler(`vtable`: UniffiVTableCallbackInterfaceDeliveryHandler,
     ): Unit
@@ -1230,6 +1312,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_scope() and 0xFFFF) != 53173) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process_in_transaction() and 0xFFFF) != 45743) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncely_ffi_checksum_method_ticket_fail() and 0xFFFF) != 56378) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1356,6 +1441,21 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_store_location() and 0xFFFF) != 40236) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncely_ffi_checksum_method_store_in_transaction() and 0xFFFF) != 29041) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_method_sqltransaction_enqueue() and 0xFFFF) != 25506) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_method_sqltransaction_enqueue_many() and 0xFFFF) != 8894) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_method_sqltransaction_execute() and 0xFFFF) != 43536) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_method_sqltransaction_is_open() and 0xFFFF) != 55805) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncely_ffi_checksum_method_worker_run() and 0xFFFF) != 4174) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1393,6 +1493,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_outboxlistener_on_event() and 0xFFFF) != 14287) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_method_transactionhandler_handle() and 0xFFFF) != 14886) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_method_transactionwork_run() and 0xFFFF) != 24628) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_deliveryhandler_deliver() and 0xFFFF) != 13670) {
@@ -2611,6 +2717,16 @@ public interface InboxInterface {
      */
     fun `scope`(): kotlin.String
     
+    /**
+     * The transactional inbox (always exactly-once; another mode is `InvalidArgument`): claims
+     * the id, runs `handler` inside the store's transaction, and commits the handler's writes,
+     * the processed mark and the stored result together — or nothing (a retryable failure rolls
+     * everything back and the id stays claimable). A duplicate gets the stored result without
+     * running the handler. Throws as `process` does; the memory store refuses with
+     * `InvalidArgument`.
+     */
+    suspend fun `processInTransaction`(`id`: kotlin.String, `payload`: kotlin.ByteArray? = null, `handler`: TransactionHandler, `options`: CallOptions? = null): Processed
+    
     companion object
 }
 
@@ -2912,6 +3028,39 @@ open class Inbox: Disposable, AutoCloseable, InboxInterface
     )
     }
     
+
+    
+    /**
+     * The transactional inbox (always exactly-once; another mode is `InvalidArgument`): claims
+     * the id, runs `handler` inside the store's transaction, and commits the handler's writes,
+     * the processed mark and the stored result together — or nothing (a retryable failure rolls
+     * everything back and the id stays claimable). A duplicate gets the stored result without
+     * running the handler. Throws as `process` does; the memory store refuses with
+     * `InvalidArgument`.
+     */
+    @Throws(OncelyException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `processInTransaction`(`id`: kotlin.String, `payload`: kotlin.ByteArray?, `handler`: TransactionHandler, `options`: CallOptions?) : Processed {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_oncely_ffi_fn_method_inbox_process_in_transaction(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+        FfiConverterOptionalByteArray.lower(`payload`),
+        FfiConverterTypeTransactionHandler.lower(`handler`),
+        FfiConverterOptionalTypeCallOptions.lower(`options`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_oncely_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeProcessed.lift(it) },
+        // Error FFI converter
+        OncelyException.ErrorHandler,
+    )
+    }
 
     
 
@@ -4361,6 +4510,361 @@ public object FfiConverterTypeRetryPolicy: FfiConverter<RetryPolicy, Long> {
 
 
 /**
+ * The open transaction of one transactional handler call: what the handler writes through it
+ * commits together with oncely's own records (the id's processed mark, the messages enqueued
+ * through it), or none of it does. Valid only while the handler runs: afterwards every call
+ * throws `Closed`. It cannot be committed or rolled back by the handler.
+ */
+public interface SqlTransactionInterface {
+    
+    /**
+     * The transactional outbox: enqueues `message` into `outbox` (which must use this same
+     * store, else `InvalidArgument`) inside this transaction. It is deliverable only if the
+     * transaction commits.
+     */
+    fun `enqueue`(`outbox`: Outbox, `message`: NewMessage): Enqueued
+    
+    /**
+     * `enqueue` for several messages: all or none.
+     */
+    fun `enqueueMany`(`outbox`: Outbox, `messages`: List<NewMessage>): List<Enqueued>
+    
+    /**
+     * Runs one statement with positional `params` in the store's SQL dialect (`?1` or `?` on
+     * SQLite, `$1` on PostgreSQL) and returns its rows (none for statements without rows). An
+     * SQL error throws `Storage` (on SQLite the transaction stays usable). Statements that would
+     * end the transaction are refused.
+     */
+    fun `execute`(`sql`: kotlin.String, `params`: List<SqlValue> = listOf()): List<List<SqlValue>>
+    
+    /**
+     * Whether the handler that got this transaction is still running (calls are allowed).
+     */
+    fun `isOpen`(): kotlin.Boolean
+    
+    companion object
+}
+
+/**
+ * The open transaction of one transactional handler call: what the handler writes through it
+ * commits together with oncely's own records (the id's processed mark, the messages enqueued
+ * through it), or none of it does. Valid only while the handler runs: afterwards every call
+ * throws `Closed`. It cannot be committed or rolled back by the handler.
+ */
+open class SqlTransaction: Disposable, AutoCloseable, SqlTransactionInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_oncely_ffi_fn_free_sqltransaction(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_oncely_ffi_fn_clone_sqltransaction(handle, status)
+        }
+    }
+
+    
+    /**
+     * The transactional outbox: enqueues `message` into `outbox` (which must use this same
+     * store, else `InvalidArgument`) inside this transaction. It is deliverable only if the
+     * transaction commits.
+     */
+    @Throws(OncelyException::class)override fun `enqueue`(`outbox`: Outbox, `message`: NewMessage): Enqueued {
+            return FfiConverterTypeEnqueued.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OncelyException) { _status ->
+    UniffiLib.uniffi_oncely_ffi_fn_method_sqltransaction_enqueue(
+        it,
+        
+        FfiConverterTypeOutbox.lower(`outbox`),
+        FfiConverterTypeNewMessage.lower(`message`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `enqueue` for several messages: all or none.
+     */
+    @Throws(OncelyException::class)override fun `enqueueMany`(`outbox`: Outbox, `messages`: List<NewMessage>): List<Enqueued> {
+            return FfiConverterSequenceTypeEnqueued.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OncelyException) { _status ->
+    UniffiLib.uniffi_oncely_ffi_fn_method_sqltransaction_enqueue_many(
+        it,
+        
+        FfiConverterTypeOutbox.lower(`outbox`),
+        FfiConverterSequenceTypeNewMessage.lower(`messages`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Runs one statement with positional `params` in the store's SQL dialect (`?1` or `?` on
+     * SQLite, `$1` on PostgreSQL) and returns its rows (none for statements without rows). An
+     * SQL error throws `Storage` (on SQLite the transaction stays usable). Statements that would
+     * end the transaction are refused.
+     */
+    @Throws(OncelyException::class)override fun `execute`(`sql`: kotlin.String, `params`: List<SqlValue>): List<List<SqlValue>> {
+            return FfiConverterSequenceSequenceTypeSqlValue.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OncelyException) { _status ->
+    UniffiLib.uniffi_oncely_ffi_fn_method_sqltransaction_execute(
+        it,
+        
+        FfiConverterString.lower(`sql`),
+        FfiConverterSequenceTypeSqlValue.lower(`params`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Whether the handler that got this transaction is still running (calls are allowed).
+     */override fun `isOpen`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_oncely_ffi_fn_method_sqltransaction_is_open(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSqlTransaction: FfiConverter<SqlTransaction, Long> {
+    override fun lower(value: SqlTransaction): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): SqlTransaction {
+        return SqlTransaction(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): SqlTransaction {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: SqlTransaction) = 8UL
+
+    override fun write(value: SqlTransaction, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * An opened store, shared by the inboxes and outboxes built on it. Opening it is the only
  * place where a backend is chosen; every rule is the same on all of them.
  */
@@ -4370,6 +4874,14 @@ public interface StoreInterface {
      * The location the store was opened with.
      */
     fun `location`(): kotlin.String
+    
+    /**
+     * Runs `work` in one transaction of this store: its writes and the messages it enqueues
+     * (the transactional outbox) commit together when it returns, and none remains when it
+     * throws (then this throws `HandlerFailed` with the reason). The memory store refuses with
+     * `InvalidArgument`.
+     */
+    suspend fun `inTransaction`(`work`: TransactionWork)
     
     companion object
 }
@@ -4511,6 +5023,35 @@ open class Store: Disposable, AutoCloseable, StoreInterface
     )
     }
     
+
+    
+    /**
+     * Runs `work` in one transaction of this store: its writes and the messages it enqueues
+     * (the transactional outbox) commit together when it returns, and none remains when it
+     * throws (then this throws `HandlerFailed` with the reason). The memory store refuses with
+     * `InvalidArgument`.
+     */
+    @Throws(OncelyException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `inTransaction`(`work`: TransactionWork) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_oncely_ffi_fn_method_store_in_transaction(
+                uniffiHandle,
+                
+        FfiConverterTypeTransactionWork.lower(`work`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_oncely_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        OncelyException.ErrorHandler,
+    )
+    }
 
     
 
@@ -8545,6 +9086,181 @@ public object FfiConverterTypeSettled : FfiConverterRustBuffer<Settled>{
 
 
 /**
+ * One SQL value, bound to a statement or read from a row.
+ */
+sealed class SqlValue {
+    
+    /**
+     * SQL NULL.
+     */
+    object Null : SqlValue()
+    
+    
+    /**
+     * A 64-bit integer.
+     */
+    data class Integer(
+        /**
+         * The value.
+         */
+        val `v`: kotlin.Long) : SqlValue()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A 64-bit float.
+     */
+    data class Real(
+        /**
+         * The value.
+         */
+        val `v`: kotlin.Double) : SqlValue()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Text.
+     */
+    data class Text(
+        /**
+         * The value.
+         */
+        val `v`: kotlin.String) : SqlValue()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Bytes.
+     */
+    data class Blob(
+        /**
+         * The value.
+         */
+        val `v`: kotlin.ByteArray) : SqlValue()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSqlValue : FfiConverterRustBuffer<SqlValue>{
+    override fun read(buf: ByteBuffer): SqlValue {
+        return when(buf.getInt()) {
+            1 -> SqlValue.Null
+            2 -> SqlValue.Integer(
+                FfiConverterLong.read(buf),
+                )
+            3 -> SqlValue.Real(
+                FfiConverterDouble.read(buf),
+                )
+            4 -> SqlValue.Text(
+                FfiConverterString.read(buf),
+                )
+            5 -> SqlValue.Blob(
+                FfiConverterByteArray.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: SqlValue): ULong = when(value) {
+        is SqlValue.Null -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is SqlValue.Integer -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterLong.allocationSize(value.`v`)
+            )
+        }
+        is SqlValue.Real -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterDouble.allocationSize(value.`v`)
+            )
+        }
+        is SqlValue.Text -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`v`)
+            )
+        }
+        is SqlValue.Blob -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterByteArray.allocationSize(value.`v`)
+            )
+        }
+    }
+
+    override fun write(value: SqlValue, buf: ByteBuffer) {
+        when(value) {
+            is SqlValue.Null -> {
+                buf.putInt(1)
+                Unit
+            }
+            is SqlValue.Integer -> {
+                buf.putInt(2)
+                FfiConverterLong.write(value.`v`, buf)
+                Unit
+            }
+            is SqlValue.Real -> {
+                buf.putInt(3)
+                FfiConverterDouble.write(value.`v`, buf)
+                Unit
+            }
+            is SqlValue.Text -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`v`, buf)
+                Unit
+            }
+            is SqlValue.Blob -> {
+                buf.putInt(5)
+                FfiConverterByteArray.write(value.`v`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
  * How an id's first delivery ended, as stored.
  */
 
@@ -9004,6 +9720,152 @@ internal object uniffiCallbackInterfaceProcessHandler {
  * @suppress
  */
 public object FfiConverterTypeProcessHandler: FfiConverterCallbackInterface<ProcessHandler>()
+
+
+
+
+
+/**
+ * The handler of `Inbox.processInTransaction`: does its database work through `tx` and returns
+ * the result to store. Throw `HandlerException.Permanent` for a failure no retry will cure; any
+ * other exception is retryable. Called synchronously while the store's transaction is open (on
+ * SQLite, on its writer thread): database work only, no network calls, and never a call to the
+ * same store (it would wait for itself).
+ */
+public interface TransactionHandler {
+    
+    /**
+     * Does the work inside the transaction.
+     */
+    fun `handle`(`tx`: SqlTransaction): kotlin.ByteArray
+    
+    companion object
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceTransactionHandler {
+    internal object `handle`: UniffiCallbackInterfaceTransactionHandlerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`tx`: Long,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeTransactionHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`handle`(
+                    FfiConverterTypeSqlTransaction.lift(`tx`),
+                )
+            }
+            val writeReturn = { value: kotlin.ByteArray -> uniffiOutReturn.setValue(FfiConverterByteArray.lower(value)) }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: HandlerException -> FfiConverterTypeHandlerError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeTransactionHandler.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeTransactionHandler.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceTransactionHandler.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `handle`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_oncely_ffi_fn_init_callback_vtable_transactionhandler(vtable)
+    }
+}
+
+/**
+ * The ffiConverter which transforms the Callbacks in to handles to pass to Rust.
+ *
+ * @suppress
+ */
+public object FfiConverterTypeTransactionHandler: FfiConverterCallbackInterface<TransactionHandler>()
+
+
+
+
+
+/**
+ * The work of `Store.inTransaction` (the same rules as [`TransactionHandler`]).
+ */
+public interface TransactionWork {
+    
+    /**
+     * Does the work inside the transaction; throwing rolls all of it back.
+     */
+    fun `run`(`tx`: SqlTransaction)
+    
+    companion object
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceTransactionWork {
+    internal object `run`: UniffiCallbackInterfaceTransactionWorkMethod0 {
+        override fun callback(`uniffiHandle`: Long,`tx`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeTransactionWork.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`run`(
+                    FfiConverterTypeSqlTransaction.lift(`tx`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: HandlerException -> FfiConverterTypeHandlerError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeTransactionWork.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeTransactionWork.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceTransactionWork.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `run`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_oncely_ffi_fn_init_callback_vtable_transactionwork(vtable)
+    }
+}
+
+/**
+ * The ffiConverter which transforms the Callbacks in to handles to pass to Rust.
+ *
+ * @suppress
+ */
+public object FfiConverterTypeTransactionWork: FfiConverterCallbackInterface<TransactionWork>()
 
 
 
@@ -9985,6 +10847,62 @@ public object FfiConverterSequenceTypeItemOutcome: FfiConverterRustBuffer<List<I
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeItemOutcome.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeSqlValue: FfiConverterRustBuffer<List<SqlValue>> {
+    override fun read(buf: ByteBuffer): List<SqlValue> {
+        val len = buf.getInt()
+        return List<SqlValue>(len) {
+            FfiConverterTypeSqlValue.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<SqlValue>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeSqlValue.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<SqlValue>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeSqlValue.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceSequenceTypeSqlValue: FfiConverterRustBuffer<List<List<SqlValue>>> {
+    override fun read(buf: ByteBuffer): List<List<SqlValue>> {
+        val len = buf.getInt()
+        return List<List<SqlValue>>(len) {
+            FfiConverterSequenceTypeSqlValue.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<List<SqlValue>>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterSequenceTypeSqlValue.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<List<SqlValue>>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterSequenceTypeSqlValue.write(it, buf)
         }
     }
 }
