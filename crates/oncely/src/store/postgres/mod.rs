@@ -331,7 +331,10 @@ impl OutboxStore for PostgresStore {
         let queue = queue.to_owned();
         self.pool()
             .transaction(move |client, statements| {
-                work(&mut outbox::PgOutboxTx { client, statements, queue: &queue })
+                let mut tx = outbox::PgOutboxTx::new(client, statements, &queue);
+                let out = work(&mut tx)?;
+                tx.flush()?;
+                Ok(out)
             })
             .await
     }

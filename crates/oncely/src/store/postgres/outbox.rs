@@ -5,8 +5,12 @@
 //! - a message is read `FOR UPDATE` before any change (fenced settles see the committed token);
 //! - an id not stored yet is guarded by a transaction advisory lock on (queue, id), so two
 //!   concurrent enqueues of one id serialise and the second sees the first (dedup, not an error);
-//! - tokens and queue positions come from sequences (never handed out twice, across processes).
+//! - tokens and queue positions come from sequences (never handed out twice, across processes);
+//! - every statement is a round trip, so a step keeps what it read (rows it holds) and buffers
+//!   its writes, sending them as one statement per kind before anything that scans the table
+//!   and at the end ([`PgOutboxTx::flush`]).
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use postgres::GenericClient;
@@ -33,10 +37,19 @@ macro_rules! select {
     };
 }
 
+/// One queue's step inside a PostgreSQL transaction. [`PgOutboxTx::flush`] must be called
+/// before the transaction commits.
 pub(crate) struct PgOutboxTx<'a, C: GenericClient> {
-    pub client: &'a mut C,
-    pub statements: &'a mut Statements,
-    pub queue: &'a str,
+    client: &'a mut C,
+    statements: &'a mut Statements,
+    queue: &'a str,
+    /// The current state of the messages read or written in this step (`None`: not stored).
+    known: HashMap<String, Option<OutboxRecord>>,
+    /// The ids whose row exists in the table as of the last flush.
+    stored: HashSet<String>,
+    /// Ids written since the last flush, each once.
+    dirty: Vec<String>,
+    dirty_set: HashSet<String>,
 }
 
 /// PostgreSQL text cannot hold NUL: free text (errors, reasons) is stored with U+FFFD instead.
@@ -77,7 +90,19 @@ fn from_row(r: &postgres::Row) -> Result<OutboxRecord> {
     })
 }
 
-impl<C: GenericClient> PgOutboxTx<'_, C> {
+impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
+    pub(crate) fn new(client: &'a mut C, statements: &'a mut Statements, queue: &'a str) -> Self {
+        PgOutboxTx {
+            client,
+            statements,
+            queue,
+            known: HashMap::new(),
+            stored: HashSet::new(),
+            dirty: Vec::new(),
+            dirty_set: HashSet::new(),
+        }
+    }
+
     fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
         let stmt = self.statements.get(self.client, sql)?;
         self.client.query(&stmt, params).map_err(pg_error)
@@ -87,92 +112,191 @@ impl<C: GenericClient> PgOutboxTx<'_, C> {
         self.query(sql, params)?.iter().map(from_row).collect()
     }
 
-    fn write(&mut self, sql: &'static str, rec: &OutboxRecord) -> Result<()> {
-        let (state, token, lease_until, reason) = match &rec.state {
-            MessageState::Ready => (READY, 0, 0, None),
-            MessageState::Leased { token, lease_until } => (LEASED, *token as i64, lease_until.0, None),
-            MessageState::Dead { reason } => (DEAD, 0, 0, Some(text(reason))),
-        };
-        let headers = if rec.message.headers.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_string(&rec.message.headers).map_err(|e| Error::Storage(e.to_string()))?)
-        };
-        let m = &rec.message;
-        let stmt = self.statements.get(self.client, sql)?;
-        self.client
-            .execute(
-                &stmt,
-                &[
-                    &self.queue,
-                    &m.id,
-                    &(rec.seq as i64),
-                    &m.key,
-                    &state,
-                    &token,
-                    &lease_until,
-                    &reason,
-                    &m.available_at.0,
-                    &m.created_at.0,
-                    &i64::from(m.attempts),
-                    &rec.first_attempt_at.map(|t| t.0),
-                    &rec.last_delay.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-                    &rec.last_error.as_deref().map(text),
-                    &m.payload,
-                    &headers,
-                ],
-            )
-            .map_err(pg_error)?;
+    /// Takes note of rows read from the table (held `FOR UPDATE` by this transaction).
+    fn remember(&mut self, recs: &[OutboxRecord]) {
+        for rec in recs {
+            self.stored.insert(rec.message.id.clone());
+            self.known.insert(rec.message.id.clone(), Some(rec.clone()));
+        }
+    }
+
+    fn write(&mut self, id: &str, rec: Option<OutboxRecord>) {
+        self.known.insert(id.to_owned(), rec);
+        if self.dirty_set.insert(id.to_owned()) {
+            self.dirty.push(id.to_owned());
+        }
+    }
+
+    /// Reads the ids not known yet from the table, holding their rows (in id order, so that
+    /// concurrent steps never wait on each other in a cycle). Ids not stored are held by an
+    /// advisory lock and looked up again, so a concurrent insert committed meanwhile is seen.
+    fn load(&mut self, ids: &[&str]) -> Result<()> {
+        let mut wanted: Vec<&str> = ids.iter().copied().filter(|id| !self.known.contains_key(*id)).collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let queue = self.queue;
+        let found = self.records(LOAD, &[&queue, &wanted])?;
+        self.remember(&found);
+        let missing: Vec<&str> = wanted.iter().copied().filter(|id| !self.known.contains_key(*id)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.query(
+            "SELECT pg_advisory_xact_lock(k) FROM (
+               SELECT DISTINCT hashtextextended('outbox:' || length($1) || ':' || $1 || i, 0) AS k
+               FROM unnest($2::text[]) AS i ORDER BY k) AS keys",
+            &[&queue, &missing],
+        )?;
+        let found = self.records(LOAD, &[&queue, &missing])?;
+        self.remember(&found);
+        for id in missing {
+            self.known.entry(id.to_owned()).or_insert(None);
+        }
         Ok(())
     }
 
-    fn next(&mut self, sql: &'static str) -> Result<u64> {
-        let rows = self.query(sql, &[])?;
-        let v: i64 = rows.first().ok_or_else(|| Error::Storage("nextval returned no row".into()))?.get(0);
-        Ok(v as u64)
+    /// Sends the buffered writes: at most one DELETE, one UPDATE and one INSERT statement.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        self.dirty_set.clear();
+        let (mut deletes, mut updates, mut inserts) = (Vec::new(), Vec::new(), Vec::new());
+        for id in &dirty {
+            match (self.known.get(id.as_str()).cloned().flatten(), self.stored.contains(id.as_str())) {
+                (Some(rec), true) => updates.push(rec),
+                (Some(rec), false) => inserts.push(rec),
+                (None, true) => deletes.push(id.as_str()),
+                (None, false) => {}
+            }
+        }
+        let queue = self.queue;
+        if !deletes.is_empty() {
+            let stmt = self
+                .statements
+                .get(self.client, "DELETE FROM oncely_outbox WHERE queue = $1 AND id = ANY($2)")?;
+            self.client.execute(&stmt, &[&queue, &deletes]).map_err(pg_error)?;
+        }
+        if !updates.is_empty() {
+            // A message's id, key, payload, headers and creation time never change.
+            let c = Columns::of(&updates)?;
+            let stmt = self.statements.get(
+                self.client,
+                "UPDATE oncely_outbox AS o SET seq = u.seq, state = u.state, token = u.token,
+                   lease_until = u.lease_until, dead_reason = u.dead_reason, available_at = u.available_at,
+                   attempts = u.attempts, first_attempt_at = u.first_attempt_at,
+                   last_delay_ms = u.last_delay_ms, last_error = u.last_error
+                 FROM unnest($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::int8[],
+                             $9::int8[], $10::int8[], $11::int8[], $12::text[])
+                   AS u(id, seq, state, token, lease_until, dead_reason, available_at, attempts,
+                        first_attempt_at, last_delay_ms, last_error)
+                 WHERE o.queue = $1 AND o.id = u.id",
+            )?;
+            let params: [&(dyn ToSql + Sync); 12] = [
+                &queue,
+                &c.id,
+                &c.seq,
+                &c.state,
+                &c.token,
+                &c.lease_until,
+                &c.dead_reason,
+                &c.available_at,
+                &c.attempts,
+                &c.first_attempt_at,
+                &c.last_delay_ms,
+                &c.last_error,
+            ];
+            self.client.execute(&stmt, &params).map_err(pg_error)?;
+        }
+        if !inserts.is_empty() {
+            let c = Columns::of(&inserts)?;
+            let stmt = self.statements.get(
+                self.client,
+                "INSERT INTO oncely_outbox (queue, id, seq, key, state, token, lease_until, dead_reason, available_at,
+                   created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers)
+                 SELECT $1, * FROM unnest($2::text[], $3::int8[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
+                   $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::text[],
+                   $15::bytea[], $16::text[])",
+            )?;
+            let params: [&(dyn ToSql + Sync); 16] = [
+                &queue,
+                &c.id,
+                &c.seq,
+                &c.key,
+                &c.state,
+                &c.token,
+                &c.lease_until,
+                &c.dead_reason,
+                &c.available_at,
+                &c.created_at,
+                &c.attempts,
+                &c.first_attempt_at,
+                &c.last_delay_ms,
+                &c.last_error,
+                &c.payload,
+                &c.headers,
+            ];
+            self.client.execute(&stmt, &params).map_err(pg_error)?;
+        }
+        for id in dirty {
+            if self.known.get(&id).is_some_and(Option::is_some) {
+                self.stored.insert(id);
+            } else {
+                self.stored.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn numbers(&mut self, sql: &'static str, n: usize) -> Result<Vec<u64>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let n = i64::try_from(n).map_err(|_| Error::invalid("n", "too many numbers at once"))?;
+        Ok(self.query(sql, &[&n])?.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
     }
 }
 
-const GET: &str = select!("WHERE queue = $1 AND id = $2 FOR UPDATE");
+const LOAD: &str = select!("WHERE queue = $1 AND id = ANY($2) ORDER BY id FOR UPDATE");
+const TOKENS: &str = "SELECT nextval('oncely_tokens') FROM generate_series(1, $1::int8)";
+// Ordered, so that a batch's messages keep their order in the queue.
+const SEQS: &str =
+    "SELECT n FROM (SELECT nextval('oncely_seqs') AS n FROM generate_series(1, $1::int8)) AS s ORDER BY n";
 
 impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
     fn get(&mut self, id: &str) -> Result<Option<OutboxRecord>> {
-        let queue = self.queue;
-        if let Some(rec) = self.records(GET, &[&queue, &id])?.pop() {
-            return Ok(Some(rec));
-        }
-        // Not stored (yet): hold the id until this transaction ends, then look again — a
-        // concurrent insert of the same id committed meanwhile is seen, not overwritten.
-        self.query(
-            "SELECT pg_advisory_xact_lock(hashtextextended('outbox:' || length($1) || ':' || $1 || $2, 0))",
-            &[&queue, &id],
-        )?;
-        Ok(self.records(GET, &[&queue, &id])?.pop())
+        self.load(&[id])?;
+        Ok(self.known.get(id).cloned().flatten())
+    }
+
+    fn get_many(&mut self, ids: &[&str]) -> Result<Vec<Option<OutboxRecord>>> {
+        self.load(ids)?;
+        Ok(ids.iter().map(|id| self.known.get(*id).cloned().flatten()).collect())
+    }
+
+    fn prefetch(&mut self, ids: &[&str]) -> Result<()> {
+        self.load(ids)
     }
 
     fn insert(&mut self, rec: &OutboxRecord) -> Result<()> {
-        self.write(
-            "INSERT INTO oncely_outbox (queue, id, seq, key, state, token, lease_until, dead_reason, available_at,
-               created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            rec,
-        )
+        self.write(&rec.message.id, Some(rec.clone()));
+        Ok(())
     }
 
     fn update(&mut self, rec: &OutboxRecord) -> Result<()> {
-        self.write(
-            "UPDATE oncely_outbox SET seq = $3, key = $4, state = $5, token = $6, lease_until = $7,
-               dead_reason = $8, available_at = $9, created_at = $10, attempts = $11, first_attempt_at = $12,
-               last_delay_ms = $13, last_error = $14, payload = $15, headers = $16
-             WHERE queue = $1 AND id = $2",
-            rec,
-        )
+        self.write(&rec.message.id, Some(rec.clone()));
+        Ok(())
     }
 
     fn delete(&mut self, id: &str) -> Result<bool> {
-        let stmt =
-            self.statements.get(self.client, "DELETE FROM oncely_outbox WHERE queue = $1 AND id = $2")?;
-        Ok(self.client.execute(&stmt, &[&self.queue, &id]).map_err(pg_error)? > 0)
+        self.load(&[id])?;
+        let was = self.known.get(id).is_some_and(Option::is_some);
+        self.write(id, None);
+        Ok(was)
     }
 
     fn due(
@@ -181,26 +305,32 @@ impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
         after: Option<(Timestamp, u64)>,
         limit: usize,
     ) -> Result<Vec<OutboxRecord>> {
+        self.flush()?;
         let (at, seq) = after.map_or((i64::MIN, -1), |(t, s)| (t.0, s as i64));
         let queue = self.queue;
-        self.records(
+        let recs = self.records(
             select!(
                 "WHERE queue = $1 AND state = 0 AND available_at <= $2 AND (available_at, seq) > ($3, $4)
                  ORDER BY available_at, seq LIMIT $5 FOR UPDATE SKIP LOCKED"
             ),
             &[&queue, &now.0, &at, &seq, &(limit.min(i64::MAX as usize) as i64)],
-        )
+        )?;
+        self.remember(&recs);
+        Ok(recs)
     }
 
     fn expired_leases(&mut self, now: Timestamp, limit: usize) -> Result<Vec<OutboxRecord>> {
+        self.flush()?;
         let queue = self.queue;
-        self.records(
+        let recs = self.records(
             select!(
                 "WHERE queue = $1 AND state = 1 AND lease_until <= $2
                  ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED"
             ),
             &[&queue, &now.0, &(limit.min(i64::MAX as usize) as i64)],
-        )
+        )?;
+        self.remember(&recs);
+        Ok(recs)
     }
 
     fn key_head(&mut self, key: &str, include_dead: bool) -> Result<Option<u64>> {
@@ -210,12 +340,14 @@ impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
         } else {
             "SELECT min(seq) FROM oncely_outbox WHERE queue = $1 AND key = $2 AND state < 2"
         };
+        self.flush()?;
         let queue = self.queue;
         let head: Option<i64> = self.query(sql, &[&queue, &key])?.first().and_then(|r| r.get(0));
         Ok(head.map(|s| s as u64))
     }
 
     fn dead_letters(&mut self, after_seq: Option<u64>, limit: usize) -> Result<Vec<OutboxRecord>> {
+        self.flush()?;
         let queue = self.queue;
         self.records(
             select!("WHERE queue = $1 AND state = 2 AND seq > $2 ORDER BY seq LIMIT $3"),
@@ -224,6 +356,7 @@ impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
     }
 
     fn stats(&mut self, now: Timestamp) -> Result<QueueStats> {
+        self.flush()?;
         let queue = self.queue;
         let rows = self.query(
             "SELECT count(*) FILTER (WHERE (state = 0 AND available_at <= $2) OR (state = 1 AND lease_until <= $2)),
@@ -245,11 +378,27 @@ impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
     }
 
     fn next_token(&mut self) -> Result<u64> {
-        self.next("SELECT nextval('oncely_tokens')")
+        Ok(self
+            .numbers(TOKENS, 1)?
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Storage("nextval gave no row".into()))?)
     }
 
     fn next_seq(&mut self) -> Result<u64> {
-        self.next("SELECT nextval('oncely_seqs')")
+        Ok(self
+            .numbers(SEQS, 1)?
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Storage("nextval gave no row".into()))?)
+    }
+
+    fn next_tokens(&mut self, n: usize) -> Result<Vec<u64>> {
+        self.numbers(TOKENS, n)
+    }
+
+    fn next_seqs(&mut self, n: usize) -> Result<Vec<u64>> {
+        self.numbers(SEQS, n)
     }
 }
 
@@ -276,6 +425,77 @@ pub(crate) fn enqueue_on<C: GenericClient, S: crate::store::OutboxStore>(
     messages: Vec<NewMessage>,
 ) -> Result<Vec<Enqueued>> {
     let queue = outbox.config().queue.clone();
-    let mut tx = PgOutboxTx { client, statements, queue: &queue };
-    outbox.enqueue_through(&mut tx, messages)
+    let mut tx = PgOutboxTx::new(client, statements, &queue);
+    let out = outbox.enqueue_through(&mut tx, messages)?;
+    tx.flush()?;
+    Ok(out)
+}
+
+/// The columns of records, as arrays for `unnest`.
+struct Columns<'r> {
+    id: Vec<&'r str>,
+    seq: Vec<i64>,
+    key: Vec<Option<&'r str>>,
+    state: Vec<i64>,
+    token: Vec<i64>,
+    lease_until: Vec<i64>,
+    dead_reason: Vec<Option<String>>,
+    available_at: Vec<i64>,
+    created_at: Vec<i64>,
+    attempts: Vec<i64>,
+    first_attempt_at: Vec<Option<i64>>,
+    last_delay_ms: Vec<Option<i64>>,
+    last_error: Vec<Option<String>>,
+    payload: Vec<&'r [u8]>,
+    headers: Vec<Option<String>>,
+}
+
+impl<'r> Columns<'r> {
+    fn of(recs: &'r [OutboxRecord]) -> Result<Self> {
+        let mut c = Columns {
+            id: Vec::new(),
+            seq: Vec::new(),
+            key: Vec::new(),
+            state: Vec::new(),
+            token: Vec::new(),
+            lease_until: Vec::new(),
+            dead_reason: Vec::new(),
+            available_at: Vec::new(),
+            created_at: Vec::new(),
+            attempts: Vec::new(),
+            first_attempt_at: Vec::new(),
+            last_delay_ms: Vec::new(),
+            last_error: Vec::new(),
+            payload: Vec::new(),
+            headers: Vec::new(),
+        };
+        for rec in recs {
+            let (state, token, lease_until, reason) = match &rec.state {
+                MessageState::Ready => (READY, 0, 0, None),
+                MessageState::Leased { token, lease_until } => (LEASED, *token as i64, lease_until.0, None),
+                MessageState::Dead { reason } => (DEAD, 0, 0, Some(text(reason).into_owned())),
+            };
+            let m = &rec.message;
+            c.id.push(&m.id);
+            c.seq.push(rec.seq as i64);
+            c.key.push(m.key.as_deref());
+            c.state.push(state);
+            c.token.push(token);
+            c.lease_until.push(lease_until);
+            c.dead_reason.push(reason);
+            c.available_at.push(m.available_at.0);
+            c.created_at.push(m.created_at.0);
+            c.attempts.push(i64::from(m.attempts));
+            c.first_attempt_at.push(rec.first_attempt_at.map(|t| t.0));
+            c.last_delay_ms.push(rec.last_delay.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
+            c.last_error.push(rec.last_error.as_deref().map(|e| text(e).into_owned()));
+            c.payload.push(&m.payload);
+            c.headers.push(if m.headers.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&m.headers).map_err(|e| Error::Storage(e.to_string()))?)
+            });
+        }
+        Ok(c)
+    }
 }
