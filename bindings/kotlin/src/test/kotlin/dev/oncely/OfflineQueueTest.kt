@@ -52,7 +52,11 @@ class OfflineQueueTest {
             children.add(process)
             val reader = BufferedReader(InputStreamReader(process.inputStream))
             Thread {
-                reader.lineSequence().forEach { lines.put(it) }
+                try {
+                    reader.lineSequence().forEach { lines.put(it) }
+                } catch (_: java.io.IOException) {
+                    // The child was killed and its pipe closed under the reader.
+                }
                 lines.put(EOF)
             }.apply { isDaemon = true }.start()
         }
