@@ -11,8 +11,8 @@ const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { Outbox, Store } = require('..')
 
-const SCRIPT = path.join(__dirname, 'fixtures', 'crash_worker.js')
-const N = 2000
+const SCRIPT = path.join(__dirname, '..', 'fixtures', 'crash_worker.js')
+const N = 5000
 const KILLS = Number(process.env.ONCELY_CRASH_KILLS ?? 15)
 const BUDGET_MS = 30_000
 
