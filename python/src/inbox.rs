@@ -299,8 +299,6 @@ fn request(
 #[pyclass(module = "oncely._native", frozen, subclass)]
 pub struct Inbox {
     inner: CoreInbox,
-    /// The same inbox typed for its SQLite store, for `process_transactional`.
-    sqlite: Option<oncely::Inbox<oncely::SqliteStore>>,
 }
 
 #[pymethods]
@@ -350,14 +348,8 @@ impl Inbox {
         }
         let store = store_of(py, store)?;
         let clock = shared_clock(clock);
-        let sqlite = match &store {
-            AnyStore::Sqlite(s) => {
-                Some(oncely::Inbox::with_clock(s.clone(), cfg.clone(), clock.clone()).map_err(to_py)?)
-            }
-            _ => None,
-        };
         let inner = CoreInbox::with_clock(store, cfg, clock).map_err(to_py)?;
-        Ok(Inbox { inner, sqlite })
+        Ok(Inbox { inner })
     }
 
     /// The scope.
@@ -488,19 +480,12 @@ impl Inbox {
         payload: Option<&Bound<'_, PyAny>>,
         handler: Py<PyAny>,
     ) -> PyResult<Processed> {
-        let Some(inbox) = self.sqlite.clone() else {
-            return Err(to_py(oncely::Error::invalid(
-                "store",
-                "process_transactional needs an SQLite store",
-            )));
-        };
         let req = request(id, payload, None, None)?;
-        let path = inbox.store().path().to_owned();
+        let inbox = self.inner.clone();
         let r = py.detach(move || {
-            pollster::block_on(inbox.process_transactional(req, move |conn| {
+            pollster::block_on(inbox.process_in_transaction(req, move |sql| {
                 Python::attach(|py| {
-                    let tx =
-                        Py::new(py, Transaction::new(conn, &path)).map_err(|e| handler_failure(py, e))?;
+                    let tx = Py::new(py, Transaction::new(sql)).map_err(|e| handler_failure(py, e))?;
                     let r = handler.call1(py, (tx.clone_ref(py),));
                     tx.get().close();
                     match r {

@@ -130,8 +130,9 @@ pub(crate) fn shared_clock(clock: Option<&Bound<'_, ManualClock>>) -> oncely::cl
 }
 
 /// An opened store, to share between several inboxes and outboxes: `"memory"` (a new in-memory
-/// store), `"sqlite::memory:"`, or an SQLite file path (optionally `sqlite:PATH`). The file is
-/// closed when the last inbox, outbox, ticket and delivery using it is gone.
+/// store), `"sqlite::memory:"`, an SQLite file path (optionally `sqlite:PATH`), or a PostgreSQL
+/// URL (`postgres://user:password@host:port/db`). The file (or the connection pool) is closed
+/// when the last inbox, outbox, ticket and delivery using it is gone.
 #[pyclass(module = "oncely._native", frozen)]
 pub struct Store {
     pub(crate) inner: AnyStore,
@@ -153,8 +154,15 @@ impl Store {
         &self.location
     }
 
+    /// Creates the PostgreSQL schema `schema` in the database at `url` if missing and returns
+    /// the URL that keeps a store's tables there.
+    #[staticmethod]
+    fn postgres_schema_url(py: Python<'_>, url: String, schema: String) -> PyResult<String> {
+        py.detach(move || oncely::PostgresStore::schema_url(&url, &schema)).map_err(to_py)
+    }
+
     fn __repr__(&self) -> String {
-        format!("Store({:?})", self.location)
+        format!("Store({:?})", oncely::store::postgres::redact(&self.location))
     }
 }
 

@@ -373,8 +373,6 @@ pub(crate) fn enqueued(e: Enqueued) -> &'static str {
 #[pyclass(module = "oncely._native", frozen, subclass)]
 pub struct Outbox {
     pub(crate) inner: CoreOutbox,
-    /// The same outbox typed for its SQLite store, for `Transaction.enqueue` (`enqueue_in`).
-    pub(crate) sqlite: Option<oncely::Outbox<oncely::SqliteStore>>,
 }
 
 #[pymethods]
@@ -418,14 +416,8 @@ impl Outbox {
         }
         let store = store_of(py, store)?;
         let clock = shared_clock(clock);
-        let sqlite = match &store {
-            AnyStore::Sqlite(s) => {
-                Some(oncely::Outbox::with_clock(s.clone(), cfg.clone(), clock.clone()).map_err(to_py)?)
-            }
-            _ => None,
-        };
         let inner = CoreOutbox::with_clock(store, cfg, clock).map_err(to_py)?;
-        Ok(Outbox { inner, sqlite })
+        Ok(Outbox { inner })
     }
 
     /// The queue's name.
@@ -639,9 +631,6 @@ impl Outbox {
                 }
             })
         };
-        if let Some(s) = &self.sqlite {
-            s.on_event(listener.clone());
-        }
         self.inner.on_event(listener);
     }
 

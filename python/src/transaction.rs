@@ -1,11 +1,11 @@
-//! `Transaction`: the SQLite transaction a `process_transactional` handler writes through. Only
-//! converts values between Python and SQLite; the transaction itself is the core's.
+//! `Transaction`: the store's transaction a `process_transactional` handler writes through
+//! (SQLite or PostgreSQL). Only converts values between Python and the core's `SqlValue`; the
+//! transaction itself is the core's (`oncely::sql`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use oncely::rusqlite::types::{Value, ValueRef};
-use oncely::rusqlite::{Connection, params_from_iter};
+use oncely::sql::{SqlTx, SqlValue};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyInt, PyString, PyTuple};
 
@@ -13,37 +13,35 @@ use crate::errors::Closed;
 use crate::outbox::{Outbox, enqueued, new_message};
 use crate::{to_bytes, to_py};
 
-/// The core's connection, valid only while the handler that got this transaction runs.
-struct ConnPtr(*const Connection);
+/// The core's open transaction, valid only while the handler that got this object runs.
+struct TxPtr(*mut (dyn SqlTx + 'static));
 
 // SAFETY: the pointer is only dereferenced under the `Transaction`'s mutex, and only while the
-// handler runs on the store's writer thread, which is blocked in that call meanwhile; it is
-// cleared before the handler's call returns to the core.
-unsafe impl Send for ConnPtr {}
+// handler runs on the thread that lent the transaction, which is blocked in that call
+// meanwhile; it is cleared before the handler's call returns to the core.
+unsafe impl Send for TxPtr {}
 
-/// The open SQLite transaction of one `Inbox.process_transactional` call: what the handler
-/// writes here commits together with the id's processed mark, or not at all. Valid only inside
-/// the handler; do not COMMIT or ROLLBACK it.
+/// The open transaction of one `Inbox.process_transactional` call: what the handler writes here
+/// commits together with the id's processed mark, or not at all. Valid only inside the
+/// handler; it cannot be committed or rolled back.
 #[pyclass(module = "oncely._native", frozen)]
 pub struct Transaction {
-    conn: Mutex<Option<ConnPtr>>,
-    /// The store's file, to check that an outbox given to `enqueue` uses the same one.
-    path: std::path::PathBuf,
+    tx: Mutex<Option<TxPtr>>,
 }
 
-fn sql_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+fn sql_value(v: &Bound<'_, PyAny>) -> PyResult<SqlValue> {
     if v.is_none() {
-        Ok(Value::Null)
+        Ok(SqlValue::Null)
     } else if v.is_instance_of::<PyInt>() {
-        Ok(Value::Integer(v.extract()?))
+        Ok(SqlValue::Integer(v.extract()?))
     } else if v.is_instance_of::<PyFloat>() {
-        Ok(Value::Real(v.extract()?))
+        Ok(SqlValue::Real(v.extract()?))
     } else if let Ok(s) = v.cast::<PyString>() {
-        Ok(Value::Text(s.extract::<String>()?))
+        Ok(SqlValue::Text(s.extract::<String>()?))
     } else if let Ok(b) = v.cast::<PyBytes>() {
-        Ok(Value::Blob(b.as_bytes().to_vec()))
+        Ok(SqlValue::Blob(b.as_bytes().to_vec()))
     } else if let Ok(b) = v.cast::<PyByteArray>() {
-        Ok(Value::Blob(b.to_vec()))
+        Ok(SqlValue::Blob(b.to_vec()))
     } else {
         Err(pyo3::exceptions::PyTypeError::new_err(format!(
             "an SQL parameter must be None, int, float, str or bytes, not {}",
@@ -52,42 +50,41 @@ fn sql_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
 }
 
-fn py_value(py: Python<'_>, v: ValueRef<'_>) -> PyResult<Py<PyAny>> {
+fn py_value(py: Python<'_>, v: SqlValue) -> PyResult<Py<PyAny>> {
     Ok(match v {
-        ValueRef::Null => py.None(),
-        ValueRef::Integer(i) => i.into_pyobject(py)?.into_any().unbind(),
-        ValueRef::Real(f) => f.into_pyobject(py)?.into_any().unbind(),
-        ValueRef::Text(t) => PyString::new(py, &String::from_utf8_lossy(t)).into_any().unbind(),
-        ValueRef::Blob(b) => PyBytes::new(py, b).into_any().unbind(),
+        SqlValue::Null => py.None(),
+        SqlValue::Integer(i) => i.into_pyobject(py)?.into_any().unbind(),
+        SqlValue::Real(f) => f.into_pyobject(py)?.into_any().unbind(),
+        SqlValue::Text(t) => PyString::new(py, &t).into_any().unbind(),
+        SqlValue::Blob(b) => PyBytes::new(py, &b).into_any().unbind(),
     })
 }
 
-fn sql_err(e: oncely::rusqlite::Error) -> PyErr {
-    to_py(oncely::Error::from(e))
-}
-
 impl Transaction {
-    pub(crate) fn new(conn: &Connection, path: &std::path::Path) -> Self {
-        Transaction { conn: Mutex::new(Some(ConnPtr(conn as *const Connection))), path: path.to_owned() }
+    pub(crate) fn new(tx: &mut dyn SqlTx) -> Self {
+        // SAFETY: only the lifetime is erased; see `TxPtr` for why the pointer never outlives it.
+        let ptr: *mut (dyn SqlTx + 'static) = unsafe { std::mem::transmute(tx as *mut dyn SqlTx) };
+        Transaction { tx: Mutex::new(Some(TxPtr(ptr))) }
     }
 
-    fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> PyResult<T>) -> PyResult<T> {
-        let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+    fn with_tx<T>(&self, f: impl FnOnce(&mut dyn SqlTx) -> PyResult<T>) -> PyResult<T> {
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(ptr) = guard.as_ref() else {
             return Err(Closed::new_err("the transaction is over: use it only inside its handler"));
         };
-        // SAFETY: see `ConnPtr`.
-        f(unsafe { &*ptr.0 })
+        // SAFETY: see `TxPtr`.
+        f(unsafe { &mut *ptr.0 })
     }
 
     pub(crate) fn close(&self) {
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.tx.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
 #[pymethods]
 impl Transaction {
-    /// Runs one SQL statement with `params` (a sequence of None, int, float, str, bytes) and
+    /// Runs one SQL statement (the store's dialect) with `params` (a sequence of None, int,
+    /// float, str, bytes) and
     /// returns its rows as tuples (empty for statements without rows).
     #[pyo3(signature = (sql, params = None))]
     fn execute(
@@ -102,23 +99,16 @@ impl Transaction {
                 values.push(sql_value(&p?)?);
             }
         }
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare(sql).map_err(sql_err)?;
-            let columns = stmt.column_count();
-            let mut rows = stmt.query(params_from_iter(values)).map_err(sql_err)?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(sql_err)? {
-                let mut cells = Vec::with_capacity(columns);
-                for i in 0..columns {
-                    cells.push(py_value(py, row.get_ref(i).map_err(sql_err)?)?);
-                }
-                out.push(PyTuple::new(py, cells)?.unbind());
-            }
-            Ok(out)
-        })
+        let rows = self.with_tx(|tx| tx.execute(sql, &values).map_err(to_py))?;
+        rows.into_iter()
+            .map(|row| {
+                let cells = row.into_iter().map(|v| py_value(py, v)).collect::<PyResult<Vec<_>>>()?;
+                Ok(PyTuple::new(py, cells)?.unbind())
+            })
+            .collect()
     }
 
-    /// The transactional outbox: enqueues a message in `outbox` (on the same SQLite file) within
+    /// The transactional outbox: enqueues a message in `outbox` (on the same store) within
     /// this transaction, so it is queued if and only if the handler's work commits. Returns
     /// `"queued"` or `"already_queued"`. Its `enqueued` event is published at once, before the
     /// commit.
@@ -133,26 +123,14 @@ impl Transaction {
         headers: Option<HashMap<String, String>>,
         delay: Option<f64>,
     ) -> PyResult<&'static str> {
-        let Some(o) = &outbox.get().sqlite else {
-            return Err(to_py(oncely::Error::invalid("outbox", "must use an SQLite store")));
-        };
-        let same = |a: &std::path::Path, b: &std::path::Path| {
-            a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-        };
-        if !same(o.store().path(), &self.path) {
-            return Err(to_py(oncely::Error::invalid("outbox", "must use the inbox's SQLite file")));
-        }
         let m = new_message(to_bytes("payload", payload)?, id, key, headers, delay)?;
-        self.with_conn(|conn| {
-            let mut r = o.enqueue_in(conn, vec![m]).map_err(to_py)?;
-            Ok(enqueued(
-                r.pop().ok_or_else(|| to_py(oncely::Error::Storage("enqueue answered nothing".into())))?,
-            ))
-        })
+        let outbox = &outbox.get().inner;
+        let mut r = self.with_tx(|tx| tx.enqueue(outbox, vec![m]).map_err(to_py))?;
+        Ok(enqueued(r.pop().ok_or_else(|| to_py(oncely::Error::Storage("enqueue answered nothing".into())))?))
     }
 
     fn __repr__(&self) -> String {
-        let open = self.conn.lock().map(|g| g.is_some()).unwrap_or(false);
+        let open = self.tx.lock().map(|g| g.is_some()).unwrap_or(false);
         format!("Transaction(open={open})")
     }
 }

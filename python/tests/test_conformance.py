@@ -226,7 +226,38 @@ class SqliteBackend:
         self.store = None  # the last handle: the file is closed
 
 
+class PostgresBackend:
+    """A fresh schema of its own on the server in ONCELY_POSTGRES_URL for each scenario."""
+
+    name = "postgres"
+    _count = 0
+
+    def __init__(self, tmp):
+        PostgresBackend._count += 1
+        schema = f"py_conformance_{os.getpid()}_{PostgresBackend._count}"
+        self.url = Store.postgres_schema_url(os.environ["ONCELY_POSTGRES_URL"], schema)
+        self.store = None
+
+    def get(self):
+        if self.store is None:
+            self.store = Store(self.url)
+        return self.store
+
+    def restart(self):
+        self.store = None  # the last handle: the pool's connections close
+
+
 BACKENDS = {"memory": MemoryBackend, "sqlite": SqliteBackend}
+if os.environ.get("ONCELY_POSTGRES_URL"):
+    BACKENDS["postgres"] = PostgresBackend
+
+
+def test_postgres_runs_under_ci():
+    """Under CI the PostgreSQL runs must not skip; elsewhere a missing server is said loudly."""
+    if os.environ.get("ONCELY_POSTGRES_URL"):
+        return
+    assert os.environ.get("CI") != "true", "ONCELY_POSTGRES_URL is not set under CI"
+    pytest.skip("!! the postgres backend: ONCELY_POSTGRES_URL is not set (scripts/with-postgres.sh sets it)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -688,7 +719,7 @@ def scenario_names():
 
 
 # "-async" runs make every call that has an `*_async` twin through it, each awaited in its own loop.
-RUNS = [*BACKENDS, *(f"{b}-async" for b in BACKENDS)]
+RUNS = [*BACKENDS, *(f"{b}-async" for b in BACKENDS if b != "postgres")]
 CASES = [(b, n) for n in scenario_names() for b in RUNS]
 
 

@@ -1,5 +1,9 @@
 """Inbox.process_transactional: the handler's writes, the processed mark and the result commit
-together, or not at all."""
+together, or not at all — on SQLite and (given ONCELY_POSTGRES_URL) PostgreSQL. The SQL is
+written so both run it (`$1` placeholders, types both know)."""
+
+import itertools
+import os
 
 import pytest
 
@@ -14,19 +18,36 @@ def count(inbox, n=[0]):
     return int(got.result)
 
 
+_schemas = itertools.count()
+STORES = ["sqlite", "postgres"] if os.environ.get("ONCELY_POSTGRES_URL") else ["sqlite"]
+
+
+def location(kind, tmp_path, name):
+    """A fresh store: an SQLite file, or a PostgreSQL schema of its own."""
+    if kind == "sqlite":
+        return str(tmp_path / f"{name}.db")
+    schema = f"py_tx_{os.getpid()}_{next(_schemas)}"
+    return oncely.Store.postgres_schema_url(os.environ["ONCELY_POSTGRES_URL"], schema)
+
+
+@pytest.fixture(params=STORES)
+def kind(request):
+    return request.param
+
+
 @pytest.fixture
-def inbox(tmp_path):
-    i = oncely.Inbox(str(tmp_path / "rx.db"), "pay")
+def inbox(kind, tmp_path):
+    i = oncely.Inbox(location(kind, tmp_path, "rx"), "pay")
     i.process_transactional("setup", None, lambda tx: tx.execute(
-        "CREATE TABLE effects (id TEXT PRIMARY KEY, amount INTEGER, note TEXT, raw BLOB, f REAL)") or b"")
+        "CREATE TABLE effects (id TEXT PRIMARY KEY, amount INTEGER, note TEXT, raw BYTEA, f DOUBLE PRECISION)") or b"")
     return i
 
 
 def test_effect_commits_once_with_the_mark(inbox):
     def charge(tx):
         assert isinstance(tx, oncely.Transaction)
-        tx.execute("INSERT INTO effects VALUES (?, ?, ?, ?, ?)", ("p1", 10, "ten", b"\x00\x01", 1.5))
-        (row,) = tx.execute("SELECT id, amount, note, raw, f, NULL FROM effects WHERE id = ?", ["p1"])
+        tx.execute("INSERT INTO effects VALUES ($1, $2, $3, $4, $5)", ("p1", 10, "ten", b"\x00\x01", 1.5))
+        (row,) = tx.execute("SELECT id, amount, note, raw, f, NULL FROM effects WHERE id = $1", ["p1"])
         assert row == ("p1", 10, "ten", b"\x00\x01", 1.5, None)
         return b"charged"
 
@@ -57,7 +78,7 @@ def test_sql_errors_and_misuse(inbox):
     with pytest.raises(oncely.OncelyError):
         inbox.process_transactional("commit", None, lambda tx: tx.execute("COMMIT") or b"")
     with pytest.raises(TypeError):
-        inbox.process_transactional("param", None, lambda tx: tx.execute("SELECT ?", [object()]) or b"")
+        inbox.process_transactional("param", None, lambda tx: tx.execute("SELECT $1", [object()]) or b"")
     kept = []
     inbox.process_transactional("keep", None, lambda tx: kept.append(tx) or b"")
     with pytest.raises(oncely.Closed):
@@ -70,10 +91,11 @@ def test_needs_sqlite():
         oncely.Inbox("memory", "s").process_transactional("x", None, lambda tx: b"")
 
 
-def test_transactional_outbox_inside_the_inbox(tmp_path):
-    store = oncely.Store(str(tmp_path / "svc.db"))
+def test_transactional_outbox_inside_the_inbox(kind, tmp_path):
+    svc = location(kind, tmp_path, "svc")
+    store = oncely.Store(svc)
     inbox = oncely.Inbox(store, "orders")
-    outbox = oncely.Outbox(str(tmp_path / "svc.db"), "emails")     # same file, opened apart
+    outbox = oncely.Outbox(svc, "emails")     # same store, opened apart
     events = []
     outbox.on_event(lambda e: events.append((e.kind, e.id)))
 
