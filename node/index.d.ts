@@ -216,12 +216,14 @@ export declare class ManualClock {
 export declare class NativeWorker {
   constructor(outbox: Outbox, options?: WorkerOptions | undefined | null)
   /** Delivers until nothing is due and nothing is in flight. */
-  runUntilIdle(handler: (message: Message) => string | Promise<string>): Promise<RunSummary>
+  runUntilIdle(handler: (callId: number, message: Message) => string | undefined): Promise<RunSummary>
   /**
    * Delivers until `stop()`; then stops leasing, waits up to `shutdownTimeout` for handlers in
    * flight and settles those still running as failed attempts.
    */
-  run(handler: (message: Message) => string | Promise<string>): Promise<RunSummary>
+  run(handler: (callId: number, message: Message) => string | undefined): Promise<RunSummary>
+  /** The outcome of a call whose handler answered with a Promise (see the module docs). */
+  _complete(callId: number, outcome: string): void
   /** Asks `run` to shut down gracefully. A stopped worker stays stopped. */
   stop(): void
   get stopped(): boolean

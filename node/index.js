@@ -313,18 +313,32 @@ function returnedOutcome(v) {
   return `retry${SEP}${SEP}the handler returned ${shown} (expected undefined or true)`
 }
 
-// `(message) => outcome string | Promise<outcome string>`; never throws, never rejects.
-function adaptWorkerHandler(handler) {
-  return (message) => {
+// `(callId, message) => outcome string | undefined`: the outcome at once for a handler that
+// returned without a Promise; otherwise undefined, and `complete(callId, outcome)` when the
+// Promise settles. Never throws.
+function adaptWorkerHandler(handler, complete) {
+  return (callId, message) => {
     let r
     try {
       r = handler(message)
     } catch (e) {
       return thrownOutcome(e)
     }
-    if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function') {
-      // Neither callback throws: the chain always fulfils with an outcome string.
-      return (r instanceof Promise ? r : Promise.resolve(r)).then(returnedOutcome, thrownOutcome)
+    if (r !== null && (typeof r === 'object' || typeof r === 'function')) {
+      let then
+      try {
+        then = r.then
+      } catch (e) {
+        return thrownOutcome(e)
+      }
+      if (typeof then === 'function') {
+        // Neither callback throws (complete is a plain native call taking a string).
+        const ok = (v) => complete(callId, returnedOutcome(v))
+        const bad = (e) => complete(callId, thrownOutcome(e))
+        if (r instanceof Promise) r.then(ok, bad)
+        else Promise.resolve(r).then(ok, bad)
+        return undefined
+      }
     }
     return returnedOutcome(r)
   }
@@ -367,7 +381,8 @@ class Worker {
     } catch (e) {
       throw translate(e)
     }
-    this.#handler = adaptWorkerHandler(handler)
+    const nativeWorker = this.#native
+    this.#handler = adaptWorkerHandler(handler, (callId, outcome) => nativeWorker._complete(callId, outcome))
   }
 
   /**

@@ -3,12 +3,16 @@
 //! threadsafe function (on the JS thread, never blocking it) and turns what it answered into an
 //! [`Outcome`].
 //!
-//! index.js wraps the user's handler so that it never throws and answers one string per call
-//! (or a Promise of one): `"success"`, `"retry\x1fAFTER\x1fERROR"` (AFTER empty: by the policy),
-//! `"snooze\x1fSECONDS"` or `"fail\x1fREASON"`. Anything else is a retryable failure.
+//! index.js wraps the user's handler so that it never throws and answers one outcome string per
+//! call: `"success"`, `"retry\x1fAFTER\x1fERROR"` (AFTER empty: by the policy),
+//! `"snooze\x1fSECONDS"` or `"fail\x1fREASON"`; anything else is a retryable failure. It is
+//! called as `(callId, message)` and returns the outcome at once when the handler returned
+//! without a Promise; otherwise it returns `undefined` and later hands the outcome to
+//! `_complete(callId, outcome)` (cheaper per message than awaiting the Promise from Rust).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -20,8 +24,52 @@ use crate::{count, err, secs, Outbox, SEP};
 
 type CoreWorker = oncely::Worker<AnyStore>;
 
-/// The handler as index.js adapted it: `(message) => string | Promise<string>`.
-type HandlerFn = ThreadsafeFunction<Message, Either<String, Promise<String>>, Message, Status, false>;
+/// The handler as index.js adapted it: `(callId, message) => string | undefined`.
+type HandlerFn =
+    ThreadsafeFunction<FnArgs<(u32, Message)>, Option<String>, FnArgs<(u32, Message)>, Status, false>;
+
+/// Calls whose handler answered with a Promise, waiting for `_complete(callId, outcome)`.
+#[derive(Default)]
+struct Pending {
+    next: AtomicU32,
+    waiting: Mutex<HashMap<u32, oneshot::Sender<String>>>,
+}
+
+impl Pending {
+    fn register(&self) -> (u32, oneshot::Receiver<String>) {
+        let (tx, rx) = oneshot::channel();
+        let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut id = self.next.fetch_add(1, Ordering::Relaxed);
+        while w.contains_key(&id) {
+            id = self.next.fetch_add(1, Ordering::Relaxed);
+        }
+        w.insert(id, tx);
+        (id, rx)
+    }
+
+    fn forget(&self, id: u32) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    fn complete(&self, id: u32, outcome: String) {
+        let tx = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Some(tx) = tx {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+/// Removes a call's entry when the attempt ends or is dropped (e.g. given up at shutdown).
+struct Registered<'a> {
+    pending: &'a Pending,
+    id: u32,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.pending.forget(self.id);
+    }
+}
 
 /// One message handed to a worker's handler. `idempotencyKey` (the message id) is what the
 /// receiver deduplicates on.
@@ -108,22 +156,28 @@ fn outcome_of(answer: &str) -> Outcome {
     }
 }
 
-/// Calls the handler on the JS thread and waits (asynchronously) for its answer. Never fails:
+/// Calls the handler on the JS thread and waits (asynchronously) for its outcome. Never fails:
 /// whatever goes wrong is a retryable failure of this attempt.
-async fn call(handler: Arc<HandlerFn>, m: oncely::Message) -> Outcome {
-    let (tx, rx) = oneshot::channel();
-    let status = handler.call_with_return_value(message(m), ThreadsafeFunctionCallMode::NonBlocking, move |r, _| {
-        let _ = tx.send(r);
-        Ok(())
-    });
+async fn call(handler: Arc<HandlerFn>, pending: Arc<Pending>, m: oncely::Message) -> Outcome {
+    let (id, later) = pending.register();
+    let _registered = Registered { pending: &pending, id };
+    let (tx, now) = oneshot::channel();
+    let status = handler.call_with_return_value(
+        FnArgs::from((id, message(m))),
+        ThreadsafeFunctionCallMode::NonBlocking,
+        move |r, _| {
+            let _ = tx.send(r);
+            Ok(())
+        },
+    );
     if status != Status::Ok {
         return Outcome::retry(format!("the handler could not be called ({status})"));
     }
-    match rx.await {
-        Ok(Ok(Either::A(answer))) => outcome_of(&answer),
-        Ok(Ok(Either::B(promise))) => match promise.await {
+    match now.await {
+        Ok(Ok(Some(answer))) => outcome_of(&answer),
+        Ok(Ok(None)) => match later.await {
             Ok(answer) => outcome_of(&answer),
-            Err(e) => Outcome::retry(e.reason.clone()),
+            Err(_) => Outcome::retry("the handler's outcome was lost"),
         },
         Ok(Err(e)) => Outcome::retry(e.reason.clone()),
         Err(_) => Outcome::retry("the handler was not called (Node is shutting down)"),
@@ -135,6 +189,7 @@ async fn call(handler: Arc<HandlerFn>, m: oncely::Message) -> Outcome {
 pub struct NativeWorker {
     inner: CoreWorker,
     stop: watch::Sender<bool>,
+    pending: Arc<Pending>,
 }
 
 #[napi]
@@ -155,30 +210,36 @@ impl NativeWorker {
             }
         }
         let inner = CoreWorker::new(outbox.inner.clone(), config).map_err(err)?;
-        Ok(NativeWorker { inner, stop: watch::channel(false).0 })
+        Ok(NativeWorker { inner, stop: watch::channel(false).0, pending: Arc::default() })
     }
 
     /// Delivers until nothing is due and nothing is in flight.
-    #[napi(ts_args_type = "handler: (message: Message) => string | Promise<string>")]
+    #[napi(ts_args_type = "handler: (callId: number, message: Message) => string | undefined")]
     pub async fn run_until_idle(&self, handler: HandlerFn) -> Result<RunSummary> {
-        let h = Arc::new(handler);
+        let (h, p) = (Arc::new(handler), self.pending.clone());
         let w = self.inner.clone();
-        w.run_until_idle(move |m| call(h.clone(), m)).await.map(summary).map_err(err)
+        w.run_until_idle(move |m| call(h.clone(), p.clone(), m)).await.map(summary).map_err(err)
     }
 
     /// Delivers until `stop()`; then stops leasing, waits up to `shutdownTimeout` for handlers in
     /// flight and settles those still running as failed attempts.
-    #[napi(ts_args_type = "handler: (message: Message) => string | Promise<string>")]
+    #[napi(ts_args_type = "handler: (callId: number, message: Message) => string | undefined")]
     pub async fn run(&self, handler: HandlerFn) -> Result<RunSummary> {
-        let h = Arc::new(handler);
+        let (h, p) = (Arc::new(handler), self.pending.clone());
         let w = self.inner.clone();
         let mut stopped = self.stop.subscribe();
-        w.run(move |m| call(h.clone(), m), async move {
+        w.run(move |m| call(h.clone(), p.clone(), m), async move {
             let _ = stopped.wait_for(|s| *s).await;
         })
         .await
         .map(summary)
         .map_err(err)
+    }
+
+    /// The outcome of a call whose handler answered with a Promise (see the module docs).
+    #[napi(js_name = "_complete")]
+    pub fn complete(&self, call_id: u32, outcome: String) {
+        self.pending.complete(call_id, outcome);
     }
 
     /// Asks `run` to shut down gracefully. A stopped worker stays stopped.
