@@ -218,6 +218,23 @@ class ApiTest {
     }
 
     @Test
+    fun aThrowingListenerIsIgnoredAndTheOthersStillHearEveryEvent(): Unit = runBlocking {
+        val outbox = Outbox(Store("memory"), "q")
+        val heard = Collections.synchronizedList(mutableListOf<String>())
+        outbox.onEvent(object : OutboxListener {
+            override fun onEvent(event: OutboxEvent) = throw IllegalStateException("listener bug")
+        })
+        outbox.onEvent(object : OutboxListener {
+            override fun onEvent(event: OutboxEvent) {
+                heard.add(event.name)
+            }
+        })
+        assertEquals(Enqueued.QUEUED, outbox.enqueue(NewMessage(ByteArray(0), id = "a")))
+        outbox.lease(1u).single().ack()
+        assertEquals(listOf("enqueued", "leased", "acked"), heard.toList())
+    }
+
+    @Test
     fun workerDeliversEveryMessageAndSettlesByOutcome(): Unit = runBlocking {
         val outbox = Outbox(Store(sqlitePath()), "jobs", OutboxOptions(retry = RetryPolicy(3u, Backoff.Fixed(1), Jitter.NONE)))
         outbox.enqueueMany((0 until 40).map { NewMessage("job $it".toByteArray(), id = "j$it") })
