@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test test-all test-rust bench fmt
+.PHONY: demo test test-all test-rust test-fleet bench fmt
 
 ## Run the demo: 1,000 payments per delivery mode through an outbox to a simulated bank, on
 ## temporary SQLite files, over a network with seeded faults.
@@ -15,20 +15,27 @@ test:
 	scripts/with-postgres.sh $(MAKE) --no-print-directory test-all
 
 ## Every test, using the PostgreSQL server in ONCELY_POSTGRES_URL when set.
-test-all: test-rust test-python test-node test-kotlin
+test-all: test-rust test-fleet test-python test-node test-kotlin
 
 test-rust:
 	$(CARGO) test --no-fail-fast
 	$(CARGO) test -q -p oncely --bench inbox -- --quick
 	$(CARGO) test -q -p oncely --bench outbox -- --quick
+	$(CARGO) test -q -p oncely --bench postgres -- --quick
 	$(CARGO) run -q -p oncely --example quickstart
 	$(CARGO) run -q -p oncely --example outbox_quickstart
 	$(CARGO) run -q -p oncely --example inbox_modes -- 300 0.3 11
+
+## The PostgreSQL fleet: 8 worker processes, 100,000 messages per mode, SIGKILLs and terminated
+## connections (release build: the debug one takes minutes longer).
+test-fleet:
+	$(CARGO) test --release -q -p oncely-crash-tests --test postgres_fleet
 
 ## The benchmarks of docs/benchmarks.md (release build; takes a few minutes).
 bench:
 	$(CARGO) bench -p oncely --bench inbox
 	$(CARGO) bench -p oncely --bench outbox
+	scripts/with-postgres.sh $(CARGO) bench -p oncely --bench postgres
 
 fmt:
 	$(CARGO) fmt --all

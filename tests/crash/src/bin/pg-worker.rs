@@ -82,27 +82,31 @@ async fn deliver(
     let payment = m.id.clone();
     let r: Result<(), String> = match mode {
         Mode::ExactlyOnce => {
-            let attempt = payment.clone();
-            let noted = store
-                .in_transaction(move |tx| {
-                    tx.execute("INSERT INTO attempts (payment) VALUES ($1)", &[SqlValue::Text(attempt)])
-                        .map(|_| ())
+            let id = payment.clone();
+            let processed = inbox
+                .process_in_transaction(Request::new(&payment).payload(&m.payload), move |tx| {
+                    tx.execute(
+                        "INSERT INTO ledger (payment, life) VALUES ($1, $2)",
+                        &[SqlValue::Text(payment), SqlValue::Integer(life)],
+                    )
+                    .map_err(Failure::retryable)?;
+                    Ok(Vec::new())
                 })
-                .await;
-            match noted {
-                Err(e) => Err(e.to_string()),
-                Ok(()) => inbox
-                    .process_in_transaction(Request::new(&payment).payload(&m.payload), move |tx| {
-                        tx.execute(
-                            "INSERT INTO ledger (payment, life) VALUES ($1, $2)",
-                            &[SqlValue::Text(payment), SqlValue::Integer(life)],
-                        )
-                        .map_err(Failure::retryable)?;
-                        Ok(Vec::new())
+                .await
+                .map_err(|e| e.to_string());
+            match processed {
+                // A redelivery of an effect that already committed: the inbox answered from its
+                // record instead of running the effect again. Noted, so the parent can tell that
+                // duplicates were really suppressed.
+                Ok(p) if p.replayed => store
+                    .in_transaction(move |tx| {
+                        tx.execute("INSERT INTO replays (payment) VALUES ($1)", &[SqlValue::Text(id)])
+                            .map(|_| ())
                     })
                     .await
-                    .map(|_| ())
                     .map_err(|e| e.to_string()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
             }
         }
         _ => store

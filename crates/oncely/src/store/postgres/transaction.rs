@@ -20,6 +20,8 @@ struct PgTx<'a> {
     statements: &'a mut Statements,
     /// The store's location, to tell whether an outbox lives in the same database.
     location: &'a str,
+    /// The (scope, id) pairs this transaction holds the lock of already.
+    locked: std::collections::HashSet<(String, String)>,
 }
 
 impl ToSql for SqlValue {
@@ -151,7 +153,9 @@ impl SqlTx for PgTx<'_> {
 
 impl StoreTx for PgTx<'_> {
     fn apply_inbox(&mut self, scope: &str, now: Timestamp, op: &InboxOp) -> Result<OpAnswer> {
-        lock_ids(self.client, self.statements, scope, &[op.id()])?;
+        if self.locked.insert((scope.to_owned(), op.id().to_owned())) {
+            lock_ids(self.client, self.statements, scope, &[op.id()])?;
+        }
         apply_op(self.client, self.statements, scope, now, op)
     }
 
@@ -177,7 +181,9 @@ impl TransactionalStore for PostgresStore {
     ) -> Result<R> {
         let location = self.location().to_owned();
         self.pool()
-            .transaction(move |client, statements| job(&mut PgTx { client, statements, location: &location }))
+            .transaction(move |client, statements| {
+                job(&mut PgTx { client, statements, location: &location, locked: Default::default() })
+            })
             .await
     }
 }
