@@ -26,8 +26,10 @@ bindir=$(find_bindir || true)
 if [ -z "$bindir" ] && [ "${CI:-}" = "true" ]; then
     echo "== installing PostgreSQL (apt)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq postgresql >/dev/null
+    sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq >/dev/null
+    "${sudo[@]}" apt-get install -y -qq postgresql >/dev/null
     bindir=$(find_bindir || true)
 fi
 if [ -z "$bindir" ]; then
