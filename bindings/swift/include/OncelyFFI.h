@@ -795,6 +795,11 @@ RustBuffer uniffi_oncely_ffi_fn_func_mode_from_name(RustBuffer name, RustCallSta
 RustBuffer uniffi_oncely_ffi_fn_func_mode_name(RustBuffer mode, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_FUNC_POSTGRES_SCHEMA_URL
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_FUNC_POSTGRES_SCHEMA_URL
+RustBuffer uniffi_oncely_ffi_fn_func_postgres_schema_url(RustBuffer url, RustBuffer schema, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_FFI_ONCELY_FFI_RUSTBUFFER_ALLOC
 #define UNIFFI_FFIDEF_FFI_ONCELY_FFI_RUSTBUFFER_ALLOC
 RustBuffer ffi_oncely_ffi_rustbuffer_alloc(uint64_t size, RustCallStatus *_Nonnull out_status
@@ -1082,6 +1087,12 @@ uint16_t uniffi_oncely_ffi_checksum_func_mode_from_name(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_FUNC_MODE_NAME
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_FUNC_MODE_NAME
 uint16_t uniffi_oncely_ffi_checksum_func_mode_name(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_FUNC_POSTGRES_SCHEMA_URL
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_FUNC_POSTGRES_SCHEMA_URL
+uint16_t uniffi_oncely_ffi_checksum_func_postgres_schema_url(void
     
 );
 #endif

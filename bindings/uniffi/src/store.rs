@@ -106,3 +106,13 @@ pub(crate) fn clock_of(clock: Option<Arc<ManualClock>>) -> oncely::clock::Shared
     }
 }
 
+
+/// Creates the PostgreSQL schema (namespace) `schema` in the database at `url` if it does not
+/// exist, and returns `url` set to use it, so that a store opened with the result keeps its
+/// tables there, apart from everything else (tests give each run a schema of its own). `schema`
+/// must be a plain identifier (letters, digits, `_`), else `InvalidArgument` and nothing is
+/// created. Blocks while it connects.
+#[uniffi::export]
+pub fn postgres_schema_url(url: String, schema: String) -> Result<String, OncelyError> {
+    Ok(oncely::PostgresStore::schema_url(&url, &schema)?)
+}

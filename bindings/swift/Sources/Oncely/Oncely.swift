@@ -8712,6 +8712,22 @@ public func modeName(mode: Mode) -> String  {
     )
 })
 }
+/**
+ * Creates the PostgreSQL schema (namespace) `schema` in the database at `url` if it does not
+ * exist, and returns `url` set to use it, so that a store opened with the result keeps its
+ * tables there, apart from everything else (tests give each run a schema of its own). `schema`
+ * must be a plain identifier (letters, digits, `_`), else `InvalidArgument` and nothing is
+ * created. Blocks while it connects.
+ */
+public func postgresSchemaUrl(url: String, schema: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOncelyError_lift) {
+        uniffiCallStatus in
+    uniffi_oncely_ffi_fn_func_postgres_schema_url(
+        FfiConverterString.lower(url),
+        FfiConverterString.lower(schema),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -8741,6 +8757,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_func_mode_name() != 29777) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_oncely_ffi_checksum_func_postgres_schema_url() != 20277) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_inbox_begin() != 10381) {

@@ -802,6 +802,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_oncely_ffi_checksum_func_mode_name(
     ): Int
+    external fun uniffi_oncely_ffi_checksum_func_postgres_schema_url(
+    ): Int
     external fun uniffi_oncely_ffi_checksum_method_inbox_begin(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_inbox_begin_many(
@@ -1157,6 +1159,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_oncely_ffi_fn_func_mode_name(`mode`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_oncely_ffi_fn_func_postgres_schema_url(`url`: RustBuffer.ByValue,`schema`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun ffi_oncely_ffi_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_oncely_ffi_rustbuffer_from_bytes(`bytes`: ForeignBytes.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1289,6 +1293,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_func_mode_name() and 0xFFFF) != 29777) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_func_postgres_schema_url() and 0xFFFF) != 20277) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_begin() and 0xFFFF) != 10381) {
@@ -11020,6 +11027,26 @@ public object FfiConverterMapStringString: FfiConverterRustBuffer<Map<kotlin.Str
     
         
         FfiConverterTypeMode.lower(`mode`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * Creates the PostgreSQL schema (namespace) `schema` in the database at `url` if it does not
+         * exist, and returns `url` set to use it, so that a store opened with the result keeps its
+         * tables there, apart from everything else (tests give each run a schema of its own). `schema`
+         * must be a plain identifier (letters, digits, `_`), else `InvalidArgument` and nothing is
+         * created. Blocks while it connects.
+         */
+    @Throws(OncelyException::class) fun `postgresSchemaUrl`(`url`: kotlin.String, `schema`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCallWithError(OncelyException) { _status ->
+    UniffiLib.uniffi_oncely_ffi_fn_func_postgres_schema_url(
+    
+        
+        FfiConverterString.lower(`url`),
+        FfiConverterString.lower(`schema`),_status)
 }
     )
     }
