@@ -82,3 +82,61 @@ impl InboxRecord {
         now < self.expires_at
     }
 }
+
+/// An inbox record as the SQL stores keep it: the state as one integer (0: in progress; else
+/// the completed status's code), the lease end (0 when completed), the result.
+pub(crate) struct RecordColumns<'r> {
+    pub state: i64,
+    pub lease_until: i64,
+    pub result: Option<&'r [u8]>,
+}
+
+impl InboxRecord {
+    /// The columns the SQL stores keep for this record's state.
+    pub(crate) fn columns(&self) -> RecordColumns<'_> {
+        match &self.state {
+            RecordState::InProgress { lease_until } => {
+                RecordColumns { state: STATE_IN_PROGRESS, lease_until: lease_until.0, result: None }
+            }
+            RecordState::Completed(o) => RecordColumns {
+                state: i64::from(o.status.to_code()),
+                lease_until: 0,
+                result: o.result.as_deref(),
+            },
+        }
+    }
+
+    /// The record `id` from the columns of an SQL store; unreadable values are
+    /// [`crate::Error::CorruptStore`].
+    pub(crate) fn from_columns(
+        id: &str,
+        fingerprint: Option<Vec<u8>>,
+        token: i64,
+        state: i64,
+        lease_until: i64,
+        result: Option<Vec<u8>>,
+        expires_at: i64,
+    ) -> crate::Result<InboxRecord> {
+        let fingerprint = match fingerprint {
+            None => None,
+            Some(bytes) => Some(Fingerprint(bytes.as_slice().try_into().map_err(|_| {
+                crate::Error::CorruptStore(format!(
+                    "record `{id}` has a fingerprint of {} bytes",
+                    bytes.len()
+                ))
+            })?)),
+        };
+        let state = if state == STATE_IN_PROGRESS {
+            RecordState::InProgress { lease_until: Timestamp(lease_until) }
+        } else {
+            let status = u8::try_from(state).ok().and_then(Status::from_code).ok_or_else(|| {
+                crate::Error::CorruptStore(format!("record `{id}` has an unknown state {state}"))
+            })?;
+            RecordState::Completed(StoredOutcome { status, result })
+        };
+        Ok(InboxRecord { fingerprint, token: token as u64, state, expires_at: Timestamp(expires_at) })
+    }
+}
+
+/// The state column's value for a record in progress.
+const STATE_IN_PROGRESS: i64 = 0;

@@ -64,3 +64,29 @@ impl QueueStats {
         self.ready + self.scheduled + self.leased
     }
 }
+
+/// A message state as the SQL stores keep it: `(state, token, lease_until, dead_reason)` with
+/// state 0 ready, 1 leased, 2 dead, and zeros where a state has no value.
+impl MessageState {
+    pub(crate) const READY: i64 = 0;
+    pub(crate) const LEASED: i64 = 1;
+    pub(crate) const DEAD: i64 = 2;
+
+    /// The columns for this state.
+    pub(crate) fn columns(&self) -> (i64, i64, i64, Option<&str>) {
+        match self {
+            MessageState::Ready => (Self::READY, 0, 0, None),
+            MessageState::Leased { token, lease_until } => (Self::LEASED, *token as i64, lease_until.0, None),
+            MessageState::Dead { reason } => (Self::DEAD, 0, 0, Some(reason.as_str())),
+        }
+    }
+
+    /// The state the columns describe.
+    pub(crate) fn from_columns(state: i64, token: i64, lease_until: i64, reason: Option<String>) -> Self {
+        match state {
+            Self::READY => MessageState::Ready,
+            Self::LEASED => MessageState::Leased { token: token as u64, lease_until: Timestamp(lease_until) },
+            _ => MessageState::Dead { reason: reason.unwrap_or_default() },
+        }
+    }
+}

@@ -26,8 +26,7 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::fingerprint::Fingerprint;
-use crate::inbox::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
+use crate::inbox::{InboxOp, InboxRecord, OpAnswer, Write, decide};
 use crate::store::postgres::pool::{Pool, Statements, pg_error};
 use crate::store::{InboxStore, OutboxStore, OutboxTx};
 
@@ -157,8 +156,6 @@ impl PostgresStore {
     }
 }
 
-const STATE_IN_PROGRESS: i64 = 0;
-
 fn read_record<C: GenericClient>(
     client: &mut C,
     statements: &mut Statements,
@@ -177,28 +174,7 @@ fn read_record<C: GenericClient>(
     let Some(r) = client.query_opt(&stmt, &[&scope, &id]).map_err(pg_error)? else {
         return Ok(None);
     };
-    let fingerprint = match r.get::<_, Option<Vec<u8>>>(0) {
-        None => None,
-        Some(bytes) => Some(Fingerprint(bytes.as_slice().try_into().map_err(|_| {
-            Error::CorruptStore(format!("record `{id}` has a fingerprint of {} bytes", bytes.len()))
-        })?)),
-    };
-    let state: i64 = r.get(2);
-    let state = if state == STATE_IN_PROGRESS {
-        RecordState::InProgress { lease_until: Timestamp(r.get(3)) }
-    } else {
-        let status = u8::try_from(state)
-            .ok()
-            .and_then(Status::from_code)
-            .ok_or_else(|| Error::CorruptStore(format!("record `{id}` has an unknown state {state}")))?;
-        RecordState::Completed(StoredOutcome { status, result: r.get(4) })
-    };
-    Ok(Some(InboxRecord {
-        fingerprint,
-        token: r.get::<_, i64>(1) as u64,
-        state,
-        expires_at: Timestamp(r.get(5)),
-    }))
+    InboxRecord::from_columns(id, r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)).map(Some)
 }
 
 /// Holds each of `ids` (within `scope`) until the transaction ends, taking the locks in one
@@ -247,10 +223,7 @@ fn apply_op<C: GenericClient>(
     match write {
         Write::Keep => {}
         Write::Put(rec) => {
-            let (state, lease_until, result) = match &rec.state {
-                RecordState::InProgress { lease_until } => (STATE_IN_PROGRESS, lease_until.0, None),
-                RecordState::Completed(o) => (i64::from(o.status.to_code()), 0, o.result.as_deref()),
-            };
+            let c = rec.columns();
             let stmt = statements.get(
                 client,
                 "INSERT INTO oncely_inbox (scope, id, fingerprint, token, state, lease_until, result, expires_at)
@@ -267,9 +240,9 @@ fn apply_op<C: GenericClient>(
                         &id,
                         &rec.fingerprint.as_ref().map(|f| &f.0[..]),
                         &(rec.token as i64),
-                        &state,
-                        &lease_until,
-                        &result,
+                        &c.state,
+                        &c.lease_until,
+                        &c.result,
                         &rec.expires_at.0,
                     ],
                 )

@@ -23,10 +23,6 @@ use crate::outbox::{Enqueued, MessageState, NewMessage, Outbox, OutboxRecord, Qu
 use crate::store::OutboxTx;
 use crate::store::postgres::pool::{Statements, pg_error};
 
-const READY: i64 = 0;
-const LEASED: i64 = 1;
-const DEAD: i64 = 2;
-
 macro_rules! select {
     ($($rest:literal),*) => {
         concat!(
@@ -77,13 +73,7 @@ fn from_row(r: &postgres::Row) -> Result<OutboxRecord> {
             id,
         },
         seq: r.get::<_, i64>(1) as u64,
-        state: match state {
-            READY => MessageState::Ready,
-            LEASED => {
-                MessageState::Leased { token: r.get::<_, i64>(4) as u64, lease_until: Timestamp(r.get(5)) }
-            }
-            _ => MessageState::Dead { reason: r.get::<_, Option<String>>(6).unwrap_or_default() },
-        },
+        state: MessageState::from_columns(state, r.get(4), r.get(5), r.get(6)),
         first_attempt_at: r.get::<_, Option<i64>>(10).map(Timestamp),
         last_delay: r.get::<_, Option<i64>>(11).map(|ms| Duration::from_millis(ms.max(0) as u64)),
         last_error: r.get(12),
@@ -470,11 +460,8 @@ impl<'r> Columns<'r> {
             headers: Vec::new(),
         };
         for rec in recs {
-            let (state, token, lease_until, reason) = match &rec.state {
-                MessageState::Ready => (READY, 0, 0, None),
-                MessageState::Leased { token, lease_until } => (LEASED, *token as i64, lease_until.0, None),
-                MessageState::Dead { reason } => (DEAD, 0, 0, Some(text(reason).into_owned())),
-            };
+            let (state, token, lease_until, reason) = rec.state.columns();
+            let reason = reason.map(|r| text(r).into_owned());
             let m = &rec.message;
             c.id.push(&m.id);
             c.seq.push(rec.seq as i64);

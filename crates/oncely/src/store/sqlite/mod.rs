@@ -17,8 +17,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::fingerprint::Fingerprint;
-use crate::inbox::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
+use crate::inbox::{InboxOp, InboxRecord, OpAnswer, Write, decide};
 use crate::store::InboxStore;
 pub(crate) use writer::Batch;
 use writer::Writer;
@@ -149,8 +148,6 @@ impl SqliteStore {
     }
 }
 
-const STATE_IN_PROGRESS: i64 = 0;
-
 fn read_record(conn: &Connection, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
     let mut stmt = conn.prepare_cached(
         "SELECT fingerprint, token, state, lease_until, result, expires_at
@@ -171,29 +168,11 @@ fn read_record(conn: &Connection, scope: &str, id: &str) -> Result<Option<InboxR
     let Some((fingerprint, token, state, lease_until, result, expires_at)) = row else {
         return Ok(None);
     };
-    let fingerprint = match fingerprint {
-        None => None,
-        Some(bytes) => Some(Fingerprint(bytes.as_slice().try_into().map_err(|_| {
-            Error::CorruptStore(format!("record `{id}` has a fingerprint of {} bytes", bytes.len()))
-        })?)),
-    };
-    let state = if state == STATE_IN_PROGRESS {
-        RecordState::InProgress { lease_until: Timestamp(lease_until) }
-    } else {
-        let status = u8::try_from(state)
-            .ok()
-            .and_then(Status::from_code)
-            .ok_or_else(|| Error::CorruptStore(format!("record `{id}` has an unknown state {state}")))?;
-        RecordState::Completed(StoredOutcome { status, result })
-    };
-    Ok(Some(InboxRecord { fingerprint, token: token as u64, state, expires_at: Timestamp(expires_at) }))
+    InboxRecord::from_columns(id, fingerprint, token, state, lease_until, result, expires_at).map(Some)
 }
 
 fn write_record(conn: &Connection, scope: &str, id: &str, rec: &InboxRecord) -> Result<()> {
-    let (state, lease_until, result) = match &rec.state {
-        RecordState::InProgress { lease_until } => (STATE_IN_PROGRESS, lease_until.0, None),
-        RecordState::Completed(o) => (i64::from(o.status.to_code()), 0, o.result.as_deref()),
-    };
+    let c = rec.columns();
     conn.prepare_cached(
         "INSERT INTO oncely_inbox
          (scope, id, fingerprint, token, state, lease_until, result, expires_at)
@@ -207,9 +186,9 @@ fn write_record(conn: &Connection, scope: &str, id: &str, rec: &InboxRecord) -> 
         id,
         rec.fingerprint.as_ref().map(|f| &f.0[..]),
         rec.token as i64,
-        state,
-        lease_until,
-        result,
+        c.state,
+        c.lease_until,
+        c.result,
         rec.expires_at.0
     ])?;
     Ok(())

@@ -13,10 +13,6 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite::counters::Counters;
 use crate::store::{OutboxStore, OutboxTx};
 
-const READY: i64 = 0;
-const LEASED: i64 = 1;
-const DEAD: i64 = 2;
-
 const COLUMNS: &str =
     "id, seq, key, state, token, lease_until, dead_reason, available_at, created_at, attempts,
      first_attempt_at, last_delay_ms, last_error, payload, headers";
@@ -41,13 +37,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(OutboxRecord, Option<String>)> {
             attempts: r.get::<_, i64>(9)?.clamp(0, i64::from(u32::MAX)) as u32,
         },
         seq: r.get::<_, i64>(1)? as u64,
-        state: match state {
-            READY => MessageState::Ready,
-            LEASED => {
-                MessageState::Leased { token: r.get::<_, i64>(4)? as u64, lease_until: Timestamp(r.get(5)?) }
-            }
-            _ => MessageState::Dead { reason: r.get::<_, Option<String>>(6)?.unwrap_or_default() },
-        },
+        state: MessageState::from_columns(state, r.get(4)?, r.get(5)?, r.get(6)?),
         first_attempt_at: r.get::<_, Option<i64>>(10)?.map(Timestamp),
         last_delay: r.get::<_, Option<i64>>(11)?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         last_error: r.get(12)?,
@@ -73,11 +63,7 @@ impl SqliteOutboxTx<'_> {
     }
 
     fn write(&self, sql: &str, rec: &OutboxRecord) -> Result<()> {
-        let (state, token, lease_until, reason) = match &rec.state {
-            MessageState::Ready => (READY, 0, 0, None),
-            MessageState::Leased { token, lease_until } => (LEASED, *token as i64, lease_until.0, None),
-            MessageState::Dead { reason } => (DEAD, 0, 0, Some(reason.as_str())),
-        };
+        let (state, token, lease_until, reason) = rec.state.columns();
         let headers = if rec.message.headers.is_empty() {
             None
         } else {
