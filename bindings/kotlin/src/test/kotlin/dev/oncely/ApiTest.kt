@@ -175,7 +175,7 @@ class ApiTest {
         val ok = retry.process("y", null, handler { "done".toByteArray() })
         assertFalse(ok.replayed)
         assertEquals("done", String(ok.result!!))
-        val again = retry.process("y", null, handler { error("must not run") })
+        val again = retry.process("y") { error("must not run") }
         assertTrue(again.replayed)
         assertEquals(RecordStatus.SUCCEEDED, retry.get("y")!!.status)
     }
@@ -224,11 +224,7 @@ class ApiTest {
         outbox.onEvent(object : OutboxListener {
             override fun onEvent(event: OutboxEvent) = throw IllegalStateException("listener bug")
         })
-        outbox.onEvent(object : OutboxListener {
-            override fun onEvent(event: OutboxEvent) {
-                heard.add(event.name)
-            }
-        })
+        outbox.onEvent { event -> heard.add(event.name) }
         assertEquals(Enqueued.QUEUED, outbox.enqueue(NewMessage(ByteArray(0), id = "a")))
         outbox.lease(1u).single().ack()
         assertEquals(listOf("enqueued", "leased", "acked"), heard.toList())
@@ -275,7 +271,12 @@ class ApiTest {
         val outbox = Outbox(Store("memory"), "q")
         val seen = ConcurrentHashMap.newKeySet<String>()
         val worker = Worker(outbox, WorkerOptions(pollIntervalMs = 5, shutdownTimeoutMs = 5_000))
-        val run = async(Dispatchers.IO) { worker.run(delivery { seen.add(it.id); WorkerOutcome.Success }) }
+        val run = async(Dispatchers.IO) {
+            worker.run { m ->
+                seen.add(m.id)
+                WorkerOutcome.Success
+            }
+        }
         for (i in 0 until 20) outbox.enqueue(NewMessage(ByteArray(0), id = "m$i"))
         withTimeout(20_000) { while (seen.size < 20) delay(5) }
         assertFalse(worker.stopped())
@@ -289,7 +290,7 @@ class ApiTest {
     @Test
     fun transactionalInboxCommitsTheHandlersWritesWithTheMark(): Unit = runBlocking {
         val store = Store(sqlitePath())
-        store.inTransaction(work { it.execute("CREATE TABLE ledger (id TEXT PRIMARY KEY, amount INTEGER)") })
+        store.inTransaction { tx -> tx.execute("CREATE TABLE ledger (id TEXT PRIMARY KEY, amount INTEGER)") }
         val inbox = Inbox(store, "bank")
         val outbox = Outbox(store, "notifications")
         var kept: SqlTransaction? = null
@@ -306,7 +307,7 @@ class ApiTest {
         val closed = assertThrows<OncelyException.Closed> { kept!!.execute("SELECT 1") }
         assertEquals("closed", closed.code)
 
-        val dup = inbox.processInTransaction("tx-1", "10".toByteArray(), inTx { error("must not run") })
+        val dup = inbox.processInTransaction("tx-1", "10".toByteArray()) { error("must not run") }
         assertTrue(dup.replayed)
         assertEquals("applied", String(dup.result!!))
 

@@ -23,24 +23,17 @@ class QuickstartTest {
             // Sender: enqueue durably now, deliver whenever the network allows.
             val outbox = Outbox(store, "uploads")
             outbox.enqueue(NewMessage("photo-1".toByteArray(), id = "upload-1"))
-            val worker = Worker(outbox)
-            val summary = worker.runUntilIdle(object : DeliveryHandler {
-                override fun deliver(message: Message): WorkerOutcome {
-                    // Send message.payload with message.id as the idempotency key; throwing (or
-                    // returning WorkerOutcome.Retry) retries later with backoff.
-                    sent.add(message.id)
-                    return WorkerOutcome.Success
-                }
-            })
+            val summary = Worker(outbox).runUntilIdle { message ->
+                // Send message.payload with message.id as the idempotency key; throwing (or
+                // returning WorkerOutcome.Retry) retries later with backoff.
+                sent.add(message.id)
+                WorkerOutcome.Success
+            }
 
             // Receiver: run an effect once per id, whatever the number of deliveries.
             val inbox = Inbox(store, "payments")
-            val first = inbox.process("payment-42", "10 EUR".toByteArray(), object : ProcessHandler {
-                override fun handle(): ByteArray = "receipt-1".toByteArray()
-            })
-            val again = inbox.process("payment-42", "10 EUR".toByteArray(), object : ProcessHandler {
-                override fun handle(): ByteArray = error("not run again: the stored result is replayed")
-            })
+            val first = inbox.process("payment-42", "10 EUR".toByteArray()) { "receipt-1".toByteArray() }
+            val again = inbox.process("payment-42", "10 EUR".toByteArray()) { error("not run: replayed") }
             check(again.replayed && again.result.contentEquals(first.result))
             // quickstart:end
             assertEquals(listOf("upload-1"), sent)
