@@ -192,9 +192,13 @@ pub enum BeginOutcome {
 
 fn begin_outcome(b: oncely::Begin<AnyStore>) -> BeginOutcome {
     match b {
-        oncely::Begin::Claimed(t) => BeginOutcome::Claimed { ticket: Arc::new(Ticket { inner: Arc::new(t) }) },
+        oncely::Begin::Claimed(t) => {
+            BeginOutcome::Claimed { ticket: Arc::new(Ticket { inner: Arc::new(t) }) }
+        }
         oncely::Begin::Duplicate(r) => BeginOutcome::Duplicate { status: status(r.status), result: r.result },
-        oncely::Begin::InProgress { lease_until } => BeginOutcome::InProgress { lease_until_ms: lease_until.0 },
+        oncely::Begin::InProgress { lease_until } => {
+            BeginOutcome::InProgress { lease_until_ms: lease_until.0 }
+        }
         oncely::Begin::Conflict => BeginOutcome::Conflict,
     }
 }
@@ -431,7 +435,9 @@ impl Inbox {
                 .into_iter()
                 .map(|r| match r {
                     Ok(()) => ItemOutcome::Ok,
-                    Err(e) => ItemOutcome::Failed { code: e.code().as_str().to_string(), message: e.to_string() },
+                    Err(e) => {
+                        ItemOutcome::Failed { code: e.code().as_str().to_string(), message: e.to_string() }
+                    }
                 })
                 .collect())
         })

@@ -189,7 +189,9 @@ pub enum Settle {
 fn settle_of(s: Settle) -> Result<CoreSettle, OncelyError> {
     Ok(match s {
         Settle::Ack => CoreSettle::Ack,
-        Settle::Retry { after_ms, error } => CoreSettle::Retry { after: opt_ms("after_ms", after_ms)?, error },
+        Settle::Retry { after_ms, error } => {
+            CoreSettle::Retry { after: opt_ms("after_ms", after_ms)?, error }
+        }
         Settle::Snooze { after_ms } => CoreSettle::Snooze { after: ms("after_ms", after_ms)? },
         Settle::Fail { reason } => CoreSettle::Fail { reason },
         Settle::Extend { lease_ms } => CoreSettle::Extend { lease: ms("lease_ms", lease_ms)? },
@@ -392,7 +394,9 @@ fn event(e: &oncely::outbox::Event) -> OutboxEvent {
         CoreEventKind::Enqueued => EventKind::Enqueued,
         CoreEventKind::Leased { attempt } => EventKind::Leased { attempt: *attempt },
         CoreEventKind::Acked => EventKind::Acked,
-        CoreEventKind::Retried { at, error } => EventKind::Retried { retry_at_ms: at.0, error: error.clone() },
+        CoreEventKind::Retried { at, error } => {
+            EventKind::Retried { retry_at_ms: at.0, error: error.clone() }
+        }
         CoreEventKind::Snoozed { until } => EventKind::Snoozed { until_ms: until.0 },
         CoreEventKind::Released => EventKind::Released,
         CoreEventKind::LeaseExpired => EventKind::LeaseExpired,
@@ -644,7 +648,11 @@ impl Outbox {
 
     /// Dead letters in queue order after `afterSeq`, at most `limit`.
     #[uniffi::method(default(after_seq = None, limit = 100))]
-    pub async fn dead_letters(&self, after_seq: Option<u64>, limit: u32) -> Result<Vec<OutboxRecord>, OncelyError> {
+    pub async fn dead_letters(
+        &self,
+        after_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRecord>, OncelyError> {
         let o = self.inner.clone();
         on_runtime(async move {
             Ok(o.dead_letters(after_seq, limit as usize).await?.into_iter().map(outbox_record).collect())

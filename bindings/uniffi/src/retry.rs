@@ -88,7 +88,9 @@ impl RetryPolicy {
         deadline_ms: Option<i64>,
     ) -> Result<Arc<Self>, OncelyError> {
         let backoff = match backoff {
-            Backoff::Fixed { delay_ms } => oncely::backoff::Backoff::Fixed { delay: ms("delay_ms", delay_ms)? },
+            Backoff::Fixed { delay_ms } => {
+                oncely::backoff::Backoff::Fixed { delay: ms("delay_ms", delay_ms)? }
+            }
             Backoff::Linear { initial_ms, step_ms, max_ms } => oncely::backoff::Backoff::Linear {
                 initial: ms("initial_ms", initial_ms)?,
                 step: ms("step_ms", step_ms)?,

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-
 use oncely::{AnyStore, SqliteConfig, Timestamp};
 
 use crate::errors::{OncelyError, ms};
@@ -105,7 +104,6 @@ pub(crate) fn clock_of(clock: Option<Arc<ManualClock>>) -> oncely::clock::Shared
         None => Arc::new(oncely::SystemClock),
     }
 }
-
 
 /// Creates the PostgreSQL schema (namespace) `schema` in the database at `url` if it does not
 /// exist, and returns `url` set to use it, so that a store opened with the result keeps its

@@ -126,13 +126,15 @@ impl SqlTransaction {
     pub fn enqueue(&self, outbox: Arc<Outbox>, message: NewMessage) -> Result<Enqueued, OncelyError> {
         let m = new_message(message)?;
         let mut r = self.with_tx(|tx| tx.enqueue(&outbox.inner, vec![m]))?;
-        r.pop()
-            .map(enqueued)
-            .ok_or_else(|| OncelyError::Storage("enqueue answered nothing".to_string()))
+        r.pop().map(enqueued).ok_or_else(|| OncelyError::Storage("enqueue answered nothing".to_string()))
     }
 
     /// `enqueue` for several messages: all or none.
-    pub fn enqueue_many(&self, outbox: Arc<Outbox>, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>, OncelyError> {
+    pub fn enqueue_many(
+        &self,
+        outbox: Arc<Outbox>,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Enqueued>, OncelyError> {
         let ms = messages.into_iter().map(new_message).collect::<Result<Vec<_>, _>>()?;
         Ok(self.with_tx(|tx| tx.enqueue(&outbox.inner, ms))?.into_iter().map(enqueued).collect())
     }

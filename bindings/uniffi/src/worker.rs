@@ -142,7 +142,8 @@ impl Worker {
     pub async fn run_until_idle(&self, handler: Box<dyn DeliveryHandler>) -> Result<RunSummary, OncelyError> {
         let handler: Arc<dyn DeliveryHandler> = Arc::from(handler);
         let w = self.inner.clone();
-        on_runtime(async move { Ok(summary(w.run_until_idle(move |m| call(handler.clone(), m)).await?)) }).await
+        on_runtime(async move { Ok(summary(w.run_until_idle(move |m| call(handler.clone(), m)).await?)) })
+            .await
     }
 
     /// Delivers until `stop()` is called; then stops leasing, waits up to the shutdown timeout
@@ -187,4 +188,3 @@ async fn call(handler: Arc<dyn DeliveryHandler>, m: oncely::Message) -> Outcome 
 fn summary(s: oncely::worker::RunSummary) -> RunSummary {
     RunSummary { attempts: s.attempts, succeeded: s.succeeded, failed: s.failed, released: s.released }
 }
-
