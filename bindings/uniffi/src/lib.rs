@@ -10,7 +10,8 @@
 //! - ids, keys and scopes are strings; payloads and results are bytes;
 //! - every store call is `async` (a Kotlin `suspend` function, a Swift `async` function) and runs
 //!   on oncely's one tokio runtime per process (`oncely::runtime`), so callers need no runtime of
-//!   their own; cancelling the caller's coroutine or task cancels the call;
+//!   their own; cancelling the caller's coroutine or task stops the call (a write already handed
+//!   to the store may still commit, as after a crash);
 //! - handlers (inbox `process`, the outbox worker, event listeners) are callback interfaces the
 //!   host implements; they are called on oncely's threads and may block.
 
