@@ -250,6 +250,12 @@ typedef void (*UniffiCallbackInterfaceProcessHandlerMethod0)(uint64_t, RustBuffe
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_SUSPEND_PROCESS_HANDLER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_SUSPEND_PROCESS_HANDLER_METHOD0
+typedef void (*UniffiCallbackInterfaceSuspendProcessHandlerMethod0)(uint64_t, UniffiForeignFutureCompleteRustBuffer _Nonnull, uint64_t, UniffiForeignFutureDroppedCallbackStruct* _Nonnull
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_OUTBOX_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_OUTBOX_LISTENER_METHOD0
 typedef void (*UniffiCallbackInterfaceOutboxListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
@@ -278,6 +284,12 @@ typedef void (*UniffiCallbackInterfaceDeliveryHandlerMethod0)(uint64_t, RustBuff
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_SUSPEND_DELIVERY_HANDLER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_SUSPEND_DELIVERY_HANDLER_METHOD0
+typedef void (*UniffiCallbackInterfaceSuspendDeliveryHandlerMethod0)(uint64_t, RustBuffer, UniffiForeignFutureCompleteRustBuffer _Nonnull, uint64_t, UniffiForeignFutureDroppedCallbackStruct* _Nonnull
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_PROCESS_HANDLER
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_PROCESS_HANDLER
 typedef struct UniffiVTableCallbackInterfaceProcessHandler {
@@ -285,6 +297,15 @@ typedef struct UniffiVTableCallbackInterfaceProcessHandler {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceProcessHandlerMethod0 _Nonnull handle;
 } UniffiVTableCallbackInterfaceProcessHandler;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SUSPEND_PROCESS_HANDLER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SUSPEND_PROCESS_HANDLER
+typedef struct UniffiVTableCallbackInterfaceSuspendProcessHandler {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceSuspendProcessHandlerMethod0 _Nonnull handle;
+} UniffiVTableCallbackInterfaceSuspendProcessHandler;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_OUTBOX_LISTENER
@@ -321,6 +342,15 @@ typedef struct UniffiVTableCallbackInterfaceDeliveryHandler {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceDeliveryHandlerMethod0 _Nonnull deliver;
 } UniffiVTableCallbackInterfaceDeliveryHandler;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SUSPEND_DELIVERY_HANDLER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SUSPEND_DELIVERY_HANDLER
+typedef struct UniffiVTableCallbackInterfaceSuspendDeliveryHandler {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceSuspendDeliveryHandlerMethod0 _Nonnull deliver;
+} UniffiVTableCallbackInterfaceSuspendDeliveryHandler;
 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_CLONE_INBOX
@@ -361,6 +391,11 @@ uint64_t uniffi_oncely_ffi_fn_method_inbox_get(uint64_t ptr, RustBuffer id
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_INBOX_PROCESS
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_INBOX_PROCESS
 uint64_t uniffi_oncely_ffi_fn_method_inbox_process(uint64_t ptr, RustBuffer id, RustBuffer payload, uint64_t handler, RustBuffer options
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_INBOX_PROCESS_SUSPENDING
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_INBOX_PROCESS_SUSPENDING
+uint64_t uniffi_oncely_ffi_fn_method_inbox_process_suspending(uint64_t ptr, RustBuffer id, RustBuffer payload, uint64_t handler, RustBuffer options
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_INBOX_PURGE_EXPIRED
@@ -728,9 +763,19 @@ uint64_t uniffi_oncely_ffi_fn_constructor_worker_new(uint64_t outbox, RustBuffer
 uint64_t uniffi_oncely_ffi_fn_method_worker_run(uint64_t ptr, uint64_t handler
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_WORKER_RUN_SUSPENDING
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_WORKER_RUN_SUSPENDING
+uint64_t uniffi_oncely_ffi_fn_method_worker_run_suspending(uint64_t ptr, uint64_t handler
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_WORKER_RUN_UNTIL_IDLE
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_WORKER_RUN_UNTIL_IDLE
 uint64_t uniffi_oncely_ffi_fn_method_worker_run_until_idle(uint64_t ptr, uint64_t handler
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_WORKER_RUN_UNTIL_IDLE_SUSPENDING
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_WORKER_RUN_UNTIL_IDLE_SUSPENDING
+uint64_t uniffi_oncely_ffi_fn_method_worker_run_until_idle_suspending(uint64_t ptr, uint64_t handler
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_WORKER_STOP
@@ -746,6 +791,11 @@ int8_t uniffi_oncely_ffi_fn_method_worker_stopped(uint64_t ptr, RustCallStatus *
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_INIT_CALLBACK_VTABLE_PROCESSHANDLER
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_INIT_CALLBACK_VTABLE_PROCESSHANDLER
 void uniffi_oncely_ffi_fn_init_callback_vtable_processhandler(const UniffiVTableCallbackInterfaceProcessHandler* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_INIT_CALLBACK_VTABLE_SUSPENDPROCESSHANDLER
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_INIT_CALLBACK_VTABLE_SUSPENDPROCESSHANDLER
+void uniffi_oncely_ffi_fn_init_callback_vtable_suspendprocesshandler(const UniffiVTableCallbackInterfaceSuspendProcessHandler* _Nonnull vtable
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_INIT_CALLBACK_VTABLE_OUTBOXLISTENER
@@ -766,6 +816,11 @@ void uniffi_oncely_ffi_fn_init_callback_vtable_transactionwork(const UniffiVTabl
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_INIT_CALLBACK_VTABLE_DELIVERYHANDLER
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_INIT_CALLBACK_VTABLE_DELIVERYHANDLER
 void uniffi_oncely_ffi_fn_init_callback_vtable_deliveryhandler(const UniffiVTableCallbackInterfaceDeliveryHandler* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_INIT_CALLBACK_VTABLE_SUSPENDDELIVERYHANDLER
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_INIT_CALLBACK_VTABLE_SUSPENDDELIVERYHANDLER
+void uniffi_oncely_ffi_fn_init_callback_vtable_suspenddeliveryhandler(const UniffiVTableCallbackInterfaceSuspendDeliveryHandler* _Nonnull vtable
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_FUNC_FINGERPRINT
@@ -1126,6 +1181,12 @@ uint16_t uniffi_oncely_ffi_checksum_method_inbox_process(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_INBOX_PROCESS_SUSPENDING
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_INBOX_PROCESS_SUSPENDING
+uint16_t uniffi_oncely_ffi_checksum_method_inbox_process_suspending(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_INBOX_PURGE_EXPIRED
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_INBOX_PURGE_EXPIRED
 uint16_t uniffi_oncely_ffi_checksum_method_inbox_purge_expired(void
@@ -1432,9 +1493,21 @@ uint16_t uniffi_oncely_ffi_checksum_method_worker_run(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_WORKER_RUN_SUSPENDING
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_WORKER_RUN_SUSPENDING
+uint16_t uniffi_oncely_ffi_checksum_method_worker_run_suspending(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_WORKER_RUN_UNTIL_IDLE
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_WORKER_RUN_UNTIL_IDLE
 uint16_t uniffi_oncely_ffi_checksum_method_worker_run_until_idle(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_WORKER_RUN_UNTIL_IDLE_SUSPENDING
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_WORKER_RUN_UNTIL_IDLE_SUSPENDING
+uint16_t uniffi_oncely_ffi_checksum_method_worker_run_until_idle_suspending(void
     
 );
 #endif
@@ -1498,6 +1571,12 @@ uint16_t uniffi_oncely_ffi_checksum_method_processhandler_handle(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_SUSPENDPROCESSHANDLER_HANDLE
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_SUSPENDPROCESSHANDLER_HANDLE
+uint16_t uniffi_oncely_ffi_checksum_method_suspendprocesshandler_handle(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_OUTBOXLISTENER_ON_EVENT
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_OUTBOXLISTENER_ON_EVENT
 uint16_t uniffi_oncely_ffi_checksum_method_outboxlistener_on_event(void
@@ -1519,6 +1598,12 @@ uint16_t uniffi_oncely_ffi_checksum_method_transactionwork_run(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_DELIVERYHANDLER_DELIVER
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_DELIVERYHANDLER_DELIVER
 uint16_t uniffi_oncely_ffi_checksum_method_deliveryhandler_deliver(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_SUSPENDDELIVERYHANDLER_DELIVER
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_SUSPENDDELIVERYHANDLER_DELIVER
+uint16_t uniffi_oncely_ffi_checksum_method_suspenddeliveryhandler_deliver(void
     
 );
 #endif

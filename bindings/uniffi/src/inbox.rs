@@ -291,6 +291,16 @@ pub trait ProcessHandler: Send + Sync {
     fn handle(&self) -> Result<Vec<u8>, HandlerError>;
 }
 
+/// The handler of `Inbox.processSuspending`: [`ProcessHandler`] as a suspend function (Kotlin) /
+/// async function (Swift), for effects that wait without holding a thread. Runs in the host's
+/// coroutine scope (Kotlin: `GlobalScope`, on `Dispatchers.Default`).
+#[uniffi::export(callback_interface)]
+#[async_trait::async_trait]
+pub trait SuspendProcessHandler: Send + Sync {
+    /// Runs the effect.
+    async fn handle(&self) -> Result<Vec<u8>, HandlerError>;
+}
+
 /// The state of a stored inbox record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum RecordStatus {
@@ -469,6 +479,33 @@ impl Inbox {
                         Ok(Err(HandlerError::Permanent { reason })) => Err(Failure::permanent(reason)),
                         Ok(Err(HandlerError::Retry { reason })) => Err(Failure::retryable(reason)),
                         Err(e) => Err(Failure::retryable(format!("the handler did not return: {e}"))),
+                    }
+                })
+                .await;
+            process_result(outcome)
+        })
+        .await
+    }
+
+    /// `process` with a suspending handler (the same rules).
+    #[uniffi::method(default(payload = None, options = None))]
+    pub async fn process_suspending(
+        &self,
+        id: String,
+        payload: Option<Vec<u8>>,
+        handler: Box<dyn SuspendProcessHandler>,
+        options: Option<CallOptions>,
+    ) -> Result<Processed, OncelyError> {
+        let o = options.unwrap_or_default();
+        let req = request(id, payload, o.mode, o.lease_ms, o.wait_ms)?;
+        let inbox = self.inner.clone();
+        on_runtime(async move {
+            let outcome = inbox
+                .process(req, move || async move {
+                    match handler.handle().await {
+                        Ok(result) => Ok(result),
+                        Err(HandlerError::Permanent { reason }) => Err(Failure::permanent(reason)),
+                        Err(HandlerError::Retry { reason }) => Err(Failure::retryable(reason)),
                     }
                 })
                 .await;

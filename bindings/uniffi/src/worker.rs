@@ -62,6 +62,18 @@ pub trait DeliveryHandler: Send + Sync {
     fn deliver(&self, message: Message) -> Result<WorkerOutcome, HandlerError>;
 }
 
+/// A worker's handler as a suspend function (Kotlin) / async function (Swift): delivers one
+/// message and says how it went, like [`DeliveryHandler`] but without holding a thread while it
+/// waits (a network upload with a suspending HTTP client). Runs in the host's coroutine scope
+/// (Kotlin: `GlobalScope`, on `Dispatchers.Default`); when the worker stops it at shutdown, the
+/// coroutine is cancelled.
+#[uniffi::export(callback_interface)]
+#[async_trait::async_trait]
+pub trait SuspendDeliveryHandler: Send + Sync {
+    /// Delivers `message`.
+    async fn deliver(&self, message: Message) -> Result<WorkerOutcome, HandlerError>;
+}
+
 /// What a worker run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct RunSummary {
@@ -161,8 +173,35 @@ impl Worker {
         .await
     }
 
-    /// Asks `run` to shut down gracefully. A stopped worker stays stopped (`run` returns at
-    /// once); `runUntilIdle` is not affected.
+    /// `runUntilIdle` with a suspending handler.
+    pub async fn run_until_idle_suspending(
+        &self,
+        handler: Box<dyn SuspendDeliveryHandler>,
+    ) -> Result<RunSummary, OncelyError> {
+        let handler: Arc<dyn SuspendDeliveryHandler> = Arc::from(handler);
+        let w = self.inner.clone();
+        on_runtime(async move {
+            Ok(summary(w.run_until_idle(move |m| call_suspending(handler.clone(), m)).await?))
+        })
+        .await
+    }
+
+    /// `run` with a suspending handler: delivers until `stop()` is called.
+    pub async fn run_suspending(&self, handler: Box<dyn SuspendDeliveryHandler>) -> Result<RunSummary, OncelyError> {
+        let handler: Arc<dyn SuspendDeliveryHandler> = Arc::from(handler);
+        let w = self.inner.clone();
+        let mut stopped = self.stop.subscribe();
+        on_runtime(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            Ok(summary(w.run(move |m| call_suspending(handler.clone(), m), shutdown).await?))
+        })
+        .await
+    }
+
+    /// Asks `run` / `runSuspending` to shut down gracefully. A stopped worker stays stopped (they
+    /// return at once); `runUntilIdle` is not affected.
     pub fn stop(&self) {
         self.stop.send_replace(true);
     }
@@ -173,16 +212,24 @@ impl Worker {
     }
 }
 
-async fn call(handler: Arc<dyn DeliveryHandler>, m: oncely::Message) -> Outcome {
-    let message = Message {
+fn message(m: oncely::Message) -> Message {
+    Message {
         id: m.id,
         key: m.key,
         payload: m.payload,
         headers: m.headers.into_iter().collect(),
         attempt: m.attempts,
         created_at_ms: m.created_at.0,
-    };
+    }
+}
+
+async fn call(handler: Arc<dyn DeliveryHandler>, m: oncely::Message) -> Outcome {
+    let message = message(m);
     outcome(tokio::task::spawn_blocking(move || handler.deliver(message)).await)
+}
+
+async fn call_suspending(handler: Arc<dyn SuspendDeliveryHandler>, m: oncely::Message) -> Outcome {
+    outcome(Ok(handler.deliver(message(m)).await))
 }
 
 fn summary(s: oncely::worker::RunSummary) -> RunSummary {

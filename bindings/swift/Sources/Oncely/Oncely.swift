@@ -1100,6 +1100,11 @@ public protocol InboxProtocol: AnyObject, Sendable {
     func process(id: String, payload: Data?, handler: ProcessHandler, options: CallOptions?) async throws  -> Processed
     
     /**
+     * `process` with a suspending handler (the same rules).
+     */
+    func processSuspending(id: String, payload: Data?, handler: SuspendProcessHandler, options: CallOptions?) async throws  -> Processed
+    
+    /**
      * Deletes every expired record (of every scope) now; returns how many.
      */
     func purgeExpired() async throws  -> UInt64
@@ -1286,6 +1291,25 @@ open func process(id: String, payload: Data? = nil, handler: ProcessHandler, opt
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_inbox_process(
                         self.uniffiCloneHandle(),FfiConverterString.lower(id),FfiConverterOptionData.lower(payload),FfiConverterCallbackInterfaceProcessHandler_lower(handler),FfiConverterOptionTypeCallOptions.lower(options)
+                )
+            },
+            pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_oncely_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_oncely_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeProcessed_lift,
+            errorHandler: FfiConverterTypeOncelyError_lift
+        )
+}
+    
+    /**
+     * `process` with a suspending handler (the same rules).
+     */
+open func processSuspending(id: String, payload: Data? = nil, handler: SuspendProcessHandler, options: CallOptions? = nil)async throws  -> Processed  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_oncely_ffi_fn_method_inbox_process_suspending(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(id),FfiConverterOptionData.lower(payload),FfiConverterCallbackInterfaceSuspendProcessHandler_lower(handler),FfiConverterOptionTypeCallOptions.lower(options)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -2847,14 +2871,24 @@ public protocol WorkerProtocol: AnyObject, Sendable {
     func run(handler: DeliveryHandler) async throws  -> RunSummary
     
     /**
+     * `run` with a suspending handler: delivers until `stop()` is called.
+     */
+    func runSuspending(handler: SuspendDeliveryHandler) async throws  -> RunSummary
+    
+    /**
      * Delivers until nothing is due and nothing is in flight, then returns what it did.
      * Messages scheduled for later are left for a later run.
      */
     func runUntilIdle(handler: DeliveryHandler) async throws  -> RunSummary
     
     /**
-     * Asks `run` to shut down gracefully. A stopped worker stays stopped (`run` returns at
-     * once); `runUntilIdle` is not affected.
+     * `runUntilIdle` with a suspending handler.
+     */
+    func runUntilIdleSuspending(handler: SuspendDeliveryHandler) async throws  -> RunSummary
+    
+    /**
+     * Asks `run` / `runSuspending` to shut down gracefully. A stopped worker stays stopped (they
+     * return at once); `runUntilIdle` is not affected.
      */
     func stop() 
     
@@ -2956,6 +2990,25 @@ open func run(handler: DeliveryHandler)async throws  -> RunSummary  {
 }
     
     /**
+     * `run` with a suspending handler: delivers until `stop()` is called.
+     */
+open func runSuspending(handler: SuspendDeliveryHandler)async throws  -> RunSummary  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_oncely_ffi_fn_method_worker_run_suspending(
+                        self.uniffiCloneHandle(),FfiConverterCallbackInterfaceSuspendDeliveryHandler_lower(handler)
+                )
+            },
+            pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_oncely_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_oncely_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeRunSummary_lift,
+            errorHandler: FfiConverterTypeOncelyError_lift
+        )
+}
+    
+    /**
      * Delivers until nothing is due and nothing is in flight, then returns what it did.
      * Messages scheduled for later are left for a later run.
      */
@@ -2976,8 +3029,27 @@ open func runUntilIdle(handler: DeliveryHandler)async throws  -> RunSummary  {
 }
     
     /**
-     * Asks `run` to shut down gracefully. A stopped worker stays stopped (`run` returns at
-     * once); `runUntilIdle` is not affected.
+     * `runUntilIdle` with a suspending handler.
+     */
+open func runUntilIdleSuspending(handler: SuspendDeliveryHandler)async throws  -> RunSummary  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_oncely_ffi_fn_method_worker_run_until_idle_suspending(
+                        self.uniffiCloneHandle(),FfiConverterCallbackInterfaceSuspendDeliveryHandler_lower(handler)
+                )
+            },
+            pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_oncely_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_oncely_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeRunSummary_lift,
+            errorHandler: FfiConverterTypeOncelyError_lift
+        )
+}
+    
+    /**
+     * Asks `run` / `runSuspending` to shut down gracefully. A stopped worker stays stopped (they
+     * return at once); `runUntilIdle` is not affected.
      */
 open func stop()  {try! rustCall() {
         uniffiCallStatus in
@@ -7471,6 +7543,330 @@ public func FfiConverterCallbackInterfaceProcessHandler_lower(_ v: ProcessHandle
 
 
 /**
+ * A worker's handler as a suspend function (Kotlin) / async function (Swift): delivers one
+ * message and says how it went, like [`DeliveryHandler`] but without holding a thread while it
+ * waits (a network upload with a suspending HTTP client). Runs in the host's coroutine scope
+ * (Kotlin: `GlobalScope`, on `Dispatchers.Default`); when the worker stops it at shutdown, the
+ * coroutine is cancelled.
+ */
+public protocol SuspendDeliveryHandler: AnyObject, Sendable {
+    
+    /**
+     * Delivers `message`.
+     */
+    func deliver(message: Message) async throws  -> WorkerOutcome
+    
+}
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceSuspendDeliveryHandler {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceSuspendDeliveryHandler = UniffiVTableCallbackInterfaceSuspendDeliveryHandler(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterCallbackInterfaceSuspendDeliveryHandler.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface SuspendDeliveryHandler: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterCallbackInterfaceSuspendDeliveryHandler.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface SuspendDeliveryHandler: handle missing in uniffiClone")
+            }
+        },
+        deliver: { (
+            uniffiHandle: UInt64,
+            message: RustBuffer,
+            uniffiFutureCallback: @escaping UniffiForeignFutureCompleteRustBuffer,
+            uniffiCallbackData: UInt64,
+            uniffiOutDroppedCallback: UnsafeMutablePointer<UniffiForeignFutureDroppedCallbackStruct>
+        ) in
+            let makeCall = {
+                () async throws -> WorkerOutcome in
+                guard let uniffiObj = try? FfiConverterCallbackInterfaceSuspendDeliveryHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try await uniffiObj.deliver(
+                     message: try FfiConverterTypeMessage_lift(message)
+                )
+            }
+
+            let uniffiHandleSuccess = { (returnValue: WorkerOutcome) in
+                uniffiFutureCallback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureResultRustBuffer(
+                        returnValue: FfiConverterTypeWorkerOutcome_lower(returnValue),
+                        callStatus: RustCallStatus()
+                    )
+                )
+            }
+            let uniffiHandleError = { (statusCode, errorBuf) in
+                uniffiFutureCallback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureResultRustBuffer(
+                        returnValue: RustBuffer.empty(),
+                        callStatus: RustCallStatus(code: statusCode, errorBuf: errorBuf)
+                    )
+                )
+            }
+            uniffiTraitInterfaceCallAsyncWithError(
+                makeCall: makeCall,
+                handleSuccess: uniffiHandleSuccess,
+                handleError: uniffiHandleError,
+                lowerError: FfiConverterTypeHandlerError_lower,
+                droppedCallback: uniffiOutDroppedCallback
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceSuspendDeliveryHandler> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceSuspendDeliveryHandler>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitSuspendDeliveryHandler() {
+    uniffi_oncely_ffi_fn_init_callback_vtable_suspenddeliveryhandler(UniffiCallbackInterfaceSuspendDeliveryHandler.vtablePtr)
+}
+
+// FfiConverter protocol for callback interfaces
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterCallbackInterfaceSuspendDeliveryHandler {
+    fileprivate static let handleMap = UniffiHandleMap<SuspendDeliveryHandler>()
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+extension FfiConverterCallbackInterfaceSuspendDeliveryHandler : FfiConverter {
+    typealias SwiftType = SuspendDeliveryHandler
+    typealias FfiType = UInt64
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func lift(_ handle: UInt64) throws -> SwiftType {
+        try handleMap.get(handle: handle)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func lower(_ v: SwiftType) -> UInt64 {
+        return handleMap.insert(obj: v)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func write(_ v: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(v))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterCallbackInterfaceSuspendDeliveryHandler_lift(_ handle: UInt64) throws -> SuspendDeliveryHandler {
+    return try FfiConverterCallbackInterfaceSuspendDeliveryHandler.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterCallbackInterfaceSuspendDeliveryHandler_lower(_ v: SuspendDeliveryHandler) -> UInt64 {
+    return FfiConverterCallbackInterfaceSuspendDeliveryHandler.lower(v)
+}
+
+
+
+
+/**
+ * The handler of `Inbox.processSuspending`: [`ProcessHandler`] as a suspend function (Kotlin) /
+ * async function (Swift), for effects that wait without holding a thread. Runs in the host's
+ * coroutine scope (Kotlin: `GlobalScope`, on `Dispatchers.Default`).
+ */
+public protocol SuspendProcessHandler: AnyObject, Sendable {
+    
+    /**
+     * Runs the effect.
+     */
+    func handle() async throws  -> Data
+    
+}
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceSuspendProcessHandler {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceSuspendProcessHandler = UniffiVTableCallbackInterfaceSuspendProcessHandler(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterCallbackInterfaceSuspendProcessHandler.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface SuspendProcessHandler: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterCallbackInterfaceSuspendProcessHandler.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface SuspendProcessHandler: handle missing in uniffiClone")
+            }
+        },
+        handle: { (
+            uniffiHandle: UInt64,
+            uniffiFutureCallback: @escaping UniffiForeignFutureCompleteRustBuffer,
+            uniffiCallbackData: UInt64,
+            uniffiOutDroppedCallback: UnsafeMutablePointer<UniffiForeignFutureDroppedCallbackStruct>
+        ) in
+            let makeCall = {
+                () async throws -> Data in
+                guard let uniffiObj = try? FfiConverterCallbackInterfaceSuspendProcessHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try await uniffiObj.handle(
+                )
+            }
+
+            let uniffiHandleSuccess = { (returnValue: Data) in
+                uniffiFutureCallback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureResultRustBuffer(
+                        returnValue: FfiConverterData.lower(returnValue),
+                        callStatus: RustCallStatus()
+                    )
+                )
+            }
+            let uniffiHandleError = { (statusCode, errorBuf) in
+                uniffiFutureCallback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureResultRustBuffer(
+                        returnValue: RustBuffer.empty(),
+                        callStatus: RustCallStatus(code: statusCode, errorBuf: errorBuf)
+                    )
+                )
+            }
+            uniffiTraitInterfaceCallAsyncWithError(
+                makeCall: makeCall,
+                handleSuccess: uniffiHandleSuccess,
+                handleError: uniffiHandleError,
+                lowerError: FfiConverterTypeHandlerError_lower,
+                droppedCallback: uniffiOutDroppedCallback
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceSuspendProcessHandler> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceSuspendProcessHandler>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitSuspendProcessHandler() {
+    uniffi_oncely_ffi_fn_init_callback_vtable_suspendprocesshandler(UniffiCallbackInterfaceSuspendProcessHandler.vtablePtr)
+}
+
+// FfiConverter protocol for callback interfaces
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterCallbackInterfaceSuspendProcessHandler {
+    fileprivate static let handleMap = UniffiHandleMap<SuspendProcessHandler>()
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+extension FfiConverterCallbackInterfaceSuspendProcessHandler : FfiConverter {
+    typealias SwiftType = SuspendProcessHandler
+    typealias FfiType = UInt64
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func lift(_ handle: UInt64) throws -> SwiftType {
+        try handleMap.get(handle: handle)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func lower(_ v: SwiftType) -> UInt64 {
+        return handleMap.insert(obj: v)
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public static func write(_ v: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(v))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterCallbackInterfaceSuspendProcessHandler_lift(_ handle: UInt64) throws -> SuspendProcessHandler {
+    return try FfiConverterCallbackInterfaceSuspendProcessHandler.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterCallbackInterfaceSuspendProcessHandler_lower(_ v: SuspendProcessHandler) -> UInt64 {
+    return FfiConverterCallbackInterfaceSuspendProcessHandler.lower(v)
+}
+
+
+
+
+/**
  * The handler of `Inbox.processInTransaction`: does its database work through `tx` and returns
  * the result to store. Throw `HandlerException.Permanent` for a failure no retry will cure; any
  * other exception is retryable. Called synchronously while the store's transaction is open (on
@@ -8656,6 +9052,96 @@ fileprivate func uniffiFutureContinuationCallback(handle: UInt64, pollResult: In
         print("uniffiFutureContinuationCallback invalid handle")
     }
 }
+private func uniffiTraitInterfaceCallAsync<T>(
+    makeCall: @escaping () async throws -> T,
+    handleSuccess: @escaping (T) -> (),
+    handleError: @escaping (Int8, RustBuffer) -> (),
+    droppedCallback: UnsafeMutablePointer<UniffiForeignFutureDroppedCallbackStruct>
+) {
+    let task = Task {
+        // Note: it's important we call either `handleSuccess` or `handleError` exactly once.  Each
+        // call consumes an Arc reference, which means there should be no possibility of a double
+        // call.  The following code is structured so that will will never call both `handleSuccess`
+        // and `handleError`, even in the face of weird errors.
+        //
+        // On platforms that need extra machinery to make C-ABI calls, like JNA or ctypes, it's
+        // possible that we fail to make either call.  However, it doesn't seem like this is
+        // possible on Swift since swift can just make the C call directly.
+        var callResult: T
+        do {
+            callResult = try await makeCall()
+        } catch {
+            handleError(CALL_UNEXPECTED_ERROR, FfiConverterString.lower(String(describing: error)))
+            return
+        }
+        handleSuccess(callResult)
+    }
+    let handle = UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.insert(obj: task)
+    droppedCallback.pointee = UniffiForeignFutureDroppedCallbackStruct(
+        handle: handle,
+        free: uniffiForeignFutureDroppedCallback
+    )
+}
+
+private func uniffiTraitInterfaceCallAsyncWithError<T, E>(
+    makeCall: @escaping () async throws -> T,
+    handleSuccess: @escaping (T) -> (),
+    handleError: @escaping (Int8, RustBuffer) -> (),
+    lowerError: @escaping (E) -> RustBuffer,
+    droppedCallback: UnsafeMutablePointer<UniffiForeignFutureDroppedCallbackStruct>
+) {
+    let task = Task {
+        // See the note in uniffiTraitInterfaceCallAsync for details on `handleSuccess` and
+        // `handleError`.
+        var callResult: T
+        do {
+            callResult = try await makeCall()
+        } catch let error as E {
+            handleError(CALL_ERROR, lowerError(error))
+            return
+        } catch {
+            handleError(CALL_UNEXPECTED_ERROR, FfiConverterString.lower(String(describing: error)))
+            return
+        }
+        handleSuccess(callResult)
+    }
+    let handle = UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.insert(obj: task)
+    droppedCallback.pointee = UniffiForeignFutureDroppedCallbackStruct(
+        handle: handle,
+        free: uniffiForeignFutureDroppedCallback
+    )
+}
+
+// Borrow the callback handle map implementation to store foreign future handles
+// TODO: consolidate the handle-map code (https://github.com/mozilla/uniffi-rs/pull/1823)
+fileprivate let UNIFFI_FOREIGN_FUTURE_HANDLE_MAP = UniffiHandleMap<UniffiForeignFutureTask>()
+
+// Protocol for tasks that handle foreign futures.
+//
+// Defining a protocol allows all tasks to be stored in the same handle map.  This can't be done
+// with the task object itself, since has generic parameters.
+fileprivate protocol UniffiForeignFutureTask {
+    func cancel()
+}
+
+extension Task: UniffiForeignFutureTask {}
+
+private func uniffiForeignFutureDroppedCallback(handle: UInt64) {
+    do {
+        let task = try UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.remove(handle: handle)
+        // Set the cancellation flag on the task.  If it's still running, the code can check the
+        // cancellation flag or call `Task.checkCancellation()`.  If the task has completed, this is
+        // a no-op.
+        task.cancel()
+    } catch {
+        print("uniffiForeignFutureDroppedCallback: handle missing from handlemap")
+    }
+}
+
+// For testing
+public func uniffiForeignFutureHandleCountOncely() -> Int {
+    UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.count
+}
 /**
  * The payload fingerprint the inbox compares (first 128 bits of SHA-256, as hex): the same
  * value in every language.
@@ -8775,6 +9261,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_inbox_process() != 27826) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_oncely_ffi_checksum_method_inbox_process_suspending() != 33048) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_inbox_purge_expired() != 49726) {
@@ -8930,10 +9419,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_worker_run() != 4174) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_oncely_ffi_checksum_method_worker_run_suspending() != 7235) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_oncely_ffi_checksum_method_worker_run_until_idle() != 6280) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_worker_stop() != 51450) {
+    if (uniffi_oncely_ffi_checksum_method_worker_run_until_idle_suspending() != 18347) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_oncely_ffi_checksum_method_worker_stop() != 49007) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_worker_stopped() != 65419) {
@@ -8963,6 +9458,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_processhandler_handle() != 46717) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_oncely_ffi_checksum_method_suspendprocesshandler_handle() != 24112) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_oncely_ffi_checksum_method_outboxlistener_on_event() != 14287) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -8975,10 +9473,15 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_deliveryhandler_deliver() != 13670) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_oncely_ffi_checksum_method_suspenddeliveryhandler_deliver() != 56523) {
+        return InitializationResult.apiChecksumMismatch
+    }
 
     uniffiCallbackInitDeliveryHandler()
     uniffiCallbackInitOutboxListener()
     uniffiCallbackInitProcessHandler()
+    uniffiCallbackInitSuspendDeliveryHandler()
+    uniffiCallbackInitSuspendProcessHandler()
     uniffiCallbackInitTransactionHandler()
     uniffiCallbackInitTransactionWork()
     return InitializationResult.ok

@@ -5,17 +5,18 @@
 package dev.oncely
 
 /**
- * [Inbox.process] with the handler as a lambda: runs it at most / at least / exactly once for
- * [id] (by the mode) and returns its result, or the stored one with `replayed = true`. Throw
- * [HandlerException.Permanent] for a failure no retry will cure; any other exception is retryable.
+ * [Inbox.processSuspending] with the handler as a (suspend) lambda: runs it at most / at least /
+ * exactly once for [id] (by the mode) and returns its result, or the stored one with
+ * `replayed = true`. Throw [HandlerException.Permanent] for a failure no retry will cure; any
+ * other exception is retryable.
  */
 suspend fun Inbox.process(
     id: String,
     payload: ByteArray? = null,
     options: CallOptions? = null,
-    handler: () -> ByteArray,
-): Processed = process(id, payload, object : ProcessHandler {
-    override fun handle(): ByteArray = handler()
+    handler: suspend () -> ByteArray,
+): Processed = processSuspending(id, payload, object : SuspendProcessHandler {
+    override suspend fun handle(): ByteArray = handler()
 }, options)
 
 /**
@@ -36,15 +37,20 @@ suspend fun Store.inTransaction(work: (SqlTransaction) -> Unit) = inTransaction(
     override fun run(tx: SqlTransaction) = work(tx)
 })
 
-/** [Worker.runUntilIdle] with the handler as a lambda. */
-suspend fun Worker.runUntilIdle(handler: (Message) -> WorkerOutcome): RunSummary = runUntilIdle(object : DeliveryHandler {
-    override fun deliver(message: Message): WorkerOutcome = handler(message)
-})
+/** [Worker.runUntilIdleSuspending] with the handler as a (suspend) lambda. */
+suspend fun Worker.runUntilIdle(handler: suspend (Message) -> WorkerOutcome): RunSummary =
+    runUntilIdleSuspending(object : SuspendDeliveryHandler {
+        override suspend fun deliver(message: Message): WorkerOutcome = handler(message)
+    })
 
-/** [Worker.run] with the handler as a lambda: delivers until [Worker.stop]. */
-suspend fun Worker.run(handler: (Message) -> WorkerOutcome): RunSummary = run(object : DeliveryHandler {
-    override fun deliver(message: Message): WorkerOutcome = handler(message)
-})
+/**
+ * [Worker.runSuspending] with the handler as a (suspend) lambda: delivers until [Worker.stop]; a
+ * handler still running after the shutdown timeout is cancelled.
+ */
+suspend fun Worker.run(handler: suspend (Message) -> WorkerOutcome): RunSummary =
+    runSuspending(object : SuspendDeliveryHandler {
+        override suspend fun deliver(message: Message): WorkerOutcome = handler(message)
+    })
 
 /** [Outbox.onEvent] with the listener as a lambda (called after each change committed; keep it quick). */
 fun Outbox.onEvent(listener: (OutboxEvent) -> Unit) = onEvent(object : OutboxListener {

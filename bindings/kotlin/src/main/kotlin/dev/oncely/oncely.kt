@@ -660,6 +660,9 @@ internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
 internal interface UniffiCallbackInterfaceProcessHandlerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceSuspendProcessHandlerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`uniffiFutureCallback`: UniffiForeignFutureCompleteRustBuffer,`uniffiCallbackData`: Long,`uniffiOutDroppedCallback`: UniffiForeignFutureDroppedCallbackStruct,)
+}
 internal interface UniffiCallbackInterfaceOutboxListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -671,6 +674,9 @@ internal interface UniffiCallbackInterfaceTransactionWorkMethod0 : com.sun.jna.C
 }
 internal interface UniffiCallbackInterfaceDeliveryHandlerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`message`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceSuspendDeliveryHandlerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`message`: RustBuffer.ByValue,`uniffiFutureCallback`: UniffiForeignFutureCompleteRustBuffer,`uniffiCallbackData`: Long,`uniffiOutDroppedCallback`: UniffiForeignFutureDroppedCallbackStruct,)
 }
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "handle")
 internal open class UniffiVTableCallbackInterfaceProcessHandler(
@@ -685,6 +691,25 @@ internal open class UniffiVTableCallbackInterfaceProcessHandler(
     ): UniffiVTableCallbackInterfaceProcessHandler(`uniffiFree`,`uniffiClone`,`handle`,), Structure.ByValue
 
    internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceProcessHandler) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `handle` = other.`handle`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "handle")
+internal open class UniffiVTableCallbackInterfaceSuspendProcessHandler(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `handle`: UniffiCallbackInterfaceSuspendProcessHandlerMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `handle`: UniffiCallbackInterfaceSuspendProcessHandlerMethod0? = null,
+    ): UniffiVTableCallbackInterfaceSuspendProcessHandler(`uniffiFree`,`uniffiClone`,`handle`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceSuspendProcessHandler) {
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `handle` = other.`handle`
@@ -767,6 +792,25 @@ internal open class UniffiVTableCallbackInterfaceDeliveryHandler(
     }
 
 }
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "deliver")
+internal open class UniffiVTableCallbackInterfaceSuspendDeliveryHandler(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `deliver`: UniffiCallbackInterfaceSuspendDeliveryHandlerMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `deliver`: UniffiCallbackInterfaceSuspendDeliveryHandlerMethod0? = null,
+    ): UniffiVTableCallbackInterfaceSuspendDeliveryHandler(`uniffiFree`,`uniffiClone`,`deliver`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceSuspendDeliveryHandler) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `deliver` = other.`deliver`
+    }
+
+}
 
 // A JNA Library to expose the extern-C FFI definitions.
 // This is an implementation detail which will be called internally by the public API.
@@ -813,6 +857,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_oncely_ffi_checksum_method_inbox_get(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_inbox_process(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_inbox_process_suspending(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_inbox_purge_expired(
     ): Int
@@ -916,7 +962,11 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_worker_run(
     ): Int
+    external fun uniffi_oncely_ffi_checksum_method_worker_run_suspending(
+    ): Int
     external fun uniffi_oncely_ffi_checksum_method_worker_run_until_idle(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_worker_run_until_idle_suspending(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_worker_stop(
     ): Int
@@ -938,6 +988,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_processhandler_handle(
     ): Int
+    external fun uniffi_oncely_ffi_checksum_method_suspendprocesshandler_handle(
+    ): Int
     external fun uniffi_oncely_ffi_checksum_method_outboxlistener_on_event(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_transactionhandler_handle(
@@ -945,6 +997,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_oncely_ffi_checksum_method_transactionwork_run(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_deliveryhandler_deliver(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_suspenddeliveryhandler_deliver(
     ): Int
     external fun ffi_oncely_ffi_uniffi_contract_version(
     ): Int
@@ -965,6 +1019,8 @@ internal object UniffiLib {
         uniffiCallbackInterfaceDeliveryHandler.register(this)
         uniffiCallbackInterfaceOutboxListener.register(this)
         uniffiCallbackInterfaceProcessHandler.register(this)
+        uniffiCallbackInterfaceSuspendDeliveryHandler.register(this)
+        uniffiCallbackInterfaceSuspendProcessHandler.register(this)
         uniffiCallbackInterfaceTransactionHandler.register(this)
         uniffiCallbackInterfaceTransactionWork.register(this)
         
@@ -986,6 +1042,8 @@ internal object UniffiLib {
     external fun uniffi_oncely_ffi_fn_method_inbox_get(`ptr`: Long,`id`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_oncely_ffi_fn_method_inbox_process(`ptr`: Long,`id`: RustBuffer.ByValue,`payload`: RustBuffer.ByValue,`handler`: Long,`options`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_oncely_ffi_fn_method_inbox_process_suspending(`ptr`: Long,`id`: RustBuffer.ByValue,`payload`: RustBuffer.ByValue,`handler`: Long,`options`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_oncely_ffi_fn_method_inbox_purge_expired(`ptr`: Long,
     ): Long
@@ -1133,13 +1191,19 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_oncely_ffi_fn_method_worker_run(`ptr`: Long,`handler`: Long,
     ): Long
+    external fun uniffi_oncely_ffi_fn_method_worker_run_suspending(`ptr`: Long,`handler`: Long,
+    ): Long
     external fun uniffi_oncely_ffi_fn_method_worker_run_until_idle(`ptr`: Long,`handler`: Long,
+    ): Long
+    external fun uniffi_oncely_ffi_fn_method_worker_run_until_idle_suspending(`ptr`: Long,`handler`: Long,
     ): Long
     external fun uniffi_oncely_ffi_fn_method_worker_stop(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_oncely_ffi_fn_method_worker_stopped(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
     external fun uniffi_oncely_ffi_fn_init_callback_vtable_processhandler(`vtable`: UniffiVTableCallbackInterfaceProcessHandler,
+    ): Unit
+    external fun uniffi_oncely_ffi_fn_init_callback_vtable_suspendprocesshandler(`vtable`: UniffiVTableCallbackInterfaceSuspendProcessHandler,
     ): Unit
     external fun uniffi_oncely_ffi_fn_init_callback_vtable_outboxlistener(`vtable`: UniffiVTableCallbackInterfaceOutboxListener,
     ): Unit
@@ -1148,6 +1212,8 @@ internal object UniffiLib {
     external fun uniffi_oncely_ffi_fn_init_callback_vtable_transactionwork(`vtable`: UniffiVTableCallbackInterfaceTransactionWork,
     ): Unit
     external fun uniffi_oncely_ffi_fn_init_callback_vtable_deliveryhandler(`vtable`: UniffiVTableCallbackInterfaceDeliveryHandler,
+    ): Unit
+    external fun uniffi_oncely_ffi_fn_init_callback_vtable_suspenddeliveryhandler(`vtable`: UniffiVTableCallbackInterfaceSuspendDeliveryHandler,
     ): Unit
     external fun uniffi_oncely_ffi_fn_func_fingerprint(`payload`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1313,6 +1379,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process() and 0xFFFF) != 27826) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process_suspending() and 0xFFFF) != 33048) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_purge_expired() and 0xFFFF) != 49726) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1466,10 +1535,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_worker_run() and 0xFFFF) != 4174) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncely_ffi_checksum_method_worker_run_suspending() and 0xFFFF) != 7235) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncely_ffi_checksum_method_worker_run_until_idle() and 0xFFFF) != 6280) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_worker_stop() and 0xFFFF) != 51450) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_worker_run_until_idle_suspending() and 0xFFFF) != 18347) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_method_worker_stop() and 0xFFFF) != 49007) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_worker_stopped() and 0xFFFF) != 65419) {
@@ -1499,6 +1574,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_processhandler_handle() and 0xFFFF) != 46717) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncely_ffi_checksum_method_suspendprocesshandler_handle() and 0xFFFF) != 24112) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncely_ffi_checksum_method_outboxlistener_on_event() and 0xFFFF) != 14287) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1509,6 +1587,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_deliveryhandler_deliver() and 0xFFFF) != 13670) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_method_suspenddeliveryhandler_deliver() and 0xFFFF) != 56523) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1564,6 +1645,95 @@ internal suspend fun<T, F, E: kotlin.Exception> uniffiRustCallAsync(
         freeFunc(rustFuture)
     }
 }
+internal inline fun<T> uniffiTraitInterfaceCallAsync(
+    crossinline makeCall: suspend () -> T,
+    crossinline handleSuccess: (T) -> Unit,
+    crossinline handleError: (UniffiRustCallStatus.ByValue) -> Unit,
+    uniffiOutDroppedCallback: UniffiForeignFutureDroppedCallbackStruct,
+) {
+    // Using `GlobalScope` is labeled as a "delicate API" and generally discouraged in Kotlin programs, since it breaks structured concurrency.
+    // However, our parent task is a Rust future, so we're going to need to break structure concurrency in any case.
+    //
+    // Uniffi does its best to support structured concurrency across the FFI.
+    // If the Rust future is dropped, `uniffiForeignFutureDroppedCallbackImpl` is called, which will cancel the Kotlin coroutine if it's still running.
+    @OptIn(DelicateCoroutinesApi::class)
+    val job = GlobalScope.launch coroutineBlock@ {
+        // Note: it's important we call either `handleSuccess` or `handleError` exactly once.  Each
+        // call consumes an Arc reference, which means there should be no possibility of a double
+        // call.  The following code is structured so that will will never call both `handleSuccess`
+        // and `handleError`, even in the face of weird exceptions.
+        //
+        // In extreme circumstances we may not call either, for example if we fail to make the JNA
+        // call to `handleSuccess`.  This means we will leak the Arc reference, which is better than
+        // double-freeing it.
+        val callResult = try {
+            makeCall()
+        } catch(e: kotlin.Exception) {
+            handleError(
+                UniffiRustCallStatus.create(
+                    UNIFFI_CALL_UNEXPECTED_ERROR,
+                    FfiConverterString.lower(e.toString()),
+                )
+            )
+            return@coroutineBlock
+        }
+        handleSuccess(callResult)
+    }
+    val handle = uniffiForeignFutureHandleMap.insert(job)
+    uniffiOutDroppedCallback.uniffiSetValue(UniffiForeignFutureDroppedCallbackStruct(handle, uniffiForeignFutureDroppedCallbackImpl))
+}
+
+internal inline fun<T, reified E: Throwable> uniffiTraitInterfaceCallAsyncWithError(
+    crossinline makeCall: suspend () -> T,
+    crossinline handleSuccess: (T) -> Unit,
+    crossinline handleError: (UniffiRustCallStatus.ByValue) -> Unit,
+    crossinline lowerError: (E) -> RustBuffer.ByValue,
+    uniffiOutDroppedCallback: UniffiForeignFutureDroppedCallbackStruct,
+) {
+    // See uniffiTraitInterfaceCallAsync for details on `DelicateCoroutinesApi`
+    @OptIn(DelicateCoroutinesApi::class)
+    val job = GlobalScope.launch coroutineBlock@ {
+        // See the note in uniffiTraitInterfaceCallAsync for details on `handleSuccess` and
+        // `handleError`.
+        val callResult = try {
+            makeCall()
+        } catch(e: kotlin.Exception) {
+            if (e is E) {
+                handleError(
+                    UniffiRustCallStatus.create(
+                        UNIFFI_CALL_ERROR,
+                        lowerError(e),
+                    )
+                )
+            } else {
+                handleError(
+                    UniffiRustCallStatus.create(
+                        UNIFFI_CALL_UNEXPECTED_ERROR,
+                        FfiConverterString.lower(e.toString()),
+                    )
+                )
+            }
+            return@coroutineBlock
+        }
+        handleSuccess(callResult)
+    }
+    val handle = uniffiForeignFutureHandleMap.insert(job)
+    uniffiOutDroppedCallback.uniffiSetValue(UniffiForeignFutureDroppedCallbackStruct(handle, uniffiForeignFutureDroppedCallbackImpl))
+}
+
+internal val uniffiForeignFutureHandleMap = UniffiHandleMap<Job>()
+
+internal object uniffiForeignFutureDroppedCallbackImpl: UniffiForeignFutureDroppedCallback {
+    override fun callback(handle: Long) {
+        val job = uniffiForeignFutureHandleMap.remove(handle)
+        if (!job.isCompleted) {
+            job.cancel()
+        }
+    }
+}
+
+// For testing
+public fun uniffiForeignFutureHandleCount() = uniffiForeignFutureHandleMap.size
 
 // Public interface members begin here.
 
@@ -2715,6 +2885,11 @@ public interface InboxInterface {
     suspend fun `process`(`id`: kotlin.String, `payload`: kotlin.ByteArray? = null, `handler`: ProcessHandler, `options`: CallOptions? = null): Processed
     
     /**
+     * `process` with a suspending handler (the same rules).
+     */
+    suspend fun `processSuspending`(`id`: kotlin.String, `payload`: kotlin.ByteArray? = null, `handler`: SuspendProcessHandler, `options`: CallOptions? = null): Processed
+    
+    /**
      * Deletes every expired record (of every scope) now; returns how many.
      */
     suspend fun `purgeExpired`(): kotlin.ULong
@@ -2983,6 +3158,34 @@ open class Inbox: Disposable, AutoCloseable, InboxInterface
         FfiConverterString.lower(`id`),
         FfiConverterOptionalByteArray.lower(`payload`),
         FfiConverterTypeProcessHandler.lower(`handler`),
+        FfiConverterOptionalTypeCallOptions.lower(`options`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_oncely_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeProcessed.lift(it) },
+        // Error FFI converter
+        OncelyException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * `process` with a suspending handler (the same rules).
+     */
+    @Throws(OncelyException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `processSuspending`(`id`: kotlin.String, `payload`: kotlin.ByteArray?, `handler`: SuspendProcessHandler, `options`: CallOptions?) : Processed {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_oncely_ffi_fn_method_inbox_process_suspending(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+        FfiConverterOptionalByteArray.lower(`payload`),
+        FfiConverterTypeSuspendProcessHandler.lower(`handler`),
         FfiConverterOptionalTypeCallOptions.lower(`options`),
             )
         },
@@ -5617,14 +5820,24 @@ public interface WorkerInterface {
     suspend fun `run`(`handler`: DeliveryHandler): RunSummary
     
     /**
+     * `run` with a suspending handler: delivers until `stop()` is called.
+     */
+    suspend fun `runSuspending`(`handler`: SuspendDeliveryHandler): RunSummary
+    
+    /**
      * Delivers until nothing is due and nothing is in flight, then returns what it did.
      * Messages scheduled for later are left for a later run.
      */
     suspend fun `runUntilIdle`(`handler`: DeliveryHandler): RunSummary
     
     /**
-     * Asks `run` to shut down gracefully. A stopped worker stays stopped (`run` returns at
-     * once); `runUntilIdle` is not affected.
+     * `runUntilIdle` with a suspending handler.
+     */
+    suspend fun `runUntilIdleSuspending`(`handler`: SuspendDeliveryHandler): RunSummary
+    
+    /**
+     * Asks `run` / `runSuspending` to shut down gracefully. A stopped worker stays stopped (they
+     * return at once); `runUntilIdle` is not affected.
      */
     fun `stop`()
     
@@ -5783,6 +5996,31 @@ open class Worker: Disposable, AutoCloseable, WorkerInterface
 
     
     /**
+     * `run` with a suspending handler: delivers until `stop()` is called.
+     */
+    @Throws(OncelyException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `runSuspending`(`handler`: SuspendDeliveryHandler) : RunSummary {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_oncely_ffi_fn_method_worker_run_suspending(
+                uniffiHandle,
+                
+        FfiConverterTypeSuspendDeliveryHandler.lower(`handler`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_oncely_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeRunSummary.lift(it) },
+        // Error FFI converter
+        OncelyException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * Delivers until nothing is due and nothing is in flight, then returns what it did.
      * Messages scheduled for later are left for a later run.
      */
@@ -5809,8 +6047,33 @@ open class Worker: Disposable, AutoCloseable, WorkerInterface
 
     
     /**
-     * Asks `run` to shut down gracefully. A stopped worker stays stopped (`run` returns at
-     * once); `runUntilIdle` is not affected.
+     * `runUntilIdle` with a suspending handler.
+     */
+    @Throws(OncelyException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `runUntilIdleSuspending`(`handler`: SuspendDeliveryHandler) : RunSummary {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_oncely_ffi_fn_method_worker_run_until_idle_suspending(
+                uniffiHandle,
+                
+        FfiConverterTypeSuspendDeliveryHandler.lower(`handler`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_oncely_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeRunSummary.lift(it) },
+        // Error FFI converter
+        OncelyException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Asks `run` / `runSuspending` to shut down gracefully. A stopped worker stays stopped (they
+     * return at once); `runUntilIdle` is not affected.
      */override fun `stop`()
         = 
     callWithHandle {
@@ -9727,6 +9990,187 @@ internal object uniffiCallbackInterfaceProcessHandler {
  * @suppress
  */
 public object FfiConverterTypeProcessHandler: FfiConverterCallbackInterface<ProcessHandler>()
+
+
+
+
+
+/**
+ * A worker's handler as a suspend function (Kotlin) / async function (Swift): delivers one
+ * message and says how it went, like [`DeliveryHandler`] but without holding a thread while it
+ * waits (a network upload with a suspending HTTP client). Runs in the host's coroutine scope
+ * (Kotlin: `GlobalScope`, on `Dispatchers.Default`); when the worker stops it at shutdown, the
+ * coroutine is cancelled.
+ */
+public interface SuspendDeliveryHandler {
+    
+    /**
+     * Delivers `message`.
+     */
+    suspend fun `deliver`(`message`: Message): WorkerOutcome
+    
+    companion object
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceSuspendDeliveryHandler {
+    internal object `deliver`: UniffiCallbackInterfaceSuspendDeliveryHandlerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`message`: RustBuffer.ByValue,`uniffiFutureCallback`: UniffiForeignFutureCompleteRustBuffer,`uniffiCallbackData`: Long,`uniffiOutDroppedCallback`: UniffiForeignFutureDroppedCallbackStruct,) {
+            val uniffiObj = FfiConverterTypeSuspendDeliveryHandler.handleMap.get(uniffiHandle)
+            val makeCall = suspend { ->
+                uniffiObj.`deliver`(
+                    FfiConverterTypeMessage.lift(`message`),
+                )
+            }
+            val uniffiHandleSuccess = { returnValue: WorkerOutcome ->
+                val uniffiResult = UniffiForeignFutureResultRustBuffer.UniffiByValue(
+                    FfiConverterTypeWorkerOutcome.lower(returnValue),
+                    UniffiRustCallStatus.ByValue()
+                )
+                uniffiResult.write()
+                uniffiFutureCallback.callback(uniffiCallbackData, uniffiResult)
+            }
+            val uniffiHandleError = { callStatus: UniffiRustCallStatus.ByValue ->
+                uniffiFutureCallback.callback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureResultRustBuffer.UniffiByValue(
+                        RustBuffer.ByValue(),
+                        callStatus,
+                    ),
+                )
+            }
+            uniffiTraitInterfaceCallAsyncWithError(
+                makeCall,
+                uniffiHandleSuccess,
+                uniffiHandleError,
+                { e: HandlerException -> FfiConverterTypeHandlerError.lower(e) },
+                uniffiOutDroppedCallback
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeSuspendDeliveryHandler.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeSuspendDeliveryHandler.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceSuspendDeliveryHandler.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `deliver`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_oncely_ffi_fn_init_callback_vtable_suspenddeliveryhandler(vtable)
+    }
+}
+
+/**
+ * The ffiConverter which transforms the Callbacks in to handles to pass to Rust.
+ *
+ * @suppress
+ */
+public object FfiConverterTypeSuspendDeliveryHandler: FfiConverterCallbackInterface<SuspendDeliveryHandler>()
+
+
+
+
+
+/**
+ * The handler of `Inbox.processSuspending`: [`ProcessHandler`] as a suspend function (Kotlin) /
+ * async function (Swift), for effects that wait without holding a thread. Runs in the host's
+ * coroutine scope (Kotlin: `GlobalScope`, on `Dispatchers.Default`).
+ */
+public interface SuspendProcessHandler {
+    
+    /**
+     * Runs the effect.
+     */
+    suspend fun `handle`(): kotlin.ByteArray
+    
+    companion object
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceSuspendProcessHandler {
+    internal object `handle`: UniffiCallbackInterfaceSuspendProcessHandlerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`uniffiFutureCallback`: UniffiForeignFutureCompleteRustBuffer,`uniffiCallbackData`: Long,`uniffiOutDroppedCallback`: UniffiForeignFutureDroppedCallbackStruct,) {
+            val uniffiObj = FfiConverterTypeSuspendProcessHandler.handleMap.get(uniffiHandle)
+            val makeCall = suspend { ->
+                uniffiObj.`handle`(
+                )
+            }
+            val uniffiHandleSuccess = { returnValue: kotlin.ByteArray ->
+                val uniffiResult = UniffiForeignFutureResultRustBuffer.UniffiByValue(
+                    FfiConverterByteArray.lower(returnValue),
+                    UniffiRustCallStatus.ByValue()
+                )
+                uniffiResult.write()
+                uniffiFutureCallback.callback(uniffiCallbackData, uniffiResult)
+            }
+            val uniffiHandleError = { callStatus: UniffiRustCallStatus.ByValue ->
+                uniffiFutureCallback.callback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureResultRustBuffer.UniffiByValue(
+                        RustBuffer.ByValue(),
+                        callStatus,
+                    ),
+                )
+            }
+            uniffiTraitInterfaceCallAsyncWithError(
+                makeCall,
+                uniffiHandleSuccess,
+                uniffiHandleError,
+                { e: HandlerException -> FfiConverterTypeHandlerError.lower(e) },
+                uniffiOutDroppedCallback
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeSuspendProcessHandler.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeSuspendProcessHandler.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceSuspendProcessHandler.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `handle`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_oncely_ffi_fn_init_callback_vtable_suspendprocesshandler(vtable)
+    }
+}
+
+/**
+ * The ffiConverter which transforms the Callbacks in to handles to pass to Rust.
+ *
+ * @suppress
+ */
+public object FfiConverterTypeSuspendProcessHandler: FfiConverterCallbackInterface<SuspendProcessHandler>()
 
 
 

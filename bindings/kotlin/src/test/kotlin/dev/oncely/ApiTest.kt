@@ -288,6 +288,67 @@ class ApiTest {
     }
 
     @Test
+    fun suspendingHandlersAwaitWithoutAThreadAndCallOncelyAgain(): Unit = runBlocking {
+        val store = Store(sqlitePath())
+        val receiver = Inbox(store, "receiver")
+        val outbox = Outbox(store, "q")
+        outbox.enqueueMany((0 until 10).map { NewMessage("p$it".toByteArray(), id = "s$it") })
+        val worker = Worker(outbox, WorkerOptions(concurrency = 10u, pollIntervalMs = 5))
+        val summary = worker.runUntilIdle { m ->
+            delay(20) // a suspending upload
+            // The receiver's own suspend call, from inside the handler.
+            receiver.process(m.id, m.payload) {
+                delay(1)
+                "got ${String(m.payload)}".toByteArray()
+            }
+            WorkerOutcome.Success
+        }
+        assertEquals(10uL, summary.succeeded)
+        for (i in 0 until 10) assertEquals("got p$i", String(receiver.get("s$i")!!.result!!))
+        // A suspending handler's exception is a retryable failure with its text.
+        val e = assertThrows<OncelyException.HandlerFailed> {
+            receiver.process("bad") {
+                delay(1)
+                throw IllegalArgumentException("no route")
+            }
+        }
+        assertEquals("java.lang.IllegalArgumentException: no route", e.message)
+        val p = assertThrows<OncelyException.HandlerFailed> { receiver.process("perm") { throw HandlerException.Permanent("gone") } }
+        assertEquals("gone", p.message)
+    }
+
+    @Test
+    fun shutdownCancelsASuspendingHandlerThatOutlivesTheTimeout(): Unit = runBlocking {
+        val outbox = Outbox(Store("memory"), "q", OutboxOptions(retry = RetryPolicy(5u, Backoff.Fixed(1), Jitter.NONE)))
+        outbox.enqueue(NewMessage(ByteArray(0), id = "slow"))
+        val started = kotlinx.coroutines.CompletableDeferred<Unit>()
+        val cancelled = kotlinx.coroutines.CompletableDeferred<Unit>()
+        val worker = Worker(outbox, WorkerOptions(pollIntervalMs = 5, shutdownTimeoutMs = 100))
+        val run = async(Dispatchers.IO) {
+            worker.run { _ ->
+                started.complete(Unit)
+                try {
+                    delay(60_000)
+                } catch (e: kotlinx.coroutines.CancellationException) {
+                    cancelled.complete(Unit)
+                    throw e
+                }
+                WorkerOutcome.Success
+            }
+        }
+        withTimeout(20_000) { started.await() }
+        worker.stop()
+        val summary = withTimeout(20_000) { run.await() }
+        assertEquals(1uL, summary.released)
+        withTimeout(20_000) { cancelled.await() }
+        // The stopped attempt counts and is retried: the message is back in the queue.
+        val r = outbox.get("slow")!!
+        assertEquals(MessageStatus.READY, r.status)
+        assertEquals(1u, r.attempts)
+        assertEquals("the worker shut down during the attempt", r.lastError)
+    }
+
+    @Test
     fun transactionalInboxCommitsTheHandlersWritesWithTheMark(): Unit = runBlocking {
         val store = Store(sqlitePath())
         store.inTransaction { tx -> tx.execute("CREATE TABLE ledger (id TEXT PRIMARY KEY, amount INTEGER)") }
