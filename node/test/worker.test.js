@@ -226,3 +226,36 @@ test('bad worker arguments are InvalidArgumentError', async () => {
     assert.throws(() => new Worker(outbox, () => {}, bad), InvalidArgumentError, JSON.stringify(bad))
   }
 })
+
+for (const mode of ['at_most_once', 'at_least_once', 'exactly_once']) {
+  test(`${mode}: a failed attempt (throw, Retry, Snooze, Permanent) through the worker`, async () => {
+    const outbox = new Outbox(tmpdb('m.db'), 'q', { mode, retry: FAST })
+    for (const id of ['throw', 'retry', 'snooze', 'perm']) await outbox.enqueue('', { id })
+    const calls = new Map()
+    const dropped = []
+    outbox.on('dropped', (e) => dropped.push(e.id))
+    const worker = new Worker(outbox, (m) => {
+      calls.set(m.id, (calls.get(m.id) ?? 0) + 1)
+      if (m.attempt > 1 || calls.get(m.id) > 1) return
+      if (m.id === 'throw') throw new Error('down')
+      if (m.id === 'retry') throw new Retry('busy', { after: 0.001 })
+      if (m.id === 'snooze') throw new Snooze(0.001)
+      throw new Permanent('bad')
+    }, { pollInterval: 0.005 })
+    await drain(worker, outbox)
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r))
+    const s = await outbox.stats()
+    if (mode === 'at_most_once') {
+      // The lease is the done mark: nothing is delivered twice; failures are dropped.
+      assert.deepEqual(Object.fromEntries(calls), { throw: 1, retry: 1, snooze: 1, perm: 1 })
+      assert.deepEqual([s.dropped, s.dead], [4, 0])
+      assert.deepEqual(dropped.sort(), ['perm', 'retry', 'snooze', 'throw'])
+      assert.equal(s.delivered, 0)
+    } else {
+      assert.deepEqual(Object.fromEntries(calls), { throw: 2, retry: 2, snooze: 2, perm: 1 })
+      assert.equal(s.delivered, 3)
+      assert.equal((await outbox.get('perm')).state, 'dead')
+      assert.deepEqual(dropped, [])
+    }
+  })
+}
