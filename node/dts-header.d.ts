@@ -113,8 +113,8 @@ export interface Outbox {
 export interface Inbox {
   /**
    * Runs the synchronous `handler(tx)` exactly once per id inside one transaction of the store
-   * (SQLite): its `tx.execute` writes, its `tx.enqueue` messages, the id's processed mark and the
-   * returned result commit together, or none of them does. A thrown error rolls everything back
+   * (SQLite or PostgreSQL): its `tx.execute` writes, its `tx.enqueue` messages, the id's
+   * processed mark and the returned result commit together, or none of them does. A thrown error rolls everything back
    * and is re-thrown; throw `Permanent` for a permanent failure. The handler must not return a
    * Promise (`InvalidArgumentError`): the transaction is open, and the store's writer waits,
    * only while it runs.
@@ -127,9 +127,16 @@ export interface Inbox {
 }
 export interface Store {
   /**
-   * Runs the synchronous `work(tx)` in one transaction of the store (SQLite) and resolves to
-   * what it returned: its writes and `tx.enqueue` messages commit together, or (when it throws)
+   * Runs the synchronous `work(tx)` in one transaction of the store (SQLite or PostgreSQL) and
+   * resolves to what it returned: its writes and `tx.enqueue` messages commit together, or (when it throws)
    * none of them remains. `work` must not return a Promise (`InvalidArgumentError`).
    */
   transaction<T>(work: (tx: Transaction) => T): Promise<T>
+}
+export declare namespace Store {
+  /**
+   * Creates the PostgreSQL schema `schema` in the database at `url` if missing and resolves to
+   * the URL that keeps a store's tables there (a plain identifier, else `InvalidArgumentError`).
+   */
+  function postgresSchemaUrl(url: string, schema: string): Promise<string>
 }

@@ -113,8 +113,8 @@ export interface Outbox {
 export interface Inbox {
   /**
    * Runs the synchronous `handler(tx)` exactly once per id inside one transaction of the store
-   * (SQLite): its `tx.execute` writes, its `tx.enqueue` messages, the id's processed mark and the
-   * returned result commit together, or none of them does. A thrown error rolls everything back
+   * (SQLite or PostgreSQL): its `tx.execute` writes, its `tx.enqueue` messages, the id's
+   * processed mark and the returned result commit together, or none of them does. A thrown error rolls everything back
    * and is re-thrown; throw `Permanent` for a permanent failure. The handler must not return a
    * Promise (`InvalidArgumentError`): the transaction is open, and the store's writer waits,
    * only while it runs.
@@ -127,11 +127,18 @@ export interface Inbox {
 }
 export interface Store {
   /**
-   * Runs the synchronous `work(tx)` in one transaction of the store (SQLite) and resolves to
-   * what it returned: its writes and `tx.enqueue` messages commit together, or (when it throws)
+   * Runs the synchronous `work(tx)` in one transaction of the store (SQLite or PostgreSQL) and
+   * resolves to what it returned: its writes and `tx.enqueue` messages commit together, or (when it throws)
    * none of them remains. `work` must not return a Promise (`InvalidArgumentError`).
    */
   transaction<T>(work: (tx: Transaction) => T): Promise<T>
+}
+export declare namespace Store {
+  /**
+   * Creates the PostgreSQL schema `schema` in the database at `url` if missing and resolves to
+   * the URL that keeps a store's tables there (a plain identifier, else `InvalidArgumentError`).
+   */
+  function postgresSchemaUrl(url: string, schema: string): Promise<string>
 }
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -283,12 +290,12 @@ export declare class RetryPolicy {
 }
 
 /**
- * An opened store to share between inboxes and outboxes: `"memory"` (a new in-memory store) or
- * an SQLite file path (optionally `sqlite:PATH`).
+ * An opened store to share between inboxes and outboxes: `"memory"` (a new in-memory store), an
+ * SQLite file path (optionally `sqlite:PATH`) or a PostgreSQL URL (`postgres://...`).
  */
 export declare class Store {
   constructor(location: string)
-  /** The location the store was opened with. */
+  /** The location the store was opened with (a PostgreSQL URL's password hidden). */
   get location(): string
 }
 

@@ -557,8 +557,9 @@ function checkHandler(handler) {
 const nativeProcessTransactional = native.Inbox.prototype._processTransactional
 /**
  * Runs the synchronous `handler(tx)` exactly once per id inside one transaction of the store
- * (SQLite): its `tx.execute` writes, its `tx.enqueue` messages, the id's processed mark and the
- * returned result (Buffer, Uint8Array or string) commit together, or none of them does. A
+ * (SQLite or PostgreSQL): its `tx.execute` writes, its `tx.enqueue` messages, the id's
+ * processed mark and the returned result (Buffer, Uint8Array or string) commit together, or none
+ * of them does. A
  * thrown error rolls everything back and is re-thrown (the id may be processed again); throw
  * `Permanent` for a permanent failure. A handler returning a Promise is refused with
  * `InvalidArgumentError` and rolled back.
@@ -579,7 +580,7 @@ delete native.Inbox.prototype._processTransactional
 
 const nativeTransaction = native.Store.prototype._transaction
 /**
- * Runs the synchronous `work(tx)` in one transaction of the store (SQLite) and resolves to what
+ * Runs the synchronous `work(tx)` in one transaction of the store (SQLite or PostgreSQL) and resolves to what
  * it returned: its `tx.execute` writes and `tx.enqueue` messages commit together when it
  * returns, and none of them remains when it throws (the error is re-thrown). A `work` returning
  * a Promise is refused with `InvalidArgumentError` and rolled back.
@@ -606,6 +607,11 @@ const EMPTY_BUFFER = Buffer.alloc(0)
 
 const ManualClock = wrapClass(native.ManualClock)
 const RetryPolicy = wrapClass(native.RetryPolicy, policyArgs)
+/**
+ * Creates the PostgreSQL schema `schema` in the database at `url` if missing and resolves to the
+ * URL that keeps a store's tables there (a plain identifier, else `InvalidArgumentError`).
+ */
+native.Store.postgresSchemaUrl = wrapMethod(native._postgresSchemaUrl, true)
 const Store = wrapClass(native.Store)
 const Inbox = wrapClass(native.Inbox, undefined, true)
 const Outbox = wrapClass(native.Outbox, outboxArgs, true)

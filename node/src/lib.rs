@@ -178,8 +178,8 @@ impl ManualClock {
     }
 }
 
-/// An opened store to share between inboxes and outboxes: `"memory"` (a new in-memory store) or
-/// an SQLite file path (optionally `sqlite:PATH`).
+/// An opened store to share between inboxes and outboxes: `"memory"` (a new in-memory store), an
+/// SQLite file path (optionally `sqlite:PATH`) or a PostgreSQL URL (`postgres://...`).
 #[napi]
 pub struct Store {
     inner: AnyStore,
@@ -193,11 +193,21 @@ impl Store {
         Ok(Store { inner: open_store(&location)?, location })
     }
 
-    /// The location the store was opened with.
+    /// The location the store was opened with (a PostgreSQL URL's password hidden).
     #[napi(getter)]
     pub fn location(&self) -> String {
-        self.location.clone()
+        oncely::store::postgres::redact(&self.location)
     }
+}
+
+/// Native half of `Store.postgresSchemaUrl` (index.js): creates the PostgreSQL schema `schema`
+/// in the database at `url` if missing and resolves to the URL that keeps a store's tables there.
+#[napi(js_name = "_postgresSchemaUrl", skip_typescript)]
+pub async fn postgres_schema_url(url: String, schema: String) -> Result<String> {
+    napi::tokio::task::spawn_blocking(move || oncely::PostgresStore::schema_url(&url, &schema))
+        .await
+        .map_err(|e| coded("ONCELY_STORAGE", &format!("creating the schema failed: {e}")))?
+        .map_err(err)
 }
 
 // ---------------------------------------------------------------------------------------------
