@@ -580,10 +580,10 @@ delete native.Inbox.prototype._processTransactional
 
 const nativeTransaction = native.Store.prototype._transaction
 /**
- * Runs the synchronous `work(tx)` in one transaction of the store (SQLite or PostgreSQL) and resolves to what
- * it returned: its `tx.execute` writes and `tx.enqueue` messages commit together when it
- * returns, and none of them remains when it throws (the error is re-thrown). A `work` returning
- * a Promise is refused with `InvalidArgumentError` and rolled back.
+ * Runs the synchronous `work(tx)` in one transaction of the store (SQLite or PostgreSQL) and
+ * resolves to what it returned: its `tx.execute` writes and `tx.enqueue` messages commit
+ * together when it returns, and none of them remains when it throws (the error is re-thrown). A
+ * `work` returning a Promise is refused with `InvalidArgumentError` and rolled back.
  */
 native.Store.prototype.transaction = async function transaction(work) {
   checkHandler(work)
