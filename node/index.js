@@ -243,17 +243,20 @@ function eventsOf(outbox) {
   }
   let installed = false
   const total = () => emitter.eventNames().reduce((n, name) => n + emitter.listenerCount(name), 0)
+  // The native listener is a GC root; reaching the outbox only weakly from it lets an outbox
+  // that is no longer used be collected (and its listener released) with listeners still on.
+  const ref = new WeakRef(outbox)
   emitter.on('newListener', () => {
     if (!installed) {
       installed = true
-      outbox._setEventListener(dispatch)
+      ref.deref()?._setEventListener(dispatch)
     }
   })
   emitter.on('removeListener', () => {
     // 'newListener' and 'removeListener' themselves count: only ours are left at zero.
     if (installed && total() <= 2) {
       installed = false
-      outbox._setEventListener(null)
+      ref.deref()?._setEventListener(null)
     }
   })
   EMITTERS.set(outbox, emitter)

@@ -81,3 +81,21 @@ test('a listener does not keep Node running', () => {
   assert.equal(r.status, 0, r.stderr)
   assert.equal(r.stdout.trim(), 'enqueued')
 })
+
+test('an outbox with listeners still on can be collected once unused', async () => {
+  require('node:v8').setFlagsFromString('--expose-gc')
+  const gc = require('node:vm').runInNewContext('gc')
+  let collected = 0
+  const registry = new FinalizationRegistry(() => collected++)
+  for (let i = 0; i < 50; i++) {
+    const o = new Outbox('memory', 'q')
+    o.on('event', () => {})
+    registry.register(o, i)
+    await o.enqueue('x')
+  }
+  for (let i = 0; i < 10 && collected < 40; i++) {
+    gc()
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  assert.ok(collected >= 40, `only ${collected} of 50 outboxes collected`)
+})
