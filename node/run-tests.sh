@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the oncely Node.js package (debug, `napi build --platform`) and runs its `node --test`
-# suite: unit tests, bad-input tests and the conformance scenarios on memory and SQLite.
+# Builds the oncely Node.js package (debug, `napi build --platform`) once and runs its whole
+# `node --test` suite (see Makefile.inc). `npm ci --ignore-scripts`: the package's own install
+# script (a release build for `npm install ./node`) is not wanted here.
 # Exits non-zero on failure. Extra arguments go to `node --test` (e.g. a test file).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
