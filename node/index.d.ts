@@ -321,9 +321,11 @@ export declare class Ticket {
  */
 export declare class Transaction {
   /**
-   * Runs one SQL statement (`?` / `?1` placeholders) with `params` (null, numbers, BigInts,
-   * strings, Buffers; booleans as 0/1) inside the transaction; returns its rows as arrays
-   * (empty for statements without rows). An SQL error rejects this statement only.
+   * Runs one SQL statement with `params` (null, numbers, BigInts, strings, Buffers; booleans
+   * as 0/1) inside the transaction — `?` / `?1` placeholders on SQLite, `$1` on PostgreSQL —
+   * and returns its rows as arrays (empty for statements without rows). An SQL error throws
+   * `StorageError`: on SQLite the transaction stays usable, on PostgreSQL it is aborted and
+   * the handler's call fails.
    */
   execute(sql: string, params?: Array<null | undefined | boolean | number | bigint | string | Uint8Array>): Array<Array<null | number | bigint | string | Buffer>>
   /**
