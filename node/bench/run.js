@@ -11,9 +11,12 @@
 //     transactions on better-sqlite3 12 (FULL + WAL), SECONDS per cell; oncely also with 64
 //     calls in flight (better-sqlite3 is synchronous: one call at a time per thread).
 //
-//   node run.js --redis-port PORT [--jobs 50000] [--concurrency 16,64] [--seconds 2]
+//   node run.js --redis-port PORT [--jobs 50000] [--concurrency 16,64] [--seconds 2] [--repeat 3]
 //
-// (a) runs once per concurrency in the list (both sides at the same one).
+// (a) runs once per concurrency in the list (both sides at the same one). Every cell runs
+// `repeat` times, the sides interleaved (oncely, peer, oncely, peer, ...), and the table shows
+// each cell's median, with the spread (min-max) beside it: this VM is shared and one cell can
+// be slowed by another process's I/O.
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -28,6 +31,7 @@ const REDIS_PORT = Number(arg('redis-port', 6399))
 const JOBS = Number(arg('jobs', 50_000))
 const CONCURRENCIES = String(arg('concurrency', '16,64')).split(',').map(Number)
 const SECONDS = Number(arg('seconds', 2))
+const REPEAT = Number(arg('repeat', 3))
 const IN_FLIGHT = 64
 
 const oncely = require('..')
@@ -154,43 +158,61 @@ function fmt(n, digits = 0) {
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
 async function main() {
   const lib = process.env.NAPI_RS_NATIVE_LIBRARY_PATH ?? '(the package default)'
   const load = os.loadavg().map((l) => l.toFixed(2)).join(' ')
   console.log(`oncely Node peer benchmark: ${os.cpus().length} CPUs, load ${load}, Node ${process.version}, native module ${path.basename(lib)}`)
   console.log(`(a) ${fmt(JOBS)} no-op jobs per cell, concurrency ${CONCURRENCIES.join(' and ')}; (b) ${SECONDS} s per cell, fresh ids, 64-byte payload`)
+  console.log(`each cell ${REPEAT} times, interleaved; the median shown, min-max beside it`)
   const rows = []
   const ratios = []
   const perSec = (c) => c.calls / (c.ms / 1000)
   for (const c of CONCURRENCIES) {
-    const qa = await oncelyQueue(c)
-    const qb = await bullmqQueue(c)
-    const a = JOBS / (qa.processMs / 1000)
-    const b = JOBS / (qb.processMs / 1000)
+    const a = []
+    const b = []
+    const ea = []
+    const eb = []
+    for (let r = 0; r < REPEAT; r++) {
+      const qa = await oncelyQueue(c)
+      const qb = await bullmqQueue(c)
+      a.push(JOBS / (qa.processMs / 1000))
+      b.push(JOBS / (qb.processMs / 1000))
+      ea.push(JOBS / (qa.enqueueMs / 1000))
+      eb.push(JOBS / (qb.enqueueMs / 1000))
+    }
     rows.push([`(a) oncely Outbox + Worker, SQLite FULL, concurrency ${c}`, a, 'jobs/s'])
     rows.push([`(a) BullMQ 6 + redis-server (no persistence), concurrency ${c}`, b, 'jobs/s'])
-    ratios.push([`(a) oncely Outbox + Worker vs BullMQ, concurrency ${c}`, a / b])
+    ratios.push([`(a) oncely Outbox + Worker vs BullMQ, concurrency ${c}`, median(a) / median(b)])
     if (c === CONCURRENCIES[0]) {
-      rows.push(['(a) oncely enqueueMany x1000, SQLite FULL', JOBS / (qa.enqueueMs / 1000), 'jobs/s'])
-      rows.push(['(a) BullMQ addBulk x1000', JOBS / (qb.enqueueMs / 1000), 'jobs/s'])
+      rows.push(['(a) oncely enqueueMany x1000, SQLite FULL', ea, 'jobs/s'])
+      rows.push(['(a) BullMQ addBulk x1000', eb, 'jobs/s'])
     }
   }
-  const i1 = await oncelyInbox(1)
-  const i64 = await oncelyInbox(IN_FLIGHT)
-  const js = await jsInbox()
-  rows.push(['(b) oncely inbox SQLite FULL, begin + finish, 1 in flight', perSec(i1), 'calls/s'])
-  rows.push([`(b) oncely inbox SQLite FULL, begin + finish, ${IN_FLIGHT} in flight`, perSec(i64), 'calls/s'])
-  rows.push(['(b) pure JS on better-sqlite3 12 FULL, 2 txns (sync)', perSec(js), 'calls/s'])
-  ratios.push(['(b) oncely inbox, 1 in flight vs better-sqlite3', perSec(i1) / perSec(js)])
-  ratios.push([`(b) oncely inbox, ${IN_FLIGHT} in flight vs better-sqlite3`, perSec(i64) / perSec(js)])
+  const i1 = []
+  const i64 = []
+  const js = []
+  for (let r = 0; r < REPEAT; r++) {
+    i1.push(perSec(await oncelyInbox(1)))
+    i64.push(perSec(await oncelyInbox(IN_FLIGHT)))
+    js.push(perSec(await jsInbox()))
+  }
+  rows.push(['(b) oncely inbox SQLite FULL, begin + finish, 1 in flight', i1, 'calls/s'])
+  rows.push([`(b) oncely inbox SQLite FULL, begin + finish, ${IN_FLIGHT} in flight`, i64, 'calls/s'])
+  rows.push(['(b) pure JS on better-sqlite3 12 FULL, 2 txns (sync)', js, 'calls/s'])
+  ratios.push(['(b) oncely inbox, 1 in flight vs better-sqlite3', median(i1) / median(js)])
+  ratios.push([`(b) oncely inbox, ${IN_FLIGHT} in flight vs better-sqlite3`, median(i64) / median(js)])
 
   console.log()
-  console.log(`${'case'.padEnd(66)}${'rate'.padStart(10)}  unit     µs/op`)
-  for (const [name, rate, unit] of rows) {
-    console.log(`${name.padEnd(66)}${fmt(rate).padStart(10)}  ${unit.padEnd(8)}${fmt(1e6 / rate, 1).padStart(6)}`)
+  console.log(`${'case'.padEnd(66)}${'median'.padStart(10)}  unit     µs/op   min-max`)
+  for (const [name, xs, unit] of rows) {
+    const m = median(xs)
+    const spread = `${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))}`
+    console.log(`${name.padEnd(66)}${fmt(m).padStart(10)}  ${unit.padEnd(8)}${fmt(1e6 / m, 1).padStart(6)}   ${spread}`)
   }
   console.log()
-  console.log('ratios (throughput, measured in this run; target in brackets)')
+  console.log('ratios of the medians (throughput, measured in this run; target in brackets)')
   for (const [name, r] of ratios) console.log(`  ${name.padEnd(64)}${(r.toFixed(2) + 'x').padStart(8)}  [>= 3x]`)
 }
 
