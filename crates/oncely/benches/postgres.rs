@@ -31,6 +31,8 @@ fn main() {
         return;
     };
     let (messages, naive_messages) = if quick { (2_000, 400) } else { (60_000, 10_000) };
+    let messages =
+        std::env::var("ONCELY_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(messages);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!(
         "oncely PostgreSQL benchmark: enqueue -> lease -> no-op handler -> ack{}",
@@ -65,6 +67,7 @@ async fn oncely_queue(server: &str, workers: usize, n: usize) -> f64 {
         let batch = chunk.iter().map(|i| NewMessage::new(vec![7u8; 100]).id(format!("m{i}"))).collect();
         outboxes[0].enqueue_many(batch).await.unwrap();
     }
+    let enqueued = start.elapsed().as_secs_f64();
     let mut runs = Vec::new();
     for outbox in &outboxes {
         let worker = Worker::new(
@@ -80,6 +83,9 @@ async fn oncely_queue(server: &str, workers: usize, n: usize) -> f64 {
         r.await.unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
+    if std::env::var_os("ONCELY_BENCH_VERBOSE").is_some() {
+        eprintln!("  oncely, {workers} workers: enqueue {enqueued:.2} s, drain {:.2} s", secs - enqueued);
+    }
     let left = outboxes[0].stats().await.unwrap().queue;
     assert_eq!(left.ready + left.leased + left.scheduled, 0, "the oncely queue was not drained");
     n as f64 / secs

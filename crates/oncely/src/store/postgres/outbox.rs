@@ -251,7 +251,14 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
     }
 }
 
-const LOAD: &str = select!("WHERE queue = $1 AND id = ANY($2) ORDER BY id FOR UPDATE");
+// Rows are locked in the order of the (sorted) array: a nested loop over it. (`id = ANY($2)
+// ORDER BY id` would lock in order too, but its generic plan scans the whole queue.)
+const LOAD: &str = concat!(
+    "SELECT id, seq, key, state, token, lease_until, dead_reason, available_at, created_at, attempts,
+       first_attempt_at, last_delay_ms, last_error, payload, headers
+     FROM unnest($2::text[]) AS w(wanted) JOIN oncely_outbox AS o ON o.queue = $1 AND o.id = w.wanted
+     FOR UPDATE OF o"
+);
 const TOKENS: &str = "SELECT nextval('oncely_tokens') FROM generate_series(1, $1::int8)";
 // Ordered, so that a batch's messages keep their order in the queue.
 const SEQS: &str =

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use postgres::{Client, NoTls, Statement};
@@ -16,21 +17,30 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 
 /// Prepared statements of one connection, by their SQL text.
+///
+/// A statement is prepared again once it is [`Statements::MAX_AGE`] old. PostgreSQL keeps a
+/// prepared statement's generic plan for the session; one chosen while a queue was empty (a
+/// sequential scan is cheapest then) would stay after the queue grew to a million rows. Fresh
+/// plans follow the table's size.
 #[derive(Default)]
-pub(crate) struct Statements(HashMap<&'static str, Statement>);
+pub(crate) struct Statements(HashMap<&'static str, (Statement, Instant)>);
 
 impl Statements {
+    const MAX_AGE: Duration = Duration::from_secs(5);
+
     /// The statement for `sql`, prepared on `client`'s connection the first time.
     pub(crate) fn get(
         &mut self,
         client: &mut impl postgres::GenericClient,
         sql: &'static str,
     ) -> Result<Statement> {
-        if let Some(s) = self.0.get(sql) {
-            return Ok(s.clone());
+        if let Some((s, at)) = self.0.get(sql) {
+            if at.elapsed() < Self::MAX_AGE {
+                return Ok(s.clone());
+            }
         }
         let s = client.prepare(sql).map_err(pg_error)?;
-        self.0.insert(sql, s.clone());
+        self.0.insert(sql, (s.clone(), Instant::now()));
         Ok(s)
     }
 }
