@@ -68,16 +68,53 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 /// `url` with any password replaced by `***`: what to show of a location in messages and logs.
+/// Works on URLs (`postgres://user:password@host/db`) and key-value strings
+/// (`host=h password=secret`).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
-                None => url.to_owned(),
+    let mut out = url.to_owned();
+    if let Some(s) = url.find("://") {
+        // The userinfo ends at the last '@' before the path.
+        let rest = &url[s + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(c) = rest[..at].find(':') {
+                out = format!("{}{}:***{}", &url[..s + 3], &rest[..c], &rest[at..]);
             }
         }
-        _ => url.to_owned(),
+    }
+    // `password=…` in a query string or a key-value string.
+    let mut redacted = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(i) = rest.to_ascii_lowercase().find("password=") {
+        let starts_word = i == 0 || matches!(rest.as_bytes()[i - 1], b'?' | b'&' | b' ' | b'\t');
+        let value = i + "password=".len();
+        redacted.push_str(&rest[..value]);
+        rest = &rest[value..];
+        if starts_word {
+            let end = rest.find(['&', ' ', '\t']).unwrap_or(rest.len());
+            redacted.push_str("***");
+            rest = &rest[end..];
+        }
+    }
+    redacted.push_str(rest);
+    redacted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(redact("postgres://u:secret@h:5/db?x=1"), "postgres://u:***@h:5/db?x=1");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgresql://u:p@ss:w@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(redact("host=h password=secret user=u"), "host=h password=*** user=u");
+        assert_eq!(
+            redact("postgres://u@h/db?password=x&sslmode=off"),
+            "postgres://u@h/db?password=***&sslmode=off"
+        );
+        assert_eq!(redact("postgres://u@h/db?mypassword=x"), "postgres://u@h/db?mypassword=x");
     }
 }
 
