@@ -108,7 +108,7 @@ function wrapMethod(fn, isAsync) {
 }
 
 // Methods of the classes with async methods that are synchronous.
-const SYNC_METHODS = new Set(['recordEvents', 'takeEvents', 'nowMs', '_setEventListener'])
+const SYNC_METHODS = new Set(['recordEvents', 'takeEvents', 'nowMs', '_setEventListener', '_completeProcess'])
 
 function wrapClass(Class, prepareArgs, hasAsync = false) {
   for (const [name, d] of Object.entries(Object.getOwnPropertyDescriptors(Class.prototype))) {
@@ -144,15 +144,48 @@ native.Inbox.prototype.process = async function process(id, payload, handler, op
   }
   let failed = false
   let thrown
-  const adapted = async () => {
+  const failure = (e) => {
+    failed = true
+    thrown = e
+    let text
     try {
-      return toBuffer(await handler())
-    } catch (e) {
-      failed = true
-      thrown = e
-      const text = e instanceof Error ? e.message : String(e)
-      throw new Error((e instanceof Permanent ? 'permanent' : 'retryable') + SEP + text)
+      text = e instanceof Error ? e.message : String(e)
+    } catch {
+      text = 'the handler threw an unprintable value'
     }
+    return (e instanceof Permanent ? 'permanent' : 'retryable') + SEP + text
+  }
+  const answer = (v) => {
+    try {
+      return toBuffer(v)
+    } catch (e) {
+      return failure(e)
+    }
+  }
+  // The native side calls `adapted(callId)` on this thread: it answers at once for a handler
+  // that returned without a Promise, else later through `_completeProcess` (never throws).
+  const inbox = this
+  const adapted = (callId) => {
+    let r
+    try {
+      r = handler()
+    } catch (e) {
+      return failure(e)
+    }
+    if (r !== null && (typeof r === 'object' || typeof r === 'function')) {
+      let then
+      try {
+        then = r.then
+      } catch (e) {
+        return failure(e)
+      }
+      if (typeof then === 'function') {
+        const done = (a) => inbox._completeProcess(callId, a)
+        ;(r instanceof Promise ? r : Promise.resolve(r)).then((v) => done(answer(v)), (e) => done(failure(e)))
+        return undefined
+      }
+    }
+    return answer(r)
   }
   try {
     return await nativeProcess.call(this, id, payload, adapted, options)

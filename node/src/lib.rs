@@ -390,7 +390,33 @@ fn request(id: String, payload: Option<Either<Buffer, String>>, o: Option<CallOp
 #[napi]
 pub struct Inbox {
     inner: CoreInbox,
+    /// `process` calls whose handler answered with a Promise (see `_completeProcess`).
+    pending: Arc<worker::Pending<HandlerAnswer>>,
 }
+
+/// A `process` handler's answer: the result, or `"permanent\x1fTEXT"` / `"retryable\x1fTEXT"`.
+type HandlerAnswer = std::result::Result<Vec<u8>, String>;
+
+fn handler_answer(a: Either<Buffer, String>) -> HandlerAnswer {
+    match a {
+        Either::A(b) => Ok(b.to_vec()),
+        Either::B(failure) => Err(failure),
+    }
+}
+
+fn handler_failure(failure: &str) -> Failure<String> {
+    match failure.split_once(SEP) {
+        Some(("permanent", text)) => Failure::permanent(text.to_string()),
+        Some((_, text)) => Failure::retryable(text.to_string()),
+        None => Failure::retryable(failure.to_string()),
+    }
+}
+
+/// index.js's adapter of a `process` handler: `(callId) => answer | undefined` (undefined: the
+/// answer comes later through `_completeProcess(callId, answer)`); an answer is the result
+/// (a Buffer) or a `"permanent|retryable\x1fTEXT"` string. It never throws.
+type ProcessHandlerFn =
+    ThreadsafeFunction<FnArgs<(u32,)>, Option<Either<Buffer, String>>, FnArgs<(u32,)>, Status, false>;
 
 #[napi]
 impl Inbox {
@@ -427,7 +453,7 @@ impl Inbox {
         }
         let clock = clock_of(&env, &options)?;
         let store = store_of(&env, store)?;
-        Ok(Inbox { inner: CoreInbox::with_clock(store, cfg, clock).map_err(err)? })
+        Ok(Inbox { inner: CoreInbox::with_clock(store, cfg, clock).map_err(err)?, pending: Arc::default() })
     }
 
     #[napi(getter)]
@@ -463,38 +489,42 @@ impl Inbox {
         Ok(inbox.begin_many(reqs).await.map_err(err)?.into_iter().map(begin_of).collect())
     }
 
-    /// Native half of `process` (index.js wraps the handler): runs the handler at most / at
-    /// least / exactly once per id. The handler's promise rejects with `"permanent\x1fTEXT"`
-    /// for a permanent failure, anything else is retryable.
-    #[napi(
-        js_name = "_process",
-        skip_typescript,
-        ts_args_type = "id: string, payload: Buffer | string | null | undefined, handler: () => Promise<Buffer>, options?: CallOptions"
-    )]
+    /// Native half of `process` (index.js adapts the handler, see `ProcessHandlerFn`): runs the
+    /// handler at most / at least / exactly once per id.
+    #[napi(js_name = "_process", skip_typescript)]
     pub async fn process_native(
         &self,
         id: String,
         payload: Option<Either<Buffer, String>>,
-        handler: ThreadsafeFunction<(), Promise<Buffer>, (), Status, false>,
+        handler: ProcessHandlerFn,
         options: Option<CallOptions>,
     ) -> Result<Processed> {
         let req = request(id, payload, options)?;
         let inbox = self.inner.clone();
+        let pending = self.pending.clone();
         let outcome = inbox
-            .process(req, || async move {
-                let promise = tsfn_call(&handler).await.map_err(Failure::retryable)?;
-                match promise.await {
-                    Ok(b) => Ok(b.to_vec()),
-                    Err(e) => {
-                        // index.js rejects with `Error("permanent\x1fTEXT")` / `"retryable\x1fTEXT"`.
-                        let r = e.reason.strip_prefix("Error: ").unwrap_or(&e.reason);
-                        match r.split_once('\u{1f}') {
-                            Some(("permanent", text)) => Err(Failure::permanent(text.to_string())),
-                            Some((_, text)) => Err(Failure::retryable(text.to_string())),
-                            None => Err(Failure::retryable(r.to_string())),
-                        }
-                    }
+            .process(req, move || async move {
+                let (registered, later) = pending.register();
+                let (tx, now) = napi::tokio::sync::oneshot::channel();
+                let status = handler.call_with_return_value(
+                    FnArgs::from((registered.id,)),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                    move |r, _| {
+                        let _ = tx.send(r.map(|a| a.map(handler_answer)).map_err(|e| e.reason.clone()));
+                        Ok(())
+                    },
+                );
+                if status != Status::Ok {
+                    return Err(Failure::retryable(format!("the handler could not be called ({status})")));
                 }
+                let answer = match now.await {
+                    Ok(Ok(Some(answer))) => answer,
+                    Ok(Ok(None)) => later.await.unwrap_or_else(|_| Err("retryable\u{1f}the handler's answer was lost".into())),
+                    Ok(Err(reason)) => Err(format!("retryable{SEP}{reason}")),
+                    Err(_) => Err(format!("retryable{SEP}the handler was not called (Node is shutting down)")),
+                };
+                drop(registered);
+                answer.map_err(|f| handler_failure(&f))
             })
             .await;
         match outcome {
@@ -508,6 +538,12 @@ impl Inbox {
             #[allow(unreachable_patterns)]
             Err(_) => Err(coded("ONCELY_UNKNOWN", "unknown process error")),
         }
+    }
+
+    /// The answer of a `process` handler that returned a Promise (see `ProcessHandlerFn`).
+    #[napi(js_name = "_completeProcess", skip_typescript)]
+    pub fn complete_process(&self, call_id: u32, answer: Either<Buffer, String>) {
+        self.pending.complete(call_id, handler_answer(answer));
     }
 
     /// Finishes several tickets (of this inbox) in one store round trip; one result per item.
@@ -562,12 +598,6 @@ impl Inbox {
         let inbox = self.inner.clone();
         inbox.purge_expired().await.map(|n| n as f64).map_err(err)
     }
-}
-
-async fn tsfn_call(
-    f: &ThreadsafeFunction<(), Promise<Buffer>, (), Status, false>,
-) -> std::result::Result<Promise<Buffer>, String> {
-    f.call_async(()).await.map_err(|e| e.reason.clone())
 }
 
 /// An inbox record, for inspection.

@@ -28,15 +28,22 @@ type CoreWorker = oncely::Worker<AnyStore>;
 type HandlerFn =
     ThreadsafeFunction<FnArgs<(u32, Message)>, Option<String>, FnArgs<(u32, Message)>, Status, false>;
 
-/// Calls whose handler answered with a Promise, waiting for `_complete(callId, outcome)`.
-#[derive(Default)]
-struct Pending {
+/// Calls whose JS handler answered with a Promise, waiting for its outcome to be handed back
+/// through a native `_complete…(callId, outcome)` call (the worker's and `Inbox.process`'s).
+pub(crate) struct Pending<T> {
     next: AtomicU32,
-    waiting: Mutex<HashMap<u32, oneshot::Sender<String>>>,
+    waiting: Mutex<HashMap<u32, oneshot::Sender<T>>>,
 }
 
-impl Pending {
-    fn register(&self) -> (u32, oneshot::Receiver<String>) {
+impl<T> Default for Pending<T> {
+    fn default() -> Self {
+        Pending { next: AtomicU32::new(0), waiting: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<T> Pending<T> {
+    /// A fresh call id and the receiver of its outcome; the entry goes with the guard.
+    pub(crate) fn register(&self) -> (Registered<'_, T>, oneshot::Receiver<T>) {
         let (tx, rx) = oneshot::channel();
         let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let mut id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -44,14 +51,10 @@ impl Pending {
             id = self.next.fetch_add(1, Ordering::Relaxed);
         }
         w.insert(id, tx);
-        (id, rx)
+        (Registered { pending: self, id }, rx)
     }
 
-    fn forget(&self, id: u32) {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    }
-
-    fn complete(&self, id: u32, outcome: String) {
+    pub(crate) fn complete(&self, id: u32, outcome: T) {
         let tx = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         if let Some(tx) = tx {
             let _ = tx.send(outcome);
@@ -59,15 +62,16 @@ impl Pending {
     }
 }
 
-/// Removes a call's entry when the attempt ends or is dropped (e.g. given up at shutdown).
-struct Registered<'a> {
-    pending: &'a Pending,
-    id: u32,
+/// A registered call: removes its entry when the attempt ends or is dropped (e.g. given up at
+/// shutdown).
+pub(crate) struct Registered<'a, T> {
+    pending: &'a Pending<T>,
+    pub(crate) id: u32,
 }
 
-impl Drop for Registered<'_> {
+impl<T> Drop for Registered<'_, T> {
     fn drop(&mut self) {
-        self.pending.forget(self.id);
+        self.pending.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
     }
 }
 
@@ -158,9 +162,9 @@ fn outcome_of(answer: &str) -> Outcome {
 
 /// Calls the handler on the JS thread and waits (asynchronously) for its outcome. Never fails:
 /// whatever goes wrong is a retryable failure of this attempt.
-async fn call(handler: Arc<HandlerFn>, pending: Arc<Pending>, m: oncely::Message) -> Outcome {
-    let (id, later) = pending.register();
-    let _registered = Registered { pending: &pending, id };
+async fn call(handler: Arc<HandlerFn>, pending: Arc<Pending<String>>, m: oncely::Message) -> Outcome {
+    let (registered, later) = pending.register();
+    let id = registered.id;
     let (tx, now) = oneshot::channel();
     let status = handler.call_with_return_value(
         FnArgs::from((id, message(m))),
@@ -189,7 +193,7 @@ async fn call(handler: Arc<HandlerFn>, pending: Arc<Pending>, m: oncely::Message
 pub struct NativeWorker {
     inner: CoreWorker,
     stop: watch::Sender<bool>,
-    pending: Arc<Pending>,
+    pending: Arc<Pending<String>>,
 }
 
 #[napi]
