@@ -12,7 +12,7 @@ const { spawn } = require('node:child_process')
 const { Outbox, Store } = require('..')
 
 const SCRIPT = path.join(__dirname, '..', 'fixtures', 'crash_worker.js')
-const N = 5000
+const N = 6000
 const KILLS = Number(process.env.ONCELY_CRASH_KILLS ?? 15)
 const BUDGET_MS = 30_000
 
