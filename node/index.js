@@ -239,8 +239,19 @@ native.Inbox.prototype.finishMany = async function finishMany(items) {
 }
 native.Inbox.prototype.finishMany.adapted = true
 
+// napi reads any value as an options object (missing fields): only objects are options.
+function checkOptions(options) {
+  if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
+    throw new InvalidArgumentError(
+      `invalid argument \`options\`: must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`,
+      'ONCELY_INVALID_ARGUMENT',
+    )
+  }
+}
+
 // napi reads any object (a string, an array) as a string map: only plain objects are headers.
 function checkHeaders(options) {
+  checkOptions(options)
   const h = options?.headers
   if (h !== undefined && h !== null && (typeof h !== 'object' || Array.isArray(h))) {
     throw new InvalidArgumentError(
@@ -653,6 +664,11 @@ const Inbox = wrapClass(native.Inbox, undefined, true)
 const Outbox = wrapClass(native.Outbox, outboxArgs, true)
 wrapClass(native.Ticket, undefined, true)
 wrapClass(native.Delivery, undefined, true)
+const nativeTxEnqueue = native.Transaction.prototype.enqueue
+native.Transaction.prototype.enqueue = function enqueue(outbox, payload, options) {
+  checkHeaders(options)
+  return nativeTxEnqueue.call(this, outbox, payload, options)
+}
 wrapClass(native.Transaction)
 const Transaction = native.Transaction
 const Ticket = native.Ticket

@@ -94,6 +94,10 @@ test('outbox and delivery calls', async () => {
     () => outbox.enqueue('x', { headers: ['h'] }),
     () => outbox.enqueue('x', { headers: { a: 5 } }),
     () => outbox.enqueueMany([{ payload: 'x', headers: 'h' }]),
+    () => outbox.enqueue('x', 5),
+    () => outbox.enqueue('x', 'id-1'),
+    () => outbox.enqueue('x', true),
+    () => outbox.enqueueMany(['x']),
     () => outbox.lease(NaN),
     () => outbox.lease(-1),
     () => outbox.lease(1e300),
@@ -122,4 +126,42 @@ test('huge and odd but valid values are accepted', async () => {
   const outbox = new Outbox('memory', 'q')
   assert.equal(await outbox.enqueue(Buffer.alloc(0), { id: 'x'.repeat(512), delay: 0 }), 'queued')
   assert.deepEqual(await outbox.lease(0), [])
+})
+
+test('worker, idempotent, events and transactional calls', async () => {
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const path = require('node:path')
+  const { Worker, Store, idempotent } = require('..')
+  const store = new Store(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'oncely-bad-')), 'b.db'))
+  const inbox = new Inbox(store, 'rx')
+  const outbox = new Outbox(store, 'q')
+  const sync = [
+    () => new Worker(outbox, () => {}, { concurrency: 2 ** 60 }),
+    () => new Worker(outbox, () => {}, { shutdownTimeout: Infinity }),
+    () => new Worker(null, () => {}),
+    () => idempotent(() => 'x', { inbox, key: 'k', payload: 5 }),
+    () => new Worker(outbox, () => {}).start({ signal: {} }),
+  ]
+  for (const [i, f] of sync.entries()) assert.throws(f, invalid, `sync case ${i}: ${f}`)
+  const cases = [
+    () => idempotent(() => 'x', { inbox, key: '{3}' })('only one argument'),
+    () => store.transaction((tx) => tx.execute()),
+    () => store.transaction((tx) => tx.execute('SELECT ?', [NaN, {}])),
+    () => store.transaction((tx) => tx.execute('SELECT ?', [[1]])),
+    () => store.transaction((tx) => tx.enqueue(outbox)),
+    () => store.transaction((tx) => tx.enqueue(outbox, 'p', 7)),
+    () => store.transaction((tx) => tx.enqueue(outbox, 'p', { delay: -1 })),
+    () => store.transaction((tx) => tx.enqueue('not an outbox', 'p')),
+    () => inbox.processTransactional('id', null, () => 42),
+    () => inbox.processTransactional('id', null, () => Promise.resolve('x')),
+    () => inbox.processTransactional('id', 5, () => 'x'),
+    () => inbox.processTransactional(undefined, null, () => 'x'),
+    () => new Inbox('memory', 'm').processTransactional('id', null, () => 'x'),
+    () => Store.postgresSchemaUrl('postgres://u@127.0.0.1:1/db', 'bad name'),
+    () => Store.postgresSchemaUrl(5, 'x'),
+  ]
+  for (const [i, f] of cases.entries()) await assert.rejects(f, invalid, `case ${i}: ${f}`)
+  // still usable afterwards
+  assert.equal((await inbox.processTransactional('ok', null, () => 'fine')).result.toString(), 'fine')
 })
