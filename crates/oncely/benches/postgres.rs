@@ -72,7 +72,7 @@ async fn oncely_queue(server: &str, workers: usize, n: usize) -> f64 {
     for outbox in &outboxes {
         let worker = Worker::new(
             outbox.clone(),
-            WorkerConfig { concurrency: 32, poll_interval: Duration::from_millis(2), ..Default::default() },
+            WorkerConfig { concurrency: 64, poll_interval: Duration::from_millis(2), ..Default::default() },
         )
         .unwrap();
         runs.push(tokio::spawn(async move {
