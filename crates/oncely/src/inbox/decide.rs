@@ -213,3 +213,24 @@ pub fn decide(
         },
     }
 }
+
+/// [`decide`] with a token source that can fail (a store's counter): the source's first error is
+/// returned instead of the decision, which must then not be written.
+pub(crate) fn decide_with(
+    op: &InboxOp,
+    existing: Option<&InboxRecord>,
+    now: Timestamp,
+    mut next_token: impl FnMut() -> crate::Result<u64>,
+) -> crate::Result<(Write, OpAnswer)> {
+    let mut error = None;
+    let decided = decide(op, existing, now, &mut || {
+        next_token().unwrap_or_else(|e| {
+            error.get_or_insert(e);
+            0
+        })
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(decided),
+    }
+}

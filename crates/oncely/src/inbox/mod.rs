@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+pub(crate) use decide::decide_with;
 pub use decide::{InboxOp, OpAnswer, Write, decide};
 pub use record::{InboxRecord, RecordState, Status, StoredOutcome};
 

@@ -26,7 +26,7 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::inbox::{InboxOp, InboxRecord, OpAnswer, Write, decide};
+use crate::inbox::{InboxOp, InboxRecord, OpAnswer, Write, decide_with};
 use crate::store::postgres::pool::{Pool, Statements, pg_error};
 use crate::store::{InboxStore, OutboxStore, OutboxTx};
 
@@ -243,20 +243,10 @@ fn apply_op<C: GenericClient>(
 ) -> Result<OpAnswer> {
     let id = op.id();
     let existing = read_record(client, statements, scope, id, true)?;
-    let mut token_error = None;
-    let (write, answer) = decide(op, existing.as_ref(), now, &mut || match statements
-        .get(client, "SELECT nextval('oncely_tokens')")
-        .and_then(|s| client.query_one(&s, &[]).map_err(pg_error))
-    {
-        Ok(row) => row.get::<_, i64>(0) as u64,
-        Err(e) => {
-            token_error = Some(e);
-            0
-        }
-    });
-    if let Some(e) = token_error {
-        return Err(e);
-    }
+    let (write, answer) = decide_with(op, existing.as_ref(), now, || {
+        let stmt = statements.get(client, "SELECT nextval('oncely_tokens')")?;
+        Ok(client.query_one(&stmt, &[]).map_err(pg_error)?.get::<_, i64>(0) as u64)
+    })?;
     match write {
         Write::Keep => {}
         Write::Put(rec) => {

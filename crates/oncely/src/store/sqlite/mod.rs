@@ -17,7 +17,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::inbox::{InboxOp, InboxRecord, OpAnswer, Write, decide};
+use crate::inbox::{InboxOp, InboxRecord, OpAnswer, Write, decide_with};
 use crate::store::InboxStore;
 pub(crate) use writer::Batch;
 use writer::Writer;
@@ -198,17 +198,7 @@ fn write_record(conn: &Connection, scope: &str, id: &str, rec: &InboxRecord) -> 
 pub(crate) fn apply_op(batch: &mut Batch<'_>, scope: &str, now: Timestamp, op: &InboxOp) -> Result<OpAnswer> {
     let id = op.id();
     let existing = read_record(batch.conn, scope, id)?;
-    let mut token_error = None;
-    let (write, answer) = decide(op, existing.as_ref(), now, &mut || match batch.next_token() {
-        Ok(t) => t,
-        Err(e) => {
-            token_error = Some(e);
-            0
-        }
-    });
-    if let Some(e) = token_error {
-        return Err(e);
-    }
+    let (write, answer) = decide_with(op, existing.as_ref(), now, || batch.next_token())?;
     match write {
         Write::Keep => {}
         Write::Put(rec) => write_record(batch.conn, scope, id, &rec)?,
