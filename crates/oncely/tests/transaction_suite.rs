@@ -181,6 +181,34 @@ mod suite {
         );
     }
 
+    /// A value that does not fit its parameter is a typed error, never stored garbage.
+    pub async fn mismatched_parameters_are_errors(store: AnyStore) {
+        setup(&store).await;
+        let err = store
+            .in_transaction(|tx| {
+                tx.execute(
+                    "INSERT INTO ledger (id, amount) VALUES ($1, $2)",
+                    &[SqlValue::Text("x".into()), SqlValue::Blob(vec![1])],
+                )
+            })
+            .await;
+        // SQLite stores what it is given (dynamic typing); PostgreSQL refuses.
+        if let Err(e) = err {
+            assert_eq!(e.code(), ErrorCode::Storage, "{e}");
+            assert_eq!(count(&store).await, 0);
+        }
+        let rows = store
+            .in_transaction(|tx| {
+                tx.execute(
+                    "SELECT CAST($1 AS TEXT), CAST($2 AS TEXT)",
+                    &[SqlValue::Integer(7), SqlValue::Real(1.5)],
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![vec![SqlValue::Text("7".into()), SqlValue::Text("1.5".into())]]);
+    }
+
     /// The handler cannot end oncely's transaction: COMMIT is refused and the claim and the
     /// handler's writes still commit or vanish together.
     pub async fn handler_cannot_commit(store: AnyStore) {
@@ -221,15 +249,15 @@ mod suite {
 
 suite_tests!(any_sqlite, support::any_sqlite();
     rows_messages_and_mark_commit_together, handler_error_leaves_nothing, failed_work_is_rolled_back,
-    values_round_trip, handler_cannot_commit, outbox_of_another_store_is_refused);
+    values_round_trip, handler_cannot_commit, outbox_of_another_store_is_refused, mismatched_parameters_are_errors);
 
 suite_tests!(any_sqlite_in_memory, (AnyStore::open("sqlite::memory:", oncely::SqliteConfig::default()).unwrap(), ());
     rows_messages_and_mark_commit_together, handler_error_leaves_nothing, failed_work_is_rolled_back,
-    values_round_trip, handler_cannot_commit, outbox_of_another_store_is_refused);
+    values_round_trip, handler_cannot_commit, outbox_of_another_store_is_refused, mismatched_parameters_are_errors);
 
 pg_suite_tests!(any_postgres, support::any_postgres();
     rows_messages_and_mark_commit_together, handler_error_leaves_nothing, failed_work_is_rolled_back,
-    values_round_trip, handler_cannot_commit, outbox_of_another_store_is_refused);
+    values_round_trip, handler_cannot_commit, outbox_of_another_store_is_refused, mismatched_parameters_are_errors);
 
 /// The memory store has no transactions to join: a typed refusal, nothing run.
 #[tokio::test]

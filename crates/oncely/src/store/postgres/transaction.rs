@@ -30,22 +30,35 @@ impl ToSql for SqlValue {
         ty: &Type,
         out: &mut postgres::types::private::BytesMut,
     ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let text_like = matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN);
+        let numeric =
+            matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8 | Type::BOOL);
         match self {
             SqlValue::Null => Ok(IsNull::Yes),
             SqlValue::Integer(i) => match *ty {
                 Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
                 Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT8 => i.to_sql(ty, out),
                 Type::FLOAT8 => (*i as f64).to_sql(ty, out),
                 Type::FLOAT4 => (*i as f32).to_sql(ty, out),
                 Type::BOOL => (*i != 0).to_sql(ty, out),
-                _ => i.to_sql(ty, out),
+                _ if text_like => i.to_string().as_str().to_sql(ty, out),
+                _ => Err(format!("an integer cannot be bound to a parameter of type {ty}").into()),
             },
             SqlValue::Real(f) => match *ty {
                 Type::FLOAT4 => (*f as f32).to_sql(ty, out),
-                _ => f.to_sql(ty, out),
+                Type::FLOAT8 => f.to_sql(ty, out),
+                _ if text_like => f.to_string().as_str().to_sql(ty, out),
+                _ => Err(format!("a float cannot be bound to a parameter of type {ty}").into()),
             },
-            SqlValue::Text(s) => s.as_str().to_sql(ty, out),
-            SqlValue::Blob(b) => b.as_slice().to_sql(ty, out),
+            SqlValue::Text(_) if numeric || *ty == Type::BYTEA => {
+                Err(format!("text cannot be bound to a parameter of type {ty}: cast it in the SQL").into())
+            }
+            SqlValue::Text(t) => t.as_str().to_sql(ty, out),
+            SqlValue::Blob(b) if *ty == Type::BYTEA => b.as_slice().to_sql(ty, out),
+            SqlValue::Blob(_) => {
+                Err(format!("bytes can only be bound to a bytea parameter, not {ty}").into())
+            }
         }
     }
 
