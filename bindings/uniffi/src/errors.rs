@@ -132,6 +132,16 @@ pub enum HandlerError {
     },
 }
 
+impl From<HandlerError> for oncely::Failure<String> {
+    /// A handler's classified failure as the core's: permanent or retryable, with its reason.
+    fn from(e: HandlerError) -> Self {
+        match e {
+            HandlerError::Permanent { reason } => oncely::Failure::permanent(reason),
+            HandlerError::Retry { reason } => oncely::Failure::retryable(reason),
+        }
+    }
+}
+
 impl From<uniffi::UnexpectedUniFFICallbackError> for HandlerError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
         // The foreign side sends the exception's stack trace; its first line is the exception.

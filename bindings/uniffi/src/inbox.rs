@@ -475,9 +475,7 @@ impl Inbox {
             let outcome = inbox
                 .process(req, move || async move {
                     match tokio::task::spawn_blocking(move || handler.handle()).await {
-                        Ok(Ok(result)) => Ok(result),
-                        Ok(Err(HandlerError::Permanent { reason })) => Err(Failure::permanent(reason)),
-                        Ok(Err(HandlerError::Retry { reason })) => Err(Failure::retryable(reason)),
+                        Ok(r) => r.map_err(Failure::from),
                         Err(e) => Err(Failure::retryable(format!("the handler did not return: {e}"))),
                     }
                 })
@@ -501,13 +499,7 @@ impl Inbox {
         let inbox = self.inner.clone();
         on_runtime(async move {
             let outcome = inbox
-                .process(req, move || async move {
-                    match handler.handle().await {
-                        Ok(result) => Ok(result),
-                        Err(HandlerError::Permanent { reason }) => Err(Failure::permanent(reason)),
-                        Err(HandlerError::Retry { reason }) => Err(Failure::retryable(reason)),
-                    }
-                })
+                .process(req, move || async move { handler.handle().await.map_err(Failure::from) })
                 .await;
             process_result(outcome)
         })

@@ -196,11 +196,7 @@ impl Inbox {
         // runtime instead of being spawned as a task.
         on_blocking(move |rt| {
             let outcome = rt.block_on(inbox.process_in_transaction(req, move |tx: &mut dyn SqlTx| {
-                lend(tx, |t| match handler.handle(t) {
-                    Ok(result) => Ok(result),
-                    Err(HandlerError::Permanent { reason }) => Err(Failure::permanent(reason)),
-                    Err(HandlerError::Retry { reason }) => Err(Failure::retryable(reason)),
-                })
+                lend(tx, |t| handler.handle(t).map_err(Failure::from))
             }));
             process_result(outcome)
         })

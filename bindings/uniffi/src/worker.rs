@@ -187,7 +187,10 @@ impl Worker {
     }
 
     /// `run` with a suspending handler: delivers until `stop()` is called.
-    pub async fn run_suspending(&self, handler: Box<dyn SuspendDeliveryHandler>) -> Result<RunSummary, OncelyError> {
+    pub async fn run_suspending(
+        &self,
+        handler: Box<dyn SuspendDeliveryHandler>,
+    ) -> Result<RunSummary, OncelyError> {
         let handler: Arc<dyn SuspendDeliveryHandler> = Arc::from(handler);
         let w = self.inner.clone();
         let mut stopped = self.stop.subscribe();
