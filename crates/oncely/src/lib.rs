@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod runtime;
 pub mod sql;
 pub mod store;
+pub mod text;
 pub mod worker;
 
 /// The PostgreSQL client crate oncely is built on, for [`Outbox::enqueue_in`] on a caller's own
