@@ -7,7 +7,7 @@ use oncely::{AnyStore, Begin, CachePolicy, Failure, InboxConfig, ProcessError, R
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use crate::aio::{resolve, spawn_py};
+use crate::aio::{attach, closing_error, resolve, spawn_py, try_attach};
 use crate::errors::{Permanent, ReplayedFailure};
 use crate::transaction::Transaction;
 use crate::{ManualClock, block, mode, opt_py_bytes, opt_secs, shared_clock, store_of, to_bytes, to_py};
@@ -247,12 +247,18 @@ fn handler_failure(py: Python<'_>, err: PyErr) -> Failure<HandlerError> {
     Failure { error: HandlerError { err, text }, permanent }
 }
 
+/// The failure of a handler that could not run: the interpreter is shutting down.
+fn closing_failure() -> Failure<HandlerError> {
+    Failure { error: HandlerError { err: closing_error(), text: "interpreter shutdown".into() }, permanent: false }
+}
+
 /// Calls a Python handler (with the GIL) and takes its result as bytes.
 fn call_handler(handler: &Py<PyAny>) -> Result<Vec<u8>, Failure<HandlerError>> {
-    Python::attach(|py| match handler.call0(py) {
+    attach(|py| match handler.call0(py) {
         Ok(v) => to_bytes("the handler's result", v.bind(py)).map_err(|e| handler_failure(py, e)),
         Err(e) => Err(handler_failure(py, e)),
     })
+    .unwrap_or_else(|| Err(closing_failure()))
 }
 
 fn process_answer(
@@ -484,7 +490,7 @@ impl Inbox {
         let inbox = self.inner.clone();
         let r = py.detach(move || {
             pollster::block_on(inbox.process_in_transaction(req, move |sql| {
-                Python::attach(|py| {
+                attach(|py| {
                     let tx = Py::new(py, Transaction::new(sql)).map_err(|e| handler_failure(py, e))?;
                     let r = handler.call1(py, (tx.clone_ref(py),));
                     tx.get().close();
@@ -495,6 +501,7 @@ impl Inbox {
                         Err(e) => Err(handler_failure(py, e)),
                     }
                 })
+                .unwrap_or_else(|| Err(closing_failure()))
             }))
         });
         process_answer(py, r)
@@ -514,7 +521,7 @@ impl Inbox {
         let inbox = self.inner.clone();
         spawn_py(py, async move {
             let b = inbox.begin(req).await.map_err(to_py)?;
-            Python::attach(|py| begin_result(py, b))
+            try_attach(|py| begin_result(py, b))
         })
     }
 
@@ -539,19 +546,20 @@ impl Inbox {
         spawn_py(py, async move {
             let r = inbox
                 .process(req, move || async move {
-                    let out = match Python::attach(|py| handler.call0(py)) {
+                    let out = match try_attach(|py| handler.call0(py)) {
                         Ok(v) => resolve(v).await,
                         Err(e) => Err(e),
                     };
-                    Python::attach(|py| match out {
+                    attach(|py| match out {
                         Ok(v) => {
                             to_bytes("the handler's result", v.bind(py)).map_err(|e| handler_failure(py, e))
                         }
                         Err(e) => Err(handler_failure(py, e)),
                     })
+                    .unwrap_or_else(|| Err(closing_failure()))
                 })
                 .await;
-            Python::attach(|py| process_answer(py, r))
+            try_attach(|py| process_answer(py, r))
         })
     }
 
@@ -560,7 +568,7 @@ impl Inbox {
         let inbox = self.inner.clone();
         spawn_py(py, async move {
             let r = inbox.get(&id).await.map_err(to_py)?;
-            Ok(Python::attach(|py| r.map(|r| record(py, r))))
+            try_attach(|py| Ok(r.map(|r| record(py, r))))
         })
     }
 

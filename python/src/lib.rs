@@ -187,6 +187,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // modules (`oncely.outbox`, `oncely.store.sqlite`, ...).
     let _ = pyo3_log::try_init();
     errors::register(m)?;
+    aio::register(m)?;
     m.add_class::<ManualClock>()?;
     m.add_class::<Store>()?;
     inbox::register(m)?;

@@ -624,12 +624,12 @@ impl Outbox {
     fn on_event(&self, callback: Py<PyAny>) {
         let callback = Arc::new(callback);
         let listener = move |e: &CoreEvent| {
-            Python::attach(|py| {
+            crate::aio::attach(|py| {
                 let r = Py::new(py, event(e)).and_then(|ev| callback.call1(py, (ev,)));
                 if let Err(err) = r {
                     err.write_unraisable(py, None);
                 }
-            })
+            });
         };
         self.inner.on_event(listener);
     }

@@ -14,7 +14,7 @@ use pyo3::types::{PyBool, PyBytes, PyType};
 use pyo3_async_runtimes::TaskLocals;
 use tokio::sync::watch;
 
-use crate::aio::spawn_py;
+use crate::aio::{attach, spawn_py, try_attach};
 use crate::block_on_runtime;
 use crate::errors::Permanent;
 use crate::outbox::Outbox;
@@ -188,7 +188,7 @@ impl Handler {
         std::thread::Builder::new()
             .name("oncely-handler".into())
             .spawn(move || {
-                let _ = tx.send(Python::attach(f));
+                let _ = tx.send(try_attach(f));
             })
             .map_err(|e| {
                 pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start a handler thread: {e}"))
@@ -198,23 +198,23 @@ impl Handler {
 
     async fn call(self: Arc<Self>, m: oncely::Message) -> Outcome {
         let r = self.clone().call_inner(m).await;
-        Python::attach(|py| outcome_of(py, r))
+        attach(|py| outcome_of(py, r)).unwrap_or_else(|| Outcome::retry("the Python interpreter is shutting down"))
     }
 
     async fn call_inner(self: Arc<Self>, m: oncely::Message) -> PyResult<Py<PyAny>> {
         let v = if self.is_async {
-            Python::attach(|py| self.func.call1(py, (Message { inner: m },)))?
+            try_attach(|py| self.func.call1(py, (Message { inner: m },)))?
         } else {
             let me = self.clone();
             Self::on_thread(move |py| me.func.call1(py, (Message { inner: m },))).await?
         };
-        let awaitable = Python::attach(|py| v.bind(py).hasattr("__await__"))?;
+        let awaitable = try_attach(|py| v.bind(py).hasattr("__await__"))?;
         if !awaitable {
             return Ok(v);
         }
         match &self.locals {
             Some(locals) => {
-                let fut = Python::attach(|py| {
+                let fut = try_attach(|py| {
                     pyo3_async_runtimes::into_future_with_locals(locals, v.into_bound(py))
                 })?;
                 fut.await
