@@ -142,7 +142,10 @@ mod tests {
             integer_in("n", -1.0, 0, 10).unwrap_err().to_string()
         );
         assert!(integer_from_i128("n", 1 << 70, 0, MAX_SAFE_INTEGER).is_err());
-        assert_eq!(integer_in("n", f64::NAN, 0, 1).unwrap_err().to_string(), "invalid argument `n`: must be a whole number from 0 to 1, got NaN");
+        assert_eq!(
+            integer_in("n", f64::NAN, 0, 1).unwrap_err().to_string(),
+            "invalid argument `n`: must be a whole number from 0 to 1, got NaN"
+        );
     }
 
     #[test]

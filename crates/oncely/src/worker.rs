@@ -2,7 +2,7 @@
 //! each delivery by the handler's [`Outcome`]. It only loops: every rule stays in the
 //! [`Outbox`](crate::Outbox) calls it makes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,11 +143,19 @@ impl<S: OutboxStore> Worker<S> {
         tokio::pin!(shutdown);
         let lease = self.outbox.config().lease;
         let mut finished: Vec<(Attempt, Outcome)> = Vec::new();
+        let mut snoozed = HashSet::new();
         loop {
             // Settle what finished and lease what there is room for, in one commit.
             let free = self.config.concurrency.saturating_sub(tasks.len());
             let leased = self
-                .settle_and_lease(std::mem::take(&mut finished), free, &mut in_flight, &mut summary)
+                .settle_and_lease(
+                    std::mem::take(&mut finished),
+                    free,
+                    &mut in_flight,
+                    &mut summary,
+                    &stop,
+                    &mut snoozed,
+                )
                 .await?;
             let got_any = !leased.is_empty();
             for delivery in leased {
@@ -170,14 +178,22 @@ impl<S: OutboxStore> Worker<S> {
             }
         }
         // Graceful shutdown: no more leases; let in-flight work finish for a while.
-        self.settle_and_lease(std::mem::take(&mut finished), 0, &mut in_flight, &mut summary).await?;
+        self.settle_and_lease(
+            std::mem::take(&mut finished),
+            0,
+            &mut in_flight,
+            &mut summary,
+            &stop,
+            &mut snoozed,
+        )
+        .await?;
         let deadline = tokio::time::sleep(self.config.shutdown_timeout);
         tokio::pin!(deadline);
         while !tasks.is_empty() {
             tokio::select! {
                 done = tasks.join_next() => {
                     let finished = done.into_iter().filter_map(|r| r.ok()).collect();
-                    self.settle_and_lease(finished, 0, &mut in_flight, &mut summary).await?;
+                    self.settle_and_lease(finished, 0, &mut in_flight, &mut summary, &stop, &mut snoozed).await?;
                 }
                 _ = &mut deadline => break,
             }
@@ -193,7 +209,7 @@ impl<S: OutboxStore> Worker<S> {
             .collect::<Vec<_>>();
         summary.released = unfinished.len() as u64;
         let before = (summary.succeeded, summary.failed);
-        self.settle_and_lease(unfinished, 0, &mut in_flight, &mut summary).await?;
+        self.settle_and_lease(unfinished, 0, &mut in_flight, &mut summary, &stop, &mut snoozed).await?;
         (summary.succeeded, summary.failed) = before;
         Ok(summary)
     }
@@ -206,6 +222,8 @@ impl<S: OutboxStore> Worker<S> {
         max: usize,
         in_flight: &mut HashMap<Attempt, Arc<Delivery<S>>>,
         summary: &mut RunSummary,
+        stop: &Stop,
+        snoozed: &mut HashSet<String>,
     ) -> Result<Vec<Delivery<S>>> {
         let mut items = Vec::with_capacity(finished.len());
         for (attempt, outcome) in finished {
@@ -215,25 +233,40 @@ impl<S: OutboxStore> Worker<S> {
             } else {
                 summary.failed += 1;
             }
-            let how = match outcome {
-                Outcome::Success => Settle::Ack,
-                Outcome::Retry { after, error } => Settle::Retry { after, error },
-                Outcome::Snooze(after) => Settle::Snooze { after },
-                Outcome::Fail(reason) => Settle::Fail { reason },
-            };
+            let how = settle_for(outcome);
+            if matches!(how, Settle::Snooze { .. }) && matches!(stop, Stop::WhenIdle) {
+                // Not delivered again in this run: a handler that always snoozes must not keep
+                // `run_until_idle` from ending.
+                snoozed.insert(delivery.id().to_owned());
+            }
             items.push((delivery, how));
         }
         if items.is_empty() && max == 0 {
             return Ok(Vec::new());
         }
         let refs = items.iter().map(|(d, how)| (d.as_ref(), how.clone())).collect();
-        let (answers, leased) = self.outbox.settle_many_and_lease(refs, max).await?;
+        let (answers, leased) = self.outbox.settle_many_lease_skipping(refs, max, snoozed.clone()).await?;
         for ((d, _), answer) in items.iter().zip(answers) {
             if let Err(e) = answer {
                 tracing::warn!(id = %d.id(), error = %e, "oncely: a delivery's lease was lost before it was settled; it will be redelivered");
             }
         }
         Ok(leased)
+    }
+}
+
+/// How a handler's outcome settles its delivery. A snooze shorter than a millisecond is not a
+/// snooze (it would hand the message straight back without using up an attempt, forever): it
+/// settles as a retryable failure that says so, so the policy's attempt limit still ends it.
+fn settle_for(outcome: Outcome) -> Settle {
+    match outcome {
+        Outcome::Success => Settle::Ack,
+        Outcome::Retry { after, error } => Settle::Retry { after, error },
+        Outcome::Snooze(after) => match require_positive("snooze", after) {
+            Ok(after) => Settle::Snooze { after },
+            Err(e) => Settle::Retry { after: None, error: format!("bad snooze: {e}") },
+        },
+        Outcome::Fail(reason) => Settle::Fail { reason },
     }
 }
 

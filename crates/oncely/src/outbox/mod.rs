@@ -9,7 +9,7 @@ mod budget;
 mod record;
 pub mod rules;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
@@ -451,7 +451,8 @@ impl<S: OutboxStore> Delivery<S> {
         self.settle(Settle::Retry { after, error: error.into() }).await
     }
 
-    /// Not now: deliver again after `after` without using up an attempt.
+    /// Not now: deliver again after `after` (at least one millisecond: a zero snooze would hand
+    /// the message straight back, forever) without using up an attempt.
     pub async fn snooze(&self, after: Duration) -> Result<Settled> {
         self.settle(Settle::Snooze { after }).await
     }
@@ -614,10 +615,18 @@ impl<S: OutboxStore> Outbox<S> {
         items: Vec<(&Delivery<S>, Settle)>,
         max: usize,
     ) -> Result<(Vec<Result<Settled>>, Vec<Delivery<S>>)> {
+        self.settle_many_lease_skipping(items, max, HashSet::new()).await
+    }
+
+    /// [`Outbox::settle_many_and_lease`], passing over the messages whose ids `skip` holds.
+    pub(crate) async fn settle_many_lease_skipping(
+        &self,
+        items: Vec<(&Delivery<S>, Settle)>,
+        max: usize,
+        skip: HashSet<String>,
+    ) -> Result<(Vec<Result<Settled>>, Vec<Delivery<S>>)> {
         for (_, how) in &items {
-            if let Settle::Extend { lease } = how {
-                require_positive("lease", *lease)?;
-            }
+            check_settle(how)?;
         }
         let now = self.now();
         let lease = self.inner.config.lease;
@@ -637,7 +646,7 @@ impl<S: OutboxStore> Outbox<S> {
                         Ok(settled) => answers.push(Ok(settled)),
                     }
                 }
-                let leased = rules::lease(tx, max, lease, allowed, rules, now, events)?;
+                let leased = rules::lease(tx, max, lease, allowed, &skip, rules, now, events)?;
                 Ok((answers, leased))
             })
             .await;
@@ -677,9 +686,7 @@ impl<S: OutboxStore> Outbox<S> {
     /// when the token travelled elsewhere, e.g. across an FFI boundary).
     pub async fn settle(&self, id: &str, token: u64, how: Settle) -> Result<Settled> {
         validate_id(id)?;
-        if let Settle::Extend { lease } = how {
-            require_positive("lease", lease)?;
-        }
+        check_settle(&how)?;
         let now = self.now();
         let id = id.to_owned();
         self.run(move |tx, rules, events| rules::settle(tx, &id, token, how, rules, now, events)).await
@@ -747,5 +754,16 @@ impl<S: OutboxStore> Outbox<S> {
             },
             oldest_age: queue.oldest_created_at.map(|t| now.since(t)),
         })
+    }
+}
+
+/// Refuses a settle whose duration is out of range: a lease extension or a snooze must last at
+/// least one millisecond (a zero snooze would return the message at once without using up an
+/// attempt, a loop that never ends).
+pub(crate) fn check_settle(how: &Settle) -> Result<()> {
+    match how {
+        Settle::Extend { lease } => require_positive("lease", *lease).map(drop),
+        Settle::Snooze { after } => require_positive("snooze", *after).map(drop),
+        _ => Ok(()),
     }
 }

@@ -1,6 +1,7 @@
 //! The outbox's rules, written once against [`OutboxTx`]: every store runs exactly this code
 //! inside its own atomic step, so no backend can deliver differently.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::backoff::{AttemptHistory, GiveUp, JitterRng, RetryDecision, RetryPolicy};
@@ -220,12 +221,15 @@ fn give_up(
 /// before it is handed out (it is never delivered again); the other modes lease it with a fresh
 /// fencing token until `now + lease`. Leases that ran out first become deliverable again, or
 /// dead letters when they ran out on the last attempt. Retries (messages attempted before) are
-/// leased only while `retries_allowed` lasts.
+/// leased only while `retries_allowed` lasts. Messages whose id `skip` holds are passed over (a
+/// worker's `run_until_idle` uses it for what it snoozed itself, so a run always ends).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn lease(
     tx: &mut dyn OutboxTx,
     max: usize,
     lease: Duration,
     retries_allowed: usize,
+    skip: &HashSet<String>,
     rules: &Rules,
     now: Timestamp,
     events: &mut Vec<Event>,
@@ -255,7 +259,9 @@ pub(crate) fn lease(
         return Ok((chosen, retries_used));
     }
     // Without FIFO or a budget every due message is eligible: fetch just what is wanted.
-    let may_skip = matches!(rules.ordering, Ordering::FifoPerKey(_)) || retries_allowed != usize::MAX;
+    let may_skip = matches!(rules.ordering, Ordering::FifoPerKey(_))
+        || retries_allowed != usize::MAX
+        || !skip.is_empty();
     let page = if may_skip { (max * 4).clamp(64, 4096) } else { max.min(4096) };
     let mut after = None;
     'pages: for _ in 0..16 {
@@ -263,6 +269,9 @@ pub(crate) fn lease(
         let exhausted_page = candidates.len() < page;
         for rec in candidates {
             after = Some((rec.message.available_at, rec.seq));
+            if skip.contains(&rec.message.id) {
+                continue;
+            }
             if let (Ordering::FifoPerKey(poison), Some(key)) = (rules.ordering, rec.message.key.as_deref()) {
                 // Choosing a message does not change its key's head (a leased message still
                 // holds its key), so the heads read here are those after the chosen leases.
