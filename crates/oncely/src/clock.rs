@@ -105,13 +105,8 @@ pub(crate) fn require_positive(name: &'static str, d: Duration) -> Result<Durati
     }
 }
 
-/// Sleeps for `d` in real time without needing any particular executor or timer (a helper
-/// thread wakes the task), so waiting works under tokio, napi, pyo3 or a plain `block_on`.
+/// Sleeps for `d` in real time without needing any particular executor (see [`crate::timer`]),
+/// so waiting works under tokio, napi, pyo3 or a plain `block_on`.
 pub(crate) async fn sleep(d: Duration) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        std::thread::sleep(d);
-        let _ = tx.send(());
-    });
-    let _ = rx.await;
+    crate::timer::sleep(d).await
 }

@@ -16,6 +16,7 @@ pub mod runtime;
 pub mod sql;
 pub mod store;
 pub mod text;
+mod timer;
 pub mod worker;
 
 /// The PostgreSQL client crate oncely is built on, for [`Outbox::enqueue_in`] on a caller's own

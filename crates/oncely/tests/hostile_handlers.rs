@@ -94,3 +94,65 @@ async fn delivery_snooze_of_zero_is_refused() {
     assert!(matches!(rec.state, MessageState::Leased { .. }), "{:?}", rec.state);
     d.ack().await.unwrap();
 }
+
+/// `Inbox::process` keeps its exactly-once claim alive while the handler runs: a handler that
+/// takes several leases' time is never joined by a second run of the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_keeps_its_claim_alive_past_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db"), SqliteConfig::default()).unwrap();
+    let inbox = Inbox::open(store, InboxConfig::new("s").lease(Duration::from_millis(150))).unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let slow = {
+        let (inbox, runs) = (inbox.clone(), runs.clone());
+        tokio::spawn(async move {
+            inbox
+                .process(Request::new("m"), || async move {
+                    runs.fetch_add(1, AO::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                    Ok::<_, Failure<String>>(b"first".to_vec())
+                })
+                .await
+        })
+    };
+    // Every 100 ms for 600 ms (four leases' time), a duplicate: always "in progress".
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = inbox
+            .process(Request::new("m"), || async {
+                runs.fetch_add(1, AO::SeqCst);
+                Ok::<_, Failure<String>>(b"second".to_vec())
+            })
+            .await;
+        match r {
+            Err(ProcessError::Oncely(e)) if e.code() == ErrorCode::InProgress => {}
+            other => panic!("a duplicate during the first run got {other:?}"),
+        }
+    }
+    let first = slow.await.unwrap().unwrap();
+    assert_eq!(first.result.as_deref(), Some(&b"first"[..]));
+    assert_eq!(runs.load(AO::SeqCst), 1, "the handler ran more than once");
+}
+
+/// A claim whose lease ran out and was taken over cannot be kept alive by its old holder.
+#[tokio::test]
+async fn a_stale_claim_cannot_be_extended() {
+    let clock = ManualClock::new(Timestamp(1_700_000_000_000));
+    let inbox = Inbox::with_clock(
+        Arc::new(MemoryStore::new()),
+        InboxConfig::new("s").lease(Duration::from_secs(1)),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let Begin::Claimed(first) = inbox.begin(Request::new("m")).await.unwrap() else { panic!() };
+    let until = first.extend(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(until, Timestamp(1_700_000_005_000));
+    clock.advance(Duration::from_secs(6));
+    let Begin::Claimed(second) = inbox.begin(Request::new("m")).await.unwrap() else { panic!() };
+    assert_eq!(first.extend(Duration::from_secs(5)).await.unwrap_err().code(), ErrorCode::LeaseLost);
+    second.finish(b"r".to_vec()).await.unwrap();
+    assert_eq!(second.extend(Duration::from_secs(5)).await.unwrap_err().code(), ErrorCode::LeaseLost);
+    let at_least = inbox.begin(Request::new("n").mode(Mode::AtLeastOnce)).await.unwrap();
+    let Begin::Claimed(t) = at_least else { panic!() };
+    assert_eq!(t.extend(Duration::from_secs(5)).await.unwrap_err().code(), ErrorCode::InvalidArgument);
+}

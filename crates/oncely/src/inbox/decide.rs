@@ -40,6 +40,18 @@ pub enum InboxOp {
         /// How long the completed record counts.
         retention: Duration,
     },
+    /// Keep the exactly-once claim that holds `token` for `lease` more from now, so a handler
+    /// that runs longer than its lease is not joined by a second run of the same id.
+    Extend {
+        /// The id.
+        id: String,
+        /// The claim's fencing token.
+        token: u64,
+        /// The new lease, counted from now.
+        lease: Duration,
+        /// How long the record counts once its lease ends.
+        retention: Duration,
+    },
     /// Give the id back after a failure so that a retry can claim it.
     Release {
         /// The id.
@@ -55,7 +67,10 @@ impl InboxOp {
     /// The id the operation is about.
     pub fn id(&self) -> &str {
         match self {
-            InboxOp::Begin { id, .. } | InboxOp::Finish { id, .. } | InboxOp::Release { id, .. } => id,
+            InboxOp::Begin { id, .. }
+            | InboxOp::Finish { id, .. }
+            | InboxOp::Extend { id, .. }
+            | InboxOp::Release { id, .. } => id,
         }
     }
 }
@@ -89,6 +104,11 @@ pub enum OpAnswer {
     Finished,
     /// The release was recorded (or had nothing to undo).
     Released,
+    /// The claim now holds the id until `lease_until`.
+    Extended {
+        /// The new end of the lease.
+        lease_until: Timestamp,
+    },
     /// The token is stale: nothing was written.
     LeaseLost,
 }
@@ -194,6 +214,20 @@ pub fn decide(
                 _ => (Write::Keep, OpAnswer::LeaseLost),
             }
         }
+        // Only the claim's own holder extends it, and only while it is still in progress (a
+        // lease that ran out but was not taken over is still that holder's).
+        InboxOp::Extend { token, lease, retention, .. } => match live {
+            Some(rec) if rec.token == *token && matches!(rec.state, RecordState::InProgress { .. }) => {
+                let lease_until = now.after(*lease);
+                let rec = InboxRecord {
+                    state: RecordState::InProgress { lease_until },
+                    expires_at: lease_until.after(*retention),
+                    ..rec.clone()
+                };
+                (Write::Put(rec), OpAnswer::Extended { lease_until })
+            }
+            _ => (Write::Keep, OpAnswer::LeaseLost),
+        },
         InboxOp::Release { token, mode, .. } => match mode {
             // At-least-once wrote nothing to undo and holds no token.
             Mode::AtLeastOnce => (Write::Keep, OpAnswer::Released),

@@ -207,6 +207,8 @@ pub struct Ticket<S: InboxStore> {
     token: u64,
     mode: Mode,
     fingerprint: Option<Fingerprint>,
+    /// The lease the claim was taken for (what keep-alive extends it by).
+    lease: Duration,
 }
 
 impl<S: InboxStore> std::fmt::Debug for Begin<S> {
@@ -260,6 +262,53 @@ impl<S: InboxStore> Ticket<S> {
         match self.inbox.inner.config.cache_policy {
             CachePolicy::SuccessAndFailure => self.complete(Status::Failed, reason.into()).await,
             CachePolicy::SuccessOnly => self.release().await,
+        }
+    }
+
+    /// Keeps an exactly-once claim for `lease` more from now and says until when it now holds
+    /// the id. Refused with [`Error::LeaseLost`] when the claim was taken over, finished or
+    /// released, and with [`Error::InvalidArgument`] for a claim that holds no lease (at-most-once
+    /// and at-least-once claims never expire into a second run).
+    pub async fn extend(&self, lease: Duration) -> Result<Timestamp> {
+        require_positive("lease", lease)?;
+        if self.mode != Mode::ExactlyOnce {
+            return Err(Error::invalid("lease", format!("a {} claim holds no lease to extend", self.mode)));
+        }
+        let inner = &self.inbox.inner;
+        let op = InboxOp::Extend {
+            id: self.id.clone(),
+            token: self.token,
+            lease,
+            retention: inner.config.retention,
+        };
+        let answer = self.inbox.store().apply_one(&inner.config.scope, self.inbox.now(), op).await?;
+        match answer {
+            OpAnswer::Extended { lease_until } => Ok(lease_until),
+            other => self.expect(other, OpAnswer::Released).map(|()| Timestamp(0)),
+        }
+    }
+
+    /// Runs `work` while keeping this claim alive: an exactly-once claim is extended by its lease
+    /// every half lease until `work` ends, so a handler that runs longer than the lease is never
+    /// joined by a second run of the same id. If the process stalls past the lease anyway (or
+    /// the extension fails), another caller may claim the id; this claim's completion is then
+    /// refused with [`Error::LeaseLost`] (fencing), and the handler may have run twice.
+    pub async fn keep_alive<T>(&self, work: impl Future<Output = T>) -> T {
+        if self.mode != Mode::ExactlyOnce {
+            return work.await;
+        }
+        let beat = (self.lease / 2).max(Duration::from_millis(1));
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut work => return done,
+                () = crate::clock::sleep(beat) => {
+                    if let Err(e) = self.extend(self.lease).await {
+                        tracing::warn!(id = %crate::text::quote(&self.id), error = %e, "oncely: an inbox claim could not be kept alive; another caller may run this id");
+                    }
+                }
+            }
         }
     }
 
@@ -484,6 +533,7 @@ impl<S: InboxStore> Inbox<S> {
                 token,
                 mode: req.mode.unwrap_or(self.inner.config.mode),
                 fingerprint: req.fingerprint,
+                lease: req.lease.unwrap_or(self.inner.config.lease),
             }),
             OpAnswer::Duplicate { outcome, fingerprint, expires_at } => {
                 // Remember the stored fingerprint, never the request's: a duplicate without a
@@ -595,7 +645,7 @@ impl<S: InboxStore> Inbox<S> {
         loop {
             match self.begin(req.clone()).await? {
                 Begin::Claimed(ticket) => {
-                    let outcome = handler().await;
+                    let outcome = ticket.keep_alive(handler()).await;
                     ticket.settle(outcome.as_ref().map(Vec::clone)).await?;
                     return match outcome {
                         Ok(result) => Ok(Processed { result: Some(result), replayed: false }),

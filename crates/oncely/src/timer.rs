@@ -1,0 +1,141 @@
+//! Real-time sleeps that need no particular executor: one timer thread for the whole process
+//! wakes every sleeping task, so waiting works the same under tokio, napi, pyo3 or a plain
+//! `block_on`. A sleep that is dropped before its deadline (a handler that finished before its
+//! next keep-alive) is removed at once, so many short-lived sleeps cost no threads and no memory.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+/// The sleeps waiting, by deadline (and a sequence number that keeps equal deadlines apart).
+struct Timers {
+    waiting: Mutex<BTreeMap<(Instant, u64), Waker>>,
+    changed: Condvar,
+    next: AtomicU64,
+}
+
+fn timers() -> &'static Timers {
+    static TIMERS: OnceLock<&'static Timers> = OnceLock::new();
+    TIMERS.get_or_init(|| {
+        let timers: &'static Timers = Box::leak(Box::new(Timers {
+            waiting: Mutex::new(BTreeMap::new()),
+            changed: Condvar::new(),
+            next: AtomicU64::new(0),
+        }));
+        std::thread::Builder::new()
+            .name("oncely-timer".into())
+            .spawn(move || timers.run())
+            .expect("oncely: cannot start the timer thread");
+        timers
+    })
+}
+
+impl Timers {
+    /// Wakes each sleep whose deadline has come; waits for the next one or for a new sleep.
+    fn run(&self) {
+        let mut waiting = self.waiting.lock();
+        loop {
+            let now = Instant::now();
+            while let Some(entry) = waiting.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                entry.remove().wake();
+            }
+            match waiting.keys().next() {
+                Some(&(deadline, _)) => {
+                    self.changed.wait_until(&mut waiting, deadline);
+                }
+                None => self.changed.wait(&mut waiting),
+            }
+        }
+    }
+}
+
+/// A future that completes once `d` has passed (in real time).
+pub(crate) fn sleep(d: Duration) -> Sleep {
+    Sleep { deadline: Instant::now() + d, key: None }
+}
+
+/// See [`sleep`].
+pub(crate) struct Sleep {
+    deadline: Instant,
+    /// Where this sleep waits in the timer, once it has been polled.
+    key: Option<(Instant, u64)>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            if let Some(key) = self.key.take() {
+                timers().waiting.lock().remove(&key);
+            }
+            return Poll::Ready(());
+        }
+        let timers = timers();
+        let mut waiting = timers.waiting.lock();
+        let key = match self.key {
+            Some(key) => key,
+            None => (self.deadline, timers.next.fetch_add(1, Ordering::Relaxed)),
+        };
+        let earliest = waiting.keys().next().is_none_or(|first| key < *first);
+        waiting.insert(key, cx.waker().clone());
+        drop(waiting);
+        self.key = Some(key);
+        if earliest {
+            timers.changed.notify_one();
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            timers().waiting.lock().remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleeps_end_in_deadline_order_and_dropped_ones_leave_nothing() {
+        let started = Instant::now();
+        pollster::block_on(sleep(Duration::from_millis(20)));
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        // A sleep dropped after one poll is removed from the timer.
+        let mut dropped = Box::pin(sleep(Duration::from_secs(3600)));
+        let waker = Waker::noop();
+        assert!(dropped.as_mut().poll(&mut Context::from_waker(waker)).is_pending());
+        let key = dropped.key.expect("registered when polled");
+        assert!(timers().waiting.lock().contains_key(&key));
+        drop(dropped);
+        assert!(!timers().waiting.lock().contains_key(&key));
+        // Two sleeps, the later one polled first: the earlier still ends first.
+        let order = std::sync::Mutex::new(Vec::new());
+        pollster::block_on(async {
+            tokio::join!(
+                async {
+                    sleep(Duration::from_millis(40)).await;
+                    order.lock().unwrap().push(40);
+                },
+                async {
+                    sleep(Duration::from_millis(10)).await;
+                    order.lock().unwrap().push(10);
+                }
+            )
+        });
+        assert_eq!(*order.lock().unwrap(), vec![10, 40]);
+    }
+}
