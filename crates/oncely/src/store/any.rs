@@ -64,6 +64,7 @@ impl AnyStore {
                 "names a PostgreSQL database, but this build has no PostgreSQL support (cargo feature `postgres`)",
             ));
         }
+        refuse_foreign_location(location)?;
         let path = location
             .strip_prefix("sqlite://")
             .or_else(|| location.strip_prefix("sqlite:"))
@@ -73,6 +74,58 @@ impl AnyStore {
         }
         Ok(AnyStore::Sqlite(SqliteStore::open(path, sqlite)?))
     }
+}
+
+/// The keywords of a libpq key/value connection string (`host=db user=app password=…`).
+const LIBPQ_KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "connect_timeout",
+    "options",
+    "service",
+    "target_session_attrs",
+];
+
+/// Refuses a location that names something other than a store oncely opens, before anything is
+/// created: a libpq key/value connection string would otherwise "open" as an SQLite file of that
+/// name in the current directory (password included in the file name), and another scheme
+/// (`mysql://…`, `redis://…`) as a file path. The caller's text is never quoted (it may hold a
+/// password).
+fn refuse_foreign_location(location: &str) -> Result<()> {
+    let head = location.trim_start();
+    if let Some((key, _)) = head.split_once('=') {
+        if LIBPQ_KEYWORDS.contains(&key.trim()) {
+            return Err(Error::invalid(
+                "location",
+                "looks like a PostgreSQL key/value connection string; write it as a URL: postgres://user:password@host:port/dbname",
+            ));
+        }
+    }
+    if let Some((scheme, _)) = head.split_once("://") {
+        let is_scheme = !scheme.is_empty()
+            && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if is_scheme && !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+            return Err(Error::invalid(
+                "location",
+                format!(
+                    "has the scheme `{}`; oncely opens \"memory\", SQLite paths (optionally sqlite://PATH) and postgres:// URLs",
+                    crate::text::quote(scheme)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl InboxStore for AnyStore {

@@ -92,12 +92,44 @@ fn check(id: &Identity) -> Result<()> {
     Ok(())
 }
 
+/// Reads every page of the file once (`PRAGMA quick_check`: page structure, record formats,
+/// index order; not index contents) and refuses a damaged file. SQLite itself notices damage
+/// only in the pages a statement happens to read, so without this a store with a torn or
+/// overwritten page opens and goes on writing around it. Costs about 1.5 ms per MB of store
+/// (measured: 5 ms for 3 MB, 45 ms for 30 MB, 0.4 s for 300 MB, warm cache).
+fn verify_pages(conn: &Connection) -> Result<()> {
+    use rusqlite::ffi::ErrorCode as C;
+    let damaged = |what: &str| {
+        Error::CorruptStore(format!(
+            "the file is damaged (SQLite's quick_check: {}); restore it from a backup",
+            crate::text::quote(what)
+        ))
+    };
+    let checked = conn.prepare("PRAGMA quick_check(5)").and_then(|mut stmt| {
+        stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()
+    });
+    match checked {
+        Ok(problems) if problems.len() == 1 && problems[0] == "ok" => Ok(()),
+        Ok(problems) => Err(damaged(&problems.join("; "))),
+        // The check could not even read the pages it needs: damaged too.
+        Err(e @ rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, C::DatabaseCorrupt | C::NotADatabase) =>
+        {
+            Err(damaged(&e.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Identifies the file, then creates or migrates the schema. Fails with
 /// [`Error::CorruptStore`] on a file that is not a database, a foreign database, or one from a
 /// newer oncely, leaving the file untouched.
-pub fn prepare(conn: &mut Connection, wal: bool) -> Result<()> {
+pub fn prepare(conn: &mut Connection, wal: bool, verify: bool) -> Result<()> {
     let first = identify(conn)?;
     check(&first)?;
+    if verify && first.objects > 0 {
+        verify_pages(conn)?;
+    }
     let current = first.application_id == APPLICATION_ID && first.user_version == SCHEMA_VERSION;
     if wal {
         // Not allowed inside a transaction; safe now that the file is known to be ours or empty.
