@@ -8,6 +8,7 @@ pub mod error;
 
 pub use error::{Error, ErrorCode, Result};
 pub mod fingerprint;
+pub mod handler;
 pub mod inbox;
 pub mod message;
 pub mod mode;

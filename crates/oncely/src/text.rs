@@ -21,7 +21,11 @@ pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len().min(QUOTE_LIMIT * 4) + 24);
     let mut chars = s.chars();
     for c in chars.by_ref().take(QUOTE_LIMIT) {
-        out.extend(c.escape_debug());
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
     }
     if chars.next().is_some() {
         out.push_str(&format!("… ({} bytes)", s.len()));
@@ -108,6 +112,7 @@ mod tests {
     fn quote_keeps_short_text_and_bounds_long_text() {
         assert_eq!(quote("payment-1"), "payment-1");
         assert_eq!(quote("a\nb"), "a\\nb");
+        assert_eq!(quote("'x' \"y\" é"), "'x' \"y\" é");
         let long = "x".repeat(20 << 20);
         let q = quote(&long);
         assert!(q.len() < 100, "{q}");

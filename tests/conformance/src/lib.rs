@@ -50,9 +50,19 @@ pub struct Scenario {
     /// The outbox configuration; absent fields take the core's defaults.
     #[serde(default)]
     pub outbox: OutboxSpec,
+    /// What a runner must be able to express to run this scenario (see [`CAPABILITIES`]); a
+    /// runner without one of them reports the scenario as skipped, never as passed.
+    #[serde(default)]
+    pub requires: Vec<String>,
     /// The steps, run in order.
     pub steps: Vec<Step>,
 }
+
+/// The capabilities a scenario may require. `dynamic_handlers`: a handler can return any value
+/// and give a hint of any number (negative, fractional) — true of Rust's runner (which describes
+/// the handler to the core directly), Python and JavaScript; not of Kotlin, whose handler types
+/// cannot express those cases at all.
+pub const CAPABILITIES: &[&str] = &["dynamic_handlers"];
 
 /// A scenario's inbox configuration.
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +117,56 @@ pub struct FinishSpec {
     pub ticket: String,
     /// The result to store.
     pub result: String,
+}
+
+/// What a `work` step's handler does with every message it is given: the handler contract
+/// (`oncely::handler`), as a host-language handler would act it out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "does", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(missing_docs)]
+pub enum WorkHandler {
+    /// Returns nothing (`None`, `undefined`, `Unit`).
+    ReturnNothing,
+    /// Returns `true`.
+    ReturnTrue,
+    /// Returns another value (requires `dynamic_handlers`).
+    Return { value: Value },
+    /// Raises oncely's `Retry` with `message` as its error and an optional hint.
+    RaiseRetry { message: String, after_ms: Option<f64> },
+    /// Raises oncely's `Snooze`.
+    RaiseSnooze { after_ms: f64 },
+    /// Raises oncely's `Permanent` with `message` as the reason.
+    RaisePermanent { message: String },
+    /// Raises the runner's own exception class `HandlerFailure` with `message`.
+    Raise { message: String },
+}
+
+impl WorkHandler {
+    /// The handler result this describes, as a binding would report it to the core.
+    pub fn result(&self) -> oncely::handler::HandlerResult {
+        use oncely::handler::{HandlerResult, Hint, Raised, Returned};
+        let raised = |kind, message: &str, type_name: &str| HandlerResult::Raised {
+            kind,
+            message: Some(message.to_owned()),
+            type_name: type_name.to_owned(),
+        };
+        let seconds = |ms: f64| Hint::Seconds(ms / 1000.0);
+        match self {
+            WorkHandler::ReturnNothing => HandlerResult::Returned(Returned::Nothing),
+            WorkHandler::ReturnTrue => HandlerResult::Returned(Returned::True),
+            WorkHandler::Return { value } => HandlerResult::Returned(Returned::Value(value.to_string())),
+            WorkHandler::RaiseRetry { message, after_ms } => raised(
+                Raised::Retry { error: Some(message.clone()), after: after_ms.map_or(Hint::Absent, seconds) },
+                message,
+                "Retry",
+            ),
+            WorkHandler::RaiseSnooze { after_ms } => {
+                raised(Raised::Snooze { seconds: seconds(*after_ms) }, "", "Snooze")
+            }
+            WorkHandler::RaisePermanent { message } => raised(Raised::Permanent, message, "Permanent"),
+            WorkHandler::Raise { message } => raised(Raised::Other, message, "HandlerFailure"),
+        }
+    }
 }
 
 /// One step.
@@ -246,6 +306,11 @@ pub enum Step {
         queue: Option<String>,
         expect: Value,
     },
+    Work {
+        handler: WorkHandler,
+        queue: Option<String>,
+        expect: Value,
+    },
     DeadLetters {
         queue: Option<String>,
         expect: Value,
@@ -300,6 +365,7 @@ impl Step {
             Step::Inspect { .. } => "inspect",
             Step::Cancel { .. } => "cancel",
             Step::GetMessage { .. } => "get_message",
+            Step::Work { .. } => "work",
             Step::DeadLetters { .. } => "dead_letters",
             Step::Replay { .. } => "replay",
             Step::PurgeDead { .. } => "purge_dead",
@@ -332,6 +398,7 @@ impl Step {
             | Step::Inspect { expect, .. }
             | Step::Cancel { expect, .. }
             | Step::GetMessage { expect, .. }
+            | Step::Work { expect, .. }
             | Step::DeadLetters { expect, .. }
             | Step::Replay { expect, .. }
             | Step::PurgeDead { expect, .. }
@@ -958,6 +1025,7 @@ impl<B: Backend> Run<B> {
             | Step::Inspect { .. }
             | Step::Cancel { .. }
             | Step::GetMessage { .. }
+            | Step::Work { .. }
             | Step::DeadLetters { .. }
             | Step::Replay { .. }
             | Step::PurgeDead { .. }
@@ -1024,6 +1092,12 @@ pub fn check_schedule_bounds(policy: &RetryPolicy, delays: &[u64]) -> Result<(),
 
 /// Runs one scenario on backend `B`.
 pub fn run_scenario<B: Backend>(scenario: &Scenario) -> Result<(), Failed> {
+    if let Some(unknown) = scenario.requires.iter().find(|r| !CAPABILITIES.contains(&r.as_str())) {
+        return Err(Failed {
+            step: None,
+            message: format!("malformed scenario: unknown capability `{unknown}`"),
+        });
+    }
     let mut run =
         Run::<B>::new(&scenario.inbox, &scenario.outbox).map_err(|message| Failed { step: None, message })?;
     for (i, step) in scenario.steps.iter().enumerate() {

@@ -102,6 +102,8 @@ pub enum OutboxOutcome {
     Counters(Stats),
     /// `events`.
     Events(Vec<Event>),
+    /// `work`: one `run_until_idle`.
+    Worked(oncely::worker::RunSummary),
 }
 
 /// A time as an offset in milliseconds from the scenario's clock start.
@@ -181,6 +183,9 @@ pub fn render(o: &OutboxOutcome) -> Value {
             }})
         }
         OutboxOutcome::Dead(ids) => json!({"dead": ids}),
+        OutboxOutcome::Worked(s) => {
+            json!({"attempts": s.attempts, "succeeded": s.succeeded, "failed": s.failed})
+        }
         OutboxOutcome::Replayed(b) => json!({"replayed": b}),
         OutboxOutcome::Purged(n) => json!({"purged": n}),
         OutboxOutcome::Stats(s) => json!({
@@ -523,6 +528,27 @@ impl<B: Backend> Run<B> {
             Step::GetMessage { id, queue, .. } => {
                 let (_, o) = outbox!(queue);
                 or_error!(o.get(id).await, OutboxOutcome::Message)
+            }
+            Step::Work { handler, queue, .. } => {
+                let (_, o) = outbox!(queue);
+                let result = handler.result();
+                let worker = match oncely::Worker::new(o, oncely::WorkerConfig::default()) {
+                    Ok(w) => w,
+                    Err(e) => return Ok(Outcome::Outbox(OutboxOutcome::Error(e.code()))),
+                };
+                let run = async move {
+                    worker
+                        .run_until_idle(move |_message| {
+                            let outcome = result.outcome();
+                            async move { outcome }
+                        })
+                        .await
+                };
+                let rt = oncely::runtime::runtime().map_err(|e| e.to_string())?;
+                match rt.spawn(run).await.map_err(|e| format!("the worker task failed: {e}"))? {
+                    Ok(summary) => OutboxOutcome::Worked(summary),
+                    Err(e) => OutboxOutcome::Error(e.code()),
+                }
             }
             Step::DeadLetters { queue, .. } => {
                 let (_, o) = outbox!(queue);
