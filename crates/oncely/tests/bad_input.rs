@@ -1,4 +1,4 @@
-//! Bad input gets a typed error with a clear message and changes nothing (DESIGN §6).
+//! Bad input gets a typed error with a clear message and changes nothing (docs/design.md §6).
 
 use std::sync::Arc;
 use std::time::Duration;

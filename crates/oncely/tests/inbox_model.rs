@@ -1,6 +1,6 @@
 //! Model-based test: random interleavings of begin / finish / release / clock advance / restart
 //! by several workers, checked step by step against a small reference model written straight
-//! from DESIGN §1 and §4, on the memory and the SQLite store. Also checks the two invariants
+//! from docs/design.md §1 and §4, on the memory and the SQLite store. Also checks the two invariants
 //! the inbox exists for: never two live claims on one id, never a lost completion.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! kill -9 crash tests (DESIGN §1: "crash the process (kill -9) between any two steps — then
+//! kill -9 crash tests (docs/design.md §1: "crash the process (kill -9) between any two steps — then
 //! count effects").
 //!
 //! For each mode, a real child process (`crash-worker`) works through payments from an outbox on

@@ -1,4 +1,4 @@
-//! The receiver's processed-ID store (DESIGN §4).
+//! The receiver's processed-ID store (docs/design.md §4).
 //!
 //! Pull-style: [`Inbox::begin`] answers claimed / duplicate / in progress / conflict, and the
 //! [`Ticket`] of a claim is finished, failed or released. *What is written when* — the whole

@@ -1,4 +1,4 @@
-//! The sender's durable retry queue (DESIGN §3).
+//! The sender's durable retry queue (docs/design.md §3).
 //!
 //! Pull-style: [`Outbox::enqueue`], [`Outbox::lease`], then one of the [`Delivery`]'s settle
 //! calls (`ack`, `retry`, `snooze`, `fail`, `extend`, `release`). Every rule — what the modes
