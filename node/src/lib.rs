@@ -9,6 +9,7 @@
 //! Errors: a core error becomes a JS `Error` whose message is `CODE\x1fTEXT`; `index.js` turns it
 //! into the subclass for `CODE` (`err.code` = `ONCELY_` + the stable code upper-cased).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,52 +24,39 @@ use oncely::{
 };
 use oncely::{ProcessError, Request, SqliteConfig, Timestamp};
 
+mod conv;
+mod errors;
 mod transaction;
 mod worker;
+
+use conv::{Options, bytes, count, list, number, opt_bytes, opt_text, present, secs, size, text, u32_of};
+pub(crate) use errors::{SEP, coded, err, invalid};
 
 type CoreInbox = oncely::Inbox<AnyStore>;
 type CoreOutbox = oncely::Outbox<AnyStore>;
 
-const SEP: char = '\u{1f}';
-
-/// A core error as a JS error carrying its stable code (see module docs).
-fn err(e: oncely::Error) -> Error {
-    coded(&format!("ONCELY_{}", e.code().as_str().to_uppercase()), &e.to_string())
+/// The Promise of a method whose arguments were converted (on the JS thread) before `f` runs on
+/// napi's tokio runtime.
+pub(crate) fn promise<V, F>(env: &Env, f: F) -> Result<AsyncBlock<V>>
+where
+    V: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<V>> + Send + 'static,
+{
+    AsyncBlockBuilder::new(f).build(env)
 }
 
-fn coded(code: &str, msg: &str) -> Error {
-    Error::new(Status::GenericFailure, format!("{code}{SEP}{msg}"))
+/// An optional number argument (undefined or null: none).
+fn opt_number(name: &'static str, v: Option<Unknown<'_>>) -> Result<Option<f64>> {
+    present(v)?.map(|v| number(name, v)).transpose()
 }
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
-    err(oncely::Error::invalid(name, reason))
-}
-
-fn secs(name: &'static str, v: f64) -> Result<Duration> {
-    oncely::clock::duration_from_secs_f64(name, v).map_err(err)
-}
-
-fn opt_secs(name: &'static str, v: Option<f64>) -> Result<Option<Duration>> {
-    v.map(|v| secs(name, v)).transpose()
-}
-
-/// A JS number that must be a non-negative safe integer.
-fn count(name: &'static str, v: f64) -> Result<u64> {
-    if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > 9_007_199_254_740_991.0 {
-        return Err(invalid(name, format!("must be a non-negative integer, got {v}")));
-    }
-    Ok(v as u64)
+/// A required option of an arguments object.
+fn required<T>(name: &'static str, v: Option<T>) -> Result<T> {
+    v.ok_or_else(|| invalid(name, "is required"))
 }
 
 fn mode(v: Option<String>) -> Result<Option<Mode>> {
     v.map(|s| s.parse::<Mode>().map_err(err)).transpose()
-}
-
-fn bytes(v: Either<Buffer, String>) -> Vec<u8> {
-    match v {
-        Either::A(b) => b.to_vec(),
-        Either::B(s) => s.into_bytes(),
-    }
 }
 
 fn open_store(loc: &str) -> Result<AnyStore> {
@@ -78,57 +66,49 @@ fn open_store(loc: &str) -> Result<AnyStore> {
 /// A store given as a location string or an opened [`Store`].
 fn store_of(env: &Env, v: Unknown<'_>) -> Result<AnyStore> {
     match v.get_type()? {
-        ValueType::String => {
-            let s: String = unsafe { String::from_napi_value(env.raw(), v.raw())? };
-            open_store(&s)
-        }
+        ValueType::String => open_store(&text("store", v)?),
         ValueType::Object if Store::instance_of(env, &v)? => {
             let s: ClassInstance<Store> = unsafe { ClassInstance::from_napi_value(env.raw(), v.raw())? };
             Ok(s.inner.clone())
         }
-        t => Err(invalid("store", format!("must be a location string or a Store, not {t}"))),
-    }
-}
-
-/// An options argument: absent, undefined, null or an object.
-fn options_of(v: Option<Unknown<'_>>) -> Result<Option<Object<'_>>> {
-    let Some(v) = v else { return Ok(None) };
-    match v.get_type()? {
-        ValueType::Undefined | ValueType::Null => Ok(None),
-        ValueType::Object => Ok(Some(unsafe { Object::from_napi_value(v.value().env, v.raw())? })),
-        t => Err(invalid("options", format!("must be an object, not {t}"))),
+        _ => Err(invalid("store", format!("must be a location string or a Store, got {}", conv::kind(&v)?))),
     }
 }
 
 /// The `clock` option: absent/undefined (system clock) or a [`ManualClock`].
-fn clock_of(env: &Env, options: &Option<Object<'_>>) -> Result<SharedClock> {
-    let Some(o) = options else { return Ok(Arc::new(oncely::SystemClock)) };
-    let Some(v) = o.get::<Unknown>("clock")? else { return Ok(Arc::new(oncely::SystemClock)) };
-    match v.get_type()? {
-        ValueType::Undefined | ValueType::Null => Ok(Arc::new(oncely::SystemClock)),
-        ValueType::Object if ManualClock::instance_of(env, &v)? => {
-            let c: ClassInstance<ManualClock> =
-                unsafe { ClassInstance::from_napi_value(env.raw(), v.raw())? };
-            Ok(Arc::new(c.inner.clone()))
-        }
-        t => Err(invalid("clock", format!("must be a ManualClock, not {t}"))),
+fn clock_of(env: &Env, options: &Options<'_>) -> Result<SharedClock> {
+    let Some(v) = options.get("clock")? else { return Ok(Arc::new(oncely::SystemClock)) };
+    if v.get_type()? == ValueType::Object && ManualClock::instance_of(env, &v)? {
+        let c: ClassInstance<ManualClock> = unsafe { ClassInstance::from_napi_value(env.raw(), v.raw())? };
+        return Ok(Arc::new(c.inner.clone()));
     }
+    Err(invalid("clock", format!("must be a ManualClock, got {}", conv::kind(&v)?)))
 }
 
-fn opt<T: FromNapiValue + ValidateNapiValue>(
-    o: &Option<Object<'_>>,
-    name: &'static str,
-) -> Result<Option<T>> {
-    let Some(o) = o else { return Ok(None) };
-    let Some(v) = o.get::<Unknown>(name)? else { return Ok(None) };
-    match v.get_type()? {
-        ValueType::Undefined | ValueType::Null => Ok(None),
-        _ => unsafe {
-            let env = v.value().env;
-            T::validate(env, v.raw()).map_err(|e| invalid(name, e.reason.clone()))?;
-            T::from_napi_value(env, v.raw()).map(Some).map_err(|e| invalid(name, e.reason.clone()))
-        },
-    }
+/// The options objects that index.js reads itself (by the name it passes): their known keys,
+/// checked here with every other options object's.
+const JS_OPTIONS: &[(&str, &[&str])] = &[
+    ("run options", &["signal"]),
+    ("Retry options", &["after"]),
+    ("idempotent options", &["key", "payload", "inbox", "mode", "lease", "wait"]),
+];
+
+/// Native half of index.js's options checks: refuses an options object of `which` (a name in
+/// [`JS_OPTIONS`]) that is not an object or has a key it does not know.
+#[napi(js_name = "_checkOptions", skip_typescript)]
+pub fn check_options(which: String, options: Option<Unknown>) -> Result<()> {
+    let (what, known) = JS_OPTIONS
+        .iter()
+        .find(|(w, _)| *w == which)
+        .ok_or_else(|| invalid("options", format!("no such options object: {}", oncely::text::quote(&which))))?;
+    Options::of(what, options, known).map(drop)
+}
+
+/// Native half of index.js's `toBuffer`: a handler's string result as UTF-8, decoded from
+/// UTF-16 by the core's rule (a lone surrogate refused, never replaced).
+#[napi(js_name = "_utf8", skip_typescript)]
+pub fn utf8(value: Unknown) -> Result<Buffer> {
+    Ok(Buffer::from(bytes("result", value)?))
 }
 
 /// A clock that moves only when told to, for tests and the conformance runner. Pass it as the
@@ -141,33 +121,30 @@ pub struct ManualClock {
 #[napi]
 impl ManualClock {
     /// A manual clock showing `startMs` (milliseconds since the Unix epoch).
-    #[napi(constructor)]
-    pub fn new(start_ms: Option<f64>) -> Result<Self> {
-        let start = count("startMs", start_ms.unwrap_or(1_700_000_000_000.0))?;
+    #[napi(constructor, ts_args_type = "startMs?: number | undefined | null")]
+    pub fn new(start_ms: Option<Unknown>) -> Result<Self> {
+        let start = count("startMs", opt_number("startMs", start_ms)?.unwrap_or(1_700_000_000_000.0))?;
         Ok(ManualClock { inner: oncely::ManualClock::new(Timestamp(start as i64)) })
     }
 
     /// Moves the clock forward by `seconds`.
-    #[napi]
-    pub fn advance(&self, seconds: f64) -> Result<()> {
-        self.inner.advance(secs("seconds", seconds)?);
+    #[napi(ts_args_type = "seconds: number")]
+    pub fn advance(&self, seconds: Unknown) -> Result<()> {
+        self.inner.advance(secs("seconds", number("seconds", seconds)?)?);
         Ok(())
     }
 
     /// Moves the clock forward by `ms` milliseconds.
-    #[napi]
-    pub fn advance_ms(&self, ms: f64) -> Result<()> {
-        self.inner.advance(Duration::from_millis(count("ms", ms)?));
+    #[napi(ts_args_type = "ms: number")]
+    pub fn advance_ms(&self, ms: Unknown) -> Result<()> {
+        self.inner.advance(Duration::from_millis(count("ms", number("ms", ms)?)?));
         Ok(())
     }
 
     /// Sets the clock to `ms` (may be earlier: a clock jump).
-    #[napi]
-    pub fn set_ms(&self, ms: f64) -> Result<()> {
-        if !ms.is_finite() || ms.fract() != 0.0 || ms.abs() > 9_007_199_254_740_991.0 {
-            return Err(invalid("ms", format!("must be an integer, got {ms}")));
-        }
-        self.inner.set(Timestamp(ms as i64));
+    #[napi(ts_args_type = "ms: number")]
+    pub fn set_ms(&self, ms: Unknown) -> Result<()> {
+        self.inner.set(Timestamp(count("ms", number("ms", ms)?)? as i64));
         Ok(())
     }
 
@@ -188,8 +165,9 @@ pub struct Store {
 
 #[napi]
 impl Store {
-    #[napi(constructor)]
-    pub fn new(location: String) -> Result<Self> {
+    #[napi(constructor, ts_args_type = "location: string")]
+    pub fn new(location: Unknown) -> Result<Self> {
+        let location = text("location", location)?;
         Ok(Store { inner: open_store(&location)?, location })
     }
 
@@ -203,11 +181,14 @@ impl Store {
 /// Native half of `Store.postgresSchemaUrl` (index.js): creates the PostgreSQL schema `schema`
 /// in the database at `url` if missing and resolves to the URL that keeps a store's tables there.
 #[napi(js_name = "_postgresSchemaUrl", skip_typescript)]
-pub async fn postgres_schema_url(url: String, schema: String) -> Result<String> {
-    napi::tokio::task::spawn_blocking(move || oncely::PostgresStore::schema_url(&url, &schema))
-        .await
-        .map_err(|e| coded("ONCELY_STORAGE", &format!("creating the schema failed: {e}")))?
-        .map_err(err)
+pub fn postgres_schema_url(env: Env, url: Unknown, schema: Unknown) -> Result<AsyncBlock<String>> {
+    let (url, schema) = (text("url", url)?, text("schema", schema)?);
+    promise(&env, async move {
+        napi::tokio::task::spawn_blocking(move || oncely::PostgresStore::schema_url(&url, &schema))
+            .await
+            .map_err(|e| coded("ONCELY_STORAGE", &format!("creating the schema failed: {e}")))?
+            .map_err(err)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,17 +237,17 @@ impl Ticket {
     }
 
     /// Stores the effect's result: duplicates get it.
-    #[napi(ts_args_type = "result?: Buffer | string | null")]
-    pub async fn finish(&self, result: Option<Either<Buffer, String>>) -> Result<()> {
-        let t = self.inner.clone();
-        t.finish(result.map(bytes).unwrap_or_default()).await.map_err(err)
+    #[napi(ts_args_type = "result?: Buffer | string | null", ts_return_type = "Promise<void>")]
+    pub fn finish(&self, env: &Env, result: Option<Unknown>) -> Result<AsyncBlock<()>> {
+        let (t, result) = (self.inner.clone(), opt_bytes("result", result)?.unwrap_or_default());
+        promise(env, async move { t.finish(result).await.map_err(err) })
     }
 
     /// A permanent failure, stored or not by the cache policy.
-    #[napi(ts_args_type = "reason?: Buffer | string | null")]
-    pub async fn fail(&self, reason: Option<Either<Buffer, String>>) -> Result<()> {
-        let t = self.inner.clone();
-        t.fail(reason.map(bytes).unwrap_or_default()).await.map_err(err)
+    #[napi(ts_args_type = "reason?: Buffer | string | null", ts_return_type = "Promise<void>")]
+    pub fn fail(&self, env: &Env, reason: Option<Unknown>) -> Result<AsyncBlock<()>> {
+        let (t, reason) = (self.inner.clone(), opt_bytes("reason", reason)?.unwrap_or_default());
+        promise(env, async move { t.fail(reason).await.map_err(err) })
     }
 
     /// Gives the id back (a retryable failure): the next delivery may claim it.
@@ -367,21 +348,28 @@ pub struct InboxOptions {
     pub clock: Option<()>,
 }
 
-fn request(id: String, payload: Option<Either<Buffer, String>>, o: Option<CallOptions>) -> Result<Request> {
+/// The options of `begin` and `process` ([`CallOptions`]).
+const CALL_OPTIONS: &[&str] = &["mode", "lease", "wait"];
+/// The fields of a `beginMany` request ([`BeginRequest`]).
+const BEGIN_REQUEST: &[&str] = &["id", "payload", "mode", "lease"];
+/// The options of `new Inbox` ([`InboxOptions`]).
+const INBOX_OPTIONS: &[&str] =
+    &["mode", "lease", "retention", "cachePolicy", "recentCapacity", "maxResultBytes", "clock"];
+
+/// A request for `id` with `payload` and the call options `o` (`mode`, `lease`, `wait`).
+pub(crate) fn request(id: String, payload: Option<Vec<u8>>, o: &Options<'_>) -> Result<Request> {
     let mut req = Request::new(id);
     if let Some(p) = payload {
-        req = req.payload(&bytes(p));
+        req = req.payload(&p);
     }
-    if let Some(o) = o {
-        if let Some(m) = mode(o.mode)? {
-            req = req.mode(m);
-        }
-        if let Some(l) = opt_secs("lease", o.lease)? {
-            req = req.lease(l);
-        }
-        if let Some(w) = opt_secs("wait", o.wait)? {
-            req = req.wait(w);
-        }
+    if let Some(m) = mode(o.text("mode")?)? {
+        req = req.mode(m);
+    }
+    if let Some(l) = o.secs("lease")? {
+        req = req.lease(l);
+    }
+    if let Some(w) = o.secs("wait")? {
+        req = req.wait(w);
     }
     Ok(req)
 }
@@ -421,35 +409,38 @@ type ProcessHandlerFn =
 #[napi]
 impl Inbox {
     #[napi(constructor, ts_args_type = "store: string | Store, scope: string, options?: InboxOptions")]
-    pub fn new(env: Env, store: Unknown, scope: String, options: Option<Unknown>) -> Result<Self> {
-        let options = options_of(options)?;
-        let mut cfg = InboxConfig::new(scope);
-        if let Some(m) = mode(opt::<String>(&options, "mode")?)? {
+    pub fn new(env: Env, store: Unknown, scope: Unknown, options: Option<Unknown>) -> Result<Self> {
+        let options = Options::of("inbox options", options, INBOX_OPTIONS)?;
+        let mut cfg = InboxConfig::new(text("scope", scope)?);
+        if let Some(m) = mode(options.text("mode")?)? {
             cfg = cfg.mode(m);
         }
-        if let Some(l) = opt_secs("lease", opt::<f64>(&options, "lease")?)? {
+        if let Some(l) = options.secs("lease")? {
             cfg = cfg.lease(l);
         }
-        if let Some(r) = opt_secs("retention", opt::<f64>(&options, "retention")?)? {
+        if let Some(r) = options.secs("retention")? {
             cfg = cfg.retention(r);
         }
-        if let Some(p) = opt::<String>(&options, "cachePolicy")? {
+        if let Some(p) = options.text("cachePolicy")? {
             cfg = cfg.cache_policy(match p.as_str() {
                 "success_only" => CachePolicy::SuccessOnly,
                 "success_and_failure" => CachePolicy::SuccessAndFailure,
                 other => {
                     return Err(invalid(
                         "cache_policy",
-                        format!("unknown policy `{other}` (expected success_only or success_and_failure)"),
+                        format!(
+                            "unknown policy `{}` (expected success_only or success_and_failure)",
+                            oncely::text::quote(other)
+                        ),
                     ));
                 }
             });
         }
-        if let Some(n) = opt::<f64>(&options, "recentCapacity")? {
-            cfg = cfg.recent_capacity(count("recentCapacity", n)? as usize);
+        if let Some(n) = options.size("recentCapacity")? {
+            cfg = cfg.recent_capacity(n);
         }
-        if let Some(n) = opt::<f64>(&options, "maxResultBytes")? {
-            cfg.max_result_bytes = count("maxResultBytes", n)? as usize;
+        if let Some(n) = options.size("maxResultBytes")? {
+            cfg.max_result_bytes = n;
         }
         let clock = clock_of(&env, &options)?;
         let store = store_of(&env, store)?;
@@ -462,109 +453,106 @@ impl Inbox {
     }
 
     /// Claims `id` (pull style).
-    #[napi(ts_args_type = "id: string, payload?: Buffer | string | null, options?: CallOptions")]
-    pub async fn begin(
+    #[napi(ts_args_type = "id: string, payload?: Buffer | string | null, options?: CallOptions", ts_return_type = "Promise<Begin>")]
+    pub fn begin(
         &self,
-        id: String,
-        payload: Option<Either<Buffer, String>>,
-        options: Option<CallOptions>,
-    ) -> Result<Begin> {
-        let req = request(id, payload, options)?;
+        env: &Env,
+        id: Unknown,
+        payload: Option<Unknown>,
+        options: Option<Unknown>,
+    ) -> Result<AsyncBlock<Begin>> {
+        let options = Options::of("begin options", options, CALL_OPTIONS)?;
+        let req = request(text("id", id)?, opt_bytes("payload", payload)?, &options)?;
         let inbox = self.inner.clone();
-        inbox.begin(req).await.map(begin_of).map_err(err)
+        promise(env, async move { inbox.begin(req).await.map(begin_of).map_err(err) })
     }
 
     /// Claims several ids in one store round trip.
-    #[napi]
-    pub async fn begin_many(&self, requests: Vec<BeginRequest>) -> Result<Vec<Begin>> {
-        let mut reqs = Vec::with_capacity(requests.len());
-        for r in requests {
-            reqs.push(request(
-                r.id,
-                r.payload,
-                Some(CallOptions { mode: r.mode, lease: r.lease, wait: None }),
-            )?);
+    #[napi(ts_args_type = "requests: Array<BeginRequest>", ts_return_type = "Promise<Array<Begin>>")]
+    pub fn begin_many(&self, env: &Env, requests: Unknown) -> Result<AsyncBlock<Vec<Begin>>> {
+        let mut reqs = Vec::new();
+        for r in list("requests", requests)? {
+            let o = Options::of("begin options", Some(r), BEGIN_REQUEST)?;
+            reqs.push(request(text("id", required("id", o.get("id")?)?)?, o.bytes("payload")?, &o)?);
         }
         let inbox = self.inner.clone();
-        Ok(inbox.begin_many(reqs).await.map_err(err)?.into_iter().map(begin_of).collect())
+        promise(env, async move { Ok(inbox.begin_many(reqs).await.map_err(err)?.into_iter().map(begin_of).collect()) })
     }
 
     /// Native half of `process` (index.js adapts the handler, see `ProcessHandlerFn`): runs the
     /// handler at most / at least / exactly once per id.
     #[napi(js_name = "_process", skip_typescript)]
-    pub async fn process_native(
+    pub fn process_native(
         &self,
-        id: String,
-        payload: Option<Either<Buffer, String>>,
+        env: &Env,
+        id: Unknown,
+        payload: Option<Unknown>,
         handler: ProcessHandlerFn,
-        options: Option<CallOptions>,
-    ) -> Result<Processed> {
-        let req = request(id, payload, options)?;
+        options: Option<Unknown>,
+    ) -> Result<AsyncBlock<Processed>> {
+        let options = Options::of("process options", options, CALL_OPTIONS)?;
+        let req = request(text("id", id)?, opt_bytes("payload", payload)?, &options)?;
         let inbox = self.inner.clone();
         let pending = self.pending.clone();
-        let outcome = inbox
-            .process(req, move || async move {
-                let (registered, later) = pending.register();
-                let (tx, now) = napi::tokio::sync::oneshot::channel();
-                let status = handler.call_with_return_value(
-                    FnArgs::from((registered.id,)),
-                    ThreadsafeFunctionCallMode::NonBlocking,
-                    move |r, _| {
-                        let _ = tx.send(r.map(|a| a.map(handler_answer)).map_err(|e| e.reason.clone()));
-                        Ok(())
-                    },
-                );
-                if status != Status::Ok {
-                    return Err(Failure::retryable(format!("the handler could not be called ({status})")));
-                }
-                let answer = match now.await {
-                    Ok(Ok(Some(answer))) => answer,
-                    Ok(Ok(None)) => later.await.unwrap_or_else(|_| Err("retryable\u{1f}the handler's answer was lost".into())),
-                    Ok(Err(reason)) => Err(format!("retryable{SEP}{reason}")),
-                    Err(_) => Err(format!("retryable{SEP}the handler was not called (Node is shutting down)")),
-                };
-                drop(registered);
-                answer.map_err(|f| handler_failure(&f))
-            })
-            .await;
-        match outcome {
-            Ok(p) => Ok(Processed { result: p.result.map(Buffer::from), replayed: p.replayed }),
-            Err(ProcessError::Handler(text)) => Err(coded("ONCELY_HANDLER_FAILED", &text)),
-            Err(ProcessError::ReplayedFailure(reason)) => Err(coded(
-                "ONCELY_REPLAYED_FAILURE",
-                &String::from_utf8_lossy(reason.as_deref().unwrap_or_default()),
-            )),
-            Err(ProcessError::Oncely(e)) => Err(err(e)),
-            #[allow(unreachable_patterns)]
-            Err(_) => Err(coded("ONCELY_UNKNOWN", "unknown process error")),
-        }
+        promise(env, async move {
+            let outcome = inbox
+                .process(req, move || async move {
+                    let (registered, later) = pending.register();
+                    let (tx, now) = napi::tokio::sync::oneshot::channel();
+                    let status = handler.call_with_return_value(
+                        FnArgs::from((registered.id,)),
+                        ThreadsafeFunctionCallMode::NonBlocking,
+                        move |r, _| {
+                            let _ = tx.send(r.map(|a| a.map(handler_answer)).map_err(|e| e.reason.clone()));
+                            Ok(())
+                        },
+                    );
+                    if status != Status::Ok {
+                        return Err(Failure::retryable(format!("the handler could not be called ({status})")));
+                    }
+                    let answer = match now.await {
+                        Ok(Ok(Some(answer))) => answer,
+                        Ok(Ok(None)) => later.await.unwrap_or_else(|_| Err("retryable\u{1f}the handler's answer was lost".into())),
+                        Ok(Err(reason)) => Err(format!("retryable{SEP}{reason}")),
+                        Err(_) => Err(format!("retryable{SEP}the handler was not called (Node is shutting down)")),
+                    };
+                    drop(registered);
+                    answer.map_err(|f| handler_failure(&f))
+                })
+                .await;
+            match outcome {
+                Ok(p) => Ok(Processed { result: p.result.map(Buffer::from), replayed: p.replayed }),
+                Err(ProcessError::Handler(text)) => Err(coded("ONCELY_HANDLER_FAILED", &text)),
+                Err(ProcessError::ReplayedFailure(reason)) => Err(coded(
+                    "ONCELY_REPLAYED_FAILURE",
+                    &String::from_utf8_lossy(reason.as_deref().unwrap_or_default()),
+                )),
+                Err(ProcessError::Oncely(e)) => Err(err(e)),
+                #[allow(unreachable_patterns)]
+                Err(_) => Err(coded("ONCELY_UNKNOWN", "unknown process error")),
+            }
+        })
     }
 
     /// The answer of a `process` handler that returned a Promise (see `ProcessHandlerFn`).
     #[napi(js_name = "_completeProcess", skip_typescript)]
-    pub fn complete_process(&self, call_id: u32, answer: Either<Buffer, String>) {
-        self.pending.complete(call_id, handler_answer(answer));
+    pub fn complete_process(&self, call_id: f64, answer: Either<Buffer, String>) -> Result<()> {
+        self.pending.complete(u32_of("callId", call_id)?, handler_answer(answer));
+        Ok(())
     }
 
     /// Finishes several tickets (of this inbox) in one store round trip; one result per item.
     #[napi(ts_args_type = "items: Array<[Ticket, Buffer | string]>")]
-    pub fn finish_many<'e>(
-        &self,
-        env: &'e Env,
-        items: Vec<Array<'e>>,
-    ) -> Result<AsyncBlock<Vec<FinishResult>>> {
-        let mut batch = Vec::with_capacity(items.len());
-        for a in items {
-            let t: Option<ClassInstance<Ticket>> = match a.get::<Unknown>(0)? {
-                Some(v) if v.get_type()? == ValueType::Object && Ticket::instance_of(env, &v)? => {
-                    Some(unsafe { ClassInstance::from_napi_value(env.raw(), v.raw())? })
-                }
-                _ => None,
+    pub fn finish_many(&self, env: &Env, items: Unknown) -> Result<AsyncBlock<Vec<FinishResult>>> {
+        let mut batch = Vec::new();
+        for a in list("items", items)? {
+            let bad = || invalid("items", "each item must be [Ticket, result]");
+            let (t, r) = match list("items", a).map_err(|_| bad())?.as_slice() {
+                [t, r] if t.get_type()? == ValueType::Object && Ticket::instance_of(env, t)? => (*t, *r),
+                _ => return Err(bad()),
             };
-            let t = t.ok_or_else(|| invalid("items", "each item must be [Ticket, result]"))?;
-            let r: Either<Buffer, String> =
-                a.get(1)?.ok_or_else(|| invalid("items", "each item must be [Ticket, result]"))?;
-            batch.push((t.inner.clone(), bytes(r)));
+            let t: ClassInstance<Ticket> = unsafe { ClassInstance::from_napi_value(env.raw(), t.raw())? };
+            batch.push((t.inner.clone(), bytes("result", r)?));
         }
         let inbox = self.inner.clone();
         AsyncBlockBuilder::new(async move {
@@ -585,11 +573,10 @@ impl Inbox {
     }
 
     /// The id's record as stored, or null.
-    #[napi]
-    pub async fn get(&self, id: String) -> Result<Option<InboxRecord>> {
-        let inbox = self.inner.clone();
-        let r = inbox.get(&id).await.map_err(err)?;
-        Ok(r.map(inbox_record))
+    #[napi(ts_args_type = "id: string", ts_return_type = "Promise<InboxRecord | null>")]
+    pub fn get(&self, env: &Env, id: Unknown) -> Result<AsyncBlock<Option<InboxRecord>>> {
+        let (inbox, id) = (self.inner.clone(), text("id", id)?);
+        promise(env, async move { Ok(inbox.get(&id).await.map_err(err)?.map(inbox_record)) })
     }
 
     /// Deletes expired records; returns how many.
@@ -789,34 +776,39 @@ impl Delivery {
     }
 
     /// A failed attempt: retry by the policy, or after `after` seconds.
-    #[napi]
-    pub async fn retry(&self, error: Option<String>, after: Option<f64>) -> Result<Settled> {
-        let after = opt_secs("after", after)?;
+    #[napi(
+        ts_args_type = "error?: string | undefined | null, after?: number | undefined | null",
+        ts_return_type = "Promise<Settled>"
+    )]
+    pub fn retry(&self, env: &Env, error: Option<Unknown>, after: Option<Unknown>) -> Result<AsyncBlock<Settled>> {
+        let error = opt_text("error", error)?.unwrap_or_default();
+        let after = opt_number("after", after)?.map(|v| secs("after", v)).transpose()?;
         let d = self.inner.clone();
-        d.retry(after, error.unwrap_or_default()).await.map(settled).map_err(err)
+        promise(env, async move { d.retry(after, error).await.map(settled).map_err(err) })
     }
 
     /// Again after `after` seconds, no attempt used up.
-    #[napi]
-    pub async fn snooze(&self, after: f64) -> Result<Settled> {
-        let after = secs("after", after)?;
+    #[napi(ts_args_type = "after: number", ts_return_type = "Promise<Settled>")]
+    pub fn snooze(&self, env: &Env, after: Unknown) -> Result<AsyncBlock<Settled>> {
+        let after = secs("after", number("after", after)?)?;
         let d = self.inner.clone();
-        d.snooze(after).await.map(settled).map_err(err)
+        promise(env, async move { d.snooze(after).await.map(settled).map_err(err) })
     }
 
     /// A permanent failure: dead-letter (or park).
-    #[napi]
-    pub async fn fail(&self, reason: Option<String>) -> Result<Settled> {
+    #[napi(ts_args_type = "reason?: string | undefined | null", ts_return_type = "Promise<Settled>")]
+    pub fn fail(&self, env: &Env, reason: Option<Unknown>) -> Result<AsyncBlock<Settled>> {
+        let reason = opt_text("reason", reason)?.unwrap_or_default();
         let d = self.inner.clone();
-        d.fail(reason.unwrap_or_default()).await.map(settled).map_err(err)
+        promise(env, async move { d.fail(reason).await.map(settled).map_err(err) })
     }
 
     /// Keeps the lease `lease` more seconds from now.
-    #[napi]
-    pub async fn extend(&self, lease: f64) -> Result<Settled> {
-        let lease = secs("lease", lease)?;
+    #[napi(ts_args_type = "lease: number", ts_return_type = "Promise<Settled>")]
+    pub fn extend(&self, env: &Env, lease: Unknown) -> Result<AsyncBlock<Settled>> {
+        let lease = secs("lease", number("lease", lease)?)?;
         let d = self.inner.clone();
-        d.extend(lease).await.map(settled).map_err(err)
+        promise(env, async move { d.extend(lease).await.map(settled).map_err(err) })
     }
 
     /// Gives the message back, no attempt used up.
@@ -910,21 +902,39 @@ fn ordering_of(
     oncely::outbox::Ordering::from_names(ordering, poison, park_after).map_err(err)
 }
 
-fn new_message(payload: Either<Buffer, String>, o: Option<EnqueueOptions>) -> Result<NewMessage> {
-    let mut m = NewMessage::new(bytes(payload));
-    if let Some(o) = o {
-        if let Some(id) = o.id {
-            m = m.id(id);
-        }
-        if let Some(k) = o.key {
-            m = m.key(k);
-        }
-        for (k, v) in o.headers.unwrap_or_default() {
-            m = m.header(k, v);
-        }
-        if let Some(d) = opt_secs("delay", o.delay)? {
-            m = m.delay(d);
-        }
+/// A retry policy in the core's JSON form (the text index.js made of the `retry` object).
+fn retry_policy(json: Unknown<'_>) -> Result<oncely::backoff::RetryPolicy> {
+    let p: oncely::backoff::RetryPolicy =
+        serde_json::from_str(&text("retry", json)?).map_err(|e| invalid("retry", e.to_string()))?;
+    p.validate().map_err(err)?;
+    Ok(p)
+}
+
+/// The options of `enqueue` ([`EnqueueOptions`]).
+pub(crate) const ENQUEUE_OPTIONS: &[&str] = &["id", "key", "headers", "delay"];
+/// The fields of an `enqueueMany` message ([`NewMessageOptions`]).
+const NEW_MESSAGE: &[&str] = &["payload", "id", "key", "headers", "delay"];
+/// The options of `new Outbox` ([`OutboxOptions`]; `retry` is read by index.js).
+const OUTBOX_OPTIONS: &[&str] = &[
+    "mode", "retry", "lease", "ordering", "poison", "parkAfter", "retryBudget", "seed", "maxPayloadBytes", "clock",
+];
+/// The options of `settle` ([`SettleOptions`]).
+const SETTLE_OPTIONS: &[&str] = &["after", "error", "reason", "lease"];
+
+/// A message with `payload` and the enqueue options `o` (`id`, `key`, `headers`, `delay`).
+pub(crate) fn new_message(payload: Vec<u8>, o: &Options<'_>) -> Result<NewMessage> {
+    let mut m = NewMessage::new(payload);
+    if let Some(id) = o.text("id")? {
+        m = m.id(id);
+    }
+    if let Some(k) = o.text("key")? {
+        m = m.key(k);
+    }
+    for (k, v) in o.strings("headers")? {
+        m = m.header(k, v);
+    }
+    if let Some(d) = o.secs("delay")? {
+        m = m.delay(d);
     }
     Ok(m)
 }
@@ -964,38 +974,43 @@ impl Outbox {
     /// Options: `mode`, `retry` (a retry-policy object, e.g. `{maxAttempts...}` in the core's
     /// snake_case JSON form), `lease` (seconds), `seed`, `maxPayloadBytes`, `clock`.
     #[napi(constructor, ts_args_type = "store: string | Store, queue: string, options?: OutboxOptions")]
-    pub fn new(env: Env, store: Unknown, queue: String, options: Option<Unknown>) -> Result<Self> {
-        let options = options_of(options)?;
-        let mut cfg = OutboxConfig::new(queue);
-        if let Some(s) = opt::<f64>(&options, "seed")? {
-            cfg = cfg.seed(count("seed", s)?);
+    pub fn new(
+        env: Env,
+        store: Unknown,
+        queue: Unknown,
+        options: Option<Unknown>,
+        retry_json: Option<Unknown>,
+    ) -> Result<Self> {
+        // `retry_json`: index.js passes the `retry` option as JSON text.
+        let options = Options::of("outbox options", options, OUTBOX_OPTIONS)?;
+        let mut cfg = OutboxConfig::new(text("queue", queue)?);
+        if let Some(s) = options.count("seed")? {
+            cfg = cfg.seed(s);
         }
-        if let Some(m) = mode(opt::<String>(&options, "mode")?)? {
+        if let Some(m) = mode(options.text("mode")?)? {
             cfg = cfg.mode(m);
         }
-        if let Some(r) = opt::<String>(&options, "retryJson")? {
-            let p: oncely::backoff::RetryPolicy =
-                serde_json::from_str(&r).map_err(|e| invalid("retry", e.to_string()))?;
-            p.validate().map_err(err)?;
-            cfg = cfg.retry(p);
+        if let Some(r) = present(retry_json)? {
+            cfg = cfg.retry(retry_policy(r)?);
         }
-        if let Some(l) = opt_secs("lease", opt::<f64>(&options, "lease")?)? {
+        if let Some(l) = options.secs("lease")? {
             cfg = cfg.lease(l);
         }
-        if let Some(n) = opt::<f64>(&options, "maxPayloadBytes")? {
-            cfg.max_payload_bytes = count("maxPayloadBytes", n)? as usize;
+        if let Some(n) = options.size("maxPayloadBytes")? {
+            cfg.max_payload_bytes = n;
         }
         cfg = cfg.ordering(ordering_of(
-            opt::<String>(&options, "ordering")?.as_deref().unwrap_or("unordered"),
-            opt::<String>(&options, "poison")?.as_deref(),
-            opt::<f64>(&options, "parkAfter")?,
+            options.text("ordering")?.as_deref().unwrap_or("unordered"),
+            options.text("poison")?.as_deref(),
+            options.number("parkAfter")?,
         )?);
-        if let Some(b) = opt::<RetryBudgetOptions>(&options, "retryBudget")? {
-            let mut budget = oncely::outbox::RetryBudget::new(b.ratio);
-            if let Some(v) = b.min_per_second {
+        let b = options.options("retry budget options", "retryBudget", &["ratio", "minPerSecond", "burst"])?;
+        if b.given() {
+            let mut budget = oncely::outbox::RetryBudget::new(required("ratio", b.number("ratio")?)?);
+            if let Some(v) = b.number("minPerSecond")? {
                 budget.min_per_second = v;
             }
-            if let Some(v) = b.burst {
+            if let Some(v) = b.number("burst")? {
                 budget.burst = v;
             }
             cfg = cfg.retry_budget(budget);
@@ -1034,26 +1049,28 @@ impl Outbox {
         ts_args_type = "payload: Buffer | string, options?: EnqueueOptions",
         ts_return_type = "Promise<'queued' | 'already_queued'>"
     )]
-    pub async fn enqueue(
-        &self,
-        payload: Either<Buffer, String>,
-        options: Option<EnqueueOptions>,
-    ) -> Result<String> {
-        let m = new_message(payload, options)?;
+    pub fn enqueue(&self, env: &Env, payload: Unknown, options: Option<Unknown>) -> Result<AsyncBlock<String>> {
+        let options = Options::of("enqueue options", options, ENQUEUE_OPTIONS)?;
+        let m = new_message(bytes("payload", payload)?, &options)?;
         let o = self.inner.clone();
-        o.enqueue(m).await.map(enqueued_str).map_err(err)
+        promise(env, async move { o.enqueue(m).await.map(enqueued_str).map_err(err) })
     }
 
     /// Enqueues several messages in one transaction.
-    #[napi(ts_return_type = "Promise<Array<'queued' | 'already_queued'>>")]
-    pub async fn enqueue_many(&self, messages: Vec<NewMessageOptions>) -> Result<Vec<String>> {
-        let mut ms = Vec::with_capacity(messages.len());
-        for m in messages {
-            let o = EnqueueOptions { id: m.id, key: m.key, headers: m.headers, delay: m.delay };
-            ms.push(new_message(m.payload, Some(o))?);
+    #[napi(
+        ts_args_type = "messages: Array<NewMessageOptions>",
+        ts_return_type = "Promise<Array<'queued' | 'already_queued'>>"
+    )]
+    pub fn enqueue_many(&self, env: &Env, messages: Unknown) -> Result<AsyncBlock<Vec<String>>> {
+        let mut ms = Vec::new();
+        for m in list("messages", messages)? {
+            let o = Options::of("enqueue options", Some(m), NEW_MESSAGE)?;
+            ms.push(new_message(bytes("payload", required("payload", o.get("payload")?)?)?, &o)?);
         }
         let o = self.inner.clone();
-        o.enqueue_many(ms).await.map(|v| v.into_iter().map(enqueued_str).collect()).map_err(err)
+        promise(env, async move {
+            o.enqueue_many(ms).await.map(|v| v.into_iter().map(enqueued_str).collect()).map_err(err)
+        })
     }
 
     /// Settles a leased message by id and fencing token (e.g. after a restart): `action` is
@@ -1061,55 +1078,59 @@ impl Outbox {
     #[napi(
         ts_args_type = "id: string, token: number, action: 'ack' | 'retry' | 'snooze' | 'fail' | 'extend' | 'release', options?: SettleOptions"
     )]
-    pub async fn settle(
+    pub fn settle(
         &self,
-        id: String,
-        token: f64,
-        action: String,
-        options: Option<SettleOptions>,
-    ) -> Result<Settled> {
+        env: &Env,
+        id: Unknown,
+        token: Unknown,
+        action: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<AsyncBlock<Settled>> {
         use oncely::outbox::Settle;
-        let token = count("token", token)?;
-        let o = options.unwrap_or(SettleOptions { after: None, error: None, reason: None, lease: None });
-        let need = |name: &'static str, v: Option<f64>| -> Result<Duration> {
-            secs(name, v.ok_or_else(|| invalid(name, format!("is required for `{action}`")))?)
+        let id = text("id", id)?;
+        let token = count("token", number("token", token)?)?;
+        let action = text("action", action)?;
+        let o = Options::of("settle options", options, SETTLE_OPTIONS)?;
+        let need = |name: &'static str| -> Result<Duration> {
+            o.secs(name)?.ok_or_else(|| invalid(name, format!("is required for `{action}`")))
         };
         let how = match action.as_str() {
             "ack" => Settle::Ack,
-            "retry" => {
-                Settle::Retry { after: opt_secs("after", o.after)?, error: o.error.unwrap_or_default() }
-            }
-            "snooze" => Settle::Snooze { after: need("after", o.after)? },
-            "fail" => Settle::Fail { reason: o.reason.unwrap_or_default() },
-            "extend" => Settle::Extend { lease: need("lease", o.lease)? },
+            "retry" => Settle::Retry { after: o.secs("after")?, error: o.text("error")?.unwrap_or_default() },
+            "snooze" => Settle::Snooze { after: need("after")? },
+            "fail" => Settle::Fail { reason: o.text("reason")?.unwrap_or_default() },
+            "extend" => Settle::Extend { lease: need("lease")? },
             "release" => Settle::Release,
             other => {
                 return Err(invalid(
                     "action",
                     format!(
-                        "unknown action `{other}` (expected ack, retry, snooze, fail, extend or release)"
+                        "unknown action `{}` (expected ack, retry, snooze, fail, extend or release)",
+                        oncely::text::quote(other)
                     ),
                 ));
             }
         };
         let ob = self.inner.clone();
-        ob.settle(&id, token, how).await.map(settled).map_err(err)
+        promise(env, async move { ob.settle(&id, token, how).await.map(settled).map_err(err) })
     }
 
     /// Removes a queued message before delivery: `"cancelled"`, `"in_flight"` or `"not_found"`.
-    #[napi(ts_return_type = "Promise<'cancelled' | 'in_flight' | 'not_found'>")]
-    pub async fn cancel(&self, id: String) -> Result<String> {
+    #[napi(ts_args_type = "id: string", ts_return_type = "Promise<'cancelled' | 'in_flight' | 'not_found'>")]
+    pub fn cancel(&self, env: &Env, id: Unknown) -> Result<AsyncBlock<String>> {
         use oncely::outbox::Cancelled;
-        let o = self.inner.clone();
-        let c = o.cancel(&id).await.map_err(err)?;
-        Ok(match c {
-            Cancelled::Cancelled => "cancelled",
-            Cancelled::InFlight => "in_flight",
-            Cancelled::NotFound => "not_found",
-            #[allow(unreachable_patterns)]
-            _ => "unknown",
-        }
-        .to_string())
+        let (o, id) = (self.inner.clone(), text("id", id)?);
+        promise(env, async move {
+            let c = o.cancel(&id).await.map_err(err)?;
+            Ok(match c {
+                Cancelled::Cancelled => "cancelled",
+                Cancelled::InFlight => "in_flight",
+                Cancelled::NotFound => "not_found",
+                #[allow(unreachable_patterns)]
+                _ => "unknown",
+            }
+            .to_string())
+        })
     }
 
     /// Starts recording this outbox's events (state changes after they committed, in this
@@ -1138,47 +1159,58 @@ impl Outbox {
     }
 
     /// Leases up to `max` (default 1) due messages.
-    #[napi]
-    pub async fn lease(&self, max: Option<f64>) -> Result<Vec<Delivery>> {
-        let max = count("max", max.unwrap_or(1.0))?;
-        let max = usize::try_from(max).map_err(|_| invalid("max", "too large"))?;
+    #[napi(ts_args_type = "max?: number | undefined | null", ts_return_type = "Promise<Array<Delivery>>")]
+    pub fn lease(&self, env: &Env, max: Option<Unknown>) -> Result<AsyncBlock<Vec<Delivery>>> {
+        let max = size("max", opt_number("max", max)?.unwrap_or(1.0))?;
         let o = self.inner.clone();
-        let ds = o.lease(max).await.map_err(err)?;
-        Ok(ds.into_iter().map(|d| Delivery { inner: Arc::new(d) }).collect())
+        promise(env, async move {
+            let ds = o.lease(max).await.map_err(err)?;
+            Ok(ds.into_iter().map(|d| Delivery { inner: Arc::new(d) }).collect())
+        })
     }
 
     /// The message as stored, or null.
-    #[napi]
-    pub async fn get(&self, id: String) -> Result<Option<OutboxRecord>> {
-        let o = self.inner.clone();
-        o.get(&id).await.map(|r| r.map(outbox_record)).map_err(err)
+    #[napi(ts_args_type = "id: string", ts_return_type = "Promise<OutboxRecord | null>")]
+    pub fn get(&self, env: &Env, id: Unknown) -> Result<AsyncBlock<Option<OutboxRecord>>> {
+        let (o, id) = (self.inner.clone(), text("id", id)?);
+        promise(env, async move { o.get(&id).await.map(|r| r.map(outbox_record)).map_err(err) })
     }
 
     /// Dead letters in order, after `afterSeq`, at most `limit` (default 100).
-    #[napi]
-    pub async fn dead_letters(
+    #[napi(
+        ts_args_type = "afterSeq?: number | undefined | null, limit?: number | undefined | null",
+        ts_return_type = "Promise<Array<OutboxRecord>>"
+    )]
+    pub fn dead_letters(
         &self,
-        after_seq: Option<f64>,
-        limit: Option<f64>,
-    ) -> Result<Vec<OutboxRecord>> {
-        let after = after_seq.map(|s| count("afterSeq", s)).transpose()?;
-        let limit = count("limit", limit.unwrap_or(100.0))? as usize;
+        env: &Env,
+        after_seq: Option<Unknown>,
+        limit: Option<Unknown>,
+    ) -> Result<AsyncBlock<Vec<OutboxRecord>>> {
+        let after = opt_number("afterSeq", after_seq)?.map(|s| count("afterSeq", s)).transpose()?;
+        let limit = size("limit", opt_number("limit", limit)?.unwrap_or(100.0))?;
         let o = self.inner.clone();
-        o.dead_letters(after, limit).await.map(|v| v.into_iter().map(outbox_record).collect()).map_err(err)
+        promise(env, async move {
+            o.dead_letters(after, limit).await.map(|v| v.into_iter().map(outbox_record).collect()).map_err(err)
+        })
     }
 
     /// Makes a dead letter deliverable again; false if it was not dead.
-    #[napi]
-    pub async fn replay(&self, id: String) -> Result<bool> {
-        let o = self.inner.clone();
-        o.replay(&id).await.map_err(err)
+    #[napi(ts_args_type = "id: string", ts_return_type = "Promise<boolean>")]
+    pub fn replay(&self, env: &Env, id: Unknown) -> Result<AsyncBlock<bool>> {
+        let (o, id) = (self.inner.clone(), text("id", id)?);
+        promise(env, async move { o.replay(&id).await.map_err(err) })
     }
 
     /// Deletes dead letters (all, or the given ids); returns how many.
-    #[napi]
-    pub async fn purge_dead(&self, ids: Option<Vec<String>>) -> Result<f64> {
+    #[napi(ts_args_type = "ids?: Array<string> | undefined | null", ts_return_type = "Promise<number>")]
+    pub fn purge_dead(&self, env: &Env, ids: Option<Unknown>) -> Result<AsyncBlock<f64>> {
+        let ids = match present(ids)? {
+            Some(v) => Some(list("ids", v)?.into_iter().map(|id| text("ids", id)).collect::<Result<Vec<_>>>()?),
+            None => None,
+        };
         let o = self.inner.clone();
-        o.purge_dead(ids).await.map(|n| n as f64).map_err(err)
+        promise(env, async move { o.purge_dead(ids).await.map(|n| n as f64).map_err(err) })
     }
 
     #[napi]
@@ -1237,6 +1269,9 @@ pub struct RetryDecision {
     pub give_up: Option<String>,
 }
 
+/// The fields of [`DecideArgs`].
+const DECIDE_ARGS: &[&str] = &["seed", "attempts", "firstAttemptAtMs", "nowMs", "lastDelayMs", "retryAfterMs"];
+
 /// Arguments of `RetryPolicy.decideMs`.
 #[napi(object)]
 pub struct DecideArgs {
@@ -1251,43 +1286,33 @@ pub struct DecideArgs {
 #[napi]
 impl RetryPolicy {
     #[napi(constructor, ts_args_type = "policy: object | string")]
-    pub fn new(json: String) -> Result<Self> {
-        let p: oncely::backoff::RetryPolicy =
-            serde_json::from_str(&json).map_err(|e| invalid("retry", e.to_string()))?;
-        p.validate().map_err(err)?;
-        Ok(RetryPolicy { inner: p })
+    pub fn new(json: Unknown) -> Result<Self> {
+        Ok(RetryPolicy { inner: retry_policy(json)? })
     }
 
     /// The delays (ms) before attempts 2..=n+1 from a fresh stream seeded with `seed`.
-    #[napi]
-    pub fn schedule_ms(&self, seed: f64, n: u32) -> Result<Vec<f64>> {
-        let seed = count("seed", seed)?;
+    #[napi(ts_args_type = "seed: number, n: number")]
+    pub fn schedule_ms(&self, seed: Unknown, n: Unknown) -> Result<Vec<f64>> {
+        let seed = count("seed", number("seed", seed)?)?;
+        let n = u32_of("n", number("n", n)?)?;
         Ok(self.inner.schedule(seed, n).iter().map(|d| d.as_millis() as f64).collect())
     }
 
     /// The decision after a failed attempt.
-    #[napi]
-    pub fn decide_ms(&self, a: DecideArgs) -> Result<RetryDecision> {
+    #[napi(ts_args_type = "a: DecideArgs")]
+    pub fn decide_ms(&self, a: Unknown) -> Result<RetryDecision> {
         use oncely::backoff::{AttemptHistory, JitterRng, RetryDecision as D};
-        let int = |name: &'static str, v: f64| -> Result<i64> {
-            if !v.is_finite() || v.fract() != 0.0 || v.abs() > 9_007_199_254_740_991.0 {
-                return Err(invalid(name, format!("must be an integer, got {v}")));
-            }
-            Ok(v as i64)
-        };
+        let a = Options::of("decideMs arguments", Some(a), DECIDE_ARGS)?;
+        let int = |name: &'static str| -> Result<u64> { count(name, required(name, a.number(name)?)?) };
         let history = AttemptHistory {
-            attempts: a.attempts,
-            first_attempt_at: Timestamp(int("firstAttemptAtMs", a.first_attempt_at_ms)?),
-            last_delay: a
-                .last_delay_ms
-                .map(|v| count("lastDelayMs", v))
-                .transpose()?
-                .map(Duration::from_millis),
+            attempts: u32_of("attempts", required("attempts", a.number("attempts")?)?)?,
+            first_attempt_at: Timestamp(int("firstAttemptAtMs")? as i64),
+            last_delay: a.count("lastDelayMs")?.map(Duration::from_millis),
         };
-        let mut rng = JitterRng::new(count("seed", a.seed)?);
-        let retry_after =
-            a.retry_after_ms.map(|v| count("retryAfterMs", v)).transpose()?.map(Duration::from_millis);
-        let d = self.inner.decide(&history, Timestamp(int("nowMs", a.now_ms)?), retry_after, &mut rng);
+        let mut rng = JitterRng::new(int("seed")?);
+        let retry_after = a.count("retryAfterMs")?.map(Duration::from_millis);
+        let now = int("nowMs")? as i64;
+        let d = self.inner.decide(&history, Timestamp(now), retry_after, &mut rng);
         Ok(match d {
             D::RetryIn(d) => RetryDecision { retry_in_ms: Some(d.as_millis() as f64), give_up: None },
             D::GiveUp(why) => RetryDecision {
