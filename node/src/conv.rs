@@ -76,13 +76,17 @@ pub(crate) fn opt_text(name: &'static str, v: Option<Unknown<'_>>) -> Result<Opt
 
 /// A payload or result argument: a Buffer (any `Uint8Array`) or a string (sent as UTF-8).
 pub(crate) fn bytes(name: &'static str, v: Unknown<'_>) -> Result<Vec<u8>> {
-    let bad = |v: &Unknown<'_>| -> Result<Error> { Ok(invalid(name, format!("must be a Buffer or a string, got {}", kind(v)?))) };
+    let bad = |v: &Unknown<'_>| -> Result<Error> {
+        Ok(invalid(name, format!("must be a Buffer or a string, got {}", kind(v)?)))
+    };
     match v.get_type()? {
         ValueType::String => Ok(text(name, v)?.into_bytes()),
-        ValueType::Object if v.is_typedarray()? => match unsafe { Uint8Array::from_napi_value(v.value().env, v.raw()) } {
-            Ok(b) => Ok(b.to_vec()),
-            Err(_) => Err(bad(&v)?),
-        },
+        ValueType::Object if v.is_typedarray()? => {
+            match unsafe { Uint8Array::from_napi_value(v.value().env, v.raw()) } {
+                Ok(b) => Ok(b.to_vec()),
+                Err(_) => Err(bad(&v)?),
+            }
+        }
         _ => Err(bad(&v)?),
     }
 }
@@ -243,7 +247,11 @@ pub(crate) fn strings(name: &'static str, v: Unknown<'_>) -> Result<Vec<(String,
         if value.get_type()? != ValueType::String {
             return Err(invalid(
                 name,
-                format!("must be an object of strings, but `{}` is {}", oncely::text::quote(&k), kind(&value)?),
+                format!(
+                    "must be an object of strings, but `{}` is {}",
+                    oncely::text::quote(&k),
+                    kind(&value)?
+                ),
             ));
         }
         out.push((k, text(name, value)?));

@@ -19,7 +19,10 @@ use oncely::sql::{SqlTx, SqlValue};
 use oncely::{Failure, ProcessError};
 
 use crate::conv::{Options, bytes, list, opt_bytes, text};
-use crate::{ENQUEUE_OPTIONS, Inbox, Outbox, Processed, Store, coded, enqueued_str, err, invalid, new_message, promise, request};
+use crate::inbox::{Inbox, Processed, request};
+use crate::outbox::{ENQUEUE_OPTIONS, Outbox, enqueued_str, new_message};
+use crate::store::Store;
+use crate::{coded, err, invalid, promise};
 
 /// The transaction lent by the core, valid only while the JS handler that got it runs.
 struct TxPtr(*mut (dyn SqlTx + 'static));

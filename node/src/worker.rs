@@ -21,7 +21,8 @@ use napi_derive::napi;
 use oncely::{AnyStore, Outcome, WorkerConfig};
 
 use crate::conv::{Options, secs, u32_of};
-use crate::{Outbox, SEP, err};
+use crate::outbox::Outbox;
+use crate::{SEP, err};
 
 type CoreWorker = oncely::Worker<AnyStore>;
 
