@@ -200,6 +200,7 @@ export declare class Inbox {
   get(id: string): Promise<InboxRecord | null>
   /** Deletes expired records; returns how many. */
   purgeExpired(): Promise<number>
+
 }
 
 /**
@@ -297,6 +298,7 @@ export declare class Store {
   constructor(location: string)
   /** The location the store was opened with (a PostgreSQL URL's password hidden). */
   get location(): string
+
 }
 
 /** A claim on one id: run the effect, then `finish`, `fail` or `release` it. */

@@ -42,6 +42,7 @@ class Permanent extends Error {
  */
 class Retry extends Error {
   constructor(error = '', options = undefined) {
+    checkKnown('Retry options', options)
     super(String(error))
     this.name = new.target.name
     this.error = String(error)
@@ -54,6 +55,16 @@ class Snooze extends Error {
     super(`snooze ${seconds}s`)
     this.name = new.target.name
     this.seconds = seconds
+  }
+}
+
+// Refuses an options object that index.js reads itself when it is not an object or has a key
+// `which` (e.g. 'run options') does not know: the native check every options object goes through.
+function checkKnown(which, options) {
+  try {
+    native._checkOptions(which, options)
+  } catch (e) {
+    throw translate(e)
   }
 }
 
@@ -129,7 +140,14 @@ function wrapClass(Class, prepareArgs, hasAsync = false) {
 
 function toBuffer(r) {
   if (Buffer.isBuffer(r)) return r
-  if (typeof r === 'string') return Buffer.from(r, 'utf8')
+  if (typeof r === 'string') {
+    // Natively: a lone surrogate is refused (Buffer.from would replace it by U+FFFD).
+    try {
+      return native._utf8(r)
+    } catch (e) {
+      throw translate(e)
+    }
+  }
   if (r instanceof Uint8Array) return Buffer.from(r.buffer, r.byteOffset, r.byteLength)
   throw new InvalidArgumentError(
     `invalid argument \`handler\`: must return a Buffer, Uint8Array or string (or a Promise of one), got ${r === null ? 'null' : typeof r}`,
@@ -197,6 +215,8 @@ native.Inbox.prototype.process = async function process(id, payload, handler, op
 native.Inbox.prototype.process.adapted = true
 delete native.Inbox.prototype._process
 
+// The `retry` option as JSON text, passed natively as a fourth argument (the native side reads
+// every other option, and refuses unknown ones).
 function outboxArgs(args) {
   const [store, queue, options] = args
   if (options !== null && typeof options === 'object' && options.retry !== undefined && options.retry !== null) {
@@ -207,9 +227,12 @@ function outboxArgs(args) {
     } catch (e) {
       throw new InvalidArgumentError(`invalid argument \`retry\`: ${e.message}`, 'ONCELY_INVALID_ARGUMENT')
     }
-    return [store, queue, { ...options, retry: undefined, retryJson }, ...args.slice(3)]
+    if (typeof retryJson !== 'string') {
+      throw new InvalidArgumentError('invalid argument `retry`: must be a retry-policy object', 'ONCELY_INVALID_ARGUMENT')
+    }
+    return [store, queue, options, retryJson]
   }
-  return args
+  return [store, queue, options]
 }
 
 function policyArgs(args) {
@@ -238,38 +261,6 @@ native.Inbox.prototype.finishMany = async function finishMany(items) {
   return results.map((r) => (r.ok ? { ok: true } : { ok: false, error: translate(new Error(r.error)) }))
 }
 native.Inbox.prototype.finishMany.adapted = true
-
-// napi reads any value as an options object (missing fields): only objects are options.
-function checkOptions(options) {
-  if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
-    throw new InvalidArgumentError(
-      `invalid argument \`options\`: must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`,
-      'ONCELY_INVALID_ARGUMENT',
-    )
-  }
-}
-
-// napi reads any object (a string, an array) as a string map: only plain objects are headers.
-function checkHeaders(options) {
-  checkOptions(options)
-  const h = options?.headers
-  if (h !== undefined && h !== null && (typeof h !== 'object' || Array.isArray(h))) {
-    throw new InvalidArgumentError(
-      `invalid argument \`headers\`: must be an object of strings, got ${Array.isArray(h) ? 'an array' : typeof h}`,
-      'ONCELY_INVALID_ARGUMENT',
-    )
-  }
-}
-const nativeEnqueue = native.Outbox.prototype.enqueue
-native.Outbox.prototype.enqueue = async function enqueue(payload, options) {
-  checkHeaders(options)
-  return nativeEnqueue.call(this, payload, options)
-}
-const nativeEnqueueMany = native.Outbox.prototype.enqueueMany
-native.Outbox.prototype.enqueueMany = async function enqueueMany(messages) {
-  if (Array.isArray(messages)) messages.forEach(checkHeaders)
-  return nativeEnqueueMany.call(this, messages)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Events: `outbox.events` is an EventEmitter fed by the core's event callback.
@@ -335,14 +326,22 @@ function errorText(e) {
 }
 
 // The handler's outcome as the string the native worker reads (see node/src/worker.rs).
+// A Snooze/Retry hint for the native worker: a number as text; anything else (null, '', a
+// string, false, []) as `!KIND`, a bad hint (a retryable failure by the policy) — never
+// converted with Number(), which would make null, '', false and [] a delay of 0.
+function hint(v) {
+  if (typeof v === 'number') return String(v)
+  return `!${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`
+}
+
 function thrownOutcome(e) {
   try {
     if (e instanceof Permanent) return `fail${SEP}${errorText(e)}`
     if (e instanceof Retry) {
-      const after = e.after === null || e.after === undefined ? '' : String(Number(e.after))
+      const after = e.after === null || e.after === undefined ? '' : hint(e.after)
       return `retry${SEP}${after}${SEP}${e.error}`
     }
-    if (e instanceof Snooze) return `snooze${SEP}${String(Number(e.seconds))}`
+    if (e instanceof Snooze) return `snooze${SEP}${hint(e.seconds)}`
   } catch {
     // fall through: a retryable failure
   }
@@ -451,6 +450,11 @@ class Worker {
    * once.
    */
   run(options = undefined) {
+    try {
+      checkKnown('run options', options)
+    } catch (e) {
+      return Promise.reject(e)
+    }
     if (this.#running) return this.#running
     const signal = options?.signal
     try {
@@ -484,6 +488,7 @@ class Worker {
    * rejects with its error).
    */
   start(options = undefined) {
+    checkKnown('run options', options)
     checkSignal(options?.signal)
     // Kept for stop(); the no-op catch keeps a failed background run from being an unhandled
     // rejection before stop() hands it over.
@@ -540,6 +545,7 @@ function idempotent(fn, options) {
   if (options === null || typeof options !== 'object') {
     throw new InvalidArgumentError('invalid argument `options`: must be an object with `key` and `inbox`', 'ONCELY_INVALID_ARGUMENT')
   }
+  checkKnown('idempotent options', options)
   const { key, payload, inbox, mode, lease, wait } = options
   if (!(inbox instanceof native.Inbox)) {
     throw new InvalidArgumentError('invalid argument `inbox`: must be an Inbox', 'ONCELY_INVALID_ARGUMENT')
@@ -664,11 +670,6 @@ const Inbox = wrapClass(native.Inbox, undefined, true)
 const Outbox = wrapClass(native.Outbox, outboxArgs, true)
 wrapClass(native.Ticket, undefined, true)
 wrapClass(native.Delivery, undefined, true)
-const nativeTxEnqueue = native.Transaction.prototype.enqueue
-native.Transaction.prototype.enqueue = function enqueue(outbox, payload, options) {
-  checkHeaders(options)
-  return nativeTxEnqueue.call(this, outbox, payload, options)
-}
 wrapClass(native.Transaction)
 const Transaction = native.Transaction
 const Ticket = native.Ticket

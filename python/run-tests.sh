@@ -12,8 +12,8 @@ py="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import maturin, pytest, pytest_asyncio, mypy' 2>/dev/null; then
-    "$venv/bin/pip" install -q --disable-pip-version-check 'maturin>=1.16,<2' pytest pytest-asyncio mypy
+if ! "$venv/bin/python" -c 'import maturin, pytest, pytest_asyncio, mypy, hypothesis' 2>/dev/null; then
+    "$venv/bin/pip" install -q --disable-pip-version-check 'maturin>=1.16,<2' pytest pytest-asyncio mypy hypothesis
 fi
 
 wheels="$CARGO_TARGET_DIR/py-wheels"

@@ -18,7 +18,11 @@ use napi_derive::napi;
 use oncely::sql::{SqlTx, SqlValue};
 use oncely::{Failure, ProcessError};
 
-use crate::{Inbox, Outbox, Processed, Store, coded, enqueued_str, err, invalid, new_message, request};
+use crate::conv::{Options, bytes, list, opt_bytes, text};
+use crate::inbox::{Inbox, Processed, request};
+use crate::outbox::{ENQUEUE_OPTIONS, Outbox, enqueued_str, new_message};
+use crate::store::Store;
+use crate::{coded, err, invalid, promise};
 
 /// The transaction lent by the core, valid only while the JS handler that got it runs.
 struct TxPtr(*mut (dyn SqlTx + 'static));
@@ -61,7 +65,7 @@ fn sql_value(env: &Env, v: Unknown<'_>, i: u32) -> Result<SqlValue> {
             }
             SqlValue::Integer(n)
         }
-        ValueType::String => SqlValue::Text(unsafe { String::from_napi_value(env.raw(), v.raw())? }),
+        ValueType::String => SqlValue::Text(text("params", v)?),
         ValueType::Object => match unsafe { Uint8Array::from_napi_value(env.raw(), v.raw()) } {
             Ok(b) => SqlValue::Blob(b.to_vec()),
             Err(_) => return Err(bad("must be null, a number, a BigInt, a string or a Buffer, not an object".into())),
@@ -107,12 +111,12 @@ impl Transaction {
         ts_args_type = "sql: string, params?: Array<null | undefined | boolean | number | bigint | string | Uint8Array>",
         ts_return_type = "Array<Array<null | number | bigint | string | Buffer>>"
     )]
-    pub fn execute(&self, env: Env, sql: String, params: Option<Array>) -> Result<Vec<Vec<JsSql>>> {
+    pub fn execute(&self, env: Env, sql: Unknown, params: Option<Unknown>) -> Result<Vec<Vec<JsSql>>> {
+        let sql = text("sql", sql)?;
         let mut values = Vec::new();
-        if let Some(ps) = params {
-            for i in 0..ps.len() {
-                let v: Unknown = ps.get(i)?.ok_or_else(|| invalid("params", "holes are not allowed"))?;
-                values.push(sql_value(&env, v, i)?);
+        if let Some(ps) = crate::conv::present(params)? {
+            for (i, v) in list("params", ps)?.into_iter().enumerate() {
+                values.push(sql_value(&env, v, i as u32)?);
             }
         }
         let rows = self.with_tx(|tx| tx.execute(&sql, &values).map_err(err))?;
@@ -128,11 +132,17 @@ impl Transaction {
     )]
     pub fn enqueue(
         &self,
-        outbox: &Outbox,
-        payload: Either<Buffer, String>,
-        options: Option<crate::EnqueueOptions>,
+        env: Env,
+        outbox: Unknown,
+        payload: Unknown,
+        options: Option<Unknown>,
     ) -> Result<String> {
-        let m = new_message(payload, options)?;
+        if outbox.get_type()? != ValueType::Object || !Outbox::instance_of(&env, &outbox)? {
+            return Err(invalid("outbox", format!("must be an Outbox, got {}", crate::conv::kind(&outbox)?)));
+        }
+        let outbox: ClassInstance<Outbox> = unsafe { ClassInstance::from_napi_value(env.raw(), outbox.raw())? };
+        let options = Options::of("enqueue options", options, ENQUEUE_OPTIONS)?;
+        let m = new_message(bytes("payload", payload)?, &options)?;
         let o = outbox.inner.clone();
         let mut r = self.with_tx(|tx| tx.enqueue(&o, vec![m]).map_err(err))?;
         r.pop().map(enqueued_str).ok_or_else(|| coded("ONCELY_STORAGE", "enqueue answered nothing"))
@@ -203,15 +213,19 @@ fn processed(r: std::result::Result<oncely::Processed, ProcessError<String>>) ->
 impl Inbox {
     /// Native half of `processTransactional` (index.js adapts the handler).
     #[napi(js_name = "_processTransactional", skip_typescript)]
-    pub async fn process_transactional_native(
+    pub fn process_transactional_native(
         &self,
-        id: String,
-        payload: Option<Either<Buffer, String>>,
+        env: &Env,
+        id: Unknown,
+        payload: Option<Unknown>,
         handler: TxHandlerFn,
-    ) -> Result<Processed> {
-        let req = request(id, payload, None)?;
+    ) -> Result<AsyncBlock<Processed>> {
+        let none = Options::of("process options", None, &[])?;
+        let req = request(text("id", id)?, opt_bytes("payload", payload)?, &none)?;
         let inbox = self.inner.clone();
-        processed(inbox.process_in_transaction(req, move |tx| call_on_js_thread(&handler, tx)).await)
+        promise(env, async move {
+            processed(inbox.process_in_transaction(req, move |tx| call_on_js_thread(&handler, tx)).await)
+        })
     }
 }
 

@@ -20,7 +20,9 @@ use napi::tokio::sync::{oneshot, watch};
 use napi_derive::napi;
 use oncely::{AnyStore, Outcome, WorkerConfig};
 
-use crate::{count, err, secs, Outbox, SEP};
+use crate::conv::{Options, secs, u32_of};
+use crate::outbox::Outbox;
+use crate::{SEP, err};
 
 type CoreWorker = oncely::Worker<AnyStore>;
 
@@ -126,6 +128,7 @@ fn summary(s: oncely::worker::RunSummary) -> RunSummary {
 
 /// Options of `new Worker(outbox, handler, options)`. Durations are seconds.
 #[napi(object)]
+#[allow(dead_code)] // the typings only: `NativeWorker::new` reads the object (conv::Options)
 pub struct WorkerOptions {
     /// Handlers running at once (default 16).
     pub concurrency: Option<f64>,
@@ -135,22 +138,28 @@ pub struct WorkerOptions {
     pub shutdown_timeout: Option<f64>,
 }
 
+/// A Snooze/Retry hint as index.js encoded it: the number's text, or `!KIND` for a value that is
+/// not a number (never turned into 0); the duration, or why it is a bad hint.
+fn hint(name: &'static str, v: &str) -> std::result::Result<std::time::Duration, String> {
+    if let Some(kind) = v.strip_prefix('!') {
+        return Err(format!("must be a number of seconds, got {kind}"));
+    }
+    let v = v.parse::<f64>().map_err(|e| e.to_string())?;
+    secs(name, v).map_err(|e| e.reason.rsplit(SEP).next().unwrap_or_default().to_string())
+}
+
 /// The outcome index.js encoded (see the module docs).
 fn outcome_of(answer: &str) -> Outcome {
     let mut parts = answer.splitn(3, SEP);
     match (parts.next(), parts.next(), parts.next()) {
         (Some("success"), None, None) => Outcome::Success,
         (Some("retry"), Some(after), Some(error)) if after.is_empty() => Outcome::retry(error),
-        (Some("retry"), Some(after), Some(error)) => match after.parse::<f64>().map_err(|e| e.to_string()).and_then(
-            |v| secs("after", v).map_err(|e| e.reason.rsplit(SEP).next().unwrap_or_default().to_string()),
-        ) {
+        (Some("retry"), Some(after), Some(error)) => match hint("after", after) {
             Ok(after) => Outcome::Retry { after: Some(after), error: error.to_string() },
             Err(bad) => Outcome::retry(format!("{error} (bad Retry.after: {bad})")),
         },
         (Some("snooze"), Some(seconds), None) => {
-            match seconds.parse::<f64>().map_err(|e| e.to_string()).and_then(|v| {
-                secs("seconds", v).map_err(|e| e.reason.rsplit(SEP).next().unwrap_or_default().to_string())
-            }) {
+            match hint("seconds", seconds) {
                 Ok(d) => Outcome::Snooze(d),
                 Err(bad) => Outcome::retry(format!("bad Snooze.seconds: {bad}")),
             }
@@ -198,20 +207,18 @@ pub struct NativeWorker {
 
 #[napi]
 impl NativeWorker {
-    #[napi(constructor)]
-    pub fn new(outbox: &Outbox, options: Option<WorkerOptions>) -> Result<Self> {
+    #[napi(constructor, ts_args_type = "outbox: Outbox, options?: WorkerOptions | undefined | null")]
+    pub fn new(outbox: &Outbox, options: Option<Unknown>) -> Result<Self> {
+        let o = Options::of("worker options", options, &["concurrency", "pollInterval", "shutdownTimeout"])?;
         let mut config = WorkerConfig::default();
-        if let Some(o) = options {
-            if let Some(c) = o.concurrency {
-                config.concurrency = usize::try_from(count("concurrency", c)?)
-                    .map_err(|_| crate::invalid("concurrency", "too large"))?;
-            }
-            if let Some(p) = o.poll_interval {
-                config.poll_interval = secs("pollInterval", p)?;
-            }
-            if let Some(t) = o.shutdown_timeout {
-                config.shutdown_timeout = secs("shutdownTimeout", t)?;
-            }
+        if let Some(c) = o.size("concurrency")? {
+            config.concurrency = c;
+        }
+        if let Some(p) = o.secs("pollInterval")? {
+            config.poll_interval = p;
+        }
+        if let Some(t) = o.secs("shutdownTimeout")? {
+            config.shutdown_timeout = t;
         }
         let inner = CoreWorker::new(outbox.inner.clone(), config).map_err(err)?;
         Ok(NativeWorker { inner, stop: watch::channel(false).0, pending: Arc::default() })
@@ -241,9 +248,10 @@ impl NativeWorker {
     }
 
     /// The outcome of a call whose handler answered with a Promise (see the module docs).
-    #[napi(js_name = "_complete")]
-    pub fn complete(&self, call_id: u32, outcome: String) {
-        self.pending.complete(call_id, outcome);
+    #[napi(js_name = "_complete", ts_args_type = "callId: number, outcome: string")]
+    pub fn complete(&self, call_id: f64, outcome: String) -> Result<()> {
+        self.pending.complete(u32_of("callId", call_id)?, outcome);
+        Ok(())
     }
 
     /// Asks `run` to shut down gracefully. A stopped worker stays stopped.

@@ -119,7 +119,9 @@ class Inbox(_native.Inbox):
             yield claim
         except BaseException as exc:
             if claim.ticket is not None:
-                claim.ticket.settle(error=str(exc) or type(exc).__name__, permanent=isinstance(exc, Permanent))
+                # The text rule of `process` (`str(exc)`, else the type name): a `__str__` that
+                # raises must not leave the claim unsettled.
+                claim.ticket.settle(error=_native._exception_text(exc), permanent=isinstance(exc, Permanent))
             raise
         if claim.ticket is not None:
             claim.ticket.settle(result=claim.result if claim.result is not None else b"")

@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use crate::aio::{attach, closing_error, resolve, spawn_py, try_attach};
 use crate::errors::{Permanent, ReplayedFailure};
 use crate::transaction::Transaction;
-use crate::{ManualClock, block, mode, opt_py_bytes, opt_secs, shared_clock, store_of, to_bytes, to_py};
+use crate::{Int, ManualClock, Text, args, block, mode, opt_py_bytes, opt_secs, shared_clock, store_of, to_bytes, to_py};
 
 type CoreInbox = oncely::Inbox<AnyStore>;
 type CoreTicket = oncely::Ticket<AnyStore>;
@@ -69,18 +69,27 @@ impl Ticket {
         &self,
         py: Python<'_>,
         result: Option<&Bound<'_, PyAny>>,
-        error: Option<String>,
+        error: Option<Text<args::ErrorText>>,
         permanent: bool,
     ) -> PyResult<()> {
+        let t = self.inner.clone();
         let result = match result {
-            Some(r) if !r.is_none() => to_bytes("result", r)?,
+            Some(r) if !r.is_none() => match to_bytes("result", r) {
+                Ok(b) => b,
+                Err(e) => {
+                    // As `process` does with a handler that returned something else than bytes:
+                    // a retryable failure (the id is given back), and the TypeError is raised.
+                    let error = crate::exception_text(e.value(py).as_any());
+                    block(py, async move { t.settle(Err(&Failure { error, permanent: false })).await })?;
+                    return Err(e);
+                }
+            },
             _ => Vec::new(),
         };
-        let t = self.inner.clone();
         block(py, async move {
             match error {
                 None => t.settle::<String>(Ok(result)).await,
-                Some(error) => t.settle(Err(&oncely::Failure { error, permanent })).await,
+                Some(error) => t.settle(Err(&oncely::Failure { error: error.0, permanent })).await,
             }
         })
     }
@@ -243,7 +252,7 @@ impl std::fmt::Display for HandlerError {
 
 fn handler_failure(py: Python<'_>, err: PyErr) -> Failure<HandlerError> {
     let permanent = err.is_instance_of::<Permanent>(py);
-    let text = err.value(py).str().map(|s| s.to_string()).unwrap_or_default();
+    let text = crate::exception_text(err.value(py).as_any());
     Failure { error: HandlerError { err, text }, permanent }
 }
 
@@ -280,18 +289,18 @@ fn process_answer(
 }
 
 fn request(
-    id: String,
+    id: Text<args::Id>,
     payload: Option<&Bound<'_, PyAny>>,
-    mode_: Option<&str>,
+    mode_: Option<Text<args::ModeName>>,
     lease: Option<f64>,
 ) -> PyResult<Request> {
-    let mut req = Request::new(id);
+    let mut req = Request::new(id.0);
     if let Some(p) = payload {
         if !p.is_none() {
             req = req.payload(&to_bytes("payload", p)?);
         }
     }
-    if let Some(m) = mode(mode_)? {
+    if let Some(m) = mode(mode_.as_deref())? {
         req = req.mode(m);
     }
     if let Some(l) = opt_secs("lease", lease)? {
@@ -315,17 +324,17 @@ impl Inbox {
     fn new(
         py: Python<'_>,
         store: &Bound<'_, PyAny>,
-        scope: String,
-        mode: Option<&str>,
+        scope: Text<args::Scope>,
+        mode: Option<Text<args::ModeName>>,
         lease: Option<f64>,
         retention: Option<f64>,
-        cache_policy: Option<&str>,
-        recent_capacity: Option<usize>,
-        max_result_bytes: Option<usize>,
+        cache_policy: Option<Text<args::CachePolicyName>>,
+        recent_capacity: Option<Int<args::RecentCapacity>>,
+        max_result_bytes: Option<Int<args::MaxResultBytes>>,
         clock: Option<&Bound<'_, ManualClock>>,
     ) -> PyResult<Self> {
-        let mut cfg = InboxConfig::new(scope);
-        if let Some(m) = crate::mode(mode)? {
+        let mut cfg = InboxConfig::new(scope.0);
+        if let Some(m) = crate::mode(mode.as_deref())? {
             cfg = cfg.mode(m);
         }
         if let Some(l) = opt_secs("lease", lease)? {
@@ -335,22 +344,25 @@ impl Inbox {
             cfg = cfg.retention(r);
         }
         if let Some(p) = cache_policy {
-            cfg = cfg.cache_policy(match p {
+            cfg = cfg.cache_policy(match &*p {
                 "success_only" => CachePolicy::SuccessOnly,
                 "success_and_failure" => CachePolicy::SuccessAndFailure,
                 other => {
                     return Err(to_py(oncely::Error::invalid(
                         "cache_policy",
-                        format!("unknown policy `{other}` (expected success_only or success_and_failure)"),
+                        format!(
+                            "unknown policy `{}` (expected success_only or success_and_failure)",
+                            oncely::text::quote(other)
+                        ),
                     )));
                 }
             });
         }
         if let Some(n) = recent_capacity {
-            cfg = cfg.recent_capacity(n);
+            cfg = cfg.recent_capacity(n.0 as usize);
         }
         if let Some(n) = max_result_bytes {
-            cfg.max_result_bytes = n;
+            cfg.max_result_bytes = n.0 as usize;
         }
         let store = store_of(py, store)?;
         let clock = shared_clock(clock);
@@ -376,9 +388,9 @@ impl Inbox {
     fn begin(
         &self,
         py: Python<'_>,
-        id: String,
+        id: Text<args::Id>,
         payload: Option<&Bound<'_, PyAny>>,
-        mode: Option<&str>,
+        mode: Option<Text<args::ModeName>>,
         lease: Option<f64>,
     ) -> PyResult<BeginResult> {
         let req = request(id, payload, mode, lease)?;
@@ -393,28 +405,21 @@ impl Inbox {
         let mut reqs = Vec::with_capacity(requests.len());
         for item in requests.iter() {
             if let Ok(s) = item.cast::<PyString>() {
-                reqs.push(Request::new(s.extract::<String>()?));
+                reqs.push(Request::new(args::text("id", s)?));
                 continue;
             }
             let d = item.cast::<PyDict>().map_err(|_| {
                 pyo3::exceptions::PyTypeError::new_err("each request must be an id (str) or a dict")
             })?;
-            for key in d.keys() {
-                let k: String = key.extract()?;
-                if !matches!(k.as_str(), "id" | "payload" | "mode" | "lease") {
-                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                        "unknown request field `{k}`"
-                    )));
-                }
-            }
-            let id: String = d
+            crate::check_fields("request", d, &["id", "payload", "mode", "lease"])?;
+            let id: Text<args::Id> = d
                 .get_item("id")?
                 .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a request needs an `id`"))?
                 .extract()?;
             let payload = d.get_item("payload")?;
-            let m: Option<String> = d.get_item("mode")?.map(|v| v.extract()).transpose()?;
+            let m: Option<Text<args::ModeName>> = d.get_item("mode")?.map(|v| v.extract()).transpose()?;
             let lease: Option<f64> = d.get_item("lease")?.map(|v| v.extract()).transpose()?;
-            reqs.push(request(id, payload.as_ref(), m.as_deref(), lease)?);
+            reqs.push(request(id, payload.as_ref(), m, lease)?);
         }
         let inbox = self.inner.clone();
         let answers = block(py, async move { inbox.begin_many(reqs).await })?;
@@ -451,10 +456,10 @@ impl Inbox {
     fn process(
         &self,
         py: Python<'_>,
-        id: String,
+        id: Text<args::Id>,
         payload: Option<&Bound<'_, PyAny>>,
         handler: Py<PyAny>,
-        mode: Option<&str>,
+        mode: Option<Text<args::ModeName>>,
         lease: Option<f64>,
         wait: Option<f64>,
     ) -> PyResult<Processed> {
@@ -482,7 +487,7 @@ impl Inbox {
     fn process_transactional(
         &self,
         py: Python<'_>,
-        id: String,
+        id: Text<args::Id>,
         payload: Option<&Bound<'_, PyAny>>,
         handler: Py<PyAny>,
     ) -> PyResult<Processed> {
@@ -512,9 +517,9 @@ impl Inbox {
     fn begin_async<'py>(
         &self,
         py: Python<'py>,
-        id: String,
+        id: Text<args::Id>,
         payload: Option<&Bound<'_, PyAny>>,
-        mode: Option<&str>,
+        mode: Option<Text<args::ModeName>>,
         lease: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let req = request(id, payload, mode, lease)?;
@@ -531,10 +536,10 @@ impl Inbox {
     fn process_async<'py>(
         &self,
         py: Python<'py>,
-        id: String,
+        id: Text<args::Id>,
         payload: Option<&Bound<'_, PyAny>>,
         handler: Py<PyAny>,
-        mode: Option<&str>,
+        mode: Option<Text<args::ModeName>>,
         lease: Option<f64>,
         wait: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -564,7 +569,7 @@ impl Inbox {
     }
 
     /// `get`, awaitable.
-    fn get_async<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyAny>> {
+    fn get_async<'py>(&self, py: Python<'py>, id: Text<args::Id>) -> PyResult<Bound<'py, PyAny>> {
         let inbox = self.inner.clone();
         spawn_py(py, async move {
             let r = inbox.get(&id).await.map_err(to_py)?;
@@ -579,7 +584,7 @@ impl Inbox {
     }
 
     /// The id's record as stored, or None.
-    fn get(&self, py: Python<'_>, id: String) -> PyResult<Option<InboxRecord>> {
+    fn get(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<Option<InboxRecord>> {
         let inbox = self.inner.clone();
         let r = block(py, async move { inbox.get(&id).await })?;
         Ok(r.map(|r| record(py, r)))

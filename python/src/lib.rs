@@ -7,6 +7,7 @@
 //! the GIL while the store works.
 
 mod aio;
+mod args;
 mod errors;
 mod inbox;
 mod outbox;
@@ -19,8 +20,9 @@ use std::time::Duration;
 
 use oncely::{AnyStore, Mode, SqliteConfig, Timestamp};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 
+pub(crate) use args::{Int, Text};
 pub(crate) use errors::to_py;
 
 /// Runs a core future to completion on the calling thread with the GIL released. The stores'
@@ -66,10 +68,48 @@ pub(crate) fn to_bytes(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> 
     if let Ok(b) = obj.cast::<PyByteArray>() {
         return Ok(b.to_vec());
     }
-    Err(pyo3::exceptions::PyTypeError::new_err(format!(
-        "`{name}` must be bytes, not {}",
-        obj.get_type().name()?
-    )))
+    Err(pyo3::exceptions::PyTypeError::new_err(format!("`{name}` must be bytes, not {}", type_name(obj))))
+}
+
+/// The text of a handler's exception: `str(exc)` when that succeeds and is not empty, else the
+/// exception's type name — a `__str__` that raises (or says nothing) must not lose the failure.
+/// The one rule for `Inbox.process`, `Inbox.claim` and the worker.
+pub(crate) fn exception_text(exc: &Bound<'_, PyAny>) -> String {
+    if let Ok(s) = exc.str() {
+        let t = s.to_string_lossy();
+        if !t.is_empty() {
+            return t.into_owned();
+        }
+    }
+    match exc.get_type().name() {
+        Ok(n) => n.to_string_lossy().into_owned(),
+        Err(_) => "exception".into(),
+    }
+}
+
+/// `exception_text` for `oncely.Inbox.claim` (Python code).
+#[pyfunction]
+fn _exception_text(exc: &Bound<'_, PyAny>) -> String {
+    exception_text(exc)
+}
+
+/// Refuses a key of `d` that is not one of `known`, with the core's `unknown_option` error.
+pub(crate) fn check_fields(what: &'static str, d: &Bound<'_, PyDict>, known: &[&str]) -> PyResult<()> {
+    for key in d.keys() {
+        let k = args::text_of(what, &key)?;
+        if !known.contains(&k.as_str()) {
+            return Err(to_py(oncely::text::unknown_option(what, &k, known)));
+        }
+    }
+    Ok(())
+}
+
+/// The type name of a caller's value, for an error message (quoted: a class name can be long).
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    match obj.get_type().name() {
+        Ok(n) => oncely::text::quote(&n.to_string_lossy()),
+        Err(_) => "?".into(),
+    }
 }
 
 pub(crate) fn py_bytes(py: Python<'_>, b: &[u8]) -> Py<PyBytes> {
@@ -91,9 +131,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A manual clock showing `start_ms` (milliseconds since the Unix epoch).
     #[new]
-    #[pyo3(signature = (start_ms = 1_700_000_000_000))]
-    fn new(start_ms: i64) -> Self {
-        ManualClock { inner: oncely::ManualClock::new(Timestamp(start_ms)) }
+    #[pyo3(signature = (start_ms = Int::new(1_700_000_000_000)), text_signature = "(start_ms=1700000000000)")]
+    fn new(start_ms: Int<args::StartMs>) -> Self {
+        ManualClock { inner: oncely::ManualClock::new(Timestamp(start_ms.0 as i64)) }
     }
 
     /// Moves the clock forward by `seconds`.
@@ -103,13 +143,13 @@ impl ManualClock {
     }
 
     /// Moves the clock forward by `ms` milliseconds.
-    fn advance_ms(&self, ms: u64) {
-        self.inner.advance(Duration::from_millis(ms));
+    fn advance_ms(&self, ms: Int<args::Ms>) {
+        self.inner.advance(Duration::from_millis(ms.0));
     }
 
     /// Sets the clock to `ms` (may be earlier: a clock jump).
-    fn set_ms(&self, ms: i64) {
-        self.inner.set(Timestamp(ms));
+    fn set_ms(&self, ms: Int<args::Ms>) {
+        self.inner.set(Timestamp(ms.0 as i64));
     }
 
     /// The clock's time in milliseconds since the Unix epoch.
@@ -142,7 +182,8 @@ pub struct Store {
 #[pymethods]
 impl Store {
     #[new]
-    fn new(py: Python<'_>, location: String) -> PyResult<Self> {
+    fn new(py: Python<'_>, location: Text<args::Location>) -> PyResult<Self> {
+        let location = location.0;
         let loc = location.clone();
         let inner = py.detach(move || AnyStore::open(&loc, SqliteConfig::default())).map_err(to_py)?;
         Ok(Store { inner, location })
@@ -157,7 +198,7 @@ impl Store {
     /// Creates the PostgreSQL schema `schema` in the database at `url` if missing and returns
     /// the URL that keeps a store's tables there.
     #[staticmethod]
-    fn postgres_schema_url(py: Python<'_>, url: String, schema: String) -> PyResult<String> {
+    fn postgres_schema_url(py: Python<'_>, url: Text<args::Url>, schema: Text<args::Schema>) -> PyResult<String> {
         py.detach(move || oncely::PostgresStore::schema_url(&url, &schema)).map_err(to_py)
     }
 
@@ -172,12 +213,12 @@ pub(crate) fn store_of(py: Python<'_>, store: &Bound<'_, PyAny>) -> PyResult<Any
         return Ok(s.get().inner.clone());
     }
     if let Ok(s) = store.cast::<PyString>() {
-        let loc = s.extract::<String>()?;
+        let loc = args::text("store", s)?;
         return py.detach(move || AnyStore::open(&loc, SqliteConfig::default())).map_err(to_py);
     }
     Err(pyo3::exceptions::PyTypeError::new_err(format!(
         "`store` must be a location string or a Store, not {}",
-        store.get_type().name()?
+        type_name(store)
     )))
 }
 
@@ -193,6 +234,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     inbox::register(m)?;
     outbox::register(m)?;
     worker::register(m)?;
+    // Private (not in `__all__`): for `oncely.Inbox.claim`.
+    m.setattr("_exception_text", wrap_pyfunction!(_exception_text, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

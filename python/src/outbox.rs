@@ -1,7 +1,7 @@
 //! `Outbox`, `Delivery`, `Settled`, `OutboxRecord`, `Event`, `RetryPolicy`: the sender's
 //! durable retry queue.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::aio::spawn_py;
-use crate::{ManualClock, block, opt_secs, py_bytes, secs, shared_clock, store_of, to_bytes, to_py};
+use crate::args::{self, Headers};
+use crate::{Int, ManualClock, Text, block, opt_secs, py_bytes, secs, shared_clock, store_of, to_bytes, to_py};
 
 type CoreOutbox = oncely::Outbox<AnyStore>;
 type CoreDelivery = oncely::Delivery<AnyStore>;
@@ -29,7 +30,7 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> PyErr {
 /// "max_ms": 10000}, "jitter": "full"}`.
 pub(crate) fn policy_of(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<CorePolicy> {
     let text: String = if let Ok(s) = v.cast::<PyString>() {
-        s.extract::<String>()?
+        crate::args::text("retry", s)?
     } else {
         py.import("json")?.call_method1("dumps", (v,))?.extract()?
     };
@@ -131,10 +132,10 @@ impl Delivery {
     }
 
     /// The attempt failed: retry by the policy, or after `after` seconds (a Retry-After hint).
-    #[pyo3(signature = (error = String::new(), *, after = None))]
-    fn retry(&self, py: Python<'_>, error: String, after: Option<f64>) -> PyResult<Settled> {
+    #[pyo3(signature = (error = Text::new(""), *, after = None))]
+    fn retry(&self, py: Python<'_>, error: Text<args::ErrorText>, after: Option<f64>) -> PyResult<Settled> {
         let after = opt_secs("after", after)?;
-        self.settle(py, Settle::Retry { after, error })
+        self.settle(py, Settle::Retry { after, error: error.0 })
     }
 
     /// Not now: deliver again after `after` seconds without using up an attempt.
@@ -144,8 +145,8 @@ impl Delivery {
     }
 
     /// A permanent failure: dead-letter (or park) without retrying.
-    fn fail(&self, py: Python<'_>, reason: String) -> PyResult<Settled> {
-        self.settle(py, Settle::Fail { reason })
+    fn fail(&self, py: Python<'_>, reason: Text<args::Reason>) -> PyResult<Settled> {
+        self.settle(py, Settle::Fail { reason: reason.0 })
     }
 
     /// Keeps the lease for `lease` more seconds from now.
@@ -165,15 +166,15 @@ impl Delivery {
     }
 
     /// `retry`, awaitable.
-    #[pyo3(signature = (error = String::new(), *, after = None))]
+    #[pyo3(signature = (error = Text::new(""), *, after = None))]
     fn retry_async<'py>(
         &self,
         py: Python<'py>,
-        error: String,
+        error: Text<args::ErrorText>,
         after: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let after = opt_secs("after", after)?;
-        self.settle_async(py, Settle::Retry { after, error })
+        self.settle_async(py, Settle::Retry { after, error: error.0 })
     }
 
     /// `snooze`, awaitable.
@@ -183,8 +184,8 @@ impl Delivery {
     }
 
     /// `fail`, awaitable.
-    fn fail_async<'py>(&self, py: Python<'py>, reason: String) -> PyResult<Bound<'py, PyAny>> {
-        self.settle_async(py, Settle::Fail { reason })
+    fn fail_async<'py>(&self, py: Python<'py>, reason: Text<args::Reason>) -> PyResult<Bound<'py, PyAny>> {
+        self.settle_async(py, Settle::Fail { reason: reason.0 })
     }
 
     /// `extend`, awaitable.
@@ -320,12 +321,7 @@ fn ordering_of(ordering: &str, poison: Option<&str>, park_after: Option<f64>) ->
 }
 
 fn budget_of(d: &Bound<'_, PyDict>) -> PyResult<RetryBudget> {
-    for key in d.keys() {
-        let k: String = key.extract()?;
-        if !matches!(k.as_str(), "ratio" | "min_per_second" | "burst") {
-            return Err(invalid("retry_budget", format!("unknown field `{k}`")));
-        }
-    }
+    crate::check_fields("retry_budget", d, &["ratio", "min_per_second", "burst"])?;
     let ratio: f64 =
         d.get_item("ratio")?.ok_or_else(|| invalid("retry_budget", "needs `ratio`"))?.extract()?;
     let mut b = RetryBudget::new(ratio);
@@ -340,19 +336,19 @@ fn budget_of(d: &Bound<'_, PyDict>) -> PyResult<RetryBudget> {
 
 pub(crate) fn new_message(
     payload: Vec<u8>,
-    id: Option<String>,
-    key: Option<String>,
-    headers: Option<HashMap<String, String>>,
+    id: Option<Text<args::Id>>,
+    key: Option<Text<args::Key>>,
+    headers: Option<Headers>,
     delay: Option<f64>,
 ) -> PyResult<NewMessage> {
     let mut m = NewMessage::new(payload);
     if let Some(id) = id {
-        m = m.id(id);
+        m = m.id(id.0);
     }
     if let Some(k) = key {
-        m = m.key(k);
+        m = m.key(k.0);
     }
-    for (k, v) in headers.into_iter().flatten() {
+    for (k, v) in headers.into_iter().flat_map(|h| h.0) {
         m = m.header(k, v);
     }
     if let Some(d) = opt_secs("delay", delay)? {
@@ -378,26 +374,28 @@ pub struct Outbox {
 #[pymethods]
 impl Outbox {
     #[new]
-    #[pyo3(signature = (store, queue, *, mode = None, retry = None, lease = None, ordering = "unordered", poison = None, park_after = None, seed = 0, retry_budget = None, max_payload_bytes = None, clock = None))]
+    #[pyo3(signature = (store, queue, *, mode = None, retry = None, lease = None, ordering = Text::new("unordered"), poison = None, park_after = None, seed = Int::new(0), retry_budget = None, max_payload_bytes = None, clock = None),
+        text_signature = "(store, queue, *, mode=None, retry=None, lease=None, ordering='unordered', poison=None, park_after=None, seed=0, retry_budget=None, max_payload_bytes=None, clock=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         store: &Bound<'_, PyAny>,
-        queue: String,
-        mode: Option<&str>,
+        queue: Text<args::Queue>,
+        mode: Option<Text<args::ModeName>>,
         retry: Option<&Bound<'_, PyAny>>,
         lease: Option<f64>,
-        ordering: &str,
-        poison: Option<&str>,
+        ordering: Text<args::OrderingName>,
+        poison: Option<Text<args::Poison>>,
         park_after: Option<f64>,
-        seed: u64,
+        seed: Int<args::Seed>,
         retry_budget: Option<&Bound<'_, PyDict>>,
-        max_payload_bytes: Option<usize>,
+        max_payload_bytes: Option<Int<args::MaxPayloadBytes>>,
         clock: Option<&Bound<'_, ManualClock>>,
     ) -> PyResult<Self> {
-        let mut cfg =
-            OutboxConfig::new(queue).seed(seed).ordering(ordering_of(ordering, poison, park_after)?);
-        if let Some(m) = crate::mode(mode)? {
+        let mut cfg = OutboxConfig::new(queue.0)
+            .seed(seed.0)
+            .ordering(ordering_of(&ordering, poison.as_deref(), park_after)?);
+        if let Some(m) = crate::mode(mode.as_deref())? {
             cfg = cfg.mode(m);
         }
         if let Some(r) = retry {
@@ -412,7 +410,7 @@ impl Outbox {
             cfg = cfg.retry_budget(budget_of(b)?);
         }
         if let Some(n) = max_payload_bytes {
-            cfg.max_payload_bytes = n;
+            cfg.max_payload_bytes = n.0 as usize;
         }
         let store = store_of(py, store)?;
         let clock = shared_clock(clock);
@@ -438,9 +436,9 @@ impl Outbox {
         &self,
         py: Python<'_>,
         payload: &Bound<'_, PyAny>,
-        id: Option<String>,
-        key: Option<String>,
-        headers: Option<HashMap<String, String>>,
+        id: Option<Text<args::Id>>,
+        key: Option<Text<args::Key>>,
+        headers: Option<Headers>,
         delay: Option<f64>,
     ) -> PyResult<&'static str> {
         let m = new_message(to_bytes("payload", payload)?, id, key, headers, delay)?;
@@ -455,14 +453,7 @@ impl Outbox {
         let mut batch = Vec::with_capacity(messages.len());
         for item in messages.iter() {
             if let Ok(d) = item.cast::<PyDict>() {
-                for key in d.keys() {
-                    let k: String = key.extract()?;
-                    if !matches!(k.as_str(), "payload" | "id" | "key" | "headers" | "delay") {
-                        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                            "unknown message field `{k}`"
-                        )));
-                    }
-                }
+                crate::check_fields("message", d, &["payload", "id", "key", "headers", "delay"])?;
                 let payload = match d.get_item("payload")? {
                     Some(p) => to_bytes("payload", &p)?,
                     None => Vec::new(),
@@ -489,9 +480,9 @@ impl Outbox {
         &self,
         py: Python<'py>,
         payload: &Bound<'_, PyAny>,
-        id: Option<String>,
-        key: Option<String>,
-        headers: Option<HashMap<String, String>>,
+        id: Option<Text<args::Id>>,
+        key: Option<Text<args::Key>>,
+        headers: Option<Headers>,
         delay: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = new_message(to_bytes("payload", payload)?, id, key, headers, delay)?;
@@ -500,9 +491,10 @@ impl Outbox {
     }
 
     /// `lease`, awaitable.
-    #[pyo3(signature = (max = 1))]
-    fn lease_async<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (max = Int::new(1)), text_signature = "($self, max=1)")]
+    fn lease_async<'py>(&self, py: Python<'py>, max: Int<args::LeaseMax>) -> PyResult<Bound<'py, PyAny>> {
         let o = self.inner.clone();
+        let max = max.0 as usize;
         spawn_py(py, async move {
             let ds = o.lease(max).await.map_err(to_py)?;
             Ok(ds.into_iter().map(|d| Delivery { inner: Arc::new(d) }).collect::<Vec<_>>())
@@ -510,8 +502,9 @@ impl Outbox {
     }
 
     /// Leases up to `max` due messages.
-    #[pyo3(signature = (max = 1))]
-    fn lease(&self, py: Python<'_>, max: usize) -> PyResult<Vec<Delivery>> {
+    #[pyo3(signature = (max = Int::new(1)), text_signature = "($self, max=1)")]
+    fn lease(&self, py: Python<'_>, max: Int<args::LeaseMax>) -> PyResult<Vec<Delivery>> {
+        let max = max.0 as usize;
         let o = self.inner.clone();
         let ds = block(py, async move { o.lease(max).await })?;
         Ok(ds.into_iter().map(|d| Delivery { inner: Arc::new(d) }).collect())
@@ -520,19 +513,20 @@ impl Outbox {
     /// Settles the delivery of `id` held with fencing `token` (when the `Delivery` object is
     /// gone, e.g. the token travelled elsewhere). `action` is `ack`, `retry`, `snooze`, `fail`,
     /// `extend` or `release`; `after`/`lease` in seconds.
-    #[pyo3(signature = (id, token, action, *, after = None, error = String::new(), reason = String::new(), lease = None))]
+    #[pyo3(signature = (id, token, action, *, after = None, error = Text::new(""), reason = Text::new(""), lease = None))]
     #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
         py: Python<'_>,
-        id: String,
-        token: u64,
-        action: &str,
+        id: Text<args::Id>,
+        token: Int<args::Token>,
+        action: Text<args::Action>,
         after: Option<f64>,
-        error: String,
-        reason: String,
+        error: Text<args::ErrorText>,
+        reason: Text<args::Reason>,
         lease: Option<f64>,
     ) -> PyResult<Settled> {
+        let (token, action, error, reason) = (token.0, &*action, error.0, reason.0);
         let need = |name: &'static str, v: Option<f64>| -> PyResult<Duration> {
             secs(name, v.ok_or_else(|| invalid(name, format!("is required for `{action}`")))?)
         };
@@ -547,7 +541,8 @@ impl Outbox {
                 return Err(invalid(
                     "action",
                     format!(
-                        "unknown action `{other}` (expected ack, retry, snooze, fail, extend or release)"
+                        "unknown action `{}` (expected ack, retry, snooze, fail, extend or release)",
+                        oncely::text::quote(other)
                     ),
                 ));
             }
@@ -557,7 +552,7 @@ impl Outbox {
     }
 
     /// Removes a queued message before delivery: `"cancelled"`, `"in_flight"` or `"not_found"`.
-    fn cancel(&self, py: Python<'_>, id: String) -> PyResult<&'static str> {
+    fn cancel(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<&'static str> {
         let o = self.inner.clone();
         block(py, async move { o.cancel(&id).await }).map(|c| match c {
             Cancelled::Cancelled => "cancelled",
@@ -567,34 +562,36 @@ impl Outbox {
     }
 
     /// The message `id` in any state, or None.
-    fn get(&self, py: Python<'_>, id: String) -> PyResult<Option<OutboxRecord>> {
+    fn get(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<Option<OutboxRecord>> {
         let o = self.inner.clone();
         let r = block(py, async move { o.get(&id).await })?;
         Ok(r.map(|r| outbox_record(py, r)))
     }
 
     /// Dead letters in queue order, `limit` at a time, after the `seq` of the last one seen.
-    #[pyo3(signature = (after_seq = None, limit = 100))]
+    #[pyo3(signature = (after_seq = None, limit = Int::new(100)), text_signature = "($self, after_seq=None, limit=100)")]
     fn dead_letters(
         &self,
         py: Python<'_>,
-        after_seq: Option<u64>,
-        limit: usize,
+        after_seq: Option<Int<args::AfterSeq>>,
+        limit: Int<args::Limit>,
     ) -> PyResult<Vec<OutboxRecord>> {
+        let (after_seq, limit) = (after_seq.map(|s| s.0), limit.0 as usize);
         let o = self.inner.clone();
         let rs = block(py, async move { o.dead_letters(after_seq, limit).await })?;
         Ok(rs.into_iter().map(|r| outbox_record(py, r)).collect())
     }
 
     /// Puts a dead letter back in the queue with attempts reset; False if `id` is not one.
-    fn replay(&self, py: Python<'_>, id: String) -> PyResult<bool> {
+    fn replay(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<bool> {
         let o = self.inner.clone();
         block(py, async move { o.replay(&id).await })
     }
 
     /// Deletes the named dead letters, or all with None; returns how many went.
     #[pyo3(signature = (ids = None))]
-    fn purge_dead(&self, py: Python<'_>, ids: Option<Vec<String>>) -> PyResult<u64> {
+    fn purge_dead(&self, py: Python<'_>, ids: Option<Vec<Text<args::Ids>>>) -> PyResult<u64> {
+        let ids = ids.map(|ids| ids.into_iter().map(|id| id.0).collect::<Vec<_>>());
         let o = self.inner.clone();
         block(py, async move { o.purge_dead(ids).await })
     }
@@ -621,8 +618,14 @@ impl Outbox {
 
     /// Calls `callback(event)` with every state change after it committed, in this process.
     /// An exception from the callback is reported as unraisable and otherwise ignored.
-    fn on_event(&self, callback: Py<PyAny>) {
-        let callback = Arc::new(callback);
+    fn on_event(&self, callback: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !callback.is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "the callback must be callable, not {}",
+                crate::type_name(callback)
+            )));
+        }
+        let callback = Arc::new(callback.clone().unbind());
         let listener = move |e: &CoreEvent| {
             crate::aio::attach(|py| {
                 let r = Py::new(py, event(e)).and_then(|ev| callback.call1(py, (ev,)));
@@ -632,6 +635,7 @@ impl Outbox {
             });
         };
         self.inner.on_event(listener);
+        Ok(())
     }
 
     fn __repr__(&self) -> String {
@@ -654,8 +658,8 @@ impl RetryPolicy {
     }
 
     /// The delays (ms) before attempts 2..=n+1 from a fresh stream seeded with `seed`.
-    fn schedule_ms(&self, seed: u64, n: u32) -> Vec<u64> {
-        self.inner.schedule(seed, n).iter().map(|d| d.as_millis() as u64).collect()
+    fn schedule_ms(&self, seed: Int<args::Seed>, n: Int<args::Count>) -> Vec<u64> {
+        self.inner.schedule(seed.0, n.0 as u32).iter().map(|d| d.as_millis() as u64).collect()
     }
 
     /// The decision after a failed attempt: `("retry_in_ms", n)` or `("give_up", why)` with `why`
@@ -663,13 +667,16 @@ impl RetryPolicy {
     #[pyo3(signature = (*, seed, attempts, first_attempt_at_ms, now_ms, last_delay_ms = None, retry_after_ms = None))]
     fn decide_ms(
         &self,
-        seed: u64,
-        attempts: u32,
-        first_attempt_at_ms: i64,
-        now_ms: i64,
-        last_delay_ms: Option<u64>,
-        retry_after_ms: Option<u64>,
+        seed: Int<args::Seed>,
+        attempts: Int<args::Attempts>,
+        first_attempt_at_ms: Int<args::FirstAttemptAtMs>,
+        now_ms: Int<args::NowMs>,
+        last_delay_ms: Option<Int<args::LastDelayMs>>,
+        retry_after_ms: Option<Int<args::RetryAfterMs>>,
     ) -> (&'static str, Py<PyAny>) {
+        let (seed, attempts) = (seed.0, attempts.0 as u32);
+        let (first_attempt_at_ms, now_ms) = (first_attempt_at_ms.0 as i64, now_ms.0 as i64);
+        let (last_delay_ms, retry_after_ms) = (last_delay_ms.map(|v| v.0), retry_after_ms.map(|v| v.0));
         let history = AttemptHistory {
             attempts,
             first_attempt_at: Timestamp(first_attempt_at_ms),

@@ -2,7 +2,6 @@
 //! (SQLite or PostgreSQL). Only converts values between Python and the core's `SqlValue`; the
 //! transaction itself is the core's (`oncely::sql`).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use oncely::sql::{SqlTx, SqlValue};
@@ -11,7 +10,8 @@ use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyInt, PyString, PyTuple};
 
 use crate::errors::Closed;
 use crate::outbox::{Outbox, enqueued, new_message};
-use crate::{to_bytes, to_py};
+use crate::args::{self, Headers};
+use crate::{Text, to_bytes, to_py};
 
 /// The core's open transaction, valid only while the handler that got this object runs.
 struct TxPtr(*mut (dyn SqlTx + 'static));
@@ -37,7 +37,7 @@ fn sql_value(v: &Bound<'_, PyAny>) -> PyResult<SqlValue> {
     } else if v.is_instance_of::<PyFloat>() {
         Ok(SqlValue::Real(v.extract()?))
     } else if let Ok(s) = v.cast::<PyString>() {
-        Ok(SqlValue::Text(s.extract::<String>()?))
+        Ok(SqlValue::Text(args::text("params", s)?))
     } else if let Ok(b) = v.cast::<PyBytes>() {
         Ok(SqlValue::Blob(b.as_bytes().to_vec()))
     } else if let Ok(b) = v.cast::<PyByteArray>() {
@@ -45,7 +45,7 @@ fn sql_value(v: &Bound<'_, PyAny>) -> PyResult<SqlValue> {
     } else {
         Err(pyo3::exceptions::PyTypeError::new_err(format!(
             "an SQL parameter must be None, int, float, str or bytes, not {}",
-            v.get_type().name()?
+            crate::type_name(v)
         )))
     }
 }
@@ -90,16 +90,24 @@ impl Transaction {
     fn execute(
         &self,
         py: Python<'_>,
-        sql: &str,
+        sql: Text<args::Sql>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<Py<PyTuple>>> {
         let mut values = Vec::new();
         if let Some(ps) = params {
+            // One text or blob is not a sequence of parameters (iterating a 20 MB str would bind
+            // 20 M one-character parameters before the statement fails).
+            if ps.is_instance_of::<PyString>() || ps.is_instance_of::<PyBytes>() || ps.is_instance_of::<PyByteArray>() {
+                return Err(to_py(oncely::Error::invalid(
+                    "params",
+                    format!("must be a sequence of values (a list or tuple), not {}", crate::type_name(ps)),
+                )));
+            }
             for p in ps.try_iter()? {
                 values.push(sql_value(&p?)?);
             }
         }
-        let rows = self.with_tx(|tx| tx.execute(sql, &values).map_err(to_py))?;
+        let rows = self.with_tx(|tx| tx.execute(&sql, &values).map_err(to_py))?;
         rows.into_iter()
             .map(|row| {
                 let cells = row.into_iter().map(|v| py_value(py, v)).collect::<PyResult<Vec<_>>>()?;
@@ -118,9 +126,9 @@ impl Transaction {
         &self,
         outbox: &Bound<'_, Outbox>,
         payload: &Bound<'_, PyAny>,
-        id: Option<String>,
-        key: Option<String>,
-        headers: Option<HashMap<String, String>>,
+        id: Option<Text<args::Id>>,
+        key: Option<Text<args::Key>>,
+        headers: Option<Headers>,
         delay: Option<f64>,
     ) -> PyResult<&'static str> {
         let m = new_message(to_bytes("payload", payload)?, id, key, headers, delay)?;

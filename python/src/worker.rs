@@ -18,7 +18,7 @@ use crate::aio::{attach, spawn_py, try_attach};
 use crate::block_on_runtime;
 use crate::errors::Permanent;
 use crate::outbox::Outbox;
-use crate::{py_bytes, secs, to_py};
+use crate::{Int, args, exception_text, py_bytes, secs, to_py};
 
 type CoreWorker = oncely::Worker<AnyStore>;
 
@@ -106,8 +106,9 @@ fn outcome_types(py: Python<'_>) -> PyResult<&(Py<PyType>, Py<PyType>)> {
     })
 }
 
+/// `str(v)`, or "" when that fails (for values that are not the exception itself).
 fn text(v: &Bound<'_, PyAny>) -> String {
-    v.str().map(|s| s.to_string()).unwrap_or_default()
+    v.str().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// The outcome of one handler call.
@@ -118,18 +119,21 @@ fn outcome_of(py: Python<'_>, r: PyResult<Py<PyAny>>) -> Outcome {
             if v.is_none() || v.is(PyBool::new(py, true)) {
                 Outcome::Success
             } else {
-                Outcome::retry(format!(
-                    "the handler returned {} (expected None or True)",
-                    text(&v.repr().map(|r| r.into_any()).unwrap_or_else(|_| v.clone()))
-                ))
+                let shown = match v.repr() {
+                    Ok(r) => oncely::text::quote(&r.to_string_lossy()),
+                    Err(_) => crate::type_name(v),
+                };
+                Outcome::retry(format!("the handler returned {shown} (expected None or True)"))
             }
         }
         Err(e) => {
             let exc = e.value(py);
             if e.is_instance_of::<Permanent>(py) {
-                return Outcome::Fail(text(exc.as_any()));
+                return Outcome::Fail(exception_text(exc.as_any()));
             }
-            let Ok((retry, snooze)) = outcome_types(py) else { return Outcome::retry(text(exc.as_any())) };
+            let Ok((retry, snooze)) = outcome_types(py) else {
+                return Outcome::retry(exception_text(exc.as_any()));
+            };
             let seconds = |name: &'static str| -> PyResult<Option<std::time::Duration>> {
                 let v = exc.getattr(name)?;
                 if v.is_none() { Ok(None) } else { secs(name, v.extract()?).map(Some) }
@@ -152,7 +156,7 @@ fn outcome_of(py: Python<'_>, r: PyResult<Py<PyAny>>) -> Outcome {
                     }
                 };
             }
-            Outcome::retry(text(exc.as_any()))
+            Outcome::retry(exception_text(exc.as_any()))
         }
     }
 }
@@ -172,7 +176,10 @@ impl Handler {
     fn new(py: Python<'_>, func: Py<PyAny>, locals: Option<TaskLocals>) -> PyResult<Arc<Self>> {
         let f = func.bind(py);
         if !f.is_callable() {
-            return Err(pyo3::exceptions::PyTypeError::new_err("the handler must be callable"));
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "the handler must be callable, not {}",
+                crate::type_name(f)
+            )));
         }
         let iscoro = py.import("inspect")?.getattr("iscoroutinefunction")?;
         let is_async = iscoro.call1((f,))?.is_truthy()?
@@ -237,15 +244,18 @@ pub struct Worker {
 #[pymethods]
 impl Worker {
     #[new]
-    #[pyo3(signature = (outbox, *, concurrency = 16, poll_interval = 0.05, shutdown_timeout = 30.0))]
+    #[pyo3(
+        signature = (outbox, *, concurrency = Int::new(16), poll_interval = 0.05, shutdown_timeout = 30.0),
+        text_signature = "(outbox, *, concurrency=16, poll_interval=0.05, shutdown_timeout=30.0)"
+    )]
     fn new(
         outbox: &Bound<'_, Outbox>,
-        concurrency: usize,
+        concurrency: Int<args::Concurrency>,
         poll_interval: f64,
         shutdown_timeout: f64,
     ) -> PyResult<Self> {
         let config = WorkerConfig {
-            concurrency,
+            concurrency: concurrency.0 as usize,
             poll_interval: secs("poll_interval", poll_interval)?,
             shutdown_timeout: secs("shutdown_timeout", shutdown_timeout)?,
         };

@@ -1,0 +1,192 @@
+//! Arguments from Python, checked by the core's rules for caller input (`oncely::text`), so that
+//! Python refuses bad input with the same error and message as every other language:
+//!
+//! - [`Int<P>`]: an integer parameter — any `int` (or object with `__index__`), range-checked by
+//!   [`oncely::text::integer_from_i128`]; outside its range (`-1`, `2**70`, `2**200`) it is
+//!   `InvalidArgument`, not Python's untyped `OverflowError`;
+//! - [`Text<P>`]: a text parameter — a `str`; one holding a lone surrogate (`"\ud800"`) is
+//!   [`oncely::text::lone_surrogate`]'s `InvalidArgument`, not `UnicodeEncodeError`.
+//!
+//! `P` is a marker naming the parameter (and giving an integer's range): every parameter is
+//! one line of the [`params!`] table below, so the ranges can be read in one place.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use oncely::text::{MAX_SAFE_INTEGER, integer_from_i128, integer_out_of_range, lone_surrogate};
+use pyo3::exceptions::{PyOverflowError, PyUnicodeEncodeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyInt, PyString};
+
+use crate::to_py;
+
+/// A parameter's name and, for an integer, its range (`MIN..=MAX`, `MAX` ≤ 2^53 − 1).
+pub(crate) trait Param {
+    const NAME: &'static str;
+    const MIN: u64 = 0;
+    const MAX: u64 = MAX_SAFE_INTEGER;
+}
+
+macro_rules! params {
+    ($($ty:ident = $name:literal $(, $min:expr, $max:expr)?;)*) => {$(
+        pub(crate) struct $ty;
+        impl Param for $ty {
+            const NAME: &'static str = $name;
+            $(const MIN: u64 = $min; const MAX: u64 = $max;)?
+        }
+    )*};
+}
+
+const MAX: u64 = MAX_SAFE_INTEGER;
+const U32: u64 = u32::MAX as u64;
+
+params! {
+    // integers: counts and sizes from 0 (the core refuses the values it has rules against),
+    // timestamps in ms since the Unix epoch from 0, all at most 2^53 - 1 (the type's max if less)
+    StartMs = "start_ms", 0, MAX;
+    Ms = "ms", 0, MAX;
+    Seed = "seed", 0, MAX;
+    MaxPayloadBytes = "max_payload_bytes", 0, MAX;
+    RecentCapacity = "recent_capacity", 0, MAX;
+    MaxResultBytes = "max_result_bytes", 0, MAX;
+    LeaseMax = "max", 0, MAX;
+    Token = "token", 0, MAX;
+    AfterSeq = "after_seq", 0, MAX;
+    Limit = "limit", 0, MAX;
+    Count = "n", 0, U32;
+    Attempts = "attempts", 0, U32;
+    FirstAttemptAtMs = "first_attempt_at_ms", 0, MAX;
+    NowMs = "now_ms", 0, MAX;
+    LastDelayMs = "last_delay_ms", 0, MAX;
+    RetryAfterMs = "retry_after_ms", 0, MAX;
+    Concurrency = "concurrency", 1, MAX;
+    // text
+    Location = "location";
+    Url = "url";
+    Schema = "schema";
+    Scope = "scope";
+    Queue = "queue";
+    Id = "id";
+    Ids = "ids";
+    Key = "key";
+    ModeName = "mode";
+    CachePolicyName = "cache_policy";
+    OrderingName = "ordering";
+    Poison = "poison";
+    ErrorText = "error";
+    Reason = "reason";
+    Action = "action";
+    Sql = "sql";
+}
+
+/// An integer parameter, range-checked by the core (see the module doc).
+pub(crate) struct Int<P>(pub u64, PhantomData<P>);
+
+impl<P> Int<P> {
+    /// A default value (not checked: defaults are in range).
+    pub(crate) const fn new(v: u64) -> Self {
+        Int(v, PhantomData)
+    }
+}
+
+impl<'a, 'py, P: Param> FromPyObject<'a, 'py> for Int<P> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        integer(P::NAME, &obj, P::MIN, P::MAX).map(Int::new)
+    }
+}
+
+/// `obj` (an `int` or an object with `__index__`; anything else is a `TypeError`) as a whole
+/// number from `min` to `max`, by the core's rule.
+pub(crate) fn integer(name: &'static str, obj: &Bound<'_, PyAny>, min: u64, max: u64) -> PyResult<u64> {
+    let index;
+    let obj = if obj.is_instance_of::<PyInt>() {
+        obj
+    } else {
+        // `operator.index`: an `int` from `__index__`, a TypeError for floats, str and the rest.
+        index = obj.py().import("operator")?.call_method1("index", (obj,))?;
+        &index
+    };
+    match obj.extract::<i128>() {
+        Ok(v) => integer_from_i128(name, v, min, max).map_err(to_py),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+            // Wider than 128 bits. Its decimal text may exceed Python's digit limit: then its size.
+            let got = match obj.str() {
+                Ok(s) => s.to_string(),
+                Err(_) => format!("an integer of {} bits", obj.call_method0("bit_length")?),
+            };
+            Err(to_py(integer_out_of_range(name, &got, min, max)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A text parameter: a `str` without lone surrogates (see the module doc).
+pub(crate) struct Text<P>(pub String, PhantomData<P>);
+
+impl<P> Text<P> {
+    /// A default value.
+    pub(crate) fn new(s: impl Into<String>) -> Self {
+        Text(s.into(), PhantomData)
+    }
+}
+
+impl<P> std::ops::Deref for Text<P> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'a, 'py, P: Param> FromPyObject<'a, 'py> for Text<P> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let s = obj.cast::<PyString>()?;
+        Ok(Text::new(text(P::NAME, &s)?))
+    }
+}
+
+/// `s` as Rust text; a lone surrogate is the core's [`lone_surrogate`] error on `name`, with the
+/// surrogate's character position in the Python string.
+pub(crate) fn text(name: &'static str, s: &Bound<'_, PyString>) -> PyResult<String> {
+    let py = s.py();
+    match s.to_cow() {
+        Ok(c) => Ok(Cow::into_owned(c)),
+        Err(e) if e.is_instance_of::<PyUnicodeEncodeError>(py) => {
+            // Encoding to UTF-8 fails only at a surrogate; `start` is its index.
+            let index: usize = e.value(py).getattr("start")?.extract()?;
+            let unit: u32 = py.import("builtins")?.getattr("ord")?.call1((s.get_item(index)?,))?.extract()?;
+            Err(to_py(lone_surrogate(name, unit as u16, index)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `obj` as text when it is a `str` ([`text`]'s rule), else a `TypeError` naming its type.
+pub(crate) fn text_of(name: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    match obj.cast::<PyString>() {
+        Ok(s) => text(name, s),
+        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "`{name}` must be str, not {}",
+            crate::type_name(obj)
+        ))),
+    }
+}
+
+/// Message headers: a dict of `str` to `str`, both by [`text`]'s rule.
+pub(crate) struct Headers(pub Vec<(String, String)>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Headers {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let d = obj.cast::<PyDict>()?;
+        let mut out = Vec::with_capacity(d.len());
+        for (k, v) in d.iter() {
+            out.push((text_of("headers", &k)?, text_of("headers", &v)?));
+        }
+        Ok(Headers(out))
+    }
+}
