@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test test-all test-rust test-fleet bench fmt
+.PHONY: demo test test-all test-rust test-fleet test-fuzz fuzz bench fmt
 
 ## Run the demo: 1,000 payments per delivery mode through an outbox to a simulated bank, on
 ## temporary SQLite files, over a network with seeded faults.
@@ -15,7 +15,7 @@ test:
 	scripts/with-postgres.sh $(MAKE) --no-print-directory test-all
 
 ## Every test, using the PostgreSQL server in ONCELY_POSTGRES_URL when set.
-test-all: test-rust test-fleet test-python test-node test-kotlin
+test-all: test-rust test-fleet test-fuzz test-python test-node test-kotlin
 
 test-rust:
 	$(CARGO) test --no-fail-fast
@@ -30,6 +30,15 @@ test-rust:
 ## connections (release build: the debug one takes minutes longer).
 test-fleet:
 	$(CARGO) test --release -q -p oncely-crash-tests --test postgres_fleet
+
+## Every fuzz target for 10 s (cargo-fuzz, libFuzzer, nightly Rust; debug build). Committed
+## inputs are replayed by `cargo test` (tests/fuzz).
+test-fuzz:
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-10} scripts/fuzz.sh
+
+## Longer fuzzing: every target for 5 minutes, release build (FUZZ_SECONDS to change it).
+fuzz:
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} FUZZ_RELEASE=1 scripts/fuzz.sh
 
 ## The benchmarks of docs/benchmarks.md (release build; takes a few minutes).
 bench:
