@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use oncely::handler::{HandlerResult, Raised, failure_text};
+
 /// Every failure an oncely call reports. The variant is the stable code (the core's
 /// `ErrorCode`: `InvalidArgument` is `invalid_argument`, ...), the message is the core's text,
 /// the same as in Rust, Python and Node. Two variants are not core codes: `HandlerFailed` (the
@@ -112,41 +114,105 @@ pub(crate) fn to_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// What a host handler throws to say how its attempt failed (`HandlerException` in Kotlin).
-/// Any other exception a handler throws counts as `Retry` with the exception's first line as the
-/// reason.
+/// What a host handler throws to say how its attempt failed (`HandlerException` in Kotlin), as
+/// the binding hands it to the core's handler contract ([`oncely::handler`]): the core decides the
+/// outcome and the stored failure text. The Kotlin lambda forms (`Lambdas.kt`) turn every other
+/// exception into `Retry` with its message and simple class name (`Throwable.toHandlerException()`);
+/// an exception that reaches oncely some other way (a handler object that lets it escape) is read
+/// from its text (`java.io.IOException: reset` is the message `reset` of `IOException`).
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum HandlerError {
-    /// A failure a retry may cure (the default for any exception).
-    #[error("{reason}")]
+    /// A failure a retry may cure: an exception the handler threw (any exception but `Permanent`).
+    /// The stored text is its message, or its type name when the message is null or empty.
+    #[error("{}", failure_text(.error.as_deref(), .type_name))]
     Retry {
-        /// What went wrong; stored as the attempt's error.
-        reason: String,
+        /// The exception's message (`Throwable.message`); null when it has none.
+        error: Option<String>,
+        /// The exception's simple class name (`IOException`).
+        type_name: String,
     },
     /// A failure no retry will cure: the inbox stores it (by its cache policy) and the outbox
-    /// worker dead-letters (or parks) the message.
-    #[error("{reason}")]
+    /// worker dead-letters (or parks) the message. An empty reason stores `Permanent`.
+    #[error("{}", failure_text(Some(.reason.as_str()), "Permanent"))]
     Permanent {
         /// What went wrong.
         reason: String,
     },
 }
 
-impl From<HandlerError> for oncely::Failure<String> {
-    /// A handler's classified failure as the core's: permanent or retryable, with its reason.
+impl From<HandlerError> for HandlerResult {
+    /// What the handler raised, described for the core.
     fn from(e: HandlerError) -> Self {
         match e {
-            HandlerError::Permanent { reason } => oncely::Failure::permanent(reason),
-            HandlerError::Retry { reason } => oncely::Failure::retryable(reason),
+            HandlerError::Retry { error, type_name } => {
+                HandlerResult::Raised { kind: Raised::Other, message: error, type_name }
+            }
+            HandlerError::Permanent { reason } => HandlerResult::Raised {
+                kind: Raised::Permanent,
+                message: Some(reason),
+                type_name: "Permanent".to_owned(),
+            },
         }
+    }
+}
+
+impl HandlerError {
+    /// The failure text the core stores for this error.
+    pub(crate) fn text(self) -> String {
+        HandlerResult::from(self).failure().unwrap_or_default()
+    }
+}
+
+impl From<HandlerError> for oncely::Failure<String> {
+    /// A handler's failure as the core's: permanent or retryable, with the core's text.
+    fn from(e: HandlerError) -> Self {
+        let permanent = matches!(e, HandlerError::Permanent { .. });
+        let text = e.text();
+        if permanent { oncely::Failure::permanent(text) } else { oncely::Failure::retryable(text) }
     }
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for HandlerError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        // The foreign side sends the exception's stack trace; its first line is the exception.
-        let reason = e.reason.lines().next().unwrap_or_default().to_string();
-        HandlerError::Retry { reason }
+        let (error, type_name) = read_exception(&e.reason);
+        HandlerError::Retry { error, type_name }
+    }
+}
+
+/// An exception's message and simple class name, read from the text the foreign side sends for
+/// an exception it did not convert: Kotlin sends `Throwable.toString()` (`pkg.Class: message`, or
+/// `pkg.Class` without a message), followed by the stack trace for blocking handlers. Text that
+/// does not start with a class name (Swift's `String(describing: error)`) is the message of an
+/// `Error`.
+fn read_exception(reason: &str) -> (Option<String>, String) {
+    let end = ["\n\tat ", "\n\t... ", "\nCaused by: ", "\n\tSuppressed: "]
+        .iter()
+        .filter_map(|m| reason.find(m))
+        .min()
+        .unwrap_or(reason.len());
+    let mut text = &reason[..end];
+    if end < reason.len() || text.ends_with('\n') {
+        // The stack trace's own line end.
+        text = text.strip_suffix('\n').unwrap_or(text);
+        text = text.strip_suffix('\r').unwrap_or(text);
+    }
+    let class_name = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            && s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == '.')
+    };
+    let simple = |s: &str| {
+        let last = s.rsplit('.').next().unwrap_or(s);
+        match last.rsplit_once('$') {
+            Some((_, inner)) if !inner.is_empty() && !inner.chars().all(|c| c.is_ascii_digit()) => inner,
+            _ => last,
+        }
+        .to_owned()
+    };
+    match text.split_once(": ") {
+        Some((class, message)) if class_name(class) => (Some(message.to_owned()), simple(class)),
+        _ if class_name(text) => (None, simple(text)),
+        _ => (Some(text.to_owned()), "Error".to_owned()),
     }
 }
 
@@ -170,6 +236,33 @@ mod tests {
             });
             assert_eq!(e.code(), c.as_str());
         }
+    }
+
+    #[test]
+    fn exceptions_are_read_from_their_text() {
+        let read = |s: &str| read_exception(s);
+        assert_eq!(read("java.io.IOException: reset"), (Some("reset".into()), "IOException".into()));
+        assert_eq!(read("java.io.IOException"), (None, "IOException".into()));
+        assert_eq!(read("java.io.IOException: "), (Some("".into()), "IOException".into()));
+        assert_eq!(
+            read("java.lang.IllegalStateException: two\nlines\n\tat a.B.c(B.kt:1)\n\tat d.E.f(E.kt:2)\n"),
+            (Some("two\nlines".into()), "IllegalStateException".into())
+        );
+        assert_eq!(read("dev.oncely.HandlerFailure\n"), (None, "HandlerFailure".into()));
+        assert_eq!(read("a.Outer$Inner: x\r\n\tat a.B.c(B.kt:1)\r\n"), (Some("x".into()), "Inner".into()));
+        assert_eq!(read("a.MainKt$main$1: x"), (Some("x".into()), "MainKt$main$1".into()));
+        assert_eq!(
+            read("The operation couldn't be completed."),
+            (Some("The operation couldn't be completed.".into()), "Error".into())
+        );
+        assert_eq!(read(""), (Some("".into()), "Error".into()));
+        // The core's rule gives the texts.
+        assert_eq!(
+            HandlerError::from(uniffi::UnexpectedUniFFICallbackError::new("java.io.IOException")).text(),
+            "IOException"
+        );
+        assert_eq!(HandlerError::Permanent { reason: String::new() }.text(), "Permanent");
+        assert_eq!(HandlerError::Retry { error: Some("boom".into()), type_name: "X".into() }.text(), "boom");
     }
 
     #[test]

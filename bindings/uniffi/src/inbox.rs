@@ -476,7 +476,11 @@ impl Inbox {
                 .process(req, move || async move {
                     match tokio::task::spawn_blocking(move || handler.handle()).await {
                         Ok(r) => r.map_err(Failure::from),
-                        Err(e) => Err(Failure::retryable(format!("the handler did not return: {e}"))),
+                        Err(e) => Err(HandlerError::Retry {
+                            error: Some(format!("the handler did not return: {e}")),
+                            type_name: "JoinError".to_owned(),
+                        }
+                        .into()),
                     }
                 })
                 .await;

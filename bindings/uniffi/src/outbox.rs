@@ -537,7 +537,7 @@ impl Outbox {
             cfg = cfg.mode(m.into());
         }
         if let Some(r) = o.retry {
-            cfg = cfg.retry(r.inner.clone());
+            cfg = cfg.retry(r.inner);
         }
         if let Some(l) = o.lease_ms {
             cfg = cfg.lease(ms("lease_ms", l)?);

@@ -218,7 +218,8 @@ impl Store {
             let r = rt.block_on(store.in_transaction(move |tx: &mut dyn SqlTx| {
                 lend(tx, |t| match work.run(t) {
                     Ok(()) => Ok(()),
-                    Err(HandlerError::Permanent { reason } | HandlerError::Retry { reason }) => {
+                    Err(e) => {
+                        let reason = e.text();
                         *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
                         Err(oncely::Error::Storage(reason))
                     }

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use oncely::handler::{HandlerResult, Hint, Raised, Returned};
 use oncely::{AnyStore, Outcome, WorkerConfig};
 use tokio::sync::watch;
 
-use crate::errors::{HandlerError, OncelyError, ms, opt_ms};
+use crate::errors::{HandlerError, OncelyError, ms};
 use crate::on_runtime;
 use crate::outbox::Outbox;
 
@@ -28,34 +29,39 @@ pub struct Message {
     pub created_at_ms: i64,
 }
 
-/// What a worker handler says about one attempt.
+/// What a worker handler says about one attempt. The core's handler contract settles it
+/// (`oncely::handler`, the same rule as Python's and Node's `Retry`, `Snooze` and `Permanent`).
 #[derive(Debug, Clone, uniffi::Enum)]
 pub enum WorkerOutcome {
     /// Delivered: the message is removed.
     Success,
-    /// Failed: retry by the policy, or after `afterMs` (the receiver's Retry-After).
+    /// Failed: retry by the policy, or after `afterMs` (the receiver's Retry-After). A negative
+    /// `afterMs` is a bad hint: a retry by the policy whose error says so (`busy (bad
+    /// Retry.after: …)`).
     Retry {
-        /// What went wrong.
+        /// What went wrong (empty: the stored error is `Retry`).
         error: String,
         /// A delay replacing the backoff.
         after_ms: Option<i64>,
     },
-    /// Not now (rate limited): again after `afterMs` without using up an attempt.
+    /// Not now (rate limited): again after `afterMs` without using up an attempt. Zero or a
+    /// negative delay is a bad hint: a retry by the policy (the attempt counts) whose error is
+    /// `bad Snooze.seconds: …` — never a message returned at once, forever.
     Snooze {
         /// The delay.
         after_ms: i64,
     },
     /// Failed for good: dead-letter (or park) without retrying.
     Fail {
-        /// Why.
+        /// Why (empty: the stored reason is `Permanent`).
         reason: String,
     },
 }
 
 /// A worker's handler: delivers one message and says how it went. Throwing
-/// `HandlerException.Permanent` is `Fail`; any other exception is `Retry` with the exception's
-/// first line. Called on one of oncely's threads, several at once up to the worker's
-/// concurrency; it may block.
+/// `HandlerException.Permanent` is `Fail`; any other exception is a retry whose error is the
+/// exception's message (its class name when the message is null or empty). Called on one of
+/// oncely's threads, several at once up to the worker's concurrency; it may block.
 #[uniffi::export(callback_interface)]
 pub trait DeliveryHandler: Send + Sync {
     /// Delivers `message`.
@@ -102,22 +108,35 @@ pub struct WorkerOptions {
     pub shutdown_timeout_ms: Option<i64>,
 }
 
-fn outcome(r: Result<Result<WorkerOutcome, HandlerError>, tokio::task::JoinError>) -> Outcome {
+/// What the handler did, described for the core's handler contract ([`oncely::handler`]), which
+/// decides the outcome and the stored text: `Success` is a handler that returned; `Retry`,
+/// `Snooze` and `Fail` are the core's `Retry`, `Snooze` and `Permanent` (hints in milliseconds,
+/// given to the core in seconds); a thrown `HandlerException` is what it carries.
+fn handler_result(r: Result<Result<WorkerOutcome, HandlerError>, tokio::task::JoinError>) -> HandlerResult {
+    let raised = |kind, message, type_name: &str| HandlerResult::Raised {
+        kind,
+        message,
+        type_name: type_name.to_owned(),
+    };
+    let seconds = |ms: i64| Hint::Seconds(ms as f64 / 1000.0);
     match r {
-        Ok(Ok(WorkerOutcome::Success)) => Outcome::Success,
-        Ok(Ok(WorkerOutcome::Retry { error, after_ms })) => match opt_ms("after_ms", after_ms) {
-            Ok(after) => Outcome::Retry { after, error },
-            Err(e) => Outcome::retry(format!("{error} (bad Retry.afterMs: {e})")),
-        },
-        Ok(Ok(WorkerOutcome::Snooze { after_ms })) => match ms("after_ms", after_ms) {
-            Ok(d) => Outcome::Snooze(d),
-            Err(e) => Outcome::retry(format!("bad Snooze.afterMs: {e}")),
-        },
-        Ok(Ok(WorkerOutcome::Fail { reason })) => Outcome::Fail(reason),
-        Ok(Err(HandlerError::Permanent { reason })) => Outcome::Fail(reason),
-        Ok(Err(HandlerError::Retry { reason })) => Outcome::retry(reason),
-        Err(e) => Outcome::retry(format!("the handler did not return: {e}")),
+        Ok(Ok(WorkerOutcome::Success)) => HandlerResult::Returned(Returned::Nothing),
+        Ok(Ok(WorkerOutcome::Retry { error, after_ms })) => raised(
+            Raised::Retry { error: Some(error.clone()), after: after_ms.map_or(Hint::Absent, seconds) },
+            Some(error),
+            "Retry",
+        ),
+        Ok(Ok(WorkerOutcome::Snooze { after_ms })) => {
+            raised(Raised::Snooze { seconds: seconds(after_ms) }, None, "Snooze")
+        }
+        Ok(Ok(WorkerOutcome::Fail { reason })) => raised(Raised::Permanent, Some(reason), "Permanent"),
+        Ok(Err(e)) => e.into(),
+        Err(e) => raised(Raised::Other, Some(format!("the handler did not return: {e}")), "JoinError"),
     }
+}
+
+fn outcome(r: Result<Result<WorkerOutcome, HandlerError>, tokio::task::JoinError>) -> Outcome {
+    handler_result(r).outcome()
 }
 
 /// Runs a handler over an outbox's messages with bounded concurrency. Every rule is in the
@@ -237,4 +256,46 @@ async fn call_suspending(handler: Arc<dyn SuspendDeliveryHandler>, m: oncely::Me
 
 fn summary(s: oncely::worker::RunSummary) -> RunSummary {
     RunSummary { attempts: s.attempts, succeeded: s.succeeded, failed: s.failed, released: s.released }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn settle(o: WorkerOutcome) -> Outcome {
+        outcome(Ok(Ok(o)))
+    }
+
+    #[test]
+    fn outcomes_follow_the_core_contract() {
+        assert_eq!(settle(WorkerOutcome::Success), Outcome::Success);
+        assert_eq!(
+            settle(WorkerOutcome::Retry { error: "busy".into(), after_ms: Some(1500) }),
+            Outcome::Retry { after: Some(Duration::from_millis(1500)), error: "busy".into() }
+        );
+        assert_eq!(
+            settle(WorkerOutcome::Retry { error: String::new(), after_ms: None }),
+            Outcome::retry("Retry")
+        );
+        assert_eq!(
+            settle(WorkerOutcome::Retry { error: "busy".into(), after_ms: Some(-1000) }),
+            Outcome::retry("busy (bad Retry.after: invalid argument `after`: must not be negative, got -1)")
+        );
+        assert_eq!(settle(WorkerOutcome::Snooze { after_ms: 2000 }), Outcome::Snooze(Duration::from_secs(2)));
+        assert_eq!(
+            settle(WorkerOutcome::Snooze { after_ms: 0 }),
+            Outcome::retry("bad Snooze.seconds: invalid argument `seconds`: must be greater than zero")
+        );
+        assert_eq!(settle(WorkerOutcome::Fail { reason: String::new() }), Outcome::Fail("Permanent".into()));
+        assert_eq!(
+            outcome(Ok(Err(HandlerError::Retry { error: None, type_name: "HandlerFailure".into() }))),
+            Outcome::retry("HandlerFailure")
+        );
+        assert_eq!(
+            outcome(Ok(Err(HandlerError::Permanent { reason: "card declined".into() }))),
+            Outcome::Fail("card declined".into())
+        );
+    }
 }

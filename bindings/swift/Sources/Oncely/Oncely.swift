@@ -5441,9 +5441,12 @@ public func FfiConverterTypeEventKind_lower(_ value: EventKind) -> RustBuffer {
 
 
 /**
- * What a host handler throws to say how its attempt failed (`HandlerException` in Kotlin).
- * Any other exception a handler throws counts as `Retry` with the exception's first line as the
- * reason.
+ * What a host handler throws to say how its attempt failed (`HandlerException` in Kotlin), as
+ * the binding hands it to the core's handler contract ([`oncely::handler`]): the core decides the
+ * outcome and the stored failure text. The Kotlin lambda forms (`Lambdas.kt`) turn every other
+ * exception into `Retry` with its message and simple class name (`Throwable.toHandlerException()`);
+ * an exception that reaches oncely some other way (a handler object that lets it escape) is read
+ * from its text (`java.io.IOException: reset` is the message `reset` of `IOException`).
  */
 public 
 enum HandlerError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -5451,16 +5454,20 @@ enum HandlerError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * A failure a retry may cure (the default for any exception).
+     * A failure a retry may cure: an exception the handler threw (any exception but `Permanent`).
+     * The stored text is its message, or its type name when the message is null or empty.
      */
     case Retry(
         /**
-         * What went wrong; stored as the attempt's error.
-         */reason: String
+         * The exception's message (`Throwable.message`); null when it has none.
+         */error: String?, 
+        /**
+         * The exception's simple class name (`IOException`).
+         */typeName: String
     )
     /**
      * A failure no retry will cure: the inbox stores it (by its cache policy) and the outbox
-     * worker dead-letters (or parks) the message.
+     * worker dead-letters (or parks) the message. An empty reason stores `Permanent`.
      */
     case Permanent(
         /**
@@ -5497,7 +5504,8 @@ public struct FfiConverterTypeHandlerError: FfiConverterRustBuffer {
 
         
         case 1: return .Retry(
-            reason: try FfiConverterString.read(from: &buf)
+            error: try FfiConverterOptionString.read(from: &buf), 
+            typeName: try FfiConverterString.read(from: &buf)
             )
         case 2: return .Permanent(
             reason: try FfiConverterString.read(from: &buf)
@@ -5514,9 +5522,10 @@ public struct FfiConverterTypeHandlerError: FfiConverterRustBuffer {
 
         
         
-        case let .Retry(reason):
+        case let .Retry(error,typeName):
             writeInt(&buf, Int32(1))
-            FfiConverterString.write(reason, into: &buf)
+            FfiConverterOptionString.write(error, into: &buf)
+            FfiConverterString.write(typeName, into: &buf)
             
         
         case let .Permanent(reason):
@@ -6992,7 +7001,8 @@ public func FfiConverterTypeSynchronous_lower(_ value: Synchronous) -> RustBuffe
 
 
 /**
- * What a worker handler says about one attempt.
+ * What a worker handler says about one attempt. The core's handler contract settles it
+ * (`oncely::handler`, the same rule as Python's and Node's `Retry`, `Snooze` and `Permanent`).
  */
 
 public enum WorkerOutcome: Equatable, Hashable {
@@ -7002,18 +7012,22 @@ public enum WorkerOutcome: Equatable, Hashable {
      */
     case success
     /**
-     * Failed: retry by the policy, or after `afterMs` (the receiver's Retry-After).
+     * Failed: retry by the policy, or after `afterMs` (the receiver's Retry-After). A negative
+     * `afterMs` is a bad hint: a retry by the policy whose error says so (`busy (bad
+     * Retry.after: …)`).
      */
     case retry(
         /**
-         * What went wrong.
+         * What went wrong (empty: the stored error is `Retry`).
          */error: String, 
         /**
          * A delay replacing the backoff.
          */afterMs: Int64?
     )
     /**
-     * Not now (rate limited): again after `afterMs` without using up an attempt.
+     * Not now (rate limited): again after `afterMs` without using up an attempt. Zero or a
+     * negative delay is a bad hint: a retry by the policy (the attempt counts) whose error is
+     * `bad Snooze.seconds: …` — never a message returned at once, forever.
      */
     case snooze(
         /**
@@ -7025,7 +7039,7 @@ public enum WorkerOutcome: Equatable, Hashable {
      */
     case fail(
         /**
-         * Why.
+         * Why (empty: the stored reason is `Permanent`).
          */reason: String
     )
 
@@ -7112,9 +7126,9 @@ public func FfiConverterTypeWorkerOutcome_lower(_ value: WorkerOutcome) -> RustB
 
 /**
  * A worker's handler: delivers one message and says how it went. Throwing
- * `HandlerException.Permanent` is `Fail`; any other exception is `Retry` with the exception's
- * first line. Called on one of oncely's threads, several at once up to the worker's
- * concurrency; it may block.
+ * `HandlerException.Permanent` is `Fail`; any other exception is a retry whose error is the
+ * exception's message (its class name when the message is null or empty). Called on one of
+ * oncely's threads, several at once up to the worker's concurrency; it may block.
  */
 public protocol DeliveryHandler: AnyObject, Sendable {
     

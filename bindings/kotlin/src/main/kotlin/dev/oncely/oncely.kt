@@ -8164,29 +8164,38 @@ public object FfiConverterTypeEventKind : FfiConverterRustBuffer<EventKind>{
 
 
 /**
- * What a host handler throws to say how its attempt failed (`HandlerException` in Kotlin).
- * Any other exception a handler throws counts as `Retry` with the exception's first line as the
- * reason.
+ * What a host handler throws to say how its attempt failed (`HandlerException` in Kotlin), as
+ * the binding hands it to the core's handler contract ([`oncely::handler`]): the core decides the
+ * outcome and the stored failure text. The Kotlin lambda forms (`Lambdas.kt`) turn every other
+ * exception into `Retry` with its message and simple class name (`Throwable.toHandlerException()`);
+ * an exception that reaches oncely some other way (a handler object that lets it escape) is read
+ * from its text (`java.io.IOException: reset` is the message `reset` of `IOException`).
  */
 sealed class HandlerException: kotlin.Exception() {
     
     /**
-     * A failure a retry may cure (the default for any exception).
+     * A failure a retry may cure: an exception the handler threw (any exception but `Permanent`).
+     * The stored text is its message, or its type name when the message is null or empty.
      */
     class Retry(
         
         /**
-         * What went wrong; stored as the attempt's error.
+         * The exception's message (`Throwable.message`); null when it has none.
          */
-        val `reason`: kotlin.String
+        val `error`: kotlin.String?, 
+        
+        /**
+         * The exception's simple class name (`IOException`).
+         */
+        val `typeName`: kotlin.String
         ) : HandlerException() {
         override val message
-            get() = "reason=${ `reason` }"
+            get() = "error=${ `error` }, typeName=${ `typeName` }"
     }
     
     /**
      * A failure no retry will cure: the inbox stores it (by its cache policy) and the outbox
-     * worker dead-letters (or parks) the message.
+     * worker dead-letters (or parks) the message. An empty reason stores `Permanent`.
      */
     class Permanent(
         
@@ -8219,6 +8228,7 @@ public object FfiConverterTypeHandlerError : FfiConverterRustBuffer<HandlerExcep
 
         return when(buf.getInt()) {
             1 -> HandlerException.Retry(
+                FfiConverterOptionalString.read(buf),
                 FfiConverterString.read(buf),
                 )
             2 -> HandlerException.Permanent(
@@ -8233,7 +8243,8 @@ public object FfiConverterTypeHandlerError : FfiConverterRustBuffer<HandlerExcep
             is HandlerException.Retry -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`reason`)
+                + FfiConverterOptionalString.allocationSize(value.`error`)
+                + FfiConverterString.allocationSize(value.`typeName`)
             )
             is HandlerException.Permanent -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -8247,7 +8258,8 @@ public object FfiConverterTypeHandlerError : FfiConverterRustBuffer<HandlerExcep
         when(value) {
             is HandlerException.Retry -> {
                 buf.putInt(1)
-                FfiConverterString.write(value.`reason`, buf)
+                FfiConverterOptionalString.write(value.`error`, buf)
+                FfiConverterString.write(value.`typeName`, buf)
                 Unit
             }
             is HandlerException.Permanent -> {
@@ -9622,7 +9634,8 @@ public object FfiConverterTypeSynchronous: FfiConverterRustBuffer<Synchronous> {
 
 
 /**
- * What a worker handler says about one attempt.
+ * What a worker handler says about one attempt. The core's handler contract settles it
+ * (`oncely::handler`, the same rule as Python's and Node's `Retry`, `Snooze` and `Permanent`).
  */
 sealed class WorkerOutcome {
     
@@ -9633,11 +9646,13 @@ sealed class WorkerOutcome {
     
     
     /**
-     * Failed: retry by the policy, or after `afterMs` (the receiver's Retry-After).
+     * Failed: retry by the policy, or after `afterMs` (the receiver's Retry-After). A negative
+     * `afterMs` is a bad hint: a retry by the policy whose error says so (`busy (bad
+     * Retry.after: …)`).
      */
     data class Retry(
         /**
-         * What went wrong.
+         * What went wrong (empty: the stored error is `Retry`).
          */
         val `error`: kotlin.String, 
         /**
@@ -9652,7 +9667,9 @@ sealed class WorkerOutcome {
     }
     
     /**
-     * Not now (rate limited): again after `afterMs` without using up an attempt.
+     * Not now (rate limited): again after `afterMs` without using up an attempt. Zero or a
+     * negative delay is a bad hint: a retry by the policy (the attempt counts) whose error is
+     * `bad Snooze.seconds: …` — never a message returned at once, forever.
      */
     data class Snooze(
         /**
@@ -9671,7 +9688,7 @@ sealed class WorkerOutcome {
      */
     data class Fail(
         /**
-         * Why.
+         * Why (empty: the stored reason is `Permanent`).
          */
         val `reason`: kotlin.String) : WorkerOutcome()
         
@@ -9777,9 +9794,9 @@ public object FfiConverterTypeWorkerOutcome : FfiConverterRustBuffer<WorkerOutco
 
 /**
  * A worker's handler: delivers one message and says how it went. Throwing
- * `HandlerException.Permanent` is `Fail`; any other exception is `Retry` with the exception's
- * first line. Called on one of oncely's threads, several at once up to the worker's
- * concurrency; it may block.
+ * `HandlerException.Permanent` is `Fail`; any other exception is a retry whose error is the
+ * exception's message (its class name when the message is null or empty). Called on one of
+ * oncely's threads, several at once up to the worker's concurrency; it may block.
  */
 public interface DeliveryHandler {
     

@@ -44,6 +44,9 @@ fun work(f: (SqlTransaction) -> Unit) = object : TransactionWork {
     override fun run(tx: SqlTransaction) = f(tx)
 }
 
+/** An exception of the tests' own, to see its class name stored when it has no message. */
+class Boom(message: String? = null) : Exception(message)
+
 class ApiTest {
     private lateinit var dir: File
 
@@ -168,10 +171,11 @@ class ApiTest {
         assertEquals("card declined", replay.message)
         assertEquals(1, runs.get())
 
-        // Any other exception is retryable: the id is given back and the next call runs again.
+        // Any other exception is retryable, with its message: the id is given back and the next
+        // call runs again.
         val retry = Inbox(store, "b")
         val e = assertThrows<OncelyException.HandlerFailed> { retry.process("y", null, handler { error("socket closed") }) }
-        assertEquals("java.lang.IllegalStateException: socket closed", e.message)
+        assertEquals("socket closed", e.message)
         val ok = retry.process("y", null, handler { "done".toByteArray() })
         assertFalse(ok.replayed)
         assertEquals("done", String(ok.result!!))
@@ -266,6 +270,68 @@ class ApiTest {
         assertEquals("failed permanently: poison", outbox.get("j13")!!.reason)
     }
 
+    /**
+     * The handler contract (oncely::handler) through both kinds of handler: an exception's
+     * message is stored, or its simple class name when the message is null or empty (as in
+     * Python and Node); bad hints are retries whose error says so.
+     */
+    @Test
+    fun handlerFailuresStoreTheMessageOrTheClassName(): Unit = runBlocking {
+        val acts: Map<String, () -> WorkerOutcome> = mapOf(
+            "message" to { throw IllegalStateException("socket: closed") },
+            "null" to { throw java.io.IOException() },
+            "empty" to { throw RuntimeException("") },
+            "own" to { throw Boom() },
+            "two-lines" to { throw Boom("line 1\nline 2") },
+            "permanent-empty" to { throw HandlerException.Permanent("") },
+            "retry-empty" to { WorkerOutcome.Retry("", null) },
+            "fail-empty" to { WorkerOutcome.Fail("") },
+            "snooze-zero" to { WorkerOutcome.Snooze(0) },
+            "snooze-negative" to { WorkerOutcome.Snooze(-500) },
+            "retry-negative" to { WorkerOutcome.Retry("busy", -1000) },
+        )
+        val expected = mapOf(
+            "message" to "socket: closed",
+            "null" to "IOException",
+            "empty" to "RuntimeException",
+            "own" to "Boom",
+            "two-lines" to "line 1\nline 2",
+            "permanent-empty" to "Permanent",
+            "retry-empty" to "Retry",
+            "fail-empty" to "Permanent",
+            "snooze-zero" to "bad Snooze.seconds: invalid argument `seconds`: must be greater than zero",
+            "snooze-negative" to "bad Snooze.seconds: invalid argument `seconds`: must not be negative, got -0.5",
+            "retry-negative" to "busy (bad Retry.after: invalid argument `after`: must not be negative, got -1)",
+        )
+        for (blocking in listOf(true, false)) {
+            val clock = ManualClock(1_000_000)
+            val outbox = Outbox(Store("memory"), "q", OutboxOptions(retry = RetryPolicy(3u, Backoff.Fixed(100), Jitter.NONE)), clock)
+            outbox.enqueueMany(acts.keys.map { NewMessage(ByteArray(0), id = it) })
+            val worker = Worker(outbox)
+            // The blocking handler is an object (its exceptions reach oncely as their text); the
+            // suspending one is the lambda form (Lambdas.kt hands over message and class name).
+            val s = if (blocking) worker.runUntilIdle(delivery { m -> acts[m.id]!!() }) else worker.runUntilIdle { m -> acts[m.id]!!() }
+            assertEquals(acts.size.toULong(), s.attempts)
+            assertEquals(acts.size.toULong(), s.failed)
+            for ((id, text) in expected) assertEquals(text, outbox.get(id)!!.lastError, "$id (blocking: $blocking)")
+            assertEquals(setOf("permanent-empty", "fail-empty"), outbox.deadLetters().map { it.id }.toSet())
+        }
+
+        // The inbox and the transactional calls store the same texts.
+        val inbox = Inbox(Store("memory"), "in")
+        assertEquals("IOException", assertThrows<OncelyException.HandlerFailed> { inbox.process("a") { throw java.io.IOException() } }.message)
+        assertEquals("Boom", assertThrows<OncelyException.HandlerFailed> { inbox.process("b", null, handler { throw Boom("") }) }.message)
+        val store = Store(sqlitePath())
+        assertEquals("Boom", assertThrows<OncelyException.HandlerFailed> { store.inTransaction { throw Boom() } }.message)
+        assertEquals("IOException", assertThrows<OncelyException.HandlerFailed> { store.inTransaction(work { throw java.io.IOException() }) }.message)
+
+        // What the lambda forms do with an exception, for handler objects that want it explicitly.
+        val r = java.io.IOException("reset").toHandlerException() as HandlerException.Retry
+        assertEquals("reset" to "IOException", r.error to r.typeName)
+        val p = HandlerException.Permanent("gone")
+        assertTrue(p.toHandlerException() === p)
+    }
+
     @Test
     fun workerRunStopsGracefully(): Unit = runBlocking {
         val outbox = Outbox(Store("memory"), "q")
@@ -312,7 +378,7 @@ class ApiTest {
                 throw IllegalArgumentException("no route")
             }
         }
-        assertEquals("java.lang.IllegalArgumentException: no route", e.message)
+        assertEquals("no route", e.message)
         val p = assertThrows<OncelyException.HandlerFailed> { receiver.process("perm") { throw HandlerException.Permanent("gone") } }
         assertEquals("gone", p.message)
     }
@@ -373,13 +439,14 @@ class ApiTest {
         assertEquals("applied", String(dup.result!!))
 
         // A retryable failure rolls back the handler's writes and its enqueue; the id stays claimable.
-        assertThrows<OncelyException.HandlerFailed> {
+        val offline = assertThrows<OncelyException.HandlerFailed> {
             inbox.processInTransaction("tx-2", null, inTx { tx ->
                 tx.execute("INSERT INTO ledger VALUES ('tx-2', 20)")
                 tx.enqueue(outbox, NewMessage("notify".toByteArray(), id = "n-tx-2"))
-                throw HandlerException.Retry("bank offline")
+                throw HandlerException.Retry("bank offline", "Retry")
             })
         }
+        assertEquals("bank offline", offline.message)
         assertNull(outbox.get("n-tx-2"))
         assertNull(inbox.get("tx-2"))
         // An SQL error is a typed error inside the handler, and the handler may go on.
@@ -413,7 +480,7 @@ class ApiTest {
                 throw IllegalStateException("the order was rejected")
             })
         }
-        assertEquals("java.lang.IllegalStateException: the order was rejected", failed.message)
+        assertEquals("the order was rejected", failed.message)
         assertEquals(listOf("a", "b"), outbox.lease(10u).map { it.id() }.sorted())
         assertNull(outbox.get("c"))
         // An outbox on another store is refused inside the work; left uncaught, that error fails

@@ -27,6 +27,7 @@ import kotlinx.serialization.json.jsonObject
 import kotlinx.serialization.json.jsonPrimitive
 import kotlinx.serialization.json.put
 import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Assumptions
 import org.junit.jupiter.api.DynamicTest
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.TestFactory
@@ -40,6 +41,15 @@ private val MODES = setOf("at_most_once", "at_least_once", "exactly_once")
 
 /** The scenario is malformed (a typo, an unknown op): reported as a failure, never skipped. */
 class Malformed(message: String) : Exception(message)
+
+/** The runner's own exception class, thrown by `work` handlers that `raise` (README, `work`). */
+class HandlerFailure(message: String) : Exception(message)
+
+/**
+ * Capabilities a scenario may require (README, `requires`), and whether this runner has them:
+ * Kotlin's handler types cannot return arbitrary values nor give fractional or non-numeric hints.
+ */
+private val CAPABILITIES = mapOf("dynamic_handlers" to false)
 
 private val STEPS: Map<String, Pair<List<String>, List<String>>> = mapOf(
     "begin" to (listOf("id", "expect") to listOf("payload", "mode", "lease_ms", "scope", "ticket")),
@@ -72,8 +82,19 @@ private val STEPS: Map<String, Pair<List<String>, List<String>>> = mapOf(
     "stats" to (listOf("expect") to listOf("queue")),
     "counters" to (listOf("expect") to listOf("queue")),
     "events" to (listOf("expect") to listOf()),
+    "work" to (listOf("handler", "expect") to listOf("queue")),
 )
-private val TOP = listOf("description", "inbox", "outbox", "steps")
+private val TOP = listOf("description", "requires", "inbox", "outbox", "steps")
+/** The fields of each `work` handler (`does` aside): required, optional. */
+private val WORK_HANDLERS: Map<String, Pair<List<String>, List<String>>> = mapOf(
+    "return_nothing" to (listOf<String>() to listOf()),
+    "return_true" to (listOf<String>() to listOf()),
+    "return" to (listOf("value") to listOf()),
+    "raise_retry" to (listOf("message") to listOf("after_ms")),
+    "raise_snooze" to (listOf("after_ms") to listOf()),
+    "raise_permanent" to (listOf("message") to listOf()),
+    "raise" to (listOf("message") to listOf()),
+)
 private val INBOX_FIELDS = listOf("scope", "mode", "lease_ms", "retention_ms", "cache_policy")
 private val OUTBOX_FIELDS = listOf("queue", "mode", "lease_ms", "retry", "ordering", "seed", "retry_budget", "max_payload_bytes")
 private val HANDLER_FIELDS = listOf("returns", "fails", "permanent")
@@ -92,6 +113,13 @@ private fun closed(obj: JsonElement?, allowed: List<String>, what: String, requi
 private fun checkScenario(s: JsonElement) {
     closed(s, TOP, "scenario", listOf("steps"))
     s as JsonObject
+    s["requires"]?.let { r ->
+        if (r !is JsonArray) throw Malformed("requires must be a list of capabilities")
+        r.forEach { c ->
+            val name = (c as? JsonPrimitive)?.takeIf { it.isString }?.content
+            if (name !in CAPABILITIES) throw Malformed("requires: unknown capability $c")
+        }
+    }
     closed(s["inbox"] ?: JsonObject(mapOf()), INBOX_FIELDS, "inbox")
     closed(s["outbox"] ?: JsonObject(mapOf()), OUTBOX_FIELDS, "outbox")
     s["steps"]!!.jsonArray.forEachIndexed { i, step ->
@@ -101,6 +129,11 @@ private fun checkScenario(s: JsonElement) {
         step as JsonObject
         when (op) {
             "process" -> closed(step["handler"], HANDLER_FIELDS, "step $i handler")
+            "work" -> {
+                val does = (step["handler"] as? JsonObject)?.get("does")?.let { (it as? JsonPrimitive)?.content }
+                val fields = WORK_HANDLERS[does] ?: throw Malformed("step $i handler: unknown `does` $does")
+                closed(step["handler"], fields.first + fields.second + "does", "step $i handler ($does)", fields.first)
+            }
             "begin_many" -> step["requests"]!!.jsonArray.forEach { closed(it, BEGIN_FIELDS, "step $i request", listOf("id")) }
             "finish_many" -> step["items"]!!.jsonArray.forEach { closed(it, listOf("ticket", "result"), "step $i item", listOf("ticket", "result")) }
             "enqueue_many" -> step["messages"]!!.jsonArray.forEach { closed(it, MESSAGE_FIELDS, "step $i message", listOf("id")) }
@@ -464,7 +497,8 @@ class Run(scenario: JsonObject, private val backend: Backend) {
                     override fun handle(): ByteArray {
                         effects.merge(id, 1, Int::plus)
                         if (returns != null) return returns.toByteArray(Charsets.UTF_8)
-                        throw if (permanent) HandlerException.Permanent(fails!!) else HandlerException.Retry(fails!!)
+                        // Any exception but Permanent is retryable; this one reaches oncely as its text.
+                        throw if (permanent) HandlerException.Permanent(fails!!) else HandlerFailure(fails!!)
                     }
                 }
                 val options = CallOptions(mode = s.str("mode")?.let { modeFromName(it) }, leaseMs = s.long("lease_ms"), waitMs = s.long("wait_ms"))
@@ -676,6 +710,42 @@ class Run(scenario: JsonObject, private val backend: Backend) {
                 val out = synchronized(events) { events.map(::renderEvent).also { events.clear() } }
                 return JsonArray(out)
             }
+            "work" -> {
+                val h = s["handler"]!!.jsonObject
+                val does = h.req("does")
+                fun ms(k: String): Long? = h.opt(k)?.jsonPrimitive?.content?.let {
+                    it.toLongOrNull() ?: throw Malformed("`$k` $it is not a whole number of milliseconds (that needs dynamic_handlers)")
+                }
+                // Read (and refuse) the handler before the run: a Malformed thrown inside the
+                // handler would only be a retryable failure.
+                val act: () -> WorkerOutcome = when (does) {
+                    // Kotlin's handler returns a WorkerOutcome: nothing and `true` are both Success.
+                    "return_nothing", "return_true" -> ({ WorkerOutcome.Success })
+                    "raise_retry" -> {
+                        val outcome = WorkerOutcome.Retry(h.req("message"), ms("after_ms"))
+                        ({ outcome })
+                    }
+                    "raise_snooze" -> {
+                        val outcome = WorkerOutcome.Snooze(ms("after_ms") ?: throw Malformed("missing `after_ms`"))
+                        ({ outcome })
+                    }
+                    "raise_permanent" -> {
+                        val m = h.req("message")
+                        ({ throw HandlerException.Permanent(m) })
+                    }
+                    "raise" -> {
+                        val m = h.req("message")
+                        ({ throw HandlerFailure(m) })
+                    }
+                    else -> throw Malformed("a Kotlin handler cannot `$does` (that needs dynamic_handlers)")
+                }
+                val summary = own(Worker(outbox(q))).runUntilIdle { _ -> act() }
+                return buildJsonObject {
+                    put("attempts", summary.attempts.toLong())
+                    put("succeeded", summary.succeeded.toLong())
+                    put("failed", summary.failed.toLong())
+                }
+            }
         }
         throw Malformed("unknown op `$op`")
     }
@@ -688,10 +758,23 @@ class Run(scenario: JsonObject, private val backend: Backend) {
     }
 }
 
-/** Runs `scenario` on `backend`; fails (never skips) on the first mismatch or malformed step. */
-fun runScenario(scenario: JsonObject, backend: Backend) {
+/** The capabilities `scenario` requires that this runner lacks (checked by [checkScenario]). */
+fun missingCapabilities(scenario: JsonObject): List<String> =
+    (scenario["requires"] as? JsonArray)?.map { it.jsonPrimitive.content }?.filter { CAPABILITIES[it] != true } ?: listOf()
+
+/**
+ * Runs `scenario` on `backend`; fails on the first mismatch or malformed step. A well-formed
+ * scenario that requires a capability this runner lacks is not run: it is reported as skipped
+ * (JUnit: aborted), never as passed.
+ */
+fun runScenario(scenario: JsonObject, backend: Backend, label: String = "") {
     val run = try {
         checkScenario(scenario)
+        val missing = missingCapabilities(scenario)
+        if (missing.isNotEmpty()) {
+            println("skip $label  (requires ${missing.joinToString()}: not expressible with Kotlin's handler types)")
+            Assumptions.abort<Unit>("requires ${missing.joinToString()}")
+        }
         Run(scenario, backend)
     } catch (e: Malformed) {
         fail("malformed scenario: ${e.message}")
@@ -761,7 +844,7 @@ class ConformanceTest {
                         "sqlite" -> SqliteBackend(dir)
                         else -> PostgresBackend(POSTGRES_SERVER!!, "kt_conformance_${ProcessHandle.current().pid()}_${runCounter.incrementAndGet()}")
                     }
-                    runScenario(scenario, backend)
+                    runScenario(scenario, backend, "$backendName  $name")
                 } finally {
                     dir.deleteRecursively()
                 }
