@@ -224,14 +224,14 @@ export declare class ManualClock {
 export declare class NativeWorker {
   constructor(outbox: Outbox, options?: WorkerOptions | undefined | null)
   /** Delivers until nothing is due and nothing is in flight. */
-  runUntilIdle(handler: (callId: number, message: Message) => string | undefined): Promise<RunSummary>
+  runUntilIdle(handler: (callId: number, message: Message) => HandlerAnswer | undefined): Promise<RunSummary>
   /**
    * Delivers until `stop()`; then stops leasing, waits up to `shutdownTimeout` for handlers in
    * flight and settles those still running as failed attempts.
    */
-  run(handler: (callId: number, message: Message) => string | undefined): Promise<RunSummary>
-  /** The outcome of a call whose handler answered with a Promise (see the module docs). */
-  _complete(callId: number, outcome: string): void
+  run(handler: (callId: number, message: Message) => HandlerAnswer | undefined): Promise<RunSummary>
+  /** The answer of a call whose handler answered with a Promise (see the module docs). */
+  _complete(callId: number, answer: HandlerAnswer): void
   /** Asks `run` to shut down gracefully. A stopped worker stays stopped. */
   stop(): void
   get stopped(): boolean
@@ -382,6 +382,27 @@ export interface FinishResult {
   ok: boolean
   /** The error (index.js turns the native `CODE\x1fTEXT` into the error object). */
   error?: OncelyError
+}
+
+/**
+ * What a worker handler did, as index.js describes it (no interpretation: see
+ * [`oncely::handler`]). Exactly one of `returned` and `raised` is set.
+ */
+export interface HandlerAnswer {
+  /** It returned: `"nothing"` (undefined or null), `"true"` or `"value"`. */
+  returned?: string
+  /** The returned value as JS shows it (for `"value"`). */
+  shown?: string
+  /** It threw: `"retry"`, `"snooze"`, `"permanent"` or `"other"`. */
+  raised?: string
+  /** A Retry/Snooze hint that is a number (seconds). */
+  hint?: number
+  /** A Retry/Snooze hint that is not a number, as JS shows what it is. */
+  badHint?: string
+  /** The thrown value's message (a Retry's error), if it could be read. */
+  message?: string
+  /** The thrown value's type name (its constructor's name, or `typeof`). */
+  typeName?: string
 }
 
 /** Options of `new Inbox(store, scope, options)`. */

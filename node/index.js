@@ -165,13 +165,7 @@ native.Inbox.prototype.process = async function process(id, payload, handler, op
   const failure = (e) => {
     failed = true
     thrown = e
-    let text
-    try {
-      text = e instanceof Error ? e.message : String(e)
-    } catch {
-      text = 'the handler threw an unprintable value'
-    }
-    return (e instanceof Permanent ? 'permanent' : 'retryable') + SEP + text
+    return failureAnswer(e)
   }
   const answer = (v) => {
     try {
@@ -316,50 +310,70 @@ for (const name of ['on', 'once', 'off']) {
 // ---------------------------------------------------------------------------------------------
 // Worker
 
-function errorText(e) {
+// What a worker handler did, described for the core's handler contract (oncely::handler, in
+// node/src/worker.rs): which value it returned or what it threw, with the thrown value's message
+// and type name. The core decides what that means (success, retry, snooze, dead letter) and
+// which text is stored; nothing here interprets it.
+function typeNameOf(e) {
   try {
-    if (e instanceof Error) return e.message || e.name
-    return String(e)
-  } catch {
-    return 'the handler threw an unprintable value'
-  }
-}
-
-// The handler's outcome as the string the native worker reads (see node/src/worker.rs).
-// A Snooze/Retry hint for the native worker: a number as text; anything else (null, '', a
-// string, false, []) as `!KIND`, a bad hint (a retryable failure by the policy) — never
-// converted with Number(), which would make null, '', false and [] a delay of 0.
-function hint(v) {
-  if (typeof v === 'number') return String(v)
-  return `!${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`
-}
-
-function thrownOutcome(e) {
-  try {
-    if (e instanceof Permanent) return `fail${SEP}${errorText(e)}`
-    if (e instanceof Retry) {
-      const after = e.after === null || e.after === undefined ? '' : hint(e.after)
-      return `retry${SEP}${after}${SEP}${e.error}`
+    if (e !== null && typeof e === 'object' && typeof e.constructor === 'function' && e.constructor.name) {
+      return e.constructor.name
     }
-    if (e instanceof Snooze) return `snooze${SEP}${hint(e.seconds)}`
+    return typeof e
   } catch {
-    // fall through: a retryable failure
+    return typeof e
   }
-  return `retry${SEP}${SEP}${errorText(e)}`
 }
 
-function returnedOutcome(v) {
-  if (v === undefined || v === null || v === true) return 'success'
+function messageOf(e) {
+  try {
+    return e instanceof Error ? String(e.message) : String(e)
+  } catch {
+    return undefined // unreadable: the core falls back to the type name
+  }
+}
+
+// A Snooze/Retry hint: a number, or what it is when it is not one (never converted with
+// Number(), which would make null, '', false and [] a delay of 0).
+function hintOf(v) {
+  if (typeof v === 'number') return { hint: v }
+  return { badHint: v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? JSON.stringify(v) : typeof v }
+}
+
+// An inbox handler's failure for the native side: `permanent|retryable\x1fTEXT`, the text by the
+// core's rule (oncely::handler::failure_text): the message, else the type name.
+function failureAnswer(e) {
+  return (e instanceof Permanent ? 'permanent' : 'retryable') + SEP + (messageOf(e) || typeNameOf(e))
+}
+
+function thrownAnswer(e) {
+  const typeName = typeNameOf(e)
+  try {
+    if (e instanceof Permanent) return { raised: 'permanent', message: messageOf(e), typeName }
+    if (e instanceof Retry) {
+      const after = e.after === null || e.after === undefined ? {} : hintOf(e.after)
+      return { raised: 'retry', message: messageOf(e.error), typeName, ...after }
+    }
+    if (e instanceof Snooze) return { raised: 'snooze', typeName, ...(e.seconds === undefined ? {} : hintOf(e.seconds)) }
+  } catch {
+    // a getter that throws: described as any other thrown value
+  }
+  return { raised: 'other', message: messageOf(e), typeName }
+}
+
+function returnedAnswer(v) {
+  if (v === undefined || v === null) return { returned: 'nothing' }
+  if (v === true) return { returned: 'true' }
   let shown
   try {
     shown = typeof v === 'string' ? JSON.stringify(v) : String(v)
   } catch {
     shown = typeof v
   }
-  return `retry${SEP}${SEP}the handler returned ${shown} (expected undefined or true)`
+  return { returned: 'value', shown }
 }
 
-// `(callId, message) => outcome string | undefined`: the outcome at once for a handler that
+// `(callId, message) => answer | undefined`: the answer at once for a handler that
 // returned without a Promise; otherwise undefined, and `complete(callId, outcome)` when the
 // Promise settles. Never throws.
 function adaptWorkerHandler(handler, complete) {
@@ -368,25 +382,25 @@ function adaptWorkerHandler(handler, complete) {
     try {
       r = handler(message)
     } catch (e) {
-      return thrownOutcome(e)
+      return thrownAnswer(e)
     }
     if (r !== null && (typeof r === 'object' || typeof r === 'function')) {
       let then
       try {
         then = r.then
       } catch (e) {
-        return thrownOutcome(e)
+        return thrownAnswer(e)
       }
       if (typeof then === 'function') {
-        // Neither callback throws (complete is a plain native call taking a string).
-        const ok = (v) => complete(callId, returnedOutcome(v))
-        const bad = (e) => complete(callId, thrownOutcome(e))
+        // Neither callback throws (complete is a plain native call taking a plain object).
+        const ok = (v) => complete(callId, returnedAnswer(v))
+        const bad = (e) => complete(callId, thrownAnswer(e))
         if (r instanceof Promise) r.then(ok, bad)
         else Promise.resolve(r).then(ok, bad)
         return undefined
       }
     }
-    return returnedOutcome(r)
+    return returnedAnswer(r)
   }
 }
 
@@ -596,7 +610,7 @@ function adaptTxHandler(handler, toAnswer, state) {
     } catch (e) {
       state.failed = true
       state.thrown = e
-      return (e instanceof Permanent ? 'permanent' : 'retryable') + SEP + errorText(e)
+      return failureAnswer(e)
     }
   }
 }

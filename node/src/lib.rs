@@ -24,7 +24,7 @@ mod transaction;
 mod worker;
 
 use conv::{Options, bytes, number, present};
-pub(crate) use errors::{SEP, coded, err, invalid};
+pub(crate) use errors::{coded, err, invalid};
 pub use inbox::*;
 pub use outbox::*;
 pub use store::*;

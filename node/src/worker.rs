@@ -3,12 +3,13 @@
 //! threadsafe function (on the JS thread, never blocking it) and turns what it answered into an
 //! [`Outcome`].
 //!
-//! index.js wraps the user's handler so that it never throws and answers one outcome string per
-//! call: `"success"`, `"retry\x1fAFTER\x1fERROR"` (AFTER empty: by the policy),
-//! `"snooze\x1fSECONDS"` or `"fail\x1fREASON"`; anything else is a retryable failure. It is
-//! called as `(callId, message)` and returns the outcome at once when the handler returned
-//! without a Promise; otherwise it returns `undefined` and later hands the outcome to
-//! `_complete(callId, outcome)` (cheaper per message than awaiting the Promise from Rust).
+//! index.js wraps the user's handler so that it never throws and describes what it did as a
+//! [`HandlerAnswer`]: which value it returned, or what it threw (with the thrown value's message,
+//! type name and hint). The core's handler contract ([`oncely::handler`]) turns that into the
+//! outcome and the stored failure text, the same rule as in every other language. The wrapper is
+//! called as `(callId, message)` and returns the answer at once when the handler returned without
+//! a Promise; otherwise it returns `undefined` and later hands the answer to
+//! `_complete(callId, answer)` (cheaper per message than awaiting the Promise from Rust).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,17 +19,38 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::tokio::sync::{oneshot, watch};
 use napi_derive::napi;
+use oncely::handler::{HandlerResult, Hint, Raised, Returned};
 use oncely::{AnyStore, Outcome, WorkerConfig};
 
-use crate::conv::{Options, secs, u32_of};
+use crate::conv::{Options, u32_of};
 use crate::outbox::Outbox;
-use crate::{SEP, err};
+use crate::err;
 
 type CoreWorker = oncely::Worker<AnyStore>;
 
 /// The handler as index.js adapted it: `(callId, message) => string | undefined`.
 type HandlerFn =
-    ThreadsafeFunction<FnArgs<(u32, Message)>, Option<String>, FnArgs<(u32, Message)>, Status, false>;
+    ThreadsafeFunction<FnArgs<(u32, Message)>, Option<HandlerAnswer>, FnArgs<(u32, Message)>, Status, false>;
+
+/// What a worker handler did, as index.js describes it (no interpretation: see
+/// [`oncely::handler`]). Exactly one of `returned` and `raised` is set.
+#[napi(object)]
+pub struct HandlerAnswer {
+    /// It returned: `"nothing"` (undefined or null), `"true"` or `"value"`.
+    pub returned: Option<String>,
+    /// The returned value as JS shows it (for `"value"`).
+    pub shown: Option<String>,
+    /// It threw: `"retry"`, `"snooze"`, `"permanent"` or `"other"`.
+    pub raised: Option<String>,
+    /// A Retry/Snooze hint that is a number (seconds).
+    pub hint: Option<f64>,
+    /// A Retry/Snooze hint that is not a number, as JS shows what it is.
+    pub bad_hint: Option<String>,
+    /// The thrown value's message (a Retry's error), if it could be read.
+    pub message: Option<String>,
+    /// The thrown value's type name (its constructor's name, or `typeof`).
+    pub type_name: Option<String>,
+}
 
 /// Calls whose JS handler answered with a Promise, waiting for its outcome to be handed back
 /// through a native `_complete…(callId, outcome)` call (the worker's and `Inbox.process`'s).
@@ -138,40 +160,28 @@ pub struct WorkerOptions {
     pub shutdown_timeout: Option<f64>,
 }
 
-/// A Snooze/Retry hint as index.js encoded it: the number's text, or `!KIND` for a value that is
-/// not a number (never turned into 0); the duration, or why it is a bad hint.
-fn hint(name: &'static str, v: &str) -> std::result::Result<std::time::Duration, String> {
-    if let Some(kind) = v.strip_prefix('!') {
-        return Err(format!("must be a number of seconds, got {kind}"));
-    }
-    let v = v.parse::<f64>().map_err(|e| e.to_string())?;
-    secs(name, v).map_err(|e| e.reason.rsplit(SEP).next().unwrap_or_default().to_string())
-}
-
-/// The outcome index.js encoded (see the module docs).
-fn outcome_of(answer: &str) -> Outcome {
-    let mut parts = answer.splitn(3, SEP);
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("success"), None, None) => Outcome::Success,
-        (Some("retry"), Some(after), Some(error)) if after.is_empty() => Outcome::retry(error),
-        (Some("retry"), Some(after), Some(error)) => match hint("after", after) {
-            Ok(after) => Outcome::Retry { after: Some(after), error: error.to_string() },
-            Err(bad) => Outcome::retry(format!("{error} (bad Retry.after: {bad})")),
-        },
-        (Some("snooze"), Some(seconds), None) => {
-            match hint("seconds", seconds) {
-                Ok(d) => Outcome::Snooze(d),
-                Err(bad) => Outcome::retry(format!("bad Snooze.seconds: {bad}")),
-            }
-        }
-        (Some("fail"), Some(reason), None) => Outcome::Fail(reason.to_string()),
-        _ => Outcome::retry(format!("the handler answered {answer:?}")),
-    }
+/// The core's description of what the handler did (index.js fills the answer's fields).
+fn result_of(a: HandlerAnswer) -> HandlerResult {
+    let hint = match (a.hint, a.bad_hint) {
+        (Some(seconds), _) => Hint::Seconds(seconds),
+        (None, Some(shown)) => Hint::NotANumber(shown),
+        (None, None) => Hint::Absent,
+    };
+    let kind = match (a.returned.as_deref(), a.raised.as_deref()) {
+        (Some("nothing"), _) => return HandlerResult::Returned(Returned::Nothing),
+        (Some("true"), _) => return HandlerResult::Returned(Returned::True),
+        (Some(_), _) => return HandlerResult::Returned(Returned::Value(a.shown.unwrap_or_default())),
+        (None, Some("retry")) => Raised::Retry { error: a.message.clone(), after: hint },
+        (None, Some("snooze")) => Raised::Snooze { seconds: hint },
+        (None, Some("permanent")) => Raised::Permanent,
+        (None, _) => Raised::Other,
+    };
+    HandlerResult::Raised { kind, message: a.message, type_name: a.type_name.unwrap_or_default() }
 }
 
 /// Calls the handler on the JS thread and waits (asynchronously) for its outcome. Never fails:
 /// whatever goes wrong is a retryable failure of this attempt.
-async fn call(handler: Arc<HandlerFn>, pending: Arc<Pending<String>>, m: oncely::Message) -> Outcome {
+async fn call(handler: Arc<HandlerFn>, pending: Arc<Pending<HandlerAnswer>>, m: oncely::Message) -> Outcome {
     let (registered, later) = pending.register();
     let id = registered.id;
     let (tx, now) = oneshot::channel();
@@ -187,9 +197,9 @@ async fn call(handler: Arc<HandlerFn>, pending: Arc<Pending<String>>, m: oncely:
         return Outcome::retry(format!("the handler could not be called ({status})"));
     }
     match now.await {
-        Ok(Ok(Some(answer))) => outcome_of(&answer),
+        Ok(Ok(Some(answer))) => result_of(answer).outcome(),
         Ok(Ok(None)) => match later.await {
-            Ok(answer) => outcome_of(&answer),
+            Ok(answer) => result_of(answer).outcome(),
             Err(_) => Outcome::retry("the handler's outcome was lost"),
         },
         Ok(Err(e)) => Outcome::retry(e.reason.clone()),
@@ -202,7 +212,7 @@ async fn call(handler: Arc<HandlerFn>, pending: Arc<Pending<String>>, m: oncely:
 pub struct NativeWorker {
     inner: CoreWorker,
     stop: watch::Sender<bool>,
-    pending: Arc<Pending<String>>,
+    pending: Arc<Pending<HandlerAnswer>>,
 }
 
 #[napi]
@@ -225,7 +235,7 @@ impl NativeWorker {
     }
 
     /// Delivers until nothing is due and nothing is in flight.
-    #[napi(ts_args_type = "handler: (callId: number, message: Message) => string | undefined")]
+    #[napi(ts_args_type = "handler: (callId: number, message: Message) => HandlerAnswer | undefined")]
     pub async fn run_until_idle(&self, handler: HandlerFn) -> Result<RunSummary> {
         let (h, p) = (Arc::new(handler), self.pending.clone());
         let w = self.inner.clone();
@@ -234,7 +244,7 @@ impl NativeWorker {
 
     /// Delivers until `stop()`; then stops leasing, waits up to `shutdownTimeout` for handlers in
     /// flight and settles those still running as failed attempts.
-    #[napi(ts_args_type = "handler: (callId: number, message: Message) => string | undefined")]
+    #[napi(ts_args_type = "handler: (callId: number, message: Message) => HandlerAnswer | undefined")]
     pub async fn run(&self, handler: HandlerFn) -> Result<RunSummary> {
         let (h, p) = (Arc::new(handler), self.pending.clone());
         let w = self.inner.clone();
@@ -247,10 +257,10 @@ impl NativeWorker {
         .map_err(err)
     }
 
-    /// The outcome of a call whose handler answered with a Promise (see the module docs).
-    #[napi(js_name = "_complete", ts_args_type = "callId: number, outcome: string")]
-    pub fn complete(&self, call_id: f64, outcome: String) -> Result<()> {
-        self.pending.complete(u32_of("callId", call_id)?, outcome);
+    /// The answer of a call whose handler answered with a Promise (see the module docs).
+    #[napi(js_name = "_complete", ts_args_type = "callId: number, answer: HandlerAnswer")]
+    pub fn complete(&self, call_id: f64, answer: HandlerAnswer) -> Result<()> {
+        self.pending.complete(u32_of("callId", call_id)?, answer);
         Ok(())
     }
 

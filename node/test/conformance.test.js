@@ -11,7 +11,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const oncely = require('..')
-const { Inbox, ManualClock, OncelyError, Outbox, Permanent, RetryPolicy, Store } = oncely
+const { Inbox, ManualClock, OncelyError, Outbox, Permanent, Retry, RetryPolicy, Snooze, Store, Worker } = oncely
 
 const ROOT = path.resolve(__dirname, '..', '..')
 const SCENARIOS = path.join(ROOT, 'tests', 'conformance', 'scenarios')
@@ -26,6 +26,10 @@ const MODES = ['at_most_once', 'at_least_once', 'exactly_once']
 class Malformed extends Error {}
 class HandlerFailed extends Error {}
 class HandlerFailedPermanently extends Permanent {}
+// The exception class a `work` step's `raise` handler throws (tests/conformance/README.md).
+class HandlerFailure extends Error {}
+// What this runner's language can express (a handler may return any value, hints any number).
+const CAPABILITIES = ['dynamic_handlers']
 
 const STEPS = {
   begin: [['id', 'expect'], ['payload', 'mode', 'lease_ms', 'scope', 'ticket']],
@@ -52,6 +56,7 @@ const STEPS = {
   inspect: [['delivery', 'expect'], []],
   cancel: [['id', 'expect'], ['queue']],
   get_message: [['id', 'expect'], ['queue']],
+  work: [['handler', 'expect'], ['queue']],
   dead_letters: [['expect'], ['queue']],
   replay: [['id', 'expect'], ['queue']],
   purge_dead: [['expect'], ['ids', 'queue']],
@@ -59,7 +64,7 @@ const STEPS = {
   counters: [['expect'], ['queue']],
   events: [['expect'], []],
 }
-const TOP = ['description', 'inbox', 'outbox', 'steps']
+const TOP = ['description', 'requires', 'inbox', 'outbox', 'steps']
 const INBOX_FIELDS = ['scope', 'mode', 'lease_ms', 'retention_ms', 'cache_policy']
 const OUTBOX_FIELDS = ['queue', 'mode', 'lease_ms', 'retry', 'ordering', 'seed', 'retry_budget', 'max_payload_bytes']
 const HANDLER_FIELDS = ['returns', 'fails', 'permanent']
@@ -79,6 +84,9 @@ function closed(obj, allowed, what, required = []) {
 
 function checkScenario(s) {
   closed(s, TOP, 'scenario', ['steps'])
+  for (const r of s.requires ?? []) {
+    if (!['dynamic_handlers'].includes(r)) throw new Malformed(`unknown capability \`${r}\``)
+  }
   closed(s.inbox ?? {}, INBOX_FIELDS, 'inbox')
   closed(s.outbox ?? {}, OUTBOX_FIELDS, 'outbox')
   s.steps.forEach((step, i) => {
@@ -86,6 +94,7 @@ function checkScenario(s) {
     const [req, opt] = STEPS[step.op]
     closed(step, [...req, ...opt, 'op'], `step ${i} (${step.op})`, req)
     if (step.op === 'process') closed(step.handler, HANDLER_FIELDS, `step ${i} handler`)
+    if (step.op === 'work') workHandler(step.handler)
     if (step.op === 'begin_many') for (const r of step.requests) closed(r, BEGIN_FIELDS, `step ${i} request`, ['id'])
     if (step.op === 'finish_many') for (const r of step.items) closed(r, ['ticket', 'result'], `step ${i} item`, ['ticket', 'result'])
     if (step.op === 'enqueue_many') for (const m of step.messages) closed(m, MESSAGE_FIELDS, `step ${i} message`, ['id'])
@@ -502,6 +511,10 @@ class Run {
       const h = this.heldNamed(s.delivery)
       return { id: h.id, attempt: h.attempt, payload: text(h.payload), key: h.key, headers: h.headers, last_error: h.lastError }
     }
+    if (op === 'work') {
+      const summary = await new Worker(this.outbox(q), workHandler(s.handler)).drain()
+      return { attempts: summary.attempts, succeeded: summary.succeeded, failed: summary.failed }
+    }
     if (op === 'cancel') return { cancel: await this.outbox(q).cancel(s.id) }
     if (op === 'get_message') {
       const r = await this.outbox(q).get(s.id)
@@ -532,6 +545,27 @@ class Run {
     }
     throw new Malformed(`unknown op \`${op}\``)
   }
+}
+
+// A `work` step's handler: acts out what the scenario says with every message (README, `work`).
+const WORK_HANDLERS = {
+  return_nothing: [[], () => () => undefined],
+  return_true: [[], () => () => true],
+  return: [['value'], (h) => () => h.value],
+  raise_retry: [['message'], (h) => () => {
+    throw new Retry(h.message, h.after_ms === undefined ? undefined : { after: h.after_ms / 1000 })
+  }, ['after_ms']],
+  raise_snooze: [['after_ms'], (h) => () => { throw new Snooze(h.after_ms / 1000) }],
+  raise_permanent: [['message'], (h) => () => { throw new Permanent(h.message) }],
+  raise: [['message'], (h) => () => { throw new HandlerFailure(h.message) }],
+}
+
+function workHandler(h) {
+  const spec = isObj(h) ? WORK_HANDLERS[h.does] : undefined
+  if (!spec) throw new Malformed(`work handler: unknown \`does\` ${JSON.stringify(h?.does)}`)
+  const [required, make, optional = []] = spec
+  closed(h, ['does', ...required, ...optional], 'work handler', required)
+  return make(h)
 }
 
 // JSON equality as the other runners use it: 1 and 1.0 are one JSON number in JS, so numbers
@@ -617,6 +651,8 @@ for (const name of scenarioNames()) {
   for (const [bname, Backend] of Object.entries(BACKENDS)) {
     test(`${bname}-${name}`, async () => {
       const scenario = JSON.parse(fs.readFileSync(path.join(SCENARIOS, `${name}.json`), 'utf8'))
+      const missing = (scenario.requires ?? []).filter((r) => !CAPABILITIES.includes(r))
+      assert.deepEqual(missing, [], `this runner cannot express ${missing}`)
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'oncely-node-'))
       try {
         const backend = new Backend(dir)
