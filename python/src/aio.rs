@@ -18,6 +18,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3_async_runtimes::TaskLocals;
 use pyo3_async_runtimes::generic::{ContextExt, Runtime};
 use tokio::sync::OnceCell;
@@ -172,19 +173,42 @@ where
     pyo3_async_runtimes::generic::future_into_py::<OncelyRuntime, F, T>(py, fut)
 }
 
+/// Wraps a handler's awaitable so that a `KeyboardInterrupt` or `SystemExit` it raises comes back
+/// as a value: asyncio re-raises those straight out of the event loop (not through the task's
+/// awaiter), so the claim would be left unsettled while the program exits. [`uncapture`] raises
+/// it again once the Rust side has settled.
+pub(crate) fn capture<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    static CAPTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = awaitable.py();
+    let f = CAPTURE.get_or_try_init(py, || -> PyResult<_> {
+        let code = c"async def capture(awaitable):\n    try:\n        return (True, await awaitable)\n    except (KeyboardInterrupt, SystemExit) as exc:\n        return (False, exc)\n";
+        Ok(PyModule::from_code(py, code, c"oncely_capture.py", c"oncely_capture")?.getattr("capture")?.unbind())
+    })?;
+    f.bind(py).call1((awaitable,))
+}
+
+/// The result of an awaitable wrapped by [`capture`]: its value, or its exception raised again.
+pub(crate) fn uncapture(r: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    let pair = r?;
+    try_attach(|py| {
+        let (ok, v): (bool, Bound<'_, PyAny>) = pair.bind(py).extract()?;
+        if ok { Ok(v.unbind()) } else { Err(PyErr::from_value(v)) }
+    })
+}
+
 /// Awaits what a Python handler returned when it is awaitable (an `async def` handler), or takes
 /// it as is.
 pub(crate) async fn resolve(value: Py<PyAny>) -> PyResult<Py<PyAny>> {
     let fut = try_attach(|py| -> PyResult<_> {
         let v = value.bind(py);
         if v.hasattr("__await__")? {
-            Ok(Some(pyo3_async_runtimes::generic::into_future::<OncelyRuntime>(v.clone())?))
+            Ok(Some(pyo3_async_runtimes::generic::into_future::<OncelyRuntime>(capture(v)?)?))
         } else {
             Ok(None)
         }
     })?;
     match fut {
-        Some(f) => f.await,
+        Some(f) => uncapture(f.await),
         None => Ok(value),
     }
 }

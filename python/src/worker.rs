@@ -170,10 +170,28 @@ struct Handler {
     is_async: bool,
     /// The event loop of an `*_async` run; None for a sync run (coroutines go to `asyncio.run`).
     locals: Option<TaskLocals>,
+    /// The worker's stop signal (`Worker.stop()`).
+    stop: watch::Sender<bool>,
+    /// The first `KeyboardInterrupt`/`SystemExit` a handler raised, with its delivery's id and
+    /// attempt: it stops the run and is raised again from it.
+    exit: std::sync::Mutex<Option<(PyErr, String, u32)>>,
+    /// Set with `exit`.
+    exited: watch::Sender<bool>,
+}
+
+/// Whether `e` asks the program to stop (Ctrl-C, `sys.exit()`): not a failed attempt to retry
+/// quietly, but the end of the run.
+fn is_exit(py: Python<'_>, e: &PyErr) -> bool {
+    e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) || e.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
 }
 
 impl Handler {
-    fn new(py: Python<'_>, func: Py<PyAny>, locals: Option<TaskLocals>) -> PyResult<Arc<Self>> {
+    fn new(
+        py: Python<'_>,
+        func: Py<PyAny>,
+        locals: Option<TaskLocals>,
+        stop: watch::Sender<bool>,
+    ) -> PyResult<Arc<Self>> {
         let f = func.bind(py);
         if !f.is_callable() {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
@@ -184,7 +202,8 @@ impl Handler {
         let iscoro = py.import("inspect")?.getattr("iscoroutinefunction")?;
         let is_async = iscoro.call1((f,))?.is_truthy()?
             || (f.hasattr("__call__")? && iscoro.call1((f.getattr("__call__")?,))?.is_truthy()?);
-        Ok(Arc::new(Handler { func, is_async, locals }))
+        let exit = std::sync::Mutex::new(None);
+        Ok(Arc::new(Handler { func, is_async, locals, stop, exit, exited: watch::channel(false).0 }))
     }
 
     /// Runs `f` with the GIL on a new thread (no tokio context there).
@@ -204,8 +223,77 @@ impl Handler {
     }
 
     async fn call(self: Arc<Self>, m: oncely::Message) -> Outcome {
+        if *self.exited.borrow() {
+            // A handler asked the program to stop: no more Python calls; the attempt is given
+            // back as the worker gives back attempts still running at shutdown.
+            return Outcome::retry("the worker stopped (a handler raised KeyboardInterrupt or SystemExit)");
+        }
+        let (id, attempt) = (m.id.clone(), m.attempts);
         let r = self.clone().call_inner(m).await;
-        attach(|py| outcome_of(py, r)).unwrap_or_else(|| Outcome::retry("the Python interpreter is shutting down"))
+        attach(|py| {
+            if let Err(e) = &r {
+                if is_exit(py, e) {
+                    let mut exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+                    if exit.is_none() {
+                        *exit = Some((e.clone_ref(py), id, attempt));
+                    }
+                    drop(exit);
+                    self.exited.send_replace(true);
+                    self.stop.send_replace(true);
+                }
+            }
+            outcome_of(py, r)
+        })
+        .unwrap_or_else(|| Outcome::retry("the Python interpreter is shutting down"))
+    }
+
+    /// The run's answer: the handler's `KeyboardInterrupt`/`SystemExit` if one raised it.
+    fn finish<T>(&self, py: Python<'_>, r: PyResult<T>) -> PyResult<T> {
+        match &*self.exit.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((e, _, _)) => Err(e.clone_ref(py)),
+            None => r,
+        }
+    }
+
+    /// `Worker::run_until_idle`, stopped when a handler raises `KeyboardInterrupt`/`SystemExit`
+    /// (the core's `run_until_idle` takes no stop signal): driven on until that attempt's retry
+    /// is settled (at most 2 s), then dropped — other attempts in flight then are left to their
+    /// leases' expiry.
+    async fn run_until_idle(
+        self: Arc<Self>,
+        w: CoreWorker,
+        o: oncely::Outbox<AnyStore>,
+    ) -> oncely::Result<oncely::worker::RunSummary> {
+        let me = self.clone();
+        let run = w.run_until_idle(move |m| me.clone().call(m));
+        tokio::pin!(run);
+        let mut exited = self.exited.subscribe();
+        tokio::select! {
+            r = &mut run => return r,
+            _ = exited.wait_for(|e| *e) => {}
+        }
+        let (id, attempt) = match &*self.exit.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((_, id, attempt)) => (id.clone(), *attempt),
+            None => return Ok(Default::default()),
+        };
+        let deadline = tokio::time::sleep(std::time::Duration::from_secs(2));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                r = &mut run => return r,
+                _ = &mut deadline => return Ok(Default::default()),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(2)) => {
+                    let settled = match o.get(&id).await {
+                        Ok(Some(rec)) => !matches!(rec.state, oncely::outbox::MessageState::Leased { .. })
+                            || rec.message.attempts != attempt,
+                        _ => true,
+                    };
+                    if settled {
+                        return Ok(Default::default());
+                    }
+                }
+            }
+        }
     }
 
     async fn call_inner(self: Arc<Self>, m: oncely::Message) -> PyResult<Py<PyAny>> {
@@ -222,9 +310,9 @@ impl Handler {
         match &self.locals {
             Some(locals) => {
                 let fut = try_attach(|py| {
-                    pyo3_async_runtimes::into_future_with_locals(locals, v.into_bound(py))
+                    pyo3_async_runtimes::into_future_with_locals(locals, crate::aio::capture(v.bind(py))?)
                 })?;
-                fut.await
+                crate::aio::uncapture(fut.await)
             }
             None => {
                 Self::on_thread(move |py| Ok(py.import("asyncio")?.call_method1("run", (v,))?.unbind())).await
@@ -238,6 +326,7 @@ impl Handler {
 #[pyclass(module = "oncely._native", frozen)]
 pub struct Worker {
     inner: CoreWorker,
+    outbox: oncely::Outbox<AnyStore>,
     stop: watch::Sender<bool>,
 }
 
@@ -259,28 +348,31 @@ impl Worker {
             poll_interval: secs("poll_interval", poll_interval)?,
             shutdown_timeout: secs("shutdown_timeout", shutdown_timeout)?,
         };
-        let inner = CoreWorker::new(outbox.get().inner.clone(), config).map_err(to_py)?;
-        Ok(Worker { inner, stop: watch::channel(false).0 })
+        let outbox = outbox.get().inner.clone();
+        let inner = CoreWorker::new(outbox.clone(), config).map_err(to_py)?;
+        Ok(Worker { inner, outbox, stop: watch::channel(false).0 })
     }
 
     /// Delivers until nothing is due and nothing is in flight; returns a `RunSummary`. The GIL is
     /// released while waiting; sync handlers run on threads of their own.
     fn run_until_idle(&self, py: Python<'_>, handler: Py<PyAny>) -> PyResult<RunSummary> {
-        let h = Handler::new(py, handler, None)?;
-        let w = self.inner.clone();
-        block_on_runtime(py, async move { w.run_until_idle(move |m| h.clone().call(m)).await }).map(summary)
+        let h = Handler::new(py, handler, None, self.stop.clone())?;
+        let (w, o) = (self.inner.clone(), self.outbox.clone());
+        let run = h.clone().run_until_idle(w, o);
+        let r = block_on_runtime(py, run).map(summary);
+        h.finish(py, r)
     }
 
     /// `run_until_idle`, awaitable. `async def` handlers run on the calling event loop; plain
     /// ones on threads of their own.
     fn run_until_idle_async<'py>(&self, py: Python<'py>, handler: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let locals = TaskLocals::with_running_loop(py)?.copy_context(py)?;
-        let h = Handler::new(py, handler, Some(locals))?;
-        let w = self.inner.clone();
-        spawn_py(
-            py,
-            async move { w.run_until_idle(move |m| h.clone().call(m)).await.map(summary).map_err(to_py) },
-        )
+        let h = Handler::new(py, handler, Some(locals), self.stop.clone())?;
+        let (w, o) = (self.inner.clone(), self.outbox.clone());
+        spawn_py(py, async move {
+            let r = h.clone().run_until_idle(w, o).await.map(summary).map_err(to_py);
+            try_attach(|py| h.finish(py, r))
+        })
     }
 
     /// Delivers until `stop()` is called (from another thread, a handler or a signal handler);
@@ -288,7 +380,8 @@ impl Worker {
     /// those still running as failed attempts. Ctrl-C (KeyboardInterrupt) stops it the same way
     /// and is re-raised afterwards.
     fn run(&self, py: Python<'_>, handler: Py<PyAny>) -> PyResult<RunSummary> {
-        let h = Handler::new(py, handler, None)?;
+        let h = Handler::new(py, handler, None, self.stop.clone())?;
+        let handler = h.clone();
         let w = self.inner.clone();
         let stopped = self.stop.subscribe();
         let interrupt = self.stop.clone();
@@ -322,17 +415,19 @@ impl Worker {
         if let Some(e) = interrupted {
             return Err(e);
         }
-        r.map(summary)
+        handler.finish(py, r.map(summary))
     }
 
     /// `run`, awaitable: delivers until `stop()` is called.
     fn run_async<'py>(&self, py: Python<'py>, handler: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let locals = TaskLocals::with_running_loop(py)?.copy_context(py)?;
-        let h = Handler::new(py, handler, Some(locals))?;
+        let h = Handler::new(py, handler, Some(locals), self.stop.clone())?;
         let w = self.inner.clone();
         let stopped = self.stop.subscribe();
         spawn_py(py, async move {
-            w.run(move |m| h.clone().call(m), wait_stop(stopped)).await.map(summary).map_err(to_py)
+            let me = h.clone();
+            let r = w.run(move |m| me.clone().call(m), wait_stop(stopped)).await.map(summary).map_err(to_py);
+            try_attach(|py| h.finish(py, r))
         })
     }
 
