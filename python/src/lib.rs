@@ -75,16 +75,9 @@ pub(crate) fn to_bytes(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> 
 /// exception's type name — a `__str__` that raises (or says nothing) must not lose the failure.
 /// The one rule for `Inbox.process`, `Inbox.claim` and the worker.
 pub(crate) fn exception_text(exc: &Bound<'_, PyAny>) -> String {
-    if let Ok(s) = exc.str() {
-        let t = s.to_string_lossy();
-        if !t.is_empty() {
-            return t.into_owned();
-        }
-    }
-    match exc.get_type().name() {
-        Ok(n) => n.to_string_lossy().into_owned(),
-        Err(_) => "exception".into(),
-    }
+    let message = exc.str().ok().map(|s| s.to_string_lossy().into_owned());
+    let type_name = exc.get_type().name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    oncely::handler::failure_text(message.as_deref(), &type_name)
 }
 
 /// `exception_text` for `oncely.Inbox.claim` (Python code).

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use oncely::handler::{HandlerResult, Hint, Raised, Returned};
 use oncely::{AnyStore, Outcome, WorkerConfig};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -18,7 +19,7 @@ use crate::aio::{attach, spawn_py, try_attach};
 use crate::block_on_runtime;
 use crate::errors::Permanent;
 use crate::outbox::Outbox;
-use crate::{Int, args, exception_text, py_bytes, secs, to_py};
+use crate::{Int, args, py_bytes, secs, to_py};
 
 type CoreWorker = oncely::Worker<AnyStore>;
 
@@ -106,57 +107,58 @@ fn outcome_types(py: Python<'_>) -> PyResult<&(Py<PyType>, Py<PyType>)> {
     })
 }
 
-/// `str(v)`, or "" when that fails (for values that are not the exception itself).
-fn text(v: &Bound<'_, PyAny>) -> String {
-    v.str().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+/// `str(v)` when it can be read and is not empty.
+fn message_of(v: &Bound<'_, PyAny>) -> Option<String> {
+    v.str().ok().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
 }
 
-/// The outcome of one handler call.
-fn outcome_of(py: Python<'_>, r: PyResult<Py<PyAny>>) -> Outcome {
+/// A Retry/Snooze hint as the handler gave it: `None` is no hint, a number (not a bool) is
+/// seconds, anything else is described by its `repr`.
+fn hint_of(v: PyResult<Bound<'_, PyAny>>) -> Hint {
+    let Ok(v) = v else { return Hint::Absent };
+    if v.is_none() {
+        return Hint::Absent;
+    }
+    if !v.is_instance_of::<PyBool>() {
+        if let Ok(seconds) = v.extract::<f64>() {
+            return Hint::Seconds(seconds);
+        }
+    }
+    Hint::NotANumber(v.repr().map(|r| r.to_string_lossy().into_owned()).unwrap_or_else(|_| crate::type_name(&v)))
+}
+
+/// What the handler did, described for the core's handler contract ([`oncely::handler`]), which
+/// decides the outcome and the stored text: the same rule as in every other language.
+fn result_of(py: Python<'_>, r: PyResult<Py<PyAny>>) -> HandlerResult {
     match r {
         Ok(v) => {
             let v = v.bind(py);
-            if v.is_none() || v.is(PyBool::new(py, true)) {
-                Outcome::Success
+            HandlerResult::Returned(if v.is_none() {
+                Returned::Nothing
+            } else if v.is(PyBool::new(py, true)) {
+                Returned::True
             } else {
-                let shown = match v.repr() {
-                    Ok(r) => oncely::text::quote(&r.to_string_lossy()),
+                Returned::Value(match v.repr() {
+                    Ok(r) => r.to_string_lossy().into_owned(),
                     Err(_) => crate::type_name(v),
-                };
-                Outcome::retry(format!("the handler returned {shown} (expected None or True)"))
-            }
+                })
+            })
         }
         Err(e) => {
-            let exc = e.value(py);
-            if e.is_instance_of::<Permanent>(py) {
-                return Outcome::Fail(exception_text(exc.as_any()));
-            }
-            let Ok((retry, snooze)) = outcome_types(py) else {
-                return Outcome::retry(exception_text(exc.as_any()));
+            let exc = e.value(py).as_any();
+            let type_name = exc.get_type().name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let kind = match outcome_types(py) {
+                _ if e.is_instance_of::<Permanent>(py) => Raised::Permanent,
+                Ok((retry, _)) if exc.is_instance(retry.bind(py)).unwrap_or(false) => Raised::Retry {
+                    error: exc.getattr("error").ok().and_then(|e| message_of(&e)),
+                    after: hint_of(exc.getattr("after")),
+                },
+                Ok((_, snooze)) if exc.is_instance(snooze.bind(py)).unwrap_or(false) => {
+                    Raised::Snooze { seconds: hint_of(exc.getattr("seconds")) }
+                }
+                _ => Raised::Other,
             };
-            let seconds = |name: &'static str| -> PyResult<Option<std::time::Duration>> {
-                let v = exc.getattr(name)?;
-                if v.is_none() { Ok(None) } else { secs(name, v.extract()?).map(Some) }
-            };
-            if exc.is_instance(retry.bind(py)).unwrap_or(false) {
-                let error = exc.getattr("error").map(|e| text(&e)).unwrap_or_default();
-                return match seconds("after") {
-                    Ok(after) => Outcome::Retry { after, error },
-                    Err(bad) => {
-                        Outcome::retry(format!("{error} (bad Retry.after: {})", text(bad.value(py).as_any())))
-                    }
-                };
-            }
-            if exc.is_instance(snooze.bind(py)).unwrap_or(false) {
-                return match seconds("seconds") {
-                    Ok(Some(d)) => Outcome::Snooze(d),
-                    Ok(None) => Outcome::retry("Snooze needs seconds"),
-                    Err(bad) => {
-                        Outcome::retry(format!("bad Snooze.seconds: {}", text(bad.value(py).as_any())))
-                    }
-                };
-            }
-            Outcome::retry(exception_text(exc.as_any()))
+            HandlerResult::Raised { kind, message: message_of(exc), type_name }
         }
     }
 }
@@ -242,7 +244,7 @@ impl Handler {
                     self.stop.send_replace(true);
                 }
             }
-            outcome_of(py, r)
+            result_of(py, r).outcome()
         })
         .unwrap_or_else(|| Outcome::retry("the Python interpreter is shutting down"))
     }

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import oncely
-from oncely import Inbox, ManualClock, OncelyError, Outbox, Permanent, RetryPolicy, Store
+from oncely import Inbox, ManualClock, OncelyError, Outbox, Permanent, Retry, RetryPolicy, Snooze, Store, Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "tests" / "conformance" / "scenarios"
@@ -73,6 +73,7 @@ STEPS = {
     "inspect": ({"delivery", "expect"}, set()),
     "cancel": ({"id", "expect"}, {"queue"}),
     "get_message": ({"id", "expect"}, {"queue"}),
+    "work": ({"handler", "expect"}, {"queue"}),
     "dead_letters": ({"expect"}, {"queue"}),
     "replay": ({"id", "expect"}, {"queue"}),
     "purge_dead": ({"expect"}, {"ids", "queue"}),
@@ -80,7 +81,9 @@ STEPS = {
     "counters": ({"expect"}, {"queue"}),
     "events": ({"expect"}, set()),
 }
-TOP = {"description", "inbox", "outbox", "steps"}
+TOP = {"description", "requires", "inbox", "outbox", "steps"}
+# What this runner's language can express (a handler may return any value, hints any number).
+CAPABILITIES = {"dynamic_handlers"}
 INBOX_FIELDS = {"scope", "mode", "lease_ms", "retention_ms", "cache_policy"}
 OUTBOX_FIELDS = {"queue", "mode", "lease_ms", "retry", "ordering", "seed", "retry_budget", "max_payload_bytes"}
 HANDLER_FIELDS = {"returns", "fails", "permanent"}
@@ -100,8 +103,41 @@ def closed(obj, allowed, what, required=()):
         raise Malformed(f"{what}: missing field(s) {sorted(missing)}")
 
 
+class HandlerFailure(Exception):
+    """The exception a `work` step's `raise` handler raises (tests/conformance/README.md)."""
+
+
+def _raise(exc):
+    raise exc
+
+
+# A `work` step's handler, by `does`: (required fields, optional fields, the handler it makes).
+WORK_HANDLERS = {
+    "return_nothing": (set(), set(), lambda h: lambda m: None),
+    "return_true": (set(), set(), lambda h: lambda m: True),
+    "return": ({"value"}, set(), lambda h: lambda m: h["value"]),
+    "raise_retry": ({"message"}, {"after_ms"}, lambda h: lambda m: _raise(
+        Retry(h["message"], after=None if "after_ms" not in h else h["after_ms"] / 1000))),
+    "raise_snooze": ({"after_ms"}, set(), lambda h: lambda m: _raise(Snooze(h["after_ms"] / 1000))),
+    "raise_permanent": ({"message"}, set(), lambda h: lambda m: _raise(Permanent(h["message"]))),
+    "raise": ({"message"}, set(), lambda h: lambda m: _raise(HandlerFailure(h["message"]))),
+}
+
+
+def work_handler(h):
+    spec = WORK_HANDLERS.get(h.get("does")) if isinstance(h, dict) else None
+    if spec is None:
+        raise Malformed(f"work handler: unknown `does` {h.get('does') if isinstance(h, dict) else h!r}")
+    required, optional, make = spec
+    closed(h, required | optional | {"does"}, "work handler", required)
+    return make(h)
+
+
 def check_scenario(s):
     closed(s, TOP, "scenario", {"steps"})
+    for r in s.get("requires") or []:
+        if r not in {"dynamic_handlers"}:
+            raise Malformed(f"unknown capability `{r}`")
     closed(s.get("inbox") or {}, INBOX_FIELDS, "inbox")
     closed(s.get("outbox") or {}, OUTBOX_FIELDS, "outbox")
     for i, step in enumerate(s["steps"]):
@@ -111,6 +147,8 @@ def check_scenario(s):
         closed(step, req | opt | {"op"}, f"step {i} ({step['op']})", req)
         if step["op"] == "process":
             closed(step["handler"], HANDLER_FIELDS, f"step {i} handler")
+        if step["op"] == "work":
+            work_handler(step["handler"])
         if step["op"] == "begin_many":
             for r in step["requests"]:
                 closed(r, BEGIN_FIELDS, f"step {i} request", {"id"})
@@ -665,6 +703,10 @@ class Run:
             h = self.held_named(s["delivery"])
             return {"id": h.id, "attempt": h.attempt, "payload": text(h.payload), "key": h.key,
                     "headers": h.headers, "last_error": h.last_error}
+        if op == "work":
+            worker = Worker(self.outbox(g("queue") or self.queue))
+            summary = self.call(worker, "run_until_idle", work_handler(s["handler"]))
+            return {"attempts": summary.attempts, "succeeded": summary.succeeded, "failed": summary.failed}
         if op == "cancel":
             return {"cancel": self.outbox(g("queue") or self.queue).cancel(s["id"])}
         if op == "get_message":
@@ -735,5 +777,7 @@ def test_conformance(backend, name, tmp_path):
             scenario = json.load(f)
         except ValueError as e:
             pytest.fail(f"cannot load the scenario: {e}")
+    missing = set(scenario.get("requires") or []) - CAPABILITIES
+    assert not missing, f"this runner cannot express {sorted(missing)}"
     use_async = backend.endswith("-async")
     run_scenario(scenario, BACKENDS[backend.removesuffix("-async")](tmp_path), use_async)

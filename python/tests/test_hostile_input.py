@@ -281,5 +281,5 @@ def test_worker_error_for_a_huge_return_value_is_bounded():
     outbox.enqueue(b"x", id="m")
     Worker(outbox, concurrency=1).run_until_idle(lambda m: HUGE)
     rec = outbox.get("m")
-    assert rec.last_error.startswith("the handler returned \\'yyy")     # quoted, escaped
+    assert rec.last_error.startswith("the handler returned 'yyy")     # quoted (repr), bounded
     assert len(rec.last_error) < 200

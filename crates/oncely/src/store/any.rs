@@ -44,6 +44,17 @@ impl std::fmt::Debug for AnyStore {
 }
 
 impl AnyStore {
+    /// Refuses, without opening or creating anything, a location that [`AnyStore::open`] would
+    /// refuse for its form alone: empty, a libpq key/value string, or a URL of a scheme oncely
+    /// does not open. `Ok` means the text is a store location (whether the store opens is
+    /// another matter).
+    pub fn check_location(location: &str) -> Result<()> {
+        if location.is_empty() {
+            return Err(Error::invalid("location", "must not be empty (\"memory\" or an SQLite file path)"));
+        }
+        refuse_foreign_location(location)
+    }
+
     /// Opens the store at `location`: `"memory"` for a new in-memory store, `"sqlite::memory:"`
     /// for a private in-memory SQLite database, and otherwise an SQLite file path (optionally
     /// written `sqlite:PATH` or `sqlite://PATH`); `postgres://…` or `postgresql://…` for a
@@ -64,7 +75,7 @@ impl AnyStore {
                 "names a PostgreSQL database, but this build has no PostgreSQL support (cargo feature `postgres`)",
             ));
         }
-        refuse_foreign_location(location)?;
+        Self::check_location(location)?;
         let path = location
             .strip_prefix("sqlite://")
             .or_else(|| location.strip_prefix("sqlite:"))
