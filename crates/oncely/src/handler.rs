@@ -156,6 +156,16 @@ impl HandlerResult {
             }
         }
     }
+
+    /// The inbox failure this result stands for (`None` for a return): permanent when the
+    /// handler raised `Permanent`, retryable otherwise, with [`HandlerResult::failure`]'s text.
+    pub fn inbox_failure(&self) -> Option<crate::inbox::Failure<String>> {
+        let text = self.failure()?;
+        Some(match self {
+            HandlerResult::Raised { kind: Raised::Permanent, .. } => crate::inbox::Failure::permanent(text),
+            _ => crate::inbox::Failure::retryable(text),
+        })
+    }
 }
 
 #[cfg(test)]

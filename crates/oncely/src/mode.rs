@@ -48,7 +48,10 @@ impl FromStr for Mode {
             "exactly_once" => Ok(Mode::ExactlyOnce),
             _ => Err(Error::invalid(
                 "mode",
-                format!("unknown mode `{s}` (expected at_most_once, at_least_once or exactly_once)"),
+                format!(
+                    "unknown mode `{}` (expected at_most_once, at_least_once or exactly_once)",
+                    crate::text::quote(s)
+                ),
             )),
         }
     }

@@ -108,6 +108,21 @@ impl<S: OutboxStore> Worker<S> {
         self.run_inner(handler, std::future::pending::<()>(), Stop::WhenIdle).await
     }
 
+    /// [`Worker::run_until_idle`] that also ends early, gracefully, when `shutdown` resolves
+    /// (as [`Worker::run`] does): for a binding whose handler asked the process to stop (a
+    /// Python `KeyboardInterrupt`) while draining.
+    pub async fn run_until_idle_or<H, Fut>(
+        &self,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RunSummary>
+    where
+        H: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        self.run_inner(handler, shutdown, Stop::WhenIdle).await
+    }
+
     /// Delivers until `shutdown` resolves; then stops leasing, waits up to `shutdown_timeout` for
     /// in-flight handlers, and stops those still running, settling them as failed attempts
     /// (retried by the policy: an attempt under way may have had its effect).

@@ -117,3 +117,17 @@ fn store_locations_are_checked() {
     let e = oncely::AnyStore::open("/nonexistent-dir-for-oncely/x.db", SqliteConfig::default()).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Storage);
 }
+
+/// Names parsed from caller text (a mode, an ordering, a poison policy) quote the caller's text
+/// by a bounded prefix: a 20 MB mode string makes a short error, not a 20 MB one.
+#[test]
+fn huge_names_make_short_errors() {
+    let huge = "x".repeat(20 << 20);
+    let mode = huge.parse::<oncely::Mode>().unwrap_err();
+    let ordering = oncely::outbox::Ordering::from_names(&huge, None, None).unwrap_err();
+    let poison = oncely::outbox::Ordering::from_names("fifo_per_key", Some(&huge), None).unwrap_err();
+    for e in [mode, ordering, poison] {
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+        assert!(e.to_string().len() < 300, "{} bytes", e.to_string().len());
+    }
+}

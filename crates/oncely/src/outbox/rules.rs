@@ -66,13 +66,19 @@ impl Ordering {
                 other => {
                     return Err(Error::invalid(
                         "poison",
-                        format!("unknown poison policy `{other}` (expected block, dead_letter or park)"),
+                        format!(
+                            "unknown poison policy `{}` (expected block, dead_letter or park)",
+                            crate::text::quote(other)
+                        ),
                     ));
                 }
             })),
             other => Err(Error::invalid(
                 "ordering",
-                format!("unknown ordering `{other}` (expected unordered or fifo_per_key)"),
+                format!(
+                    "unknown ordering `{}` (expected unordered or fifo_per_key)",
+                    crate::text::quote(other)
+                ),
             )),
         }
     }
