@@ -257,45 +257,17 @@ impl Handler {
         }
     }
 
-    /// `Worker::run_until_idle`, stopped when a handler raises `KeyboardInterrupt`/`SystemExit`
-    /// (the core's `run_until_idle` takes no stop signal): driven on until that attempt's retry
-    /// is settled (at most 2 s), then dropped — other attempts in flight then are left to their
-    /// leases' expiry.
-    async fn run_until_idle(
-        self: Arc<Self>,
-        w: CoreWorker,
-        o: oncely::Outbox<AnyStore>,
-    ) -> oncely::Result<oncely::worker::RunSummary> {
+    /// `Worker::run_until_idle`, stopped gracefully (as `run` is by `stop()`) when a handler
+    /// raises `KeyboardInterrupt`/`SystemExit`.
+    async fn run_until_idle(self: Arc<Self>, w: CoreWorker) -> oncely::Result<oncely::worker::RunSummary> {
         let me = self.clone();
-        let run = w.run_until_idle(move |m| me.clone().call(m));
-        tokio::pin!(run);
+        // A handler's KeyboardInterrupt/SystemExit stops the drain the way `stop()` stops `run`:
+        // no more leases, in-flight attempts finish (or are given back), all settled.
         let mut exited = self.exited.subscribe();
-        tokio::select! {
-            r = &mut run => return r,
-            _ = exited.wait_for(|e| *e) => {}
-        }
-        let (id, attempt) = match &*self.exit.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some((_, id, attempt)) => (id.clone(), *attempt),
-            None => return Ok(Default::default()),
+        let exit = async move {
+            let _ = exited.wait_for(|e| *e).await;
         };
-        let deadline = tokio::time::sleep(std::time::Duration::from_secs(2));
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                r = &mut run => return r,
-                _ = &mut deadline => return Ok(Default::default()),
-                _ = tokio::time::sleep(std::time::Duration::from_millis(2)) => {
-                    let settled = match o.get(&id).await {
-                        Ok(Some(rec)) => !matches!(rec.state, oncely::outbox::MessageState::Leased { .. })
-                            || rec.message.attempts != attempt,
-                        _ => true,
-                    };
-                    if settled {
-                        return Ok(Default::default());
-                    }
-                }
-            }
-        }
+        w.run_until_idle_or(move |m| me.clone().call(m), exit).await
     }
 
     async fn call_inner(self: Arc<Self>, m: oncely::Message) -> PyResult<Py<PyAny>> {
@@ -328,7 +300,6 @@ impl Handler {
 #[pyclass(module = "oncely._native", frozen)]
 pub struct Worker {
     inner: CoreWorker,
-    outbox: oncely::Outbox<AnyStore>,
     stop: watch::Sender<bool>,
 }
 
@@ -350,17 +321,15 @@ impl Worker {
             poll_interval: secs("poll_interval", poll_interval)?,
             shutdown_timeout: secs("shutdown_timeout", shutdown_timeout)?,
         };
-        let outbox = outbox.get().inner.clone();
-        let inner = CoreWorker::new(outbox.clone(), config).map_err(to_py)?;
-        Ok(Worker { inner, outbox, stop: watch::channel(false).0 })
+        let inner = CoreWorker::new(outbox.get().inner.clone(), config).map_err(to_py)?;
+        Ok(Worker { inner, stop: watch::channel(false).0 })
     }
 
     /// Delivers until nothing is due and nothing is in flight; returns a `RunSummary`. The GIL is
     /// released while waiting; sync handlers run on threads of their own.
     fn run_until_idle(&self, py: Python<'_>, handler: Py<PyAny>) -> PyResult<RunSummary> {
         let h = Handler::new(py, handler, None, self.stop.clone())?;
-        let (w, o) = (self.inner.clone(), self.outbox.clone());
-        let run = h.clone().run_until_idle(w, o);
+        let run = h.clone().run_until_idle(self.inner.clone());
         let r = block_on_runtime(py, run).map(summary);
         h.finish(py, r)
     }
@@ -370,9 +339,9 @@ impl Worker {
     fn run_until_idle_async<'py>(&self, py: Python<'py>, handler: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let locals = TaskLocals::with_running_loop(py)?.copy_context(py)?;
         let h = Handler::new(py, handler, Some(locals), self.stop.clone())?;
-        let (w, o) = (self.inner.clone(), self.outbox.clone());
+        let w = self.inner.clone();
         spawn_py(py, async move {
-            let r = h.clone().run_until_idle(w, o).await.map(summary).map_err(to_py);
+            let r = h.clone().run_until_idle(w).await.map(summary).map_err(to_py);
             try_attach(|py| h.finish(py, r))
         })
     }
