@@ -341,17 +341,7 @@ impl Inbox {
                     answer.map_err(|f| handler_failure(&f))
                 })
                 .await;
-            match outcome {
-                Ok(p) => Ok(Processed { result: p.result.map(Buffer::from), replayed: p.replayed }),
-                Err(ProcessError::Handler(text)) => Err(coded("ONCELY_HANDLER_FAILED", &text)),
-                Err(ProcessError::ReplayedFailure(reason)) => Err(coded(
-                    "ONCELY_REPLAYED_FAILURE",
-                    &String::from_utf8_lossy(reason.as_deref().unwrap_or_default()),
-                )),
-                Err(ProcessError::Oncely(e)) => Err(err(e)),
-                #[allow(unreachable_patterns)]
-                Err(_) => Err(coded("ONCELY_UNKNOWN", "unknown process error")),
-            }
+            processed(outcome)
         })
     }
 
@@ -458,4 +448,20 @@ pub struct FinishResult {
     /// The error (index.js turns the native `CODE\x1fTEXT` into the error object).
     #[napi(ts_type = "OncelyError")]
     pub error: Option<String>,
+}
+
+/// A `process` call's answer for JS: the result, or the error index.js turns into the handler's
+/// own exception (`ONCELY_HANDLER_FAILED`), a `ReplayedFailureError` or an oncely error.
+pub(crate) fn processed(r: std::result::Result<oncely::Processed, ProcessError<String>>) -> Result<Processed> {
+    match r {
+        Ok(p) => Ok(Processed { result: p.result.map(Buffer::from), replayed: p.replayed }),
+        Err(ProcessError::Handler(text)) => Err(coded("ONCELY_HANDLER_FAILED", &text)),
+        Err(ProcessError::ReplayedFailure(reason)) => Err(coded(
+            "ONCELY_REPLAYED_FAILURE",
+            &String::from_utf8_lossy(reason.as_deref().unwrap_or_default()),
+        )),
+        Err(ProcessError::Oncely(e)) => Err(err(e)),
+        #[allow(unreachable_patterns)]
+        Err(_) => Err(coded("ONCELY_UNKNOWN", "unknown process error")),
+    }
 }

@@ -464,26 +464,13 @@ impl Outbox {
         let token = count("token", number("token", token)?)?;
         let action = text("action", action)?;
         let o = Options::of("settle options", options, SETTLE_OPTIONS)?;
-        let need = |name: &'static str| -> Result<Duration> {
-            o.secs(name)?.ok_or_else(|| invalid(name, format!("is required for `{action}`")))
+        let fields = oncely::outbox::SettleFields {
+            after: o.secs("after")?,
+            error: o.text("error")?,
+            reason: o.text("reason")?,
+            lease: o.secs("lease")?,
         };
-        let how = match action.as_str() {
-            "ack" => Settle::Ack,
-            "retry" => Settle::Retry { after: o.secs("after")?, error: o.text("error")?.unwrap_or_default() },
-            "snooze" => Settle::Snooze { after: need("after")? },
-            "fail" => Settle::Fail { reason: o.text("reason")?.unwrap_or_default() },
-            "extend" => Settle::Extend { lease: need("lease")? },
-            "release" => Settle::Release,
-            other => {
-                return Err(invalid(
-                    "action",
-                    format!(
-                        "unknown action `{}` (expected ack, retry, snooze, fail, extend or release)",
-                        oncely::text::quote(other)
-                    ),
-                ));
-            }
-        };
+        let how = Settle::from_action(&action, fields).map_err(err)?;
         let ob = self.inner.clone();
         promise(env, async move { ob.settle(&id, token, how).await.map(settled).map_err(err) })
     }

@@ -16,10 +16,10 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use oncely::sql::{SqlTx, SqlValue};
-use oncely::{Failure, ProcessError};
+use oncely::Failure;
 
 use crate::conv::{Options, bytes, list, opt_bytes, text};
-use crate::inbox::{Inbox, Processed, request};
+use crate::inbox::{Inbox, Processed, processed, request};
 use crate::outbox::{ENQUEUE_OPTIONS, Outbox, enqueued_str, new_message};
 use crate::store::Store;
 use crate::{coded, err, invalid, promise};
@@ -195,19 +195,6 @@ fn call_on_js_thread(handler: &TxHandlerFn, tx: &mut dyn SqlTx) -> std::result::
     }
 }
 
-fn processed(r: std::result::Result<oncely::Processed, ProcessError<String>>) -> Result<Processed> {
-    match r {
-        Ok(p) => Ok(Processed { result: p.result.map(Buffer::from), replayed: p.replayed }),
-        Err(ProcessError::Handler(text)) => Err(coded("ONCELY_HANDLER_FAILED", &text)),
-        Err(ProcessError::ReplayedFailure(reason)) => Err(coded(
-            "ONCELY_REPLAYED_FAILURE",
-            &String::from_utf8_lossy(reason.as_deref().unwrap_or_default()),
-        )),
-        Err(ProcessError::Oncely(e)) => Err(err(e)),
-        #[allow(unreachable_patterns)]
-        Err(_) => Err(coded("ONCELY_UNKNOWN", "unknown process error")),
-    }
-}
 
 #[napi]
 impl Inbox {

@@ -527,26 +527,13 @@ impl Outbox {
         lease: Option<f64>,
     ) -> PyResult<Settled> {
         let (token, action, error, reason) = (token.0, &*action, error.0, reason.0);
-        let need = |name: &'static str, v: Option<f64>| -> PyResult<Duration> {
-            secs(name, v.ok_or_else(|| invalid(name, format!("is required for `{action}`")))?)
+        let fields = oncely::outbox::SettleFields {
+            after: opt_secs("after", after)?,
+            error: Some(error),
+            reason: Some(reason),
+            lease: opt_secs("lease", lease)?,
         };
-        let how = match action {
-            "ack" => Settle::Ack,
-            "retry" => Settle::Retry { after: opt_secs("after", after)?, error },
-            "snooze" => Settle::Snooze { after: need("after", after)? },
-            "fail" => Settle::Fail { reason },
-            "extend" => Settle::Extend { lease: need("lease", lease)? },
-            "release" => Settle::Release,
-            other => {
-                return Err(invalid(
-                    "action",
-                    format!(
-                        "unknown action `{}` (expected ack, retry, snooze, fail, extend or release)",
-                        oncely::text::quote(other)
-                    ),
-                ));
-            }
-        };
+        let how = Settle::from_action(action, fields).map_err(to_py)?;
         let o = self.inner.clone();
         block(py, async move { o.settle(&id, token, how).await }).map(settled)
     }

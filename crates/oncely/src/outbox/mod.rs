@@ -18,7 +18,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use budget::RetryBudget;
 pub use record::{MessageState, OutboxRecord, QueueStats};
-pub use rules::{Cancelled, Enqueued, Ordering, PoisonPolicy, Settle, Settled};
+pub use rules::{Cancelled, Enqueued, Ordering, PoisonPolicy, Settle, SettleFields, Settled};
 
 use crate::backoff::RetryPolicy;
 use crate::clock::{SharedClock, SystemClock, Timestamp, require_positive};

@@ -124,6 +124,51 @@ pub enum Settle {
     Release,
 }
 
+/// What a settle names, as the bindings receive it: an action and its fields.
+#[derive(Debug, Clone, Default)]
+pub struct SettleFields {
+    /// `retry`'s hint, and `snooze`'s delay (required there).
+    pub after: Option<Duration>,
+    /// `retry`'s error text (default: empty).
+    pub error: Option<String>,
+    /// `fail`'s reason (default: empty).
+    pub reason: Option<String>,
+    /// `extend`'s new lease (required there).
+    pub lease: Option<Duration>,
+}
+
+impl Settle {
+    /// The stable names of the settle actions, as every binding spells them.
+    pub const ACTIONS: [&'static str; 6] = ["ack", "retry", "snooze", "fail", "extend", "release"];
+
+    /// The settle an action name and its fields describe (what a binding's
+    /// `settle(id, token, action, ...)` passes). An unknown action, or one whose required field
+    /// is missing (`snooze` without `after`, `extend` without `lease`), is `invalid_argument`.
+    pub fn from_action(action: &str, fields: SettleFields) -> Result<Settle> {
+        let need = |name: &'static str, v: Option<Duration>| {
+            v.ok_or_else(|| Error::invalid(name, format!("is required for `{action}`")))
+        };
+        Ok(match action {
+            "ack" => Settle::Ack,
+            "retry" => Settle::Retry { after: fields.after, error: fields.error.unwrap_or_default() },
+            "snooze" => Settle::Snooze { after: need("after", fields.after)? },
+            "fail" => Settle::Fail { reason: fields.reason.unwrap_or_default() },
+            "extend" => Settle::Extend { lease: need("lease", fields.lease)? },
+            "release" => Settle::Release,
+            other => {
+                return Err(Error::invalid(
+                    "action",
+                    format!(
+                        "unknown action `{}` (expected {})",
+                        crate::text::quote(other),
+                        "ack, retry, snooze, fail, extend or release"
+                    ),
+                ));
+            }
+        })
+    }
+}
+
 /// The result of an enqueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
