@@ -5,7 +5,6 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use oncely::inbox::Status as RecordStatus;
 use oncely::{AnyStore, Begin as CoreBegin, CachePolicy, Failure, InboxConfig};
 use oncely::{ProcessError, Request};
 
@@ -21,16 +20,6 @@ pub struct Replay {
     /// `"seen"`, `"succeeded"` or `"failed"`.
     pub status: String,
     pub result: Option<Buffer>,
-}
-
-fn status_str(s: RecordStatus) -> &'static str {
-    match s {
-        RecordStatus::Seen => "seen",
-        RecordStatus::Succeeded => "succeeded",
-        RecordStatus::Failed => "failed",
-        #[allow(unreachable_patterns)]
-        _ => "unknown",
-    }
 }
 
 /// A claim on one id: run the effect, then `finish`, `fail` or `release` it.
@@ -121,7 +110,7 @@ fn begin_of(b: CoreBegin<AnyStore>) -> Begin {
         }
         CoreBegin::Duplicate(r) => {
             out.outcome = "duplicate";
-            out.replay = Some((status_str(r.status).to_string(), r.result));
+            out.replay = Some((r.status.as_str().to_string(), r.result));
         }
         CoreBegin::InProgress { lease_until } => {
             out.outcome = "in_progress";
@@ -243,19 +232,7 @@ impl Inbox {
             cfg = cfg.retention(r);
         }
         if let Some(p) = options.text("cachePolicy")? {
-            cfg = cfg.cache_policy(match p.as_str() {
-                "success_only" => CachePolicy::SuccessOnly,
-                "success_and_failure" => CachePolicy::SuccessAndFailure,
-                other => {
-                    return Err(invalid(
-                        "cache_policy",
-                        format!(
-                            "unknown policy `{}` (expected success_only or success_and_failure)",
-                            oncely::text::quote(other)
-                        ),
-                    ));
-                }
-            });
+            cfg = cfg.cache_policy(p.parse::<CachePolicy>().map_err(err)?);
         }
         if let Some(n) = options.size("recentCapacity")? {
             cfg = cfg.recent_capacity(n);
@@ -413,11 +390,12 @@ pub struct InboxRecord {
 
 fn inbox_record(r: oncely::inbox::InboxRecord) -> InboxRecord {
     use oncely::inbox::RecordState;
-    let (state, result, lease_until_ms) = match r.state {
-        RecordState::InProgress { lease_until } => ("in_progress".to_string(), None, Some(lease_until.0)),
-        RecordState::Completed(o) => (status_str(o.status).to_string(), o.result, None),
+    let state = r.state.as_str().to_string();
+    let (result, lease_until_ms) = match r.state {
+        RecordState::InProgress { lease_until } => (None, Some(lease_until.0)),
+        RecordState::Completed(o) => (o.result, None),
         #[allow(unreachable_patterns)]
-        _ => ("unknown".to_string(), None, None),
+        _ => (None, None),
     };
     InboxRecord {
         state,

@@ -24,17 +24,7 @@ pub struct Settled {
 }
 
 fn settled(s: CoreSettled) -> Settled {
-    let (kind, at_ms) = match s {
-        CoreSettled::Acked => ("acked", None),
-        CoreSettled::Retrying { at } => ("retrying", Some(at.0)),
-        CoreSettled::GaveUp => ("gave_up", None),
-        CoreSettled::Returned { at } => ("returned", Some(at.0)),
-        CoreSettled::Extended { until } => ("extended", Some(until.0)),
-        CoreSettled::Dropped => ("dropped", None),
-        #[allow(unreachable_patterns)]
-        _ => ("unknown", None),
-    };
-    Settled { kind: kind.to_string(), at_ms }
+    Settled { kind: s.as_str().to_string(), at_ms: s.at().map(|t| t.0) }
 }
 
 /// A message as stored.
@@ -56,12 +46,13 @@ pub struct OutboxRecord {
 }
 
 fn outbox_record(r: CoreRecord) -> OutboxRecord {
-    let (state, reason, lease_until_ms) = match r.state {
-        MessageState::Ready => ("ready", None, None),
-        MessageState::Leased { lease_until, .. } => ("leased", None, Some(lease_until.0)),
-        MessageState::Dead { reason } => ("dead", Some(reason), None),
+    let state = r.state.as_str();
+    let (reason, lease_until_ms) = match r.state {
+        MessageState::Ready => (None, None),
+        MessageState::Leased { lease_until, .. } => (None, Some(lease_until.0)),
+        MessageState::Dead { reason } => (Some(reason), None),
         #[allow(unreachable_patterns)]
-        _ => ("unknown", None, None),
+        _ => (None, None),
     };
     let m = r.message;
     OutboxRecord {
@@ -313,13 +304,7 @@ pub(crate) fn new_message(payload: Vec<u8>, o: &Options<'_>) -> Result<NewMessag
 }
 
 pub(crate) fn enqueued_str(e: oncely::outbox::Enqueued) -> String {
-    match e {
-        oncely::outbox::Enqueued::Queued => "queued",
-        oncely::outbox::Enqueued::AlreadyQueued => "already_queued",
-        #[allow(unreachable_patterns)]
-        _ => "unknown",
-    }
-    .to_string()
+    e.as_str().to_string()
 }
 
 /// One message for `enqueueMany`.
@@ -482,14 +467,7 @@ impl Outbox {
         let (o, id) = (self.inner.clone(), text("id", id)?);
         promise(env, async move {
             let c = o.cancel(&id).await.map_err(err)?;
-            Ok(match c {
-                Cancelled::Cancelled => "cancelled",
-                Cancelled::InFlight => "in_flight",
-                Cancelled::NotFound => "not_found",
-                #[allow(unreachable_patterns)]
-                _ => "unknown",
-            }
-            .to_string())
+            Ok(Cancelled::as_str(c).to_string())
         })
     }
 

@@ -224,9 +224,10 @@ impl InboxRecord {
 }
 
 fn record(py: Python<'_>, r: CoreRecord) -> InboxRecord {
-    let (state, result, lease_until_ms) = match r.state {
-        RecordState::InProgress { lease_until } => ("in_progress", None, Some(lease_until.0)),
-        RecordState::Completed(o) => (o.status.as_str(), o.result, None),
+    let state = r.state.as_str();
+    let (result, lease_until_ms) = match r.state {
+        RecordState::InProgress { lease_until } => (None, Some(lease_until.0)),
+        RecordState::Completed(o) => (o.result, None),
     };
     InboxRecord {
         state,
@@ -344,19 +345,7 @@ impl Inbox {
             cfg = cfg.retention(r);
         }
         if let Some(p) = cache_policy {
-            cfg = cfg.cache_policy(match &*p {
-                "success_only" => CachePolicy::SuccessOnly,
-                "success_and_failure" => CachePolicy::SuccessAndFailure,
-                other => {
-                    return Err(to_py(oncely::Error::invalid(
-                        "cache_policy",
-                        format!(
-                            "unknown policy `{}` (expected success_only or success_and_failure)",
-                            oncely::text::quote(other)
-                        ),
-                    )));
-                }
-            });
+            cfg = cfg.cache_policy(p.parse::<CachePolicy>().map_err(to_py)?);
         }
         if let Some(n) = recent_capacity {
             cfg = cfg.recent_capacity(n.0 as usize);

@@ -59,17 +59,7 @@ impl Settled {
 }
 
 fn settled(s: CoreSettled) -> Settled {
-    let (kind, at_ms) = match s {
-        CoreSettled::Acked => ("acked", None),
-        CoreSettled::Retrying { at } => ("retrying", Some(at.0)),
-        CoreSettled::GaveUp => ("gave_up", None),
-        CoreSettled::Returned { at } => ("returned", Some(at.0)),
-        CoreSettled::Extended { until } => ("extended", Some(until.0)),
-        CoreSettled::Dropped => ("dropped", None),
-        #[allow(unreachable_patterns)]
-        _ => ("unknown", None),
-    };
-    Settled { kind, at_ms }
+    Settled { kind: s.as_str(), at_ms: s.at().map(|t| t.0) }
 }
 
 /// One leased message. Settle it exactly once: `ack`, `retry`, `snooze`, `fail`, `release`
@@ -247,10 +237,11 @@ impl OutboxRecord {
 }
 
 fn outbox_record(py: Python<'_>, r: CoreRecord) -> OutboxRecord {
-    let (state, reason, lease_until_ms) = match r.state {
-        MessageState::Ready => ("ready", None, None),
-        MessageState::Leased { lease_until, .. } => ("leased", None, Some(lease_until.0)),
-        MessageState::Dead { reason } => ("dead", Some(reason), None),
+    let state = r.state.as_str();
+    let (reason, lease_until_ms) = match r.state {
+        MessageState::Ready => (None, None),
+        MessageState::Leased { lease_until, .. } => (None, Some(lease_until.0)),
+        MessageState::Dead { reason } => (Some(reason), None),
     };
     let m = r.message;
     OutboxRecord {
@@ -358,10 +349,7 @@ pub(crate) fn new_message(
 }
 
 pub(crate) fn enqueued(e: Enqueued) -> &'static str {
-    match e {
-        Enqueued::Queued => "queued",
-        Enqueued::AlreadyQueued => "already_queued",
-    }
+    e.as_str()
 }
 
 /// The sender's durable retry queue named `queue`. `store` is a location or an opened `Store`;
@@ -541,11 +529,7 @@ impl Outbox {
     /// Removes a queued message before delivery: `"cancelled"`, `"in_flight"` or `"not_found"`.
     fn cancel(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<&'static str> {
         let o = self.inner.clone();
-        block(py, async move { o.cancel(&id).await }).map(|c| match c {
-            Cancelled::Cancelled => "cancelled",
-            Cancelled::InFlight => "in_flight",
-            Cancelled::NotFound => "not_found",
-        })
+        block(py, async move { o.cancel(&id).await }).map(Cancelled::as_str)
     }
 
     /// The message `id` in any state, or None.

@@ -38,6 +38,35 @@ pub enum CachePolicy {
     SuccessAndFailure,
 }
 
+impl CachePolicy {
+    /// The stable snake_case name: `"success_only"` or `"success_and_failure"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CachePolicy::SuccessOnly => "success_only",
+            CachePolicy::SuccessAndFailure => "success_and_failure",
+        }
+    }
+}
+
+impl std::str::FromStr for CachePolicy {
+    type Err = Error;
+    /// Parses [`CachePolicy::as_str`]'s names; anything else is `invalid_argument` on
+    /// `cache_policy`, quoting the text by a bounded prefix.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "success_only" => Ok(CachePolicy::SuccessOnly),
+            "success_and_failure" => Ok(CachePolicy::SuccessAndFailure),
+            other => Err(Error::invalid(
+                "cache_policy",
+                format!(
+                    "unknown cache policy `{}` (expected success_only or success_and_failure)",
+                    crate::text::quote(other)
+                ),
+            )),
+        }
+    }
+}
+
 /// How an inbox behaves. Build with [`InboxConfig::new`] and the setters; checked by
 /// [`Inbox::open`].
 #[derive(Debug, Clone)]

@@ -63,6 +63,17 @@ pub enum RecordState {
     Completed(StoredOutcome),
 }
 
+impl RecordState {
+    /// The stable snake_case name of this state, as every binding reports it: `"in_progress"`,
+    /// or the completed outcome's status (`"seen"`, `"succeeded"`, `"failed"`).
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            RecordState::InProgress { .. } => "in_progress",
+            RecordState::Completed(o) => o.status.as_str(),
+        }
+    }
+}
+
 /// One id's record in a store (the id itself is the store's key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxRecord {

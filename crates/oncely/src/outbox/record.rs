@@ -25,6 +25,18 @@ pub enum MessageState {
     },
 }
 
+impl MessageState {
+    /// The stable snake_case name of this state, as every binding reports it: `"ready"`
+    /// (including scheduled for later), `"leased"` or `"dead"`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            MessageState::Ready => "ready",
+            MessageState::Leased { .. } => "leased",
+            MessageState::Dead { .. } => "dead",
+        }
+    }
+}
+
 /// One message in an outbox, with its delivery bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRecord {

@@ -178,6 +178,16 @@ pub enum Enqueued {
     AlreadyQueued,
 }
 
+impl Enqueued {
+    /// The stable snake_case name: `"queued"` or `"already_queued"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Enqueued::Queued => "queued",
+            Enqueued::AlreadyQueued => "already_queued",
+        }
+    }
+}
+
 /// The result of a cancel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancelled {
@@ -187,6 +197,17 @@ pub enum Cancelled {
     InFlight,
     /// No pending message has that id (never queued, delivered, or dead).
     NotFound,
+}
+
+impl Cancelled {
+    /// The stable snake_case name: `"cancelled"`, `"in_flight"` or `"not_found"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Cancelled::Cancelled => "cancelled",
+            Cancelled::InFlight => "in_flight",
+            Cancelled::NotFound => "not_found",
+        }
+    }
 }
 
 fn event(events: &mut Vec<Event>, id: &str, at: Timestamp, kind: EventKind) {
@@ -385,6 +406,31 @@ pub enum Settled {
     },
     /// At-most-once: the message had already left the queue; a failure means it is lost.
     Dropped,
+}
+
+impl Settled {
+    /// The stable snake_case name of this kind of settle, as every binding reports it:
+    /// `"acked"`, `"retrying"`, `"gave_up"`, `"returned"`, `"extended"` or `"dropped"`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Settled::Acked => "acked",
+            Settled::Retrying { .. } => "retrying",
+            Settled::GaveUp => "gave_up",
+            Settled::Returned { .. } => "returned",
+            Settled::Extended { .. } => "extended",
+            Settled::Dropped => "dropped",
+        }
+    }
+
+    /// The time this settle names, if any: when a retried or returned message is deliverable
+    /// again, or when an extended lease ends.
+    pub const fn at(&self) -> Option<Timestamp> {
+        match self {
+            Settled::Retrying { at } | Settled::Returned { at } => Some(*at),
+            Settled::Extended { until } => Some(*until),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) fn settle(
