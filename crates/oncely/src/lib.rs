@@ -10,6 +10,7 @@ pub use error::{Error, ErrorCode, Result};
 pub mod fingerprint;
 pub mod handler;
 pub mod inbox;
+pub mod limits;
 pub mod message;
 pub mod mode;
 pub mod outbox;

@@ -5,27 +5,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// The longest id accepted, in UTF-8 bytes.
-pub const MAX_ID_BYTES: usize = 512;
+/// The longest id accepted, in UTF-8 bytes (see [`crate::limits`]).
+pub const MAX_ID_BYTES: usize = crate::limits::MAX_ID_BYTES;
 
-/// Checks an id against the rules every store relies on: 1 to 512 bytes of UTF-8 (guaranteed by
-/// `&str`), and no NUL character.
+/// Checks an id against the rules every store relies on ([`crate::limits::id`]).
 pub fn validate_id(id: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(Error::invalid("id", "must not be empty"));
-    }
-    if id.len() > MAX_ID_BYTES {
-        return Err(Error::invalid(
-            "id",
-            format!("is {} bytes long; the limit is {MAX_ID_BYTES} bytes", id.len()),
-        ));
-    }
-    if id.contains('\0') {
-        return Err(Error::invalid("id", "must not contain a NUL character"));
-    }
-    Ok(())
+    crate::limits::id(id)
 }
 
 /// A fresh id: a UUIDv7, so ids sort by creation time.

@@ -102,7 +102,7 @@ impl InboxConfig {
             cache_policy: CachePolicy::SuccessOnly,
             recent_capacity: 10_000,
             gc_interval: Duration::from_secs(60),
-            max_result_bytes: 1 << 20,
+            max_result_bytes: crate::limits::DEFAULT_MAX_BYTES,
         }
     }
 
@@ -366,16 +366,7 @@ impl<S: InboxStore> Ticket<S> {
 
     async fn complete(&self, status: Status, result: Vec<u8>) -> Result<()> {
         let inner = &self.inbox.inner;
-        if result.len() > inner.config.max_result_bytes {
-            return Err(Error::invalid(
-                "result",
-                format!(
-                    "is {} bytes; the limit is {} bytes (max_result_bytes)",
-                    result.len(),
-                    inner.config.max_result_bytes
-                ),
-            ));
-        }
+        crate::limits::result(result.len(), inner.config.max_result_bytes)?;
         let now = self.inbox.now();
         let outcome = StoredOutcome { status, result: Some(result) };
         let op = InboxOp::Finish {
@@ -630,12 +621,7 @@ impl<S: InboxStore> Inbox<S> {
             if !Arc::ptr_eq(&ticket.inbox.inner, &self.inner) {
                 return Err(Error::invalid("ticket", "belongs to another inbox (scope); finish it there"));
             }
-            if result.len() > config.max_result_bytes {
-                return Err(Error::invalid(
-                    "result",
-                    format!("is {} bytes; the limit is {} bytes", result.len(), config.max_result_bytes),
-                ));
-            }
+            crate::limits::result(result.len(), config.max_result_bytes)?;
         }
         let ops = items
             .iter()

@@ -73,16 +73,7 @@ impl<S: TransactionalStore> Inbox<S> {
                 handled.ok_or_else(|| Error::Storage("the transactional handler did not run".into()))?;
             let outcome = match handled {
                 Ok(result) => {
-                    if result.len() > config.max_result_bytes {
-                        return Err(Error::invalid(
-                            "result",
-                            format!(
-                                "is {} bytes; the limit is {} bytes",
-                                result.len(),
-                                config.max_result_bytes
-                            ),
-                        ));
-                    }
+                    crate::limits::result(result.len(), config.max_result_bytes)?;
                     StoredOutcome { status: Status::Succeeded, result: Some(result) }
                 }
                 Err(Failure { error, permanent }) => {

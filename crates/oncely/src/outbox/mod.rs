@@ -144,7 +144,7 @@ impl OutboxConfig {
             ordering: Ordering::Unordered,
             seed: 0,
             retry_budget: None,
-            max_payload_bytes: 1 << 20,
+            max_payload_bytes: crate::limits::DEFAULT_MAX_BYTES,
         }
     }
 
@@ -256,23 +256,10 @@ impl NewMessage {
             None => new_id(),
         };
         if let Some(key) = &self.key {
-            if key.is_empty() || key.len() > 512 || key.contains('\0') {
-                return Err(Error::invalid("key", "must be 1 to 512 bytes long, without NUL"));
-            }
+            crate::limits::key(key)?;
         }
-        if self.payload.len() > max_payload {
-            return Err(Error::invalid(
-                "payload",
-                format!(
-                    "is {} bytes; the limit is {max_payload} bytes (max_payload_bytes)",
-                    self.payload.len()
-                ),
-            ));
-        }
-        let header_bytes: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if header_bytes > 64 * 1024 {
-            return Err(Error::invalid("headers", format!("total {header_bytes} bytes; the limit is 65536")));
-        }
+        crate::limits::payload(self.payload.len(), max_payload)?;
+        crate::limits::headers(self.headers.iter().map(|(k, v)| k.len() + v.len()).sum())?;
         let available_at = match (self.available_at, self.delay) {
             (Some(at), _) => at.max(now),
             (None, Some(d)) => now.after(d),
