@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::fingerprint::Fingerprint;
+use crate::inbox::CachePolicy;
 use crate::inbox::record::{InboxRecord, RecordState, Status, StoredOutcome};
 use crate::mode::Mode;
 
@@ -40,6 +41,26 @@ pub enum InboxOp {
         /// How long the completed record counts.
         retention: Duration,
     },
+    /// Report a permanent failure of the claim that holds `token`. The inbox's cache policy
+    /// decides: under [`CachePolicy::SuccessAndFailure`] the failure is stored as a `Finish`
+    /// with status `failed` (and replays to duplicates); under [`CachePolicy::SuccessOnly`] the
+    /// id is given back as by `Release`.
+    Fail {
+        /// The id.
+        id: String,
+        /// The claim's fencing token.
+        token: u64,
+        /// The claim's fingerprint (stored for an at-least-once completion).
+        fingerprint: Option<Fingerprint>,
+        /// The claim's mode.
+        mode: Mode,
+        /// Why it failed: the stored result when the policy keeps failures.
+        reason: Vec<u8>,
+        /// Which outcomes the inbox keeps.
+        policy: CachePolicy,
+        /// How long a stored failure counts.
+        retention: Duration,
+    },
     /// Keep the exactly-once claim that holds `token` for `lease` more from now, so a handler
     /// that runs longer than its lease is not joined by a second run of the same id.
     Extend {
@@ -70,6 +91,7 @@ impl InboxOp {
             InboxOp::Begin { id, .. }
             | InboxOp::Finish { id, .. }
             | InboxOp::Extend { id, .. }
+            | InboxOp::Fail { id, .. }
             | InboxOp::Release { id, .. } => id,
         }
     }
@@ -213,6 +235,20 @@ pub fn decide(
                 }
                 _ => (Write::Keep, OpAnswer::LeaseLost),
             }
+        }
+        InboxOp::Fail { id, token, fingerprint, mode, reason, policy, retention } => {
+            let as_op = match policy {
+                CachePolicy::SuccessAndFailure => InboxOp::Finish {
+                    id: id.clone(),
+                    token: *token,
+                    fingerprint: *fingerprint,
+                    mode: *mode,
+                    outcome: StoredOutcome { status: Status::Failed, result: Some(reason.clone()) },
+                    retention: *retention,
+                },
+                CachePolicy::SuccessOnly => InboxOp::Release { id: id.clone(), token: *token, mode: *mode },
+            };
+            decide(&as_op, existing, now, next_token)
         }
         // Only the claim's own holder extends it, and only while it is still in progress (a
         // lease that ran out but was not taken over is still that holder's).

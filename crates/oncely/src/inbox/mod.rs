@@ -48,6 +48,13 @@ impl CachePolicy {
     }
 }
 
+impl CachePolicy {
+    /// Whether a permanent failure is stored (and so limited like a result).
+    pub const fn stores_failures(self) -> bool {
+        matches!(self, CachePolicy::SuccessAndFailure)
+    }
+}
+
 impl std::str::FromStr for CachePolicy {
     type Err = Error;
     /// Parses [`CachePolicy::as_str`]'s names; anything else is `invalid_argument` on
@@ -288,9 +295,25 @@ impl<S: InboxStore> Ticket<S> {
     /// Reports a permanent failure. With [`CachePolicy::SuccessAndFailure`] the failure is
     /// stored and replays to duplicates; otherwise the id is given back as by [`Ticket::release`].
     pub async fn fail(&self, reason: impl Into<Vec<u8>>) -> Result<()> {
-        match self.inbox.inner.config.cache_policy {
-            CachePolicy::SuccessAndFailure => self.complete(Status::Failed, reason.into()).await,
-            CachePolicy::SuccessOnly => self.release().await,
+        let (reason, inner) = (reason.into(), &self.inbox.inner);
+        let policy = inner.config.cache_policy;
+        if policy.stores_failures() {
+            crate::limits::result(reason.len(), inner.config.max_result_bytes)?;
+        }
+        let now = self.inbox.now();
+        let stored = StoredOutcome { status: Status::Failed, result: Some(reason.clone()) };
+        let op = InboxOp::Fail {
+            id: self.id.clone(),
+            token: self.token,
+            fingerprint: self.fingerprint,
+            mode: self.mode,
+            reason,
+            policy,
+            retention: inner.config.retention,
+        };
+        match self.inbox.store().apply_one(&inner.config.scope, now, op).await? {
+            OpAnswer::Released => Ok(()),
+            answer => self.finished(answer, stored, now),
         }
     }
 

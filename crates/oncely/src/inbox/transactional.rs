@@ -77,15 +77,34 @@ impl<S: TransactionalStore> Inbox<S> {
                     StoredOutcome { status: Status::Succeeded, result: Some(result) }
                 }
                 Err(Failure { error, permanent }) => {
-                    let reason = error.to_string();
+                    let reason = error.to_string().into_bytes();
                     *slot.lock() = Some(error);
-                    if !(permanent && config.cache_policy == crate::inbox::CachePolicy::SuccessAndFailure) {
-                        // Roll back the whole job, the claim included: the id stays claimable.
-                        return Err(Error::Storage(
-                            "the handler failed; its transaction was rolled back".into(),
-                        ));
+                    // Roll back the whole job, the claim included: the id stays claimable.
+                    let rolled_back =
+                        || Error::Storage("the handler failed; its transaction was rolled back".into());
+                    if !permanent {
+                        return Err(rolled_back());
                     }
-                    StoredOutcome { status: Status::Failed, result: Some(reason.into_bytes()) }
+                    // A permanent failure: stored or given back, as the cache policy decides.
+                    let policy = config.cache_policy;
+                    if policy.stores_failures() {
+                        crate::limits::result(reason.len(), config.max_result_bytes)?;
+                    }
+                    let stored = StoredOutcome { status: Status::Failed, result: Some(reason.clone()) };
+                    let fail = InboxOp::Fail {
+                        id: id.clone(),
+                        token,
+                        fingerprint,
+                        mode: Mode::ExactlyOnce,
+                        reason,
+                        policy,
+                        retention: config.retention,
+                    };
+                    return match tx.apply_inbox(&scope, now, &fail)? {
+                        OpAnswer::Finished => Ok(Done::Finished(stored)),
+                        OpAnswer::Released => Err(rolled_back()),
+                        other => Err(Error::Storage(format!("store gave an unexpected answer: {other:?}"))),
+                    };
                 }
             };
             let finish = InboxOp::Finish {
