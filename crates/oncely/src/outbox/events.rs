@@ -1,0 +1,85 @@
+//! The outbox's events: one per state change of a message, published to listeners after the
+//! change committed.
+
+use crate::clock::Timestamp;
+
+/// A state change of one message, delivered to [`Outbox::on_event`] listeners after it committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The message.
+    pub id: String,
+    /// When it happened (by the outbox's clock).
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// Added to the queue.
+    Enqueued,
+    /// Handed to a worker for its `attempt`-th attempt.
+    Leased {
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// Delivered and removed.
+    Acked,
+    /// An attempt failed; deliverable again at `at`.
+    Retried {
+        /// When.
+        at: Timestamp,
+        /// The attempt's error.
+        error: String,
+    },
+    /// Put off without using up an attempt.
+    Snoozed {
+        /// Until when.
+        until: Timestamp,
+    },
+    /// Given back unattempted.
+    Released,
+    /// A worker's lease ran out (it crashed or hung); the message is deliverable again or dead.
+    LeaseExpired,
+    /// Given up on and kept as a dead letter.
+    DeadLettered {
+        /// Why.
+        reason: String,
+    },
+    /// A poison message set aside under [`PoisonPolicy::Park`].
+    Parked {
+        /// When it is deliverable again.
+        until: Timestamp,
+    },
+    /// At-most-once: the attempt failed after the message had left the queue: it is lost.
+    Dropped,
+    /// Removed before delivery.
+    Cancelled,
+    /// A dead letter put back in the queue.
+    Replayed,
+    /// A dead letter deleted.
+    Purged,
+}
+
+impl EventKind {
+    /// The stable snake_case name of this kind (`"dead_lettered"`, ...), the same in every
+    /// binding and in the conformance scenarios.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            EventKind::Enqueued => "enqueued",
+            EventKind::Leased { .. } => "leased",
+            EventKind::Acked => "acked",
+            EventKind::Retried { .. } => "retried",
+            EventKind::Snoozed { .. } => "snoozed",
+            EventKind::Released => "released",
+            EventKind::LeaseExpired => "lease_expired",
+            EventKind::DeadLettered { .. } => "dead_lettered",
+            EventKind::Parked { .. } => "parked",
+            EventKind::Dropped => "dropped",
+            EventKind::Cancelled => "cancelled",
+            EventKind::Replayed => "replayed",
+            EventKind::Purged => "purged",
+        }
+    }
+}
