@@ -10,7 +10,7 @@ use napi_derive::napi;
 use oncely::outbox::{MessageState, OutboxRecord as CoreRecord, Settled as CoreSettled};
 use oncely::{AnyStore, NewMessage, OutboxConfig, Timestamp};
 
-use crate::conv::{Options, bytes, count, list, number, opt_text, present, secs, size, text, u32_of};
+use crate::conv::{Options, bytes, count, integer, list, number, opt_text, present, secs, size, text, u32_of};
 use crate::errors::{err, invalid};
 use crate::{CoreOutbox, mode, opt_number, promise, required};
 use crate::store::{clock_of, store_of};
@@ -632,8 +632,8 @@ impl RetryPolicy {
     #[napi(ts_args_type = "seed: number, n: number")]
     pub fn schedule_ms(&self, seed: Unknown, n: Unknown) -> Result<Vec<f64>> {
         let seed = count("seed", number("seed", seed)?)?;
-        let n = u32_of("n", number("n", n)?)?;
-        Ok(self.inner.schedule(seed, n).iter().map(|d| d.as_millis() as f64).collect())
+        let n = integer("n", number("n", n)?, 0, u64::from(oncely::backoff::MAX_SCHEDULE_LEN))?;
+        Ok(self.inner.schedule_checked(seed, n).map_err(err)?.iter().map(|d| d.as_millis() as f64).collect())
     }
 
     /// The decision after a failed attempt.

@@ -309,3 +309,12 @@ test('a bad Snooze or Retry hint is a retryable failure by the policy, never 0',
   // Good hints still work: `after: null` means "by the policy".
   assert.equal(new Retry('x', { after: null }).after, null)
 })
+
+test('a schedule length is bounded: one bad number asks for no unbounded work', () => {
+  const policy = new RetryPolicy({ max_attempts: 3, backoff: { kind: 'fixed', delay_ms: 10 }, jitter: 'none' })
+  assert.deepEqual(policy.scheduleMs(1, 3), [10, 10, 10])
+  for (const n of [100001, 2 ** 32, 2 ** 32 + 3, 2 ** 53 - 1]) {
+    assert.throws(() => policy.scheduleMs(1, n), (e) => e.code === 'ONCELY_INVALID_ARGUMENT' &&
+      e.message === `invalid argument \`n\`: must be a whole number from 0 to 100000, got ${n}`)
+  }
+})

@@ -53,7 +53,7 @@ params! {
     Token = "token", 0, MAX;
     AfterSeq = "after_seq", 0, MAX;
     Limit = "limit", 0, MAX;
-    Count = "n", 0, U32;
+    Count = "n", 0, oncely::backoff::MAX_SCHEDULE_LEN as u64; // the core's bound on a schedule
     Attempts = "attempts", 0, U32;
     FirstAttemptAtMs = "first_attempt_at_ms", 0, MAX;
     NowMs = "now_ms", 0, MAX;

@@ -629,8 +629,9 @@ impl RetryPolicy {
     }
 
     /// The delays (ms) before attempts 2..=n+1 from a fresh stream seeded with `seed`.
-    fn schedule_ms(&self, seed: Int<args::Seed>, n: Int<args::Count>) -> Vec<u64> {
-        self.inner.schedule(seed.0, n.0 as u32).iter().map(|d| d.as_millis() as u64).collect()
+    fn schedule_ms(&self, seed: Int<args::Seed>, n: Int<args::Count>) -> PyResult<Vec<u64>> {
+        let schedule = self.inner.schedule_checked(seed.0, n.0).map_err(to_py)?;
+        Ok(schedule.iter().map(|d| d.as_millis() as u64).collect())
     }
 
     /// The decision after a failed attempt: `("retry_in_ms", n)` or `("give_up", why)` with `why`

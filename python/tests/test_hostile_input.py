@@ -45,7 +45,7 @@ INTEGERS = [
     ("after_seq", 0, MAX_SAFE, lambda v: OUTBOX.dead_letters(v)),
     ("limit", 0, MAX_SAFE, lambda v: OUTBOX.dead_letters(None, v)),
     ("seed", 0, MAX_SAFE, lambda v: POLICY_OBJ.schedule_ms(v, 1)),
-    ("n", 0, U32, lambda v: POLICY_OBJ.schedule_ms(0, v)),
+    ("n", 0, 100_000, lambda v: POLICY_OBJ.schedule_ms(0, v)),
     ("seed", 0, MAX_SAFE, lambda v: DECIDE(seed=v)),
     ("attempts", 0, U32, lambda v: DECIDE(attempts=v)),
     ("first_attempt_at_ms", 0, MAX_SAFE, lambda v: DECIDE(first_attempt_at_ms=v)),
@@ -283,3 +283,13 @@ def test_worker_error_for_a_huge_return_value_is_bounded():
     rec = outbox.get("m")
     assert rec.last_error.startswith("the handler returned 'yyy")     # quoted (repr), bounded
     assert len(rec.last_error) < 200
+
+
+def test_schedule_length_is_bounded_and_never_wraps():
+    policy = oncely.RetryPolicy({"max_attempts": 3, "backoff": {"kind": "fixed", "delay_ms": 10}, "jitter": "none"})
+    assert policy.schedule_ms(1, 3) == [10, 10, 10]
+    for n in (100_001, 2**32, 2**32 + 3, 2**53 - 1):
+        with pytest.raises(oncely.InvalidArgument) as e:
+            policy.schedule_ms(1, n)
+        assert e.value.code == "invalid_argument"
+        assert str(e.value) == f"invalid argument `n`: must be a whole number from 0 to 100000, got {n}"

@@ -107,6 +107,9 @@ pub enum Jitter {
     Equal,
 }
 
+/// The longest schedule [`RetryPolicy::schedule_checked`] computes.
+pub const MAX_SCHEDULE_LEN: u32 = 100_000;
+
 /// When to retry a failed attempt and when to give up.
 ///
 /// Deserializing (JSON form below) validates the policy, so a deserialized policy always passes
@@ -386,6 +389,14 @@ impl RetryPolicy {
             }
         };
         floor_ms(ms)
+    }
+
+    /// [`RetryPolicy::schedule`] for a length a caller chose: at most [`MAX_SCHEDULE_LEN`]
+    /// delays, refused past that (and below 0) with the core's integer-range error, so one bad
+    /// number cannot ask for unbounded work.
+    pub fn schedule_checked(&self, seed: u64, n: u64) -> crate::Result<Vec<Duration>> {
+        let n = crate::text::integer_from_i128("n", i128::from(n), 0, u64::from(MAX_SCHEDULE_LEN))?;
+        Ok(self.schedule(seed, n as u32))
     }
 
     /// The delays before attempts `2..=n + 1` drawn from a fresh [`JitterRng::new`]`(seed)`,
