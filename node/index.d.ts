@@ -173,6 +173,11 @@ export declare class Delivery {
   get token(): number
   get lastError(): string | null
   get createdAtMs(): number
+  /**
+   * When the message became deliverable (its enqueue time plus any delay, or the time the
+   * last retry or snooze set).
+   */
+  get availableAtMs(): number
   ack(): Promise<void>
   /** A failed attempt: retry by the policy, or after `after` seconds. */
   retry(error?: string | undefined | null, after?: number | undefined | null): Promise<Settled>
@@ -190,6 +195,8 @@ export declare class Delivery {
 export declare class Inbox {
   constructor(store: string | Store, scope: string, options?: InboxOptions)
   get scope(): string
+  /** The inbox's default mode (a call's `mode` option overrides it). */
+  get mode(): 'at_most_once' | 'at_least_once' | 'exactly_once'
   /** Claims `id` (pull style). */
   begin(id: string, payload?: Buffer | string | null, options?: CallOptions): Promise<Begin>
   /** Claims several ids in one store round trip. */
@@ -313,6 +320,12 @@ export declare class Ticket {
   fail(reason?: Buffer | string | null): Promise<void>
   /** Gives the id back (a retryable failure): the next delivery may claim it. */
   release(): Promise<void>
+  /**
+   * Settles the claim by a handler's outcome, exactly as `process` settles one: without
+   * `options.error`, finishes it with `result`; with it, a failure (`options.permanent`: stored
+   * or released by the cache policy; otherwise the id is given back).
+   */
+  settle(result?: Buffer | string | null, options?: { error?: string, permanent?: boolean }): Promise<void>
 }
 
 /**
@@ -336,6 +349,8 @@ export declare class Transaction {
    * commits. `"queued"` or `"already_queued"`.
    */
   enqueue(outbox: Outbox, payload: Buffer | string, options?: EnqueueOptions): 'queued' | 'already_queued'
+  /** `enqueue` for several messages (each as in `Outbox.enqueueMany`): all of them or none. */
+  enqueueMany(outbox: Outbox, messages: Array<NewMessageOptions>): Array<'queued' | 'already_queued'>
   /** Whether the handler that got this transaction is still running. */
   get open(): boolean
 }
@@ -376,6 +391,12 @@ export interface EnqueueOptions {
   /** Seconds before the first delivery. */
   delay?: number
 }
+
+/**
+ * The payload fingerprint the inbox compares (first 128 bits of SHA-256, as hex): the same value
+ * in every language (`InboxRecord.fingerprint`).
+ */
+export declare function fingerprint(payload: Buffer | string): string
 
 /** One item of `Inbox.finishMany`: `{ ok: true }` or `{ error }` (an error of the classes above). */
 export interface FinishResult {

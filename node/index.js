@@ -690,10 +690,11 @@ const Ticket = native.Ticket
 const Delivery = native.Delivery
 const Begin = native.Begin
 const version = native.version
+const fingerprint = wrapMethod(native.fingerprint, false)
 
 module.exports = {
   ManualClock, RetryPolicy, Store, Inbox, Outbox, Ticket, Delivery, Begin, version,
   OncelyError, InvalidArgumentError, ConflictError, InProgressError, LeaseLostError, StorageError,
   CorruptStoreError, ClosedError, TimeoutError, ReplayedFailureError, Permanent, Retry, Snooze,
-  Worker, idempotent, Transaction,
+  Worker, idempotent, Transaction, fingerprint,
 }

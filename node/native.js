@@ -845,4 +845,5 @@ module.exports.RetryPolicy = nativeBinding.RetryPolicy
 module.exports.Store = nativeBinding.Store
 module.exports.Ticket = nativeBinding.Ticket
 module.exports.Transaction = nativeBinding.Transaction
+module.exports.fingerprint = nativeBinding.fingerprint
 module.exports.version = nativeBinding.version

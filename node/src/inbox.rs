@@ -66,6 +66,32 @@ impl Ticket {
         let t = self.inner.clone();
         t.release().await.map_err(err)
     }
+
+    /// Settles the claim by a handler's outcome, exactly as `process` settles one: without
+    /// `options.error`, finishes it with `result`; with it, a failure (`options.permanent`: stored
+    /// or released by the cache policy; otherwise the id is given back).
+    #[napi(
+        ts_args_type = "result?: Buffer | string | null, options?: { error?: string, permanent?: boolean }",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn settle(&self, env: &Env, result: Option<Unknown>, options: Option<Unknown>) -> Result<AsyncBlock<()>> {
+        let o = Options::of("settle options", options, &["error", "permanent"])?;
+        let result = opt_bytes("result", result)?.unwrap_or_default();
+        let error = o.text("error")?;
+        let permanent = match o.get("permanent")? {
+            None => false,
+            Some(v) if v.get_type()? == ValueType::Boolean => unsafe { bool::from_napi_value(env.raw(), v.raw())? },
+            Some(v) => return Err(invalid("permanent", format!("must be a boolean, got {}", crate::conv::kind(&v)?))),
+        };
+        let t = self.inner.clone();
+        promise(env, async move {
+            match error {
+                None => t.settle::<String>(Ok(result)).await,
+                Some(error) => t.settle(Err(&Failure { error, permanent })).await,
+            }
+            .map_err(err)
+        })
+    }
 }
 
 /// The answer to `Inbox.begin`: `outcome` is `"claimed"` (with `ticket`), `"duplicate"` (with
@@ -248,6 +274,12 @@ impl Inbox {
     #[napi(getter)]
     pub fn scope(&self) -> String {
         self.inner.config().scope.clone()
+    }
+
+    /// The inbox's default mode (a call's `mode` option overrides it).
+    #[napi(getter, ts_return_type = "'at_most_once' | 'at_least_once' | 'exactly_once'")]
+    pub fn mode(&self) -> &'static str {
+        self.inner.config().mode.as_str()
     }
 
     /// Claims `id` (pull style).

@@ -82,6 +82,13 @@ pub fn utf8(value: Unknown) -> Result<Buffer> {
     Ok(Buffer::from(bytes("result", value)?))
 }
 
+/// The payload fingerprint the inbox compares (first 128 bits of SHA-256, as hex): the same value
+/// in every language (`InboxRecord.fingerprint`).
+#[napi(ts_args_type = "payload: Buffer | string")]
+pub fn fingerprint(payload: Unknown) -> Result<String> {
+    Ok(oncely::Fingerprint::of(&bytes("payload", payload)?).to_hex())
+}
+
 /// The package version.
 #[napi]
 pub fn version() -> String {

@@ -132,6 +132,12 @@ impl Delivery {
     pub fn created_at_ms(&self) -> i64 {
         self.inner.message().created_at.0
     }
+    /// When the message became deliverable (its enqueue time plus any delay, or the time the
+    /// last retry or snooze set).
+    #[napi(getter)]
+    pub fn available_at_ms(&self) -> i64 {
+        self.inner.message().available_at.0
+    }
 
     #[napi]
     pub async fn ack(&self) -> Result<()> {
@@ -303,6 +309,16 @@ pub(crate) fn new_message(payload: Vec<u8>, o: &Options<'_>) -> Result<NewMessag
     Ok(m)
 }
 
+/// The messages of an `enqueueMany` call (an array of [`NewMessageOptions`]).
+pub(crate) fn new_messages(messages: Unknown<'_>) -> Result<Vec<NewMessage>> {
+    let mut ms = Vec::new();
+    for m in list("messages", messages)? {
+        let o = Options::of("enqueue options", Some(m), NEW_MESSAGE)?;
+        ms.push(new_message(bytes("payload", required("payload", o.get("payload")?)?)?, &o)?);
+    }
+    Ok(ms)
+}
+
 pub(crate) fn enqueued_str(e: oncely::outbox::Enqueued) -> String {
     e.as_str().to_string()
 }
@@ -420,11 +436,7 @@ impl Outbox {
         ts_return_type = "Promise<Array<'queued' | 'already_queued'>>"
     )]
     pub fn enqueue_many(&self, env: &Env, messages: Unknown) -> Result<AsyncBlock<Vec<String>>> {
-        let mut ms = Vec::new();
-        for m in list("messages", messages)? {
-            let o = Options::of("enqueue options", Some(m), NEW_MESSAGE)?;
-            ms.push(new_message(bytes("payload", required("payload", o.get("payload")?)?)?, &o)?);
-        }
+        let ms = new_messages(messages)?;
         let o = self.inner.clone();
         promise(env, async move {
             o.enqueue_many(ms).await.map(|v| v.into_iter().map(enqueued_str).collect()).map_err(err)

@@ -20,7 +20,7 @@ use oncely::Failure;
 
 use crate::conv::{Options, bytes, list, opt_bytes, text};
 use crate::inbox::{Inbox, Processed, processed, request};
-use crate::outbox::{ENQUEUE_OPTIONS, Outbox, enqueued_str, new_message};
+use crate::outbox::{ENQUEUE_OPTIONS, Outbox, enqueued_str, new_message, new_messages};
 use crate::store::Store;
 use crate::{coded, err, invalid, promise};
 
@@ -146,6 +146,21 @@ impl Transaction {
         let o = outbox.inner.clone();
         let mut r = self.with_tx(|tx| tx.enqueue(&o, vec![m]).map_err(err))?;
         r.pop().map(enqueued_str).ok_or_else(|| coded("ONCELY_STORAGE", "enqueue answered nothing"))
+    }
+
+    /// `enqueue` for several messages (each as in `Outbox.enqueueMany`): all of them or none.
+    #[napi(
+        ts_args_type = "outbox: Outbox, messages: Array<NewMessageOptions>",
+        ts_return_type = "Array<'queued' | 'already_queued'>"
+    )]
+    pub fn enqueue_many(&self, env: Env, outbox: Unknown, messages: Unknown) -> Result<Vec<String>> {
+        if outbox.get_type()? != ValueType::Object || !Outbox::instance_of(&env, &outbox)? {
+            return Err(invalid("outbox", format!("must be an Outbox, got {}", crate::conv::kind(&outbox)?)));
+        }
+        let outbox: ClassInstance<Outbox> = unsafe { ClassInstance::from_napi_value(env.raw(), outbox.raw())? };
+        let ms = new_messages(messages)?;
+        let o = outbox.inner.clone();
+        Ok(self.with_tx(|tx| tx.enqueue(&o, ms).map_err(err))?.into_iter().map(enqueued_str).collect())
     }
 
     /// Whether the handler that got this transaction is still running.

@@ -42,6 +42,7 @@ from ._native import (
     Transaction,
     Worker,
     __version__,
+    fingerprint,
 )
 
 MODES = ("at_most_once", "at_least_once", "exactly_once")
@@ -222,4 +223,5 @@ __all__ = [
     "Transaction",
     "Worker",
     "__version__",
+    "fingerprint",
 ]

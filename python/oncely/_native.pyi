@@ -1,8 +1,10 @@
 """Type stubs of the native module ``oncely._native`` (hand-written; checked by the tests)."""
 
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, final
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, final
 
 from typing_extensions import disjoint_base
+
+_T = TypeVar("_T")
 
 __version__: str
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Transaction",
     "Worker",
     "__version__",
+    "fingerprint",
 ]
 
 # --- errors ------------------------------------------------------------------------------------
@@ -91,8 +94,11 @@ class Store:
     def __new__(cls, location: str) -> Store: ...
     @property
     def location(self) -> str: ...
+    def transaction(self, work: Callable[[Transaction], _T]) -> _T: ...
     @staticmethod
     def postgres_schema_url(url: str, schema: str) -> str: ...
+
+def fingerprint(payload: Union[bytes, bytearray]) -> str: ...
 
 _StoreLike = Union[str, Store]
 _BytesLike = Union[bytes, bytearray]
@@ -172,6 +178,9 @@ class Transaction:
         headers: Optional[Dict[str, str]] = None,
         delay: Optional[float] = None,
     ) -> str: ...
+    def enqueue_many(self, outbox: Outbox, messages: List[Union[_BytesLike, Dict[str, Any]]]) -> List[str]: ...
+    @property
+    def open(self) -> bool: ...
 
 @disjoint_base
 class Inbox:
@@ -197,6 +206,10 @@ class Inbox:
     ) -> BeginResult: ...
     def begin_many(self, requests: List[Union[str, Dict[str, Any]]]) -> List[BeginResult]: ...
     def finish_many(self, items: Sequence[Tuple[Ticket, _BytesLike]]) -> List[Optional[OncelyError]]: ...
+    def begin_many_async(self, requests: List[Union[str, Dict[str, Any]]]) -> Awaitable[List[BeginResult]]: ...
+    def finish_many_async(
+        self, items: Sequence[Tuple[Ticket, _BytesLike]]
+    ) -> Awaitable[List[Optional[OncelyError]]]: ...
     def process(
         self,
         id: str,
@@ -381,6 +394,24 @@ class Outbox:
         delay: Optional[float] = None,
     ) -> Awaitable[str]: ...
     def lease_async(self, max: int = 1) -> Awaitable[List[Delivery]]: ...
+    def enqueue_many_async(self, messages: List[Union[_BytesLike, Dict[str, Any]]]) -> Awaitable[List[str]]: ...
+    def settle_async(
+        self,
+        id: str,
+        token: int,
+        action: str,
+        *,
+        after: Optional[float] = None,
+        error: str = ...,
+        reason: str = ...,
+        lease: Optional[float] = None,
+    ) -> Awaitable[Settled]: ...
+    def cancel_async(self, id: str) -> Awaitable[str]: ...
+    def get_async(self, id: str) -> Awaitable[Optional[OutboxRecord]]: ...
+    def dead_letters_async(self, after_seq: Optional[int] = None, limit: int = 100) -> Awaitable[List[OutboxRecord]]: ...
+    def replay_async(self, id: str) -> Awaitable[bool]: ...
+    def purge_dead_async(self, ids: Optional[List[str]] = None) -> Awaitable[int]: ...
+    def stats_async(self) -> Awaitable[Dict[str, Any]]: ...
 
 @final
 class RetryPolicy:

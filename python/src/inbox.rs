@@ -310,6 +310,36 @@ fn request(
     Ok(req)
 }
 
+/// The requests of `begin_many`: ids (str) or dicts with `id` and optional `payload`, `mode`,
+/// `lease`.
+fn requests_of(requests: &Bound<'_, PyList>) -> PyResult<Vec<Request>> {
+    let mut reqs = Vec::with_capacity(requests.len());
+    for item in requests.iter() {
+        if let Ok(s) = item.cast::<PyString>() {
+            reqs.push(Request::new(args::text("id", s)?));
+            continue;
+        }
+        let d = item
+            .cast::<PyDict>()
+            .map_err(|_| pyo3::exceptions::PyTypeError::new_err("each request must be an id (str) or a dict"))?;
+        crate::check_fields("request", d, &["id", "payload", "mode", "lease"])?;
+        let id: Text<args::Id> = d
+            .get_item("id")?
+            .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a request needs an `id`"))?
+            .extract()?;
+        let payload = d.get_item("payload")?;
+        let m: Option<Text<args::ModeName>> = d.get_item("mode")?.map(|v| v.extract()).transpose()?;
+        let lease: Option<f64> = d.get_item("lease")?.map(|v| v.extract()).transpose()?;
+        reqs.push(request(id, payload.as_ref(), m, lease)?);
+    }
+    Ok(reqs)
+}
+
+/// The `(ticket, result)` items of `finish_many`, converted.
+fn finish_items(py: Python<'_>, items: &[(Py<Ticket>, Py<PyAny>)]) -> PyResult<Vec<(Arc<CoreTicket>, Vec<u8>)>> {
+    items.iter().map(|(t, r)| Ok((t.get().inner.clone(), to_bytes("result", r.bind(py))?))).collect()
+}
+
 /// The receiver's processed-ID store, in one `scope`. `store` is a location (`"memory"`, an SQLite
 /// file path) or an opened `Store`; durations are seconds.
 #[pyclass(module = "oncely._native", frozen, subclass)]
@@ -391,28 +421,20 @@ impl Inbox {
     /// Claims many ids in one commit. Each request is an id (str) or a dict with `id` and
     /// optional `payload`, `mode`, `lease`. One bad request fails the whole call.
     fn begin_many(&self, py: Python<'_>, requests: &Bound<'_, PyList>) -> PyResult<Vec<BeginResult>> {
-        let mut reqs = Vec::with_capacity(requests.len());
-        for item in requests.iter() {
-            if let Ok(s) = item.cast::<PyString>() {
-                reqs.push(Request::new(args::text("id", s)?));
-                continue;
-            }
-            let d = item.cast::<PyDict>().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err("each request must be an id (str) or a dict")
-            })?;
-            crate::check_fields("request", d, &["id", "payload", "mode", "lease"])?;
-            let id: Text<args::Id> = d
-                .get_item("id")?
-                .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a request needs an `id`"))?
-                .extract()?;
-            let payload = d.get_item("payload")?;
-            let m: Option<Text<args::ModeName>> = d.get_item("mode")?.map(|v| v.extract()).transpose()?;
-            let lease: Option<f64> = d.get_item("lease")?.map(|v| v.extract()).transpose()?;
-            reqs.push(request(id, payload.as_ref(), m, lease)?);
-        }
+        let reqs = requests_of(requests)?;
         let inbox = self.inner.clone();
         let answers = block(py, async move { inbox.begin_many(reqs).await })?;
         answers.into_iter().map(|b| begin_result(py, b)).collect()
+    }
+
+    /// `begin_many`, awaitable.
+    fn begin_many_async<'py>(&self, py: Python<'py>, requests: &Bound<'_, PyList>) -> PyResult<Bound<'py, PyAny>> {
+        let reqs = requests_of(requests)?;
+        let inbox = self.inner.clone();
+        spawn_py(py, async move {
+            let answers = inbox.begin_many(reqs).await.map_err(to_py)?;
+            try_attach(|py| answers.into_iter().map(|b| begin_result(py, b)).collect::<PyResult<Vec<_>>>())
+        })
     }
 
     /// Finishes many claims of this inbox in one commit: `items` is a list of
@@ -423,16 +445,28 @@ impl Inbox {
         py: Python<'_>,
         items: Vec<(Py<Ticket>, Py<PyAny>)>,
     ) -> PyResult<Vec<Option<PyErr>>> {
-        let mut batch = Vec::with_capacity(items.len());
-        for (t, r) in &items {
-            batch.push((t.get().inner.clone(), to_bytes("result", r.bind(py))?));
-        }
+        let batch = finish_items(py, &items)?;
         let inbox = self.inner.clone();
         let results = block(py, async move {
             let refs = batch.iter().map(|(t, r)| (&**t, r.clone())).collect();
             inbox.finish_many(refs).await
         })?;
         Ok(results.into_iter().map(|r| r.err().map(to_py)).collect())
+    }
+
+    /// `finish_many`, awaitable.
+    fn finish_many_async<'py>(
+        &self,
+        py: Python<'py>,
+        items: Vec<(Py<Ticket>, Py<PyAny>)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let batch = finish_items(py, &items)?;
+        let inbox = self.inner.clone();
+        spawn_py(py, async move {
+            let refs = batch.iter().map(|(t, r)| (&**t, r.clone())).collect();
+            let results = inbox.finish_many(refs).await.map_err(to_py)?;
+            Ok(results.into_iter().map(|r| r.err().map(to_py)).collect::<Vec<_>>())
+        })
     }
 
     /// Runs `handler()` (a callable returning bytes) at most / at least / exactly once per id.

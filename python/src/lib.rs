@@ -190,6 +190,36 @@ impl Store {
 
     /// Creates the PostgreSQL schema `schema` in the database at `url` if missing and returns
     /// the URL that keeps a store's tables there.
+    /// Runs `work(tx)` in one transaction of the store (SQLite or PostgreSQL) and returns what
+    /// it returned: its `tx.execute` writes and `tx.enqueue` messages commit together when it
+    /// returns, and none of them remains when it raises (the exception propagates). The memory
+    /// store refuses with `InvalidArgument`. `work` runs on the store's writer thread while the
+    /// transaction is open: only database work through `tx` there.
+    fn transaction(&self, py: Python<'_>, work: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let store = self.inner.clone();
+        let raised: Arc<std::sync::Mutex<Option<PyErr>>> = Arc::default();
+        let slot = raised.clone();
+        let r = py.detach(move || {
+            pollster::block_on(store.in_transaction(move |sql| {
+                let out = aio::attach(|py| {
+                    let tx = Py::new(py, transaction::Transaction::new(sql))?;
+                    let r = work.call1(py, (tx.clone_ref(py),));
+                    tx.get().close();
+                    r
+                })
+                .unwrap_or_else(|| Err(aio::closing_error()));
+                out.map_err(|e| {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    oncely::Error::Storage("the transaction's work raised".into())
+                })
+            }))
+        });
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(raised.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| to_py(e))),
+        }
+    }
+
     #[staticmethod]
     fn postgres_schema_url(py: Python<'_>, url: Text<args::Url>, schema: Text<args::Schema>) -> PyResult<String> {
         py.detach(move || oncely::PostgresStore::schema_url(&url, &schema)).map_err(to_py)
@@ -215,6 +245,13 @@ pub(crate) fn store_of(py: Python<'_>, store: &Bound<'_, PyAny>) -> PyResult<Any
     )))
 }
 
+/// The payload fingerprint the inbox compares (first 128 bits of SHA-256, as hex): the same value
+/// in every language (`InboxRecord.fingerprint`).
+#[pyfunction]
+fn fingerprint(payload: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(oncely::Fingerprint::of(&to_bytes("payload", payload)?).to_hex())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The core's log records go to Python's `logging`, under loggers named after the core's
@@ -229,6 +266,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     worker::register(m)?;
     // Private (not in `__all__`): for `oncely.Inbox.claim`.
     m.setattr("_exception_text", wrap_pyfunction!(_exception_text, m)?)?;
+    m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use oncely::{AnyStore, Error, NewMessage, OutboxConfig, Timestamp};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use crate::aio::spawn_py;
+use crate::aio::{spawn_py, try_attach};
 use crate::args::{self, Headers};
 use crate::{Int, ManualClock, Text, block, opt_secs, py_bytes, secs, shared_clock, store_of, to_bytes, to_py};
 
@@ -348,6 +348,50 @@ pub(crate) fn new_message(
     Ok(m)
 }
 
+/// The messages of `enqueue_many`: bytes (the payload) or dicts with `payload` and optional `id`,
+/// `key`, `headers`, `delay`.
+pub(crate) fn messages_of(messages: &Bound<'_, PyList>) -> PyResult<Vec<NewMessage>> {
+    let mut batch = Vec::with_capacity(messages.len());
+    for item in messages.iter() {
+        if let Ok(d) = item.cast::<PyDict>() {
+            crate::check_fields("message", d, &["payload", "id", "key", "headers", "delay"])?;
+            let payload = match d.get_item("payload")? {
+                Some(p) => to_bytes("payload", &p)?,
+                None => Vec::new(),
+            };
+            let get = |k: &str| d.get_item(k).map(|v| v.filter(|v| !v.is_none()));
+            batch.push(new_message(
+                payload,
+                get("id")?.map(|v| v.extract()).transpose()?,
+                get("key")?.map(|v| v.extract()).transpose()?,
+                get("headers")?.map(|v| v.extract()).transpose()?,
+                get("delay")?.map(|v| v.extract()).transpose()?,
+            )?);
+        } else {
+            batch.push(NewMessage::new(to_bytes("message", &item)?));
+        }
+    }
+    Ok(batch)
+}
+
+/// `Outbox.stats` as a dict.
+fn stats_dict(py: Python<'_>, s: oncely::outbox::Stats) -> PyResult<Py<PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("ready", s.queue.ready)?;
+    d.set_item("scheduled", s.queue.scheduled)?;
+    d.set_item("leased", s.queue.leased)?;
+    d.set_item("dead", s.queue.dead)?;
+    d.set_item("oldest_age_ms", s.oldest_age.map(|a| a.as_millis() as u64))?;
+    d.set_item("enqueued", s.counters.enqueued)?;
+    d.set_item("delivered", s.counters.delivered)?;
+    d.set_item("retried", s.counters.retried)?;
+    d.set_item("dead_lettered", s.counters.dead_lettered)?;
+    d.set_item("dropped", s.counters.dropped)?;
+    d.set_item("attempts_settled", s.counters.attempts_settled)?;
+    d.set_item("mean_attempt_latency", s.counters.mean_attempt_latency().map(|d| d.as_secs_f64()))?;
+    Ok(d.unbind())
+}
+
 pub(crate) fn enqueued(e: Enqueued) -> &'static str {
     e.as_str()
 }
@@ -438,28 +482,18 @@ impl Outbox {
     /// optional `id`, `key`, `headers`, `delay`. One bad message fails the call; nothing is
     /// written then.
     fn enqueue_many(&self, py: Python<'_>, messages: &Bound<'_, PyList>) -> PyResult<Vec<&'static str>> {
-        let mut batch = Vec::with_capacity(messages.len());
-        for item in messages.iter() {
-            if let Ok(d) = item.cast::<PyDict>() {
-                crate::check_fields("message", d, &["payload", "id", "key", "headers", "delay"])?;
-                let payload = match d.get_item("payload")? {
-                    Some(p) => to_bytes("payload", &p)?,
-                    None => Vec::new(),
-                };
-                let get = |k: &str| d.get_item(k).map(|v| v.filter(|v| !v.is_none()));
-                batch.push(new_message(
-                    payload,
-                    get("id")?.map(|v| v.extract()).transpose()?,
-                    get("key")?.map(|v| v.extract()).transpose()?,
-                    get("headers")?.map(|v| v.extract()).transpose()?,
-                    get("delay")?.map(|v| v.extract()).transpose()?,
-                )?);
-            } else {
-                batch.push(NewMessage::new(to_bytes("message", &item)?));
-            }
-        }
+        let batch = messages_of(messages)?;
         let o = self.inner.clone();
         block(py, async move { o.enqueue_many(batch).await }).map(|v| v.into_iter().map(enqueued).collect())
+    }
+
+    /// `enqueue_many`, awaitable.
+    fn enqueue_many_async<'py>(&self, py: Python<'py>, messages: &Bound<'_, PyList>) -> PyResult<Bound<'py, PyAny>> {
+        let batch = messages_of(messages)?;
+        let o = self.inner.clone();
+        spawn_py(py, async move {
+            o.enqueue_many(batch).await.map(|v| v.into_iter().map(enqueued).collect::<Vec<_>>()).map_err(to_py)
+        })
     }
 
     /// `enqueue`, awaitable.
@@ -526,10 +560,80 @@ impl Outbox {
         block(py, async move { o.settle(&id, token, how).await }).map(settled)
     }
 
+    /// `settle`, awaitable.
+    #[pyo3(signature = (id, token, action, *, after = None, error = Text::new(""), reason = Text::new(""), lease = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn settle_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: Text<args::Id>,
+        token: Int<args::Token>,
+        action: Text<args::Action>,
+        after: Option<f64>,
+        error: Text<args::ErrorText>,
+        reason: Text<args::Reason>,
+        lease: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let fields = oncely::outbox::SettleFields {
+            after: opt_secs("after", after)?,
+            error: Some(error.0),
+            reason: Some(reason.0),
+            lease: opt_secs("lease", lease)?,
+        };
+        let how = Settle::from_action(&action, fields).map_err(to_py)?;
+        let (o, token) = (self.inner.clone(), token.0);
+        spawn_py(py, async move { o.settle(&id, token, how).await.map(settled).map_err(to_py) })
+    }
+
     /// Removes a queued message before delivery: `"cancelled"`, `"in_flight"` or `"not_found"`.
     fn cancel(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<&'static str> {
         let o = self.inner.clone();
         block(py, async move { o.cancel(&id).await }).map(Cancelled::as_str)
+    }
+
+    /// `cancel`, awaitable.
+    fn cancel_async<'py>(&self, py: Python<'py>, id: Text<args::Id>) -> PyResult<Bound<'py, PyAny>> {
+        let o = self.inner.clone();
+        spawn_py(py, async move { o.cancel(&id).await.map(Cancelled::as_str).map_err(to_py) })
+    }
+
+    /// `get`, awaitable.
+    fn get_async<'py>(&self, py: Python<'py>, id: Text<args::Id>) -> PyResult<Bound<'py, PyAny>> {
+        let o = self.inner.clone();
+        spawn_py(py, async move {
+            let r = o.get(&id).await.map_err(to_py)?;
+            try_attach(|py| Ok(r.map(|r| outbox_record(py, r))))
+        })
+    }
+
+    /// `dead_letters`, awaitable.
+    #[pyo3(signature = (after_seq = None, limit = Int::new(100)), text_signature = "($self, after_seq=None, limit=100)")]
+    fn dead_letters_async<'py>(
+        &self,
+        py: Python<'py>,
+        after_seq: Option<Int<args::AfterSeq>>,
+        limit: Int<args::Limit>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (after_seq, limit) = (after_seq.map(|s| s.0), limit.0 as usize);
+        let o = self.inner.clone();
+        spawn_py(py, async move {
+            let rs = o.dead_letters(after_seq, limit).await.map_err(to_py)?;
+            try_attach(|py| Ok(rs.into_iter().map(|r| outbox_record(py, r)).collect::<Vec<_>>()))
+        })
+    }
+
+    /// `replay`, awaitable.
+    fn replay_async<'py>(&self, py: Python<'py>, id: Text<args::Id>) -> PyResult<Bound<'py, PyAny>> {
+        let o = self.inner.clone();
+        spawn_py(py, async move { o.replay(&id).await.map_err(to_py) })
+    }
+
+    /// `purge_dead`, awaitable.
+    #[pyo3(signature = (ids = None))]
+    fn purge_dead_async<'py>(&self, py: Python<'py>, ids: Option<Vec<Text<args::Ids>>>) -> PyResult<Bound<'py, PyAny>> {
+        let ids = ids.map(|ids| ids.into_iter().map(|id| id.0).collect::<Vec<_>>());
+        let o = self.inner.clone();
+        spawn_py(py, async move { o.purge_dead(ids).await.map_err(to_py) })
     }
 
     /// The message `id` in any state, or None.
@@ -568,23 +672,19 @@ impl Outbox {
     }
 
     /// The queue's counts (all processes) and this process's counters, as a dict.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
         let o = self.inner.clone();
         let s = block(py, async move { o.stats().await })?;
-        let d = PyDict::new(py);
-        d.set_item("ready", s.queue.ready)?;
-        d.set_item("scheduled", s.queue.scheduled)?;
-        d.set_item("leased", s.queue.leased)?;
-        d.set_item("dead", s.queue.dead)?;
-        d.set_item("oldest_age_ms", s.oldest_age.map(|a| a.as_millis() as u64))?;
-        d.set_item("enqueued", s.counters.enqueued)?;
-        d.set_item("delivered", s.counters.delivered)?;
-        d.set_item("retried", s.counters.retried)?;
-        d.set_item("dead_lettered", s.counters.dead_lettered)?;
-        d.set_item("dropped", s.counters.dropped)?;
-        d.set_item("attempts_settled", s.counters.attempts_settled)?;
-        d.set_item("mean_attempt_latency", s.counters.mean_attempt_latency().map(|d| d.as_secs_f64()))?;
-        Ok(d)
+        stats_dict(py, s)
+    }
+
+    /// `stats`, awaitable.
+    fn stats_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let o = self.inner.clone();
+        spawn_py(py, async move {
+            let s = o.stats().await.map_err(to_py)?;
+            try_attach(|py| stats_dict(py, s))
+        })
     }
 
     /// Calls `callback(event)` with every state change after it committed, in this process.

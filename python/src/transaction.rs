@@ -6,10 +6,10 @@ use std::sync::Mutex;
 
 use oncely::sql::{SqlTx, SqlValue};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyInt, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::errors::Closed;
-use crate::outbox::{Outbox, enqueued, new_message};
+use crate::outbox::{Outbox, enqueued, messages_of, new_message};
 use crate::args::{self, Headers};
 use crate::{Text, to_bytes, to_py};
 
@@ -135,6 +135,21 @@ impl Transaction {
         let outbox = &outbox.get().inner;
         let mut r = self.with_tx(|tx| tx.enqueue(outbox, vec![m]).map_err(to_py))?;
         Ok(enqueued(r.pop().ok_or_else(|| to_py(oncely::Error::Storage("enqueue answered nothing".into())))?))
+    }
+
+    /// `enqueue` for several messages (each as in `Outbox.enqueue_many`: bytes or a dict):
+    /// all of them or none, within this transaction.
+    fn enqueue_many(&self, outbox: &Bound<'_, Outbox>, messages: &Bound<'_, PyList>) -> PyResult<Vec<&'static str>> {
+        let batch = messages_of(messages)?;
+        let outbox = &outbox.get().inner;
+        let r = self.with_tx(|tx| tx.enqueue(outbox, batch).map_err(to_py))?;
+        Ok(r.into_iter().map(enqueued).collect())
+    }
+
+    /// Whether the handler that got this transaction is still running (calls are allowed).
+    #[getter]
+    fn open(&self) -> bool {
+        self.tx.lock().map(|g| g.is_some()).unwrap_or(false)
     }
 
     fn __repr__(&self) -> String {

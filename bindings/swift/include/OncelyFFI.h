@@ -388,6 +388,11 @@ uint64_t uniffi_oncely_ffi_fn_method_inbox_finish_many(uint64_t ptr, RustBuffer 
 uint64_t uniffi_oncely_ffi_fn_method_inbox_get(uint64_t ptr, RustBuffer id
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_INBOX_MODE
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_INBOX_MODE
+RustBuffer uniffi_oncely_ffi_fn_method_inbox_mode(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_INBOX_PROCESS
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_INBOX_PROCESS
 uint64_t uniffi_oncely_ffi_fn_method_inbox_process(uint64_t ptr, RustBuffer id, RustBuffer payload, uint64_t handler, RustBuffer options
@@ -448,6 +453,11 @@ RustBuffer uniffi_oncely_ffi_fn_method_ticket_mode(uint64_t ptr, RustCallStatus 
 uint64_t uniffi_oncely_ffi_fn_method_ticket_release(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_TICKET_SETTLE
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_TICKET_SETTLE
+uint64_t uniffi_oncely_ffi_fn_method_ticket_settle(uint64_t ptr, RustBuffer result, RustBuffer error, int8_t permanent
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_TICKET_TOKEN
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_TICKET_TOKEN
 uint64_t uniffi_oncely_ffi_fn_method_ticket_token(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -471,6 +481,11 @@ uint64_t uniffi_oncely_ffi_fn_method_delivery_ack(uint64_t ptr
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_DELIVERY_ATTEMPT
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_DELIVERY_ATTEMPT
 uint32_t uniffi_oncely_ffi_fn_method_delivery_attempt(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_DELIVERY_AVAILABLE_AT_MS
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_DELIVERY_AVAILABLE_AT_MS
+int64_t uniffi_oncely_ffi_fn_method_delivery_available_at_ms(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_FN_METHOD_DELIVERY_CREATED_AT_MS
@@ -1175,6 +1190,12 @@ uint16_t uniffi_oncely_ffi_checksum_method_inbox_get(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_INBOX_MODE
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_INBOX_MODE
+uint16_t uniffi_oncely_ffi_checksum_method_inbox_mode(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_INBOX_PROCESS
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_INBOX_PROCESS
 uint16_t uniffi_oncely_ffi_checksum_method_inbox_process(void
@@ -1235,6 +1256,12 @@ uint16_t uniffi_oncely_ffi_checksum_method_ticket_release(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_TICKET_SETTLE
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_TICKET_SETTLE
+uint16_t uniffi_oncely_ffi_checksum_method_ticket_settle(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_TICKET_TOKEN
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_TICKET_TOKEN
 uint16_t uniffi_oncely_ffi_checksum_method_ticket_token(void
@@ -1250,6 +1277,12 @@ uint16_t uniffi_oncely_ffi_checksum_method_delivery_ack(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_DELIVERY_ATTEMPT
 #define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_DELIVERY_ATTEMPT
 uint16_t uniffi_oncely_ffi_checksum_method_delivery_attempt(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_DELIVERY_AVAILABLE_AT_MS
+#define UNIFFI_FFIDEF_UNIFFI_ONCELY_FFI_CHECKSUM_METHOD_DELIVERY_AVAILABLE_AT_MS
+uint16_t uniffi_oncely_ffi_checksum_method_delivery_available_at_ms(void
     
 );
 #endif

@@ -247,6 +247,27 @@ impl Ticket {
         let t = self.inner.clone();
         on_runtime(async move { Ok(t.release().await?) }).await
     }
+
+    /// Settles the claim by a handler's outcome, exactly as `process` settles one (the core's
+    /// `Ticket::settle`): without `error`, finishes it with `result` (empty when null); with
+    /// `error`, a `permanent` failure is stored or released by the cache policy and a retryable
+    /// one gives the id back.
+    #[uniffi::method(default(result = None, error = None, permanent = false))]
+    pub async fn settle(
+        &self,
+        result: Option<Vec<u8>>,
+        error: Option<String>,
+        permanent: bool,
+    ) -> Result<(), OncelyError> {
+        let t = self.inner.clone();
+        on_runtime(async move {
+            Ok(match error {
+                None => t.settle::<String>(Ok(result.unwrap_or_default())).await?,
+                Some(error) => t.settle(Err(&oncely::Failure { error, permanent })).await?,
+            })
+        })
+        .await
+    }
 }
 
 /// One item of `Inbox.finishMany`.
@@ -403,6 +424,11 @@ impl Inbox {
     /// The inbox's scope.
     pub fn scope(&self) -> String {
         self.inner.config().scope.clone()
+    }
+
+    /// The inbox's default mode (a call's `CallOptions.mode` overrides it).
+    pub fn mode(&self) -> Mode {
+        self.inner.config().mode.into()
     }
 
     /// Claims `id` (pull style): `Claimed` (run the effect, then settle the ticket),

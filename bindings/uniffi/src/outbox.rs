@@ -465,6 +465,11 @@ impl Delivery {
     pub fn created_at_ms(&self) -> i64 {
         self.inner.message().created_at.0
     }
+    /// When the message became deliverable (its enqueue time plus any delay, or the time the
+    /// last retry or snooze set).
+    pub fn available_at_ms(&self) -> i64 {
+        self.inner.message().available_at.0
+    }
 
     /// Delivered: removes the message.
     pub async fn ack(&self) -> Result<(), OncelyError> {

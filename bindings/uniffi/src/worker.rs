@@ -27,6 +27,11 @@ pub struct Message {
     pub attempt: u32,
     /// When it was enqueued.
     pub created_at_ms: i64,
+    /// The idempotency key for the receiver: the message id (as `Delivery.idempotencyKey`).
+    pub idempotency_key: String,
+    /// When it became deliverable (its enqueue time plus any delay, or the time a retry or
+    /// snooze set).
+    pub available_at_ms: i64,
 }
 
 /// What a worker handler says about one attempt. The core's handler contract settles it
@@ -236,6 +241,8 @@ impl Worker {
 
 fn message(m: oncely::Message) -> Message {
     Message {
+        idempotency_key: m.id.clone(),
+        available_at_ms: m.available_at.0,
         id: m.id,
         key: m.key,
         payload: m.payload,

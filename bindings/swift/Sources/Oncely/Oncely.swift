@@ -641,6 +641,12 @@ public protocol DeliveryProtocol: AnyObject, Sendable {
     func attempt()  -> UInt32
     
     /**
+     * When the message became deliverable (its enqueue time plus any delay, or the time the
+     * last retry or snooze set).
+     */
+    func availableAtMs()  -> Int64
+    
+    /**
      * When the message was enqueued.
      */
     func createdAtMs()  -> Int64
@@ -795,6 +801,19 @@ open func attempt() -> UInt32  {
     return try!  FfiConverterUInt32.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_method_delivery_attempt(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * When the message became deliverable (its enqueue time plus any delay, or the time the
+     * last retry or snooze set).
+     */
+open func availableAtMs() -> Int64  {
+    return try!  FfiConverterInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_oncely_ffi_fn_method_delivery_available_at_ms(
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
@@ -1090,6 +1109,11 @@ public protocol InboxProtocol: AnyObject, Sendable {
     func get(id: String) async throws  -> InboxRecord?
     
     /**
+     * The inbox's default mode (a call's `CallOptions.mode` overrides it).
+     */
+    func mode()  -> Mode
+    
+    /**
      * Runs `handler` at most / at least / exactly once for `id`, by the mode: claims the id,
      * runs the handler, then stores its result (or, on failure, gives the id back or stores the
      * failure by the cache policy). A duplicate returns the stored result with
@@ -1275,6 +1299,18 @@ open func get(id: String)async throws  -> InboxRecord?  {
             liftFunc: FfiConverterOptionTypeInboxRecord.lift,
             errorHandler: FfiConverterTypeOncelyError_lift
         )
+}
+    
+    /**
+     * The inbox's default mode (a call's `CallOptions.mode` overrides it).
+     */
+open func mode() -> Mode  {
+    return try!  FfiConverterTypeMode_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_oncely_ffi_fn_method_inbox_mode(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -2648,6 +2684,14 @@ public protocol TicketProtocol: AnyObject, Sendable {
     func release() async throws 
     
     /**
+     * Settles the claim by a handler's outcome, exactly as `process` settles one (the core's
+     * `Ticket::settle`): without `error`, finishes it with `result` (empty when null); with
+     * `error`, a `permanent` failure is stored or released by the cache policy and a retryable
+     * one gives the id back.
+     */
+    func settle(result: Data?, error: String?, permanent: Bool) async throws 
+    
+    /**
      * The fencing token: larger than every token handed out for this id before; 0 for an
      * at-least-once claim, which holds no lease.
      */
@@ -2784,6 +2828,28 @@ open func release()async throws   {
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_ticket_release(
                         self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_oncely_ffi_rust_future_poll_void,
+            completeFunc: ffi_oncely_ffi_rust_future_complete_void,
+            freeFunc: ffi_oncely_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeOncelyError_lift
+        )
+}
+    
+    /**
+     * Settles the claim by a handler's outcome, exactly as `process` settles one (the core's
+     * `Ticket::settle`): without `error`, finishes it with `result` (empty when null); with
+     * `error`, a `permanent` failure is stored or released by the cache policy and a retryable
+     * one gives the id back.
+     */
+open func settle(result: Data? = nil, error: String? = nil, permanent: Bool = false)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_oncely_ffi_fn_method_ticket_settle(
+                        self.uniffiCloneHandle(),FfiConverterOptionData.lower(result),FfiConverterOptionString.lower(error),FfiConverterBool.lower(permanent)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_void,
@@ -3605,6 +3671,15 @@ public struct Message: Equatable, Hashable {
      * When it was enqueued.
      */
     public var createdAtMs: Int64
+    /**
+     * The idempotency key for the receiver: the message id (as `Delivery.idempotencyKey`).
+     */
+    public var idempotencyKey: String
+    /**
+     * When it became deliverable (its enqueue time plus any delay, or the time a retry or
+     * snooze set).
+     */
+    public var availableAtMs: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3626,13 +3701,22 @@ public struct Message: Equatable, Hashable {
          */attempt: UInt32, 
         /**
          * When it was enqueued.
-         */createdAtMs: Int64) {
+         */createdAtMs: Int64, 
+        /**
+         * The idempotency key for the receiver: the message id (as `Delivery.idempotencyKey`).
+         */idempotencyKey: String, 
+        /**
+         * When it became deliverable (its enqueue time plus any delay, or the time a retry or
+         * snooze set).
+         */availableAtMs: Int64) {
         self.id = id
         self.key = key
         self.payload = payload
         self.headers = headers
         self.attempt = attempt
         self.createdAtMs = createdAtMs
+        self.idempotencyKey = idempotencyKey
+        self.availableAtMs = availableAtMs
     }
 
     
@@ -3656,7 +3740,9 @@ public struct FfiConverterTypeMessage: FfiConverterRustBuffer {
                 payload: FfiConverterData.read(from: &buf), 
                 headers: FfiConverterDictionaryStringString.read(from: &buf), 
                 attempt: FfiConverterUInt32.read(from: &buf), 
-                createdAtMs: FfiConverterInt64.read(from: &buf)
+                createdAtMs: FfiConverterInt64.read(from: &buf), 
+                idempotencyKey: FfiConverterString.read(from: &buf), 
+                availableAtMs: FfiConverterInt64.read(from: &buf)
         )
     }
 
@@ -3667,6 +3753,8 @@ public struct FfiConverterTypeMessage: FfiConverterRustBuffer {
         FfiConverterDictionaryStringString.write(value.headers, into: &buf)
         FfiConverterUInt32.write(value.attempt, into: &buf)
         FfiConverterInt64.write(value.createdAtMs, into: &buf)
+        FfiConverterString.write(value.idempotencyKey, into: &buf)
+        FfiConverterInt64.write(value.availableAtMs, into: &buf)
     }
 }
 
@@ -9274,6 +9362,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_inbox_get() != 59860) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_oncely_ffi_checksum_method_inbox_mode() != 41646) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_oncely_ffi_checksum_method_inbox_process() != 27826) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -9304,6 +9395,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_ticket_release() != 2449) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_oncely_ffi_checksum_method_ticket_settle() != 542) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_oncely_ffi_checksum_method_ticket_token() != 3055) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -9311,6 +9405,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_delivery_attempt() != 44793) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_oncely_ffi_checksum_method_delivery_available_at_ms() != 6460) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_delivery_created_at_ms() != 34043) {

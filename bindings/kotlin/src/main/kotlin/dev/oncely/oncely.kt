@@ -856,6 +856,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_inbox_get(
     ): Int
+    external fun uniffi_oncely_ffi_checksum_method_inbox_mode(
+    ): Int
     external fun uniffi_oncely_ffi_checksum_method_inbox_process(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_inbox_process_suspending(
@@ -876,11 +878,15 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_ticket_release(
     ): Int
+    external fun uniffi_oncely_ffi_checksum_method_ticket_settle(
+    ): Int
     external fun uniffi_oncely_ffi_checksum_method_ticket_token(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_delivery_ack(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_delivery_attempt(
+    ): Int
+    external fun uniffi_oncely_ffi_checksum_method_delivery_available_at_ms(
     ): Int
     external fun uniffi_oncely_ffi_checksum_method_delivery_created_at_ms(
     ): Int
@@ -1041,6 +1047,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_oncely_ffi_fn_method_inbox_get(`ptr`: Long,`id`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_oncely_ffi_fn_method_inbox_mode(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_oncely_ffi_fn_method_inbox_process(`ptr`: Long,`id`: RustBuffer.ByValue,`payload`: RustBuffer.ByValue,`handler`: Long,`options`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_oncely_ffi_fn_method_inbox_process_suspending(`ptr`: Long,`id`: RustBuffer.ByValue,`payload`: RustBuffer.ByValue,`handler`: Long,`options`: RustBuffer.ByValue,
@@ -1065,6 +1073,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_oncely_ffi_fn_method_ticket_release(`ptr`: Long,
     ): Long
+    external fun uniffi_oncely_ffi_fn_method_ticket_settle(`ptr`: Long,`result`: RustBuffer.ByValue,`error`: RustBuffer.ByValue,`permanent`: Byte,
+    ): Long
     external fun uniffi_oncely_ffi_fn_method_ticket_token(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_oncely_ffi_fn_clone_delivery(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1075,6 +1085,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_oncely_ffi_fn_method_delivery_attempt(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
+    external fun uniffi_oncely_ffi_fn_method_delivery_available_at_ms(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_oncely_ffi_fn_method_delivery_created_at_ms(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_oncely_ffi_fn_method_delivery_extend(`ptr`: Long,`leaseMs`: Long,
@@ -1376,6 +1388,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_get() and 0xFFFF) != 59860) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_mode() and 0xFFFF) != 41646) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process() and 0xFFFF) != 27826) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1406,6 +1421,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_ticket_release() and 0xFFFF) != 2449) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_oncely_ffi_checksum_method_ticket_settle() and 0xFFFF) != 542) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_oncely_ffi_checksum_method_ticket_token() and 0xFFFF) != 3055) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1413,6 +1431,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_delivery_attempt() and 0xFFFF) != 44793) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_oncely_ffi_checksum_method_delivery_available_at_ms() and 0xFFFF) != 6460) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_delivery_created_at_ms() and 0xFFFF) != 34043) {
@@ -2214,6 +2235,12 @@ public interface DeliveryInterface {
     fun `attempt`(): kotlin.UInt
     
     /**
+     * When the message became deliverable (its enqueue time plus any delay, or the time the
+     * last retry or snooze set).
+     */
+    fun `availableAtMs`(): kotlin.Long
+    
+    /**
      * When the message was enqueued.
      */
     fun `createdAtMs`(): kotlin.Long
@@ -2425,6 +2452,23 @@ open class Delivery: Disposable, AutoCloseable, DeliveryInterface
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_method_delivery_attempt(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * When the message became deliverable (its enqueue time plus any delay, or the time the
+     * last retry or snooze set).
+     */override fun `availableAtMs`(): kotlin.Long {
+            return FfiConverterLong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_oncely_ffi_fn_method_delivery_available_at_ms(
         it,
         _status)
 }
@@ -2875,6 +2919,11 @@ public interface InboxInterface {
     suspend fun `get`(`id`: kotlin.String): InboxRecord?
     
     /**
+     * The inbox's default mode (a call's `CallOptions.mode` overrides it).
+     */
+    fun `mode`(): Mode
+    
+    /**
      * Runs `handler` at most / at least / exactly once for `id`, by the mode: claims the id,
      * runs the handler, then stores its result (or, on failure, gives the id back or stores the
      * failure by the cache policy). A duplicate returns the stored result with
@@ -3137,6 +3186,22 @@ open class Inbox: Disposable, AutoCloseable, InboxInterface
         OncelyException.ErrorHandler,
     )
     }
+
+    
+    /**
+     * The inbox's default mode (a call's `CallOptions.mode` overrides it).
+     */override fun `mode`(): Mode {
+            return FfiConverterTypeMode.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_oncely_ffi_fn_method_inbox_mode(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -5431,6 +5496,14 @@ public interface TicketInterface {
     suspend fun `release`()
     
     /**
+     * Settles the claim by a handler's outcome, exactly as `process` settles one (the core's
+     * `Ticket::settle`): without `error`, finishes it with `result` (empty when null); with
+     * `error`, a `permanent` failure is stored or released by the cache policy and a retryable
+     * one gives the id back.
+     */
+    suspend fun `settle`(`result`: kotlin.ByteArray? = null, `error`: kotlin.String? = null, `permanent`: kotlin.Boolean = false)
+    
+    /**
      * The fencing token: larger than every token handed out for this id before; 0 for an
      * at-least-once claim, which holds no lease.
      */
@@ -5642,6 +5715,37 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
             UniffiLib.uniffi_oncely_ffi_fn_method_ticket_release(
                 uniffiHandle,
                 
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_oncely_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        OncelyException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Settles the claim by a handler's outcome, exactly as `process` settles one (the core's
+     * `Ticket::settle`): without `error`, finishes it with `result` (empty when null); with
+     * `error`, a `permanent` failure is stored or released by the cache policy and a retryable
+     * one gives the id back.
+     */
+    @Throws(OncelyException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `settle`(`result`: kotlin.ByteArray?, `error`: kotlin.String?, `permanent`: kotlin.Boolean) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_oncely_ffi_fn_method_ticket_settle(
+                uniffiHandle,
+                
+        FfiConverterOptionalByteArray.lower(`result`),
+        FfiConverterOptionalString.lower(`error`),
+        FfiConverterBoolean.lower(`permanent`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_void(future, callback, continuation) },
@@ -6509,6 +6613,17 @@ data class Message (
      * When it was enqueued.
      */
     var `createdAtMs`: kotlin.Long
+    , 
+    /**
+     * The idempotency key for the receiver: the message id (as `Delivery.idempotencyKey`).
+     */
+    var `idempotencyKey`: kotlin.String
+    , 
+    /**
+     * When it became deliverable (its enqueue time plus any delay, or the time a retry or
+     * snooze set).
+     */
+    var `availableAtMs`: kotlin.Long
     
 ){
     
@@ -6531,6 +6646,8 @@ public object FfiConverterTypeMessage: FfiConverterRustBuffer<Message> {
             FfiConverterMapStringString.read(buf),
             FfiConverterUInt.read(buf),
             FfiConverterLong.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
@@ -6540,7 +6657,9 @@ public object FfiConverterTypeMessage: FfiConverterRustBuffer<Message> {
             FfiConverterByteArray.allocationSize(value.`payload`) +
             FfiConverterMapStringString.allocationSize(value.`headers`) +
             FfiConverterUInt.allocationSize(value.`attempt`) +
-            FfiConverterLong.allocationSize(value.`createdAtMs`)
+            FfiConverterLong.allocationSize(value.`createdAtMs`) +
+            FfiConverterString.allocationSize(value.`idempotencyKey`) +
+            FfiConverterLong.allocationSize(value.`availableAtMs`)
     )
 
     override fun write(value: Message, buf: ByteBuffer) {
@@ -6550,6 +6669,8 @@ public object FfiConverterTypeMessage: FfiConverterRustBuffer<Message> {
             FfiConverterMapStringString.write(value.`headers`, buf)
             FfiConverterUInt.write(value.`attempt`, buf)
             FfiConverterLong.write(value.`createdAtMs`, buf)
+            FfiConverterString.write(value.`idempotencyKey`, buf)
+            FfiConverterLong.write(value.`availableAtMs`, buf)
     }
 }
 
