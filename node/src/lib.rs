@@ -92,5 +92,5 @@ pub fn fingerprint(payload: Unknown) -> Result<String> {
 /// The package version.
 #[napi]
 pub fn version() -> String {
-    env!("CARGO_PKG_VERSION").to_string()
+    oncely::version().to_string()
 }

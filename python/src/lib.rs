@@ -267,6 +267,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Private (not in `__all__`): for `oncely.Inbox.claim`.
     m.setattr("_exception_text", wrap_pyfunction!(_exception_text, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("__version__", oncely::version())?;
     Ok(())
 }

@@ -70,7 +70,7 @@ pub(crate) async fn on_blocking<T: Send + 'static>(
 /// The version of the oncely library inside this binding.
 #[uniffi::export]
 pub fn version() -> String {
-    env!("CARGO_PKG_VERSION").to_string()
+    oncely::version().to_string()
 }
 
 /// The payload fingerprint the inbox compares (first 128 bits of SHA-256, as hex): the same

@@ -39,3 +39,9 @@ pub use store::{AnyStore, InboxStore, MemoryStore, OutboxStore, SqliteConfig, Sq
 #[cfg(feature = "postgres")]
 pub use store::{PostgresConfig, PostgresStore};
 pub use worker::{Outcome, Worker, WorkerConfig};
+
+/// This oncely's version (the workspace's one version): what every binding reports as its own
+/// (`oncely.__version__`, `require('oncely').version`, Kotlin's `version()`).
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}

@@ -176,11 +176,15 @@ fn starts_ident(line: &str, prefix: &str, name: &str) -> bool {
 
 fn has_member(b: &Block, member: &str) -> bool {
     b.lines.iter().filter(|(d, _)| *d == 1).any(|(_, l)| match b.kind {
-        Kind::Impl => ["pub fn ", "pub async fn ", "pub const fn "].iter().any(|p| starts_ident(l, p, member)),
+        Kind::Impl => {
+            ["pub fn ", "pub async fn ", "pub const fn "].iter().any(|p| starts_ident(l, p, member))
+        }
         Kind::TraitImpl | Kind::Trait => {
             ["fn ", "async fn ", "pub fn ", "pub async fn "].iter().any(|p| starts_ident(l, p, member))
         }
-        Kind::Struct => starts_ident(l, "pub ", member) && l[4 + member.len()..].trim_start().starts_with(':'),
+        Kind::Struct => {
+            starts_ident(l, "pub ", member) && l[4 + member.len()..].trim_start().starts_with(':')
+        }
         Kind::Enum => starts_ident(l, "", member),
     })
 }
