@@ -238,29 +238,17 @@ pub struct OutboxEvent {
 }
 
 fn event(e: &oncely::outbox::Event) -> OutboxEvent {
-    use oncely::outbox::EventKind;
-    let mut ev = OutboxEvent {
-        kind: String::new(),
-        id: e.id.clone(),
-        at_ms: e.at.0,
-        attempt: None,
-        retry_at_ms: None,
-        until_ms: None,
-        error: None,
-        reason: None,
-    };
-    match &e.kind {
-        EventKind::Leased { attempt } => ev.attempt = Some(*attempt),
-        EventKind::Retried { at, error } => {
-            ev.retry_at_ms = Some(at.0);
-            ev.error = Some(error.clone());
-        }
-        EventKind::Snoozed { until } | EventKind::Parked { until } => ev.until_ms = Some(until.0),
-        EventKind::DeadLettered { reason } => ev.reason = Some(reason.clone()),
-        _ => {}
+    let f = e.flat();
+    OutboxEvent {
+        kind: f.kind.to_string(),
+        id: f.id,
+        at_ms: f.at_ms,
+        attempt: f.attempt,
+        retry_at_ms: f.retry_at_ms,
+        until_ms: f.until_ms,
+        error: f.error,
+        reason: f.reason,
     }
-    ev.kind = e.kind.name().to_string();
-    ev
 }
 
 fn ordering_of(

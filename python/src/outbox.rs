@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oncely::backoff::{AttemptHistory, JitterRng, RetryDecision, RetryPolicy as CorePolicy};
 use oncely::outbox::{
-    Cancelled, Enqueued, Event as CoreEvent, EventKind, MessageState, Ordering, OutboxRecord as CoreRecord,
+    Cancelled, Enqueued, Event as CoreEvent, MessageState, Ordering, OutboxRecord as CoreRecord,
     RetryBudget, Settle, Settled as CoreSettled,
 };
 use oncely::{AnyStore, Error, NewMessage, OutboxConfig, Timestamp};
@@ -282,29 +282,29 @@ impl Event {
     }
 }
 
-fn event(e: &CoreEvent) -> Event {
-    let mut ev = Event {
-        kind: "",
-        id: e.id.clone(),
-        at_ms: e.at.0,
-        attempt: None,
-        retry_at_ms: None,
-        until_ms: None,
-        error: None,
-        reason: None,
+/// The settle `settle(id, token, action, ...)` names (the core reads the action).
+fn settle_of(action: &str, after: Option<f64>, error: String, reason: String, lease: Option<f64>) -> PyResult<Settle> {
+    let fields = oncely::outbox::SettleFields {
+        after: opt_secs("after", after)?,
+        error: Some(error),
+        reason: Some(reason),
+        lease: opt_secs("lease", lease)?,
     };
-    ev.kind = e.kind.name();
-    match &e.kind {
-        EventKind::Leased { attempt } => ev.attempt = Some(*attempt),
-        EventKind::Retried { at, error } => {
-            ev.retry_at_ms = Some(at.0);
-            ev.error = Some(error.clone());
-        }
-        EventKind::Snoozed { until } | EventKind::Parked { until } => ev.until_ms = Some(until.0),
-        EventKind::DeadLettered { reason } => ev.reason = Some(reason.clone()),
-        _ => {}
+    Settle::from_action(action, fields).map_err(to_py)
+}
+
+fn event(e: &CoreEvent) -> Event {
+    let f = e.flat();
+    Event {
+        kind: f.kind,
+        id: f.id,
+        at_ms: f.at_ms,
+        attempt: f.attempt,
+        retry_at_ms: f.retry_at_ms,
+        until_ms: f.until_ms,
+        error: f.error,
+        reason: f.reason,
     }
-    ev
 }
 
 fn ordering_of(ordering: &str, poison: Option<&str>, park_after: Option<f64>) -> PyResult<Ordering> {
@@ -548,14 +548,8 @@ impl Outbox {
         reason: Text<args::Reason>,
         lease: Option<f64>,
     ) -> PyResult<Settled> {
-        let (token, action, error, reason) = (token.0, &*action, error.0, reason.0);
-        let fields = oncely::outbox::SettleFields {
-            after: opt_secs("after", after)?,
-            error: Some(error),
-            reason: Some(reason),
-            lease: opt_secs("lease", lease)?,
-        };
-        let how = Settle::from_action(action, fields).map_err(to_py)?;
+        let how = settle_of(&action, after, error.0, reason.0, lease)?;
+        let token = token.0;
         let o = self.inner.clone();
         block(py, async move { o.settle(&id, token, how).await }).map(settled)
     }
@@ -574,13 +568,7 @@ impl Outbox {
         reason: Text<args::Reason>,
         lease: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let fields = oncely::outbox::SettleFields {
-            after: opt_secs("after", after)?,
-            error: Some(error.0),
-            reason: Some(reason.0),
-            lease: opt_secs("lease", lease)?,
-        };
-        let how = Settle::from_action(&action, fields).map_err(to_py)?;
+        let how = settle_of(&action, after, error.0, reason.0, lease)?;
         let (o, token) = (self.inner.clone(), token.0);
         spawn_py(py, async move { o.settle(&id, token, how).await.map(settled).map_err(to_py) })
     }

@@ -83,3 +83,52 @@ impl EventKind {
         }
     }
 }
+
+/// An [`Event`] flattened into the one shape every binding hands to its listeners: the kind's
+/// stable name, and each detail in a field of its own (absent where the kind has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlatEvent {
+    /// [`EventKind::name`]: `"enqueued"`, `"leased"`, `"retried"`, …
+    pub kind: &'static str,
+    /// The message.
+    pub id: String,
+    /// When it happened, in ms since the Unix epoch (the outbox's clock).
+    pub at_ms: i64,
+    /// `leased`: which attempt.
+    pub attempt: Option<u32>,
+    /// `retried`: when it is deliverable again.
+    pub retry_at_ms: Option<i64>,
+    /// `snoozed`, `parked`: until when.
+    pub until_ms: Option<i64>,
+    /// `retried`: the attempt's error.
+    pub error: Option<String>,
+    /// `dead_lettered`: why.
+    pub reason: Option<String>,
+}
+
+impl Event {
+    /// This event as a [`FlatEvent`].
+    pub fn flat(&self) -> FlatEvent {
+        let mut flat = FlatEvent {
+            kind: self.kind.name(),
+            id: self.id.clone(),
+            at_ms: self.at.0,
+            attempt: None,
+            retry_at_ms: None,
+            until_ms: None,
+            error: None,
+            reason: None,
+        };
+        match &self.kind {
+            EventKind::Leased { attempt } => flat.attempt = Some(*attempt),
+            EventKind::Retried { at, error } => {
+                flat.retry_at_ms = Some(at.0);
+                flat.error = Some(error.clone());
+            }
+            EventKind::Snoozed { until } | EventKind::Parked { until } => flat.until_ms = Some(until.0),
+            EventKind::DeadLettered { reason } => flat.reason = Some(reason.clone()),
+            _ => {}
+        }
+        flat
+    }
+}

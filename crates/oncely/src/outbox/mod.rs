@@ -24,7 +24,7 @@ pub use config::{NewMessage, OutboxConfig};
 use counters::AtomicCounters;
 pub use counters::{Counters, Stats};
 pub use delivery::Delivery;
-pub use events::{Event, EventKind};
+pub use events::{Event, EventKind, FlatEvent};
 pub use record::{MessageState, OutboxRecord, QueueStats};
 pub use rules::{Cancelled, Enqueued, Ordering, PoisonPolicy, Settle, SettleFields, Settled};
 
