@@ -168,3 +168,31 @@ def test_on_event_refuses_a_non_callable():
     outbox.on_event(seen.append)
     outbox.enqueue(b"", id="e")
     assert [e.kind for e in seen] == ["enqueued"]
+
+
+def test_a_slow_sync_process_handler_keeps_its_claim(tmp_path):
+    # The claim is kept alive while a synchronous handler blocks its thread, so a duplicate
+    # arriving after several leases' time is still "in progress", never a second run.
+    import threading
+    import time
+
+    inbox = Inbox(oncely.Store(str(tmp_path / "s.db")), "s", lease=0.15)
+    runs = []
+    first = {}
+
+    def slow():
+        runs.append("first")
+        time.sleep(0.7)
+        return b"first"
+
+    t = threading.Thread(target=lambda: first.setdefault("r", inbox.process("m", None, slow)))
+    t.start()
+    try:
+        for _ in range(6):
+            time.sleep(0.1)
+            with pytest.raises(oncely.InProgress):
+                inbox.process("m", None, lambda: runs.append("second") or b"second")
+    finally:
+        t.join()
+    assert runs == ["first"]
+    assert first["r"] == b"first" or getattr(first["r"], "result", None) == b"first"

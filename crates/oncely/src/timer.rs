@@ -13,9 +13,26 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-/// The sleeps waiting, by deadline (and a sequence number that keeps equal deadlines apart).
+/// What a timer entry does when its deadline comes.
+enum Due {
+    /// Wake a sleeping task.
+    Wake(Waker),
+    /// Run a callback on the timer thread (it must return quickly: hand work to a thread).
+    Run(Box<dyn FnOnce() + Send>),
+}
+
+impl Due {
+    fn fire(self) {
+        match self {
+            Due::Wake(w) => w.wake(),
+            Due::Run(f) => f(),
+        }
+    }
+}
+
+/// The entries waiting, by deadline (and a sequence number that keeps equal deadlines apart).
 struct Timers {
-    waiting: Mutex<BTreeMap<(Instant, u64), Waker>>,
+    waiting: Mutex<BTreeMap<(Instant, u64), Due>>,
     changed: Condvar,
     next: AtomicU64,
 }
@@ -42,11 +59,19 @@ impl Timers {
         let mut waiting = self.waiting.lock();
         loop {
             let now = Instant::now();
+            let mut due = Vec::new();
             while let Some(entry) = waiting.first_entry() {
                 if entry.key().0 > now {
                     break;
                 }
-                entry.remove().wake();
+                due.push(entry.remove());
+            }
+            if !due.is_empty() {
+                // Fired without the lock held: a callback may register or cancel entries.
+                drop(waiting);
+                due.into_iter().for_each(Due::fire);
+                waiting = self.waiting.lock();
+                continue;
             }
             match waiting.keys().next() {
                 Some(&(deadline, _)) => {
@@ -87,13 +112,39 @@ impl Future for Sleep {
             None => (self.deadline, timers.next.fetch_add(1, Ordering::Relaxed)),
         };
         let earliest = waiting.keys().next().is_none_or(|first| key < *first);
-        waiting.insert(key, cx.waker().clone());
+        waiting.insert(key, Due::Wake(cx.waker().clone()));
         drop(waiting);
         self.key = Some(key);
         if earliest {
             timers.changed.notify_one();
         }
         Poll::Pending
+    }
+}
+
+/// Runs `f` on the timer thread once `d` has passed, unless the returned handle is dropped
+/// first. `f` must return quickly (start a thread for real work).
+pub(crate) fn after(d: Duration, f: impl FnOnce() + Send + 'static) -> After {
+    let timers = timers();
+    let key = (Instant::now() + d, timers.next.fetch_add(1, Ordering::Relaxed));
+    let mut waiting = timers.waiting.lock();
+    let earliest = waiting.keys().next().is_none_or(|first| key < *first);
+    waiting.insert(key, Due::Run(Box::new(f)));
+    drop(waiting);
+    if earliest {
+        timers.changed.notify_one();
+    }
+    After { key }
+}
+
+/// See [`after`]: dropping it cancels the callback if it has not run yet.
+pub(crate) struct After {
+    key: (Instant, u64),
+}
+
+impl Drop for After {
+    fn drop(&mut self) {
+        timers().waiting.lock().remove(&self.key);
     }
 }
 
@@ -137,5 +188,21 @@ mod tests {
             )
         });
         assert_eq!(*order.lock().unwrap(), vec![10, 40]);
+    }
+}
+
+#[cfg(test)]
+mod after_tests {
+    use super::*;
+
+    #[test]
+    fn callbacks_run_once_due_and_not_when_cancelled() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx2 = tx.clone();
+        let _kept = after(Duration::from_millis(10), move || tx.send(1).unwrap());
+        let cancelled = after(Duration::from_millis(10), move || tx2.send(2).unwrap());
+        drop(cancelled);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err(), "a cancelled callback ran");
     }
 }

@@ -156,3 +156,32 @@ async fn a_stale_claim_cannot_be_extended() {
     let Begin::Claimed(t) = at_least else { panic!() };
     assert_eq!(t.extend(Duration::from_secs(5)).await.unwrap_err().code(), ErrorCode::InvalidArgument);
 }
+
+/// The keep-alive does not depend on the handler's future being polled: a handler that blocks
+/// its thread (a synchronous handler in a binding, run inside `block_on`) keeps its claim too.
+#[test]
+fn a_blocking_handler_keeps_its_claim_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db"), SqliteConfig::default()).unwrap();
+    let inbox = Inbox::open(store, InboxConfig::new("s").lease(Duration::from_millis(150))).unwrap();
+    let slow = {
+        let inbox = inbox.clone();
+        std::thread::spawn(move || {
+            pollster::block_on(inbox.process(Request::new("m"), || {
+                std::thread::sleep(Duration::from_millis(700)); // blocks: nothing polls meanwhile
+                std::future::ready(Ok::<_, Failure<String>>(b"first".to_vec()))
+            }))
+        })
+    };
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(100));
+        let r = pollster::block_on(
+            inbox.process(Request::new("m"), || async { Ok::<_, Failure<String>>(b"second".to_vec()) }),
+        );
+        match r {
+            Err(ProcessError::Oncely(e)) if e.code() == ErrorCode::InProgress => {}
+            other => panic!("a duplicate during the blocking run got {other:?}"),
+        }
+    }
+    assert_eq!(slow.join().unwrap().unwrap().result.as_deref(), Some(&b"first"[..]));
+}

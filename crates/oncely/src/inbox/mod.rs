@@ -326,42 +326,27 @@ impl<S: InboxStore> Ticket<S> {
         if self.mode != Mode::ExactlyOnce {
             return Err(Error::invalid("lease", format!("a {} claim holds no lease to extend", self.mode)));
         }
-        let inner = &self.inbox.inner;
-        let op = InboxOp::Extend {
-            id: self.id.clone(),
-            token: self.token,
-            lease,
-            retention: inner.config.retention,
-        };
-        let answer = self.inbox.store().apply_one(&inner.config.scope, self.inbox.now(), op).await?;
-        match answer {
-            OpAnswer::Extended { lease_until } => Ok(lease_until),
-            other => self.expect(other, OpAnswer::Released).map(|()| Timestamp(0)),
-        }
+        extend_claim(&self.inbox, &self.id, self.token, lease).await
     }
 
     /// Runs `work` while keeping this claim alive: an exactly-once claim is extended by its lease
     /// every half lease until `work` ends, so a handler that runs longer than the lease is never
-    /// joined by a second run of the same id. If the process stalls past the lease anyway (or
-    /// the extension fails), another caller may claim the id; this claim's completion is then
+    /// joined by a second run of the same id. The extensions run on a thread of their own
+    /// (started only once the first one is due), so they go on even while `work` blocks the
+    /// calling thread — a synchronous handler in a binding, a `block_on` — and cost nothing for
+    /// a handler that ends within half its lease. If the process stalls past the lease anyway
+    /// (or the extensions fail), another caller may claim the id; this claim's completion is then
     /// refused with [`Error::LeaseLost`] (fencing), and the handler may have run twice.
     pub async fn keep_alive<T>(&self, work: impl Future<Output = T>) -> T {
-        if self.mode != Mode::ExactlyOnce {
-            return work.await;
-        }
-        let beat = (self.lease / 2).max(Duration::from_millis(1));
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                biased;
-                done = &mut work => return done,
-                () = crate::clock::sleep(beat) => {
-                    if let Err(e) = self.extend(self.lease).await {
-                        tracing::warn!(id = %crate::text::quote(&self.id), error = %e, "oncely: an inbox claim could not be kept alive; another caller may run this id");
-                    }
-                }
-            }
-        }
+        let _alive = self.heartbeat();
+        work.await
+    }
+
+    /// Starts keeping this claim alive until the returned guard is dropped (see
+    /// [`Ticket::keep_alive`]); `None` for a claim that holds no lease.
+    fn heartbeat(&self) -> Option<Heartbeat> {
+        (self.mode == Mode::ExactlyOnce)
+            .then(|| Heartbeat::start(self.inbox.clone(), self.id.clone(), self.token, self.lease))
     }
 
     /// Gives the id back so that a retry can claim it at once. At-most-once keeps its mark (the
@@ -683,7 +668,11 @@ impl<S: InboxStore> Inbox<S> {
         loop {
             match self.begin(req.clone()).await? {
                 Begin::Claimed(ticket) => {
-                    let outcome = ticket.keep_alive(handler()).await;
+                    // Alive before the handler is even called: a handler may do all its work
+                    // (blocking) in the call itself and return a ready future.
+                    let alive = ticket.heartbeat();
+                    let outcome = handler().await;
+                    drop(alive);
                     ticket.settle(outcome.as_ref().map(Vec::clone)).await?;
                     return match outcome {
                         Ok(result) => Ok(Processed { result: Some(result), replayed: false }),
@@ -742,5 +731,75 @@ pub(crate) fn replay_result<E>(replay: Replay) -> Result<Processed, ProcessError
     match replay.status {
         Status::Failed => Err(ProcessError::ReplayedFailure(replay.result)),
         Status::Seen | Status::Succeeded => Ok(Processed { result: replay.result, replayed: true }),
+    }
+}
+
+/// Extends the exactly-once claim of `id` held with `token` for `lease` from now.
+async fn extend_claim<S: InboxStore>(
+    inbox: &Inbox<S>,
+    id: &str,
+    token: u64,
+    lease: Duration,
+) -> Result<Timestamp> {
+    let config = &inbox.inner.config;
+    let op = InboxOp::Extend { id: id.to_owned(), token, lease, retention: config.retention };
+    match inbox.store().apply_one(&config.scope, inbox.now(), op).await? {
+        OpAnswer::Extended { lease_until } => Ok(lease_until),
+        OpAnswer::LeaseLost => Err(Error::LeaseLost { id: id.to_owned(), token }),
+        other => Err(Error::Storage(format!("store gave an unexpected answer: {other:?}"))),
+    }
+}
+
+/// Keeps one claim alive while it exists (see [`Ticket::keep_alive`]): at half the lease the
+/// timer starts a thread that extends the claim every half lease until the heartbeat is dropped.
+struct Heartbeat {
+    _first: crate::timer::After,
+    stop: Arc<HeartbeatStop>,
+}
+
+#[derive(Default)]
+struct HeartbeatStop {
+    stopped: parking_lot::Mutex<bool>,
+    wake: parking_lot::Condvar,
+}
+
+impl Heartbeat {
+    fn start<S: InboxStore>(inbox: Inbox<S>, id: String, token: u64, lease: Duration) -> Heartbeat {
+        let beat = (lease / 2).max(Duration::from_millis(1));
+        let stop = Arc::new(HeartbeatStop::default());
+        let flag = stop.clone();
+        let first = crate::timer::after(beat, move || {
+            let spawned = std::thread::Builder::new().name("oncely-keep-alive".into()).spawn(move || {
+                loop {
+                    if *flag.stopped.lock() {
+                        return; // the work ended while this thread started
+                    }
+                    if let Err(e) = pollster::block_on(extend_claim(&inbox, &id, token, lease)) {
+                        tracing::warn!(id = %crate::text::quote(&id), error = %e, "oncely: an inbox claim could not be kept alive; another caller may run this id");
+                        if e.code() == crate::ErrorCode::LeaseLost {
+                            return; // taken over or settled: nothing left to keep
+                        }
+                    }
+                    let mut stopped = flag.stopped.lock();
+                    if !*stopped {
+                        flag.wake.wait_for(&mut stopped, beat);
+                    }
+                    if *stopped {
+                        return;
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "oncely: cannot start the keep-alive thread of an inbox claim");
+            }
+        });
+        Heartbeat { _first: first, stop }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        *self.stop.stopped.lock() = true;
+        self.stop.wake.notify_all();
     }
 }
