@@ -465,7 +465,12 @@ _WorkerHandler = Callable[[Message], Union[Optional[bool], Awaitable[Optional[bo
 @final
 class Worker:
     def __new__(
-        cls, outbox: Outbox, *, concurrency: int = 16, poll_interval: float = 0.05, shutdown_timeout: float = 30.0
+        cls,
+        outbox: Outbox,
+        *,
+        concurrency: Optional[int] = None,
+        poll_interval: Optional[float] = None,
+        shutdown_timeout: Optional[float] = None,
     ) -> Worker: ...
     def run_until_idle(self, handler: _WorkerHandler) -> RunSummary: ...
     def run_until_idle_async(self, handler: _WorkerHandler) -> Awaitable[RunSummary]: ...

@@ -306,21 +306,28 @@ pub struct Worker {
 #[pymethods]
 impl Worker {
     #[new]
+    /// Every option left out (or `None`) takes the core's default (`WorkerConfig::default()`:
+    /// 16 handlers at once, a 0.05 s poll interval, a 30 s shutdown timeout).
     #[pyo3(
-        signature = (outbox, *, concurrency = Int::new(16), poll_interval = 0.05, shutdown_timeout = 30.0),
-        text_signature = "(outbox, *, concurrency=16, poll_interval=0.05, shutdown_timeout=30.0)"
+        signature = (outbox, *, concurrency = None, poll_interval = None, shutdown_timeout = None),
+        text_signature = "(outbox, *, concurrency=None, poll_interval=None, shutdown_timeout=None)"
     )]
     fn new(
         outbox: &Bound<'_, Outbox>,
-        concurrency: Int<args::Concurrency>,
-        poll_interval: f64,
-        shutdown_timeout: f64,
+        concurrency: Option<Int<args::Concurrency>>,
+        poll_interval: Option<f64>,
+        shutdown_timeout: Option<f64>,
     ) -> PyResult<Self> {
-        let config = WorkerConfig {
-            concurrency: concurrency.0 as usize,
-            poll_interval: secs("poll_interval", poll_interval)?,
-            shutdown_timeout: secs("shutdown_timeout", shutdown_timeout)?,
-        };
+        let mut config = WorkerConfig::default();
+        if let Some(c) = concurrency {
+            config.concurrency = c.0 as usize;
+        }
+        if let Some(p) = poll_interval {
+            config.poll_interval = secs("poll_interval", p)?;
+        }
+        if let Some(t) = shutdown_timeout {
+            config.shutdown_timeout = secs("shutdown_timeout", t)?;
+        }
         let inner = CoreWorker::new(outbox.get().inner.clone(), config).map_err(to_py)?;
         Ok(Worker { inner, stop: watch::channel(false).0 })
     }
