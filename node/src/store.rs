@@ -102,7 +102,7 @@ impl Store {
     /// The location the store was opened with (a PostgreSQL URL's password hidden).
     #[napi(getter)]
     pub fn location(&self) -> String {
-        oncely::store::postgres::redact(&self.location)
+        oncely::store::location::redact(&self.location)
     }
 }
 

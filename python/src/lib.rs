@@ -182,10 +182,10 @@ impl Store {
         Ok(Store { inner, location })
     }
 
-    /// The location the store was opened with.
+    /// The location the store was opened with, any password replaced by `***`.
     #[getter]
-    fn location(&self) -> &str {
-        &self.location
+    fn location(&self) -> String {
+        oncely::store::location::redact(&self.location)
     }
 
     /// Creates the PostgreSQL schema `schema` in the database at `url` if missing and returns
@@ -226,7 +226,7 @@ impl Store {
     }
 
     fn __repr__(&self) -> String {
-        format!("Store({:?})", oncely::store::postgres::redact(&self.location))
+        format!("Store({:?})", oncely::store::location::redact(&self.location))
     }
 }
 

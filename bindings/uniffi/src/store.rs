@@ -60,9 +60,9 @@ impl Store {
         Ok(Arc::new(Store { inner, location }))
     }
 
-    /// The location the store was opened with.
+    /// The location the store was opened with, any password replaced by `***`.
     pub fn location(&self) -> String {
-        self.location.clone()
+        oncely::store::location::redact(&self.location)
     }
 }
 

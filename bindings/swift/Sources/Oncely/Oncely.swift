@@ -2479,7 +2479,7 @@ public func FfiConverterTypeSqlTransaction_lower(_ value: SqlTransaction) -> UIn
 public protocol StoreProtocol: AnyObject, Sendable {
     
     /**
-     * The location the store was opened with.
+     * The location the store was opened with, any password replaced by `***`.
      */
     func location()  -> String
     
@@ -2567,7 +2567,7 @@ public convenience init(location: String, options: SqliteOptions? = nil)throws  
 
     
     /**
-     * The location the store was opened with.
+     * The location the store was opened with, any password replaced by `***`.
      */
 open func location() -> String  {
     return try!  FfiConverterString.lift(try! rustCall() {
@@ -9509,7 +9509,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_manualclock_set_ms() != 42657) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_store_location() != 40236) {
+    if (uniffi_oncely_ffi_checksum_method_store_location() != 46982) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_store_in_transaction() != 29041) {

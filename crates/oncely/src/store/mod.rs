@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::inbox::{InboxOp, InboxRecord, OpAnswer};
 
 mod any;
+pub mod location;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;

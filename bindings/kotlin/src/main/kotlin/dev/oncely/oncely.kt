@@ -1535,7 +1535,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_manualclock_set_ms() and 0xFFFF) != 42657) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_store_location() and 0xFFFF) != 40236) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_store_location() and 0xFFFF) != 46982) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_store_in_transaction() and 0xFFFF) != 29041) {
@@ -5146,7 +5146,7 @@ public object FfiConverterTypeSqlTransaction: FfiConverter<SqlTransaction, Long>
 public interface StoreInterface {
     
     /**
-     * The location the store was opened with.
+     * The location the store was opened with, any password replaced by `***`.
      */
     fun `location`(): kotlin.String
     
@@ -5285,7 +5285,7 @@ open class Store: Disposable, AutoCloseable, StoreInterface
 
     
     /**
-     * The location the store was opened with.
+     * The location the store was opened with, any password replaced by `***`.
      */override fun `location`(): kotlin.String {
             return FfiConverterString.lift(
     callWithHandle {
