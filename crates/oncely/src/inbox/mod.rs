@@ -289,7 +289,21 @@ impl<S: InboxStore> Ticket<S> {
 
     /// Marks the id done and stores `result` for replay to duplicates. Returns once durable.
     pub async fn finish(&self, result: impl Into<Vec<u8>>) -> Result<()> {
-        self.complete(Status::Succeeded, result.into()).await
+        let result = result.into();
+        let inner = &self.inbox.inner;
+        crate::limits::result(result.len(), inner.config.max_result_bytes)?;
+        let now = self.inbox.now();
+        let outcome = StoredOutcome { status: Status::Succeeded, result: Some(result) };
+        let op = InboxOp::Finish {
+            id: self.id.clone(),
+            token: self.token,
+            fingerprint: self.fingerprint,
+            mode: self.mode,
+            outcome: outcome.clone(),
+            retention: inner.config.retention,
+        };
+        let answer = self.inbox.store().apply_one(&inner.config.scope, now, op).await?;
+        self.finished(answer, outcome, now)
     }
 
     /// Reports a permanent failure. With [`CachePolicy::SuccessAndFailure`] the failure is
@@ -370,23 +384,6 @@ impl<S: InboxStore> Ticket<S> {
             Err(Failure { error, permanent: true }) => self.fail(error.to_string()).await,
             Err(_) => self.release().await,
         }
-    }
-
-    async fn complete(&self, status: Status, result: Vec<u8>) -> Result<()> {
-        let inner = &self.inbox.inner;
-        crate::limits::result(result.len(), inner.config.max_result_bytes)?;
-        let now = self.inbox.now();
-        let outcome = StoredOutcome { status, result: Some(result) };
-        let op = InboxOp::Finish {
-            id: self.id.clone(),
-            token: self.token,
-            fingerprint: self.fingerprint,
-            mode: self.mode,
-            outcome: outcome.clone(),
-            retention: inner.config.retention,
-        };
-        let answer = self.inbox.store().apply_one(&inner.config.scope, now, op).await?;
-        self.finished(answer, outcome, now)
     }
 
     /// Checks a finish's answer and remembers the completion that stands.
