@@ -71,6 +71,13 @@ impl ManualClock {
     }
 }
 
+impl Default for ManualClock {
+    /// A manual clock showing [`crate::defaults::MANUAL_CLOCK_START`].
+    fn default() -> Self {
+        ManualClock::new(crate::defaults::MANUAL_CLOCK_START)
+    }
+}
+
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.0.load(Ordering::SeqCst))

@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod defaults;
 pub mod error;
 
 pub use error::{Error, ErrorCode, Result};
