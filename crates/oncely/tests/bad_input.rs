@@ -131,3 +131,31 @@ fn huge_names_make_short_errors() {
         assert!(e.to_string().len() < 300, "{} bytes", e.to_string().len());
     }
 }
+
+/// The largest lease a caller can ask for is answered, not a panic: a FIFO outbox pages through
+/// `4 × max` candidates, which overflowed for `usize::MAX` (found by tests/hostile_isolated.rs).
+#[test]
+fn lease_of_usize_max_is_answered() {
+    let fifo = oncely::outbox::Ordering::from_names("fifo_per_key", None, None).unwrap();
+    let outbox =
+        oncely::Outbox::open(Arc::new(MemoryStore::new()), oncely::OutboxConfig::new("q").ordering(fifo))
+            .unwrap();
+    pollster::block_on(outbox.enqueue(oncely::NewMessage::new(b"p".to_vec()).key("k"))).unwrap();
+    assert_eq!(pollster::block_on(outbox.lease(usize::MAX)).unwrap().len(), 1);
+}
+
+/// A message over `max_result_bytes` cannot be kept for replay: `process` gives the claim back
+/// (so the id is not left claimed by a caller that has gone) and answers the limit's error.
+#[test]
+fn an_oversized_result_releases_the_claim() {
+    let inbox = Inbox::open(Arc::new(MemoryStore::new()), InboxConfig::new("s")).unwrap();
+    let r =
+        pollster::block_on(inbox.process(Request::new("m"), || async {
+            Ok::<_, oncely::Failure<String>>(vec![0u8; (1 << 20) + 1])
+        }));
+    match r {
+        Err(oncely::ProcessError::Oncely(e)) => assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(pollster::block_on(inbox.get("m")).unwrap().is_none(), "the claim was left behind");
+}

@@ -375,14 +375,36 @@ impl<S: InboxStore> Ticket<S> {
     /// Settles the claim by a handler's outcome, exactly as [`Inbox::process`] does: a result
     /// finishes it; a permanent failure is handled by [`Ticket::fail`] (stored or released by the
     /// cache policy); a retryable failure releases it.
+    ///
+    /// A result, or a failure to be stored, over the inbox's `max_result_bytes` cannot be kept
+    /// for replay: the claim is then released, as for a retryable failure, and the limit's
+    /// [`Error::InvalidArgument`] is returned — the id is never left claimed by a caller that
+    /// has gone.
     pub async fn settle<E: std::fmt::Display>(
         &self,
         outcome: std::result::Result<Vec<u8>, &Failure<E>>,
     ) -> Result<()> {
-        match outcome {
-            Ok(result) => self.finish(result).await,
-            Err(Failure { error, permanent: true }) => self.fail(error.to_string()).await,
-            Err(_) => self.release().await,
+        let config = &self.inbox.inner.config;
+        let kept = match outcome {
+            Ok(result) => crate::limits::result(result.len(), config.max_result_bytes).map(|()| Ok(result)),
+            Err(Failure { error, permanent: true }) => {
+                let reason = error.to_string();
+                if config.cache_policy.stores_failures() {
+                    crate::limits::result(reason.len(), config.max_result_bytes).map(|()| Err(Some(reason)))
+                } else {
+                    Ok(Err(Some(reason)))
+                }
+            }
+            Err(_) => Ok(Err(None)),
+        };
+        match kept {
+            Ok(Ok(result)) => self.finish(result).await,
+            Ok(Err(Some(reason))) => self.fail(reason).await,
+            Ok(Err(None)) => self.release().await,
+            Err(too_large) => {
+                self.release().await?;
+                Err(too_large)
+            }
         }
     }
 

@@ -334,7 +334,7 @@ pub(crate) fn lease(
     let may_skip = matches!(rules.ordering, Ordering::FifoPerKey(_))
         || retries_allowed != usize::MAX
         || !skip.is_empty();
-    let page = if may_skip { (max * 4).clamp(64, 4096) } else { max.min(4096) };
+    let page = if may_skip { max.saturating_mul(4).clamp(64, 4096) } else { max.min(4096) };
     let mut after = None;
     'pages: for _ in 0..16 {
         let candidates = tx.due(now, after, page)?;

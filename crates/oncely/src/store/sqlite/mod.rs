@@ -104,9 +104,11 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(..) => {
-                Error::Storage(format!("cannot open {}: {e}", path.display()))
-            }
+            // The code's description only: SQLite's own message repeats the (unbounded) path.
+            rusqlite::Error::SqliteFailure(code, _) => Error::Storage(format!(
+                "cannot open {}: {code}",
+                crate::text::quote(&path.display().to_string())
+            )),
             other => Error::from(other),
         })?;
         conn.busy_timeout(config.busy_timeout)?;
