@@ -60,9 +60,11 @@ impl ManualClock {
         ManualClock(Arc::new(AtomicI64::new(start.0)))
     }
 
-    /// Moves the clock forward by `d`.
+    /// Moves the clock forward by `d`, stopping at the latest time a timestamp can show (it
+    /// never wraps around into the past).
     pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(duration_ms(d), Ordering::SeqCst);
+        let by = duration_ms(d);
+        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| Some(t.saturating_add(by)));
     }
 
     /// Sets the clock to `t` (which may be earlier: tests use this to model a clock jump).

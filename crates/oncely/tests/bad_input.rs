@@ -159,3 +159,12 @@ fn an_oversized_result_releases_the_claim() {
     }
     assert!(pollster::block_on(inbox.get("m")).unwrap().is_none(), "the claim was left behind");
 }
+
+/// A manual clock moved past the end of time stops there instead of wrapping into the past.
+#[test]
+fn a_manual_clock_never_wraps() {
+    use oncely::Clock;
+    let clock = oncely::ManualClock::new(oncely::Timestamp(i64::MAX - 10));
+    clock.advance(Duration::from_millis(u64::MAX));
+    assert_eq!(clock.now(), oncely::Timestamp(i64::MAX));
+}
