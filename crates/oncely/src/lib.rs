@@ -15,6 +15,7 @@ pub mod limits;
 pub mod message;
 pub mod mode;
 pub mod outbox;
+pub mod records;
 pub mod runtime;
 pub mod sql;
 pub mod store;

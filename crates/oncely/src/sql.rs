@@ -6,9 +6,9 @@ use std::future::Future;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::inbox::{InboxOp, OpAnswer};
 use crate::outbox::{Enqueued, NewMessage, Outbox};
-use crate::store::{AnyStore, InboxStore};
+use crate::records::{InboxOp, OpAnswer};
+use crate::store::{AnyStore, InboxStore, OutboxTx};
 
 /// One SQL value, as bound to a statement or read from a row.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +39,24 @@ pub trait SqlTx {
     /// Enqueues `messages` into `outbox` inside this transaction: they become deliverable only
     /// when it commits. `outbox` must live in this same store (the same SQLite file or the same
     /// PostgreSQL database), otherwise [`Error::InvalidArgument`] and nothing is written.
-    fn enqueue(&mut self, outbox: &Outbox<AnyStore>, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>>;
+    fn enqueue(&mut self, outbox: &Outbox<AnyStore>, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
+        let (mut messages, mut out) = (Some(messages), None);
+        self.outbox_step(outbox.store(), &outbox.config().queue, &mut |tx| {
+            out = Some(outbox.enqueue_through(tx, messages.take().unwrap_or_default())?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| Error::Storage("the transaction ran no outbox step".into()))
+    }
+
+    /// Runs one step of `store`'s outbox queue `queue` inside this transaction (what
+    /// [`SqlTx::enqueue`] is made of). `store` must be this transaction's own store, otherwise
+    /// [`Error::InvalidArgument`] and `work` does not run.
+    fn outbox_step(
+        &mut self,
+        store: &AnyStore,
+        queue: &str,
+        work: &mut dyn FnMut(&mut dyn OutboxTx) -> Result<()>,
+    ) -> Result<()>;
 
     /// The SQLite connection behind this transaction, when the store is SQLite.
     fn sqlite(&self) -> Option<&rusqlite::Connection> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::fingerprint::Fingerprint;
-use crate::inbox::record::StoredOutcome;
+use crate::records::StoredOutcome;
 
 #[derive(Clone)]
 pub(crate) struct Completed {

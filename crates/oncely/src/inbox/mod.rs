@@ -6,8 +6,6 @@
 //! [`Inbox::process`] wraps it all around a handler.
 
 mod cache;
-mod decide;
-mod record;
 mod transactional;
 
 use std::future::Future;
@@ -15,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-pub(crate) use decide::decide_with;
-pub use decide::{InboxOp, OpAnswer, Write, decide};
-pub use record::{InboxRecord, RecordState, Status, StoredOutcome};
+pub use crate::records::{
+    CachePolicy, InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide,
+};
 
 use crate::clock::{SharedClock, SystemClock, Timestamp, require_positive};
 use crate::error::{Error, Result};
@@ -26,53 +24,6 @@ use crate::message::validate_id;
 use crate::mode::Mode;
 use crate::store::InboxStore;
 use cache::{Completed, RecentCompletions};
-
-/// Which handler outcomes an inbox keeps for replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CachePolicy {
-    /// Only successes are stored; a failure gives the id back so that a retry can run.
-    #[default]
-    SuccessOnly,
-    /// Permanent failures are stored too and replay as the same failure; retryable failures
-    /// still give the id back.
-    SuccessAndFailure,
-}
-
-impl CachePolicy {
-    /// The stable snake_case name: `"success_only"` or `"success_and_failure"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CachePolicy::SuccessOnly => "success_only",
-            CachePolicy::SuccessAndFailure => "success_and_failure",
-        }
-    }
-}
-
-impl CachePolicy {
-    /// Whether a permanent failure is stored (and so limited like a result).
-    pub const fn stores_failures(self) -> bool {
-        matches!(self, CachePolicy::SuccessAndFailure)
-    }
-}
-
-impl std::str::FromStr for CachePolicy {
-    type Err = Error;
-    /// Parses [`CachePolicy::as_str`]'s names; anything else is `invalid_argument` on
-    /// `cache_policy`, quoting the text by a bounded prefix.
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "success_only" => Ok(CachePolicy::SuccessOnly),
-            "success_and_failure" => Ok(CachePolicy::SuccessAndFailure),
-            other => Err(Error::invalid(
-                "cache_policy",
-                format!(
-                    "unknown cache policy `{}` (expected success_only or success_and_failure)",
-                    crate::text::quote(other)
-                ),
-            )),
-        }
-    }
-}
 
 /// How an inbox behaves. Build with [`InboxConfig::new`] and the setters; checked by
 /// [`Inbox::open`].

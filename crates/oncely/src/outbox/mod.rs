@@ -10,7 +10,7 @@ mod config;
 mod counters;
 mod delivery;
 mod events;
-mod record;
+mod in_transaction;
 pub mod rules;
 
 use std::collections::HashSet;
@@ -19,13 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use parking_lot::{Mutex, RwLock};
 
+pub use crate::records::{MessageState, OutboxRecord, QueueStats};
 pub use budget::RetryBudget;
 pub use config::{NewMessage, OutboxConfig};
 use counters::AtomicCounters;
 pub use counters::{Counters, Stats};
 pub use delivery::Delivery;
 pub use events::{Event, EventKind, FlatEvent};
-pub use record::{MessageState, OutboxRecord, QueueStats};
 pub use rules::{Cancelled, Enqueued, Ordering, PoisonPolicy, Settle, SettleFields, Settled};
 
 use crate::clock::{SharedClock, SystemClock, Timestamp, require_positive};

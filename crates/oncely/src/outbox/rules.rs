@@ -9,8 +9,8 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::mode::Mode;
-use crate::outbox::record::{MessageState, OutboxRecord};
 use crate::outbox::{Event, EventKind};
+use crate::records::{MessageState, OutboxRecord};
 use crate::store::OutboxTx;
 
 /// What happens to a message whose retries are exhausted (or that failed permanently) when the

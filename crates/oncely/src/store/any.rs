@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::inbox::{InboxOp, InboxRecord, OpAnswer};
+use crate::records::{InboxOp, InboxRecord, OpAnswer};
 use crate::store::{InboxStore, MemoryStore, OutboxStore, OutboxTx, SqliteConfig, SqliteStore};
 
 /// Any of oncely's stores. Clones share the same store.

@@ -1,4 +1,4 @@
-//! Where the inbox keeps its records. Every backend applies [`crate::inbox::decide`] atomically
+//! Where the inbox keeps its records. Every backend applies [`crate::records::decide`] atomically
 //! per id, so all of them behave alike; the shared behaviour suite in `tests/store_suite.rs`
 //! runs against each.
 
@@ -6,7 +6,7 @@ use std::future::Future;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::inbox::{InboxOp, InboxRecord, OpAnswer};
+use crate::records::{InboxOp, InboxRecord, OpAnswer};
 
 mod any;
 pub mod location;
@@ -25,7 +25,7 @@ pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
 /// A durable (or, for [`MemoryStore`], process-lifetime) home for inbox records.
 ///
 /// Guarantees every implementation must give:
-/// - each operation in `apply` is decided with [`crate::inbox::decide`] against the record as
+/// - each operation in `apply` is decided with [`crate::records::decide`] against the record as
 ///   committed, atomically with respect to every other caller (in this process and others);
 /// - all operations of one `apply` call commit together, and the call returns only once they
 ///   are durable at the store's configured level;
@@ -97,11 +97,11 @@ impl<S: InboxStore> InboxStore for std::sync::Arc<S> {
 /// these primitives, consistently with each other, inside its transaction.
 pub trait OutboxTx {
     /// The message `id`, in any state.
-    fn get(&mut self, id: &str) -> Result<Option<crate::outbox::OutboxRecord>>;
+    fn get(&mut self, id: &str) -> Result<Option<crate::records::OutboxRecord>>;
     /// Stores a message whose id is not in the queue yet.
-    fn insert(&mut self, rec: &crate::outbox::OutboxRecord) -> Result<()>;
+    fn insert(&mut self, rec: &crate::records::OutboxRecord) -> Result<()>;
     /// Replaces the stored message with the same id.
-    fn update(&mut self, rec: &crate::outbox::OutboxRecord) -> Result<()>;
+    fn update(&mut self, rec: &crate::records::OutboxRecord) -> Result<()>;
     /// Removes the message; says whether it was there.
     fn delete(&mut self, id: &str) -> Result<bool>;
     /// Ready messages with `available_at <= now`, ordered by `(available_at, seq)`, strictly
@@ -111,9 +111,9 @@ pub trait OutboxTx {
         now: Timestamp,
         after: Option<(Timestamp, u64)>,
         limit: usize,
-    ) -> Result<Vec<crate::outbox::OutboxRecord>>;
+    ) -> Result<Vec<crate::records::OutboxRecord>>;
     /// Leased messages whose lease ran out at or before `now`, at most `limit`.
-    fn expired_leases(&mut self, now: Timestamp, limit: usize) -> Result<Vec<crate::outbox::OutboxRecord>>;
+    fn expired_leases(&mut self, now: Timestamp, limit: usize) -> Result<Vec<crate::records::OutboxRecord>>;
     /// The smallest `seq` among the key's ready and leased messages (and dead ones, when
     /// `include_dead`).
     fn key_head(&mut self, key: &str, include_dead: bool) -> Result<Option<u64>>;
@@ -122,9 +122,9 @@ pub trait OutboxTx {
         &mut self,
         after_seq: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<crate::outbox::OutboxRecord>>;
+    ) -> Result<Vec<crate::records::OutboxRecord>>;
     /// Counts by state at `now`.
-    fn stats(&mut self, now: Timestamp) -> Result<crate::outbox::QueueStats>;
+    fn stats(&mut self, now: Timestamp) -> Result<crate::records::QueueStats>;
     /// A fencing token larger than every one the store handed out before.
     fn next_token(&mut self) -> Result<u64>;
     /// A queue position larger than every one the store handed out before.
@@ -132,7 +132,7 @@ pub trait OutboxTx {
 
     /// The messages with these ids, in the same order, as [`OutboxTx::get`] gives each. Stores
     /// with a round trip per statement answer in one.
-    fn get_many(&mut self, ids: &[&str]) -> Result<Vec<Option<crate::outbox::OutboxRecord>>> {
+    fn get_many(&mut self, ids: &[&str]) -> Result<Vec<Option<crate::records::OutboxRecord>>> {
         ids.iter().map(|id| self.get(id)).collect()
     }
 

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
-use crate::inbox::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
+use crate::records::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
 use crate::store::InboxStore;
 
 mod outbox;

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::outbox::{MessageState, OutboxRecord, QueueStats};
+use crate::records::{MessageState, OutboxRecord, QueueStats};
 use crate::store::memory::MemoryStore;
 use crate::store::{OutboxStore, OutboxTx};
 

@@ -1,6 +1,6 @@
 //! The shared store: PostgreSQL. Many processes on many hosts share one queue and one
 //! processed-ID store, with exactly the rules of the SQLite store (the same
-//! [`crate::inbox::decide`] and [`crate::outbox::rules`]).
+//! [`crate::records::decide`] and [`crate::outbox::rules`]).
 //!
 //! How it stays correct with many writers, under READ COMMITTED:
 //! - an inbox operation holds a transaction advisory lock on its (scope, id) — taken in one
@@ -12,8 +12,8 @@
 //! Timestamps are the callers' clocks (as on SQLite): keep hosts' clocks in sync (NTP), as
 //! leases and retention are compared against them.
 
-mod outbox;
-mod pool;
+pub(crate) mod outbox;
+pub(crate) mod pool;
 mod schema;
 mod transaction;
 
@@ -26,7 +26,7 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::inbox::{InboxOp, InboxRecord, OpAnswer, Write, decide_with};
+use crate::records::{InboxOp, InboxRecord, OpAnswer, Write, decide_with};
 use crate::store::postgres::pool::{Pool, Statements, pg_error};
 use crate::store::{InboxStore, OutboxStore, OutboxTx};
 

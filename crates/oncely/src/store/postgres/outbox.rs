@@ -19,7 +19,7 @@ use postgres::types::ToSql;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::outbox::{Enqueued, MessageState, NewMessage, Outbox, OutboxRecord, QueueStats};
+use crate::records::{MessageState, OutboxRecord, QueueStats};
 use crate::store::OutboxTx;
 use crate::store::postgres::pool::{Statements, pg_error};
 
@@ -399,31 +399,16 @@ impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
     }
 }
 
-impl Outbox<super::PostgresStore> {
-    /// The transactional outbox: enqueues `messages` inside the caller's own transaction on a
-    /// connection to the same database (and schema) as this outbox's store. The messages become
-    /// visible and deliverable only if and when the caller commits — together with the caller's
-    /// own writes — and vanish if it rolls back. Returns what each enqueue did. Events for these
-    /// messages are published at once, before the caller's commit.
-    pub fn enqueue_in(
-        &self,
-        tx: &mut postgres::Transaction<'_>,
-        messages: Vec<NewMessage>,
-    ) -> Result<Vec<Enqueued>> {
-        enqueue_on(tx, &mut Statements::default(), self, messages)
-    }
-}
-
-/// Enqueues into `outbox`'s queue through `client`, inside a transaction someone else commits.
-pub(crate) fn enqueue_on<C: GenericClient, S: crate::store::OutboxStore>(
+/// Runs one outbox step of `queue` through `client`, inside a transaction someone else commits
+/// (the transactional outbox): `work` gets the queue's primitives, flushed before this returns.
+pub(crate) fn step_on<C: GenericClient, R>(
     client: &mut C,
     statements: &mut Statements,
-    outbox: &Outbox<S>,
-    messages: Vec<NewMessage>,
-) -> Result<Vec<Enqueued>> {
-    let queue = outbox.config().queue.clone();
-    let mut tx = PgOutboxTx::new(client, statements, &queue);
-    let out = outbox.enqueue_through(&mut tx, messages)?;
+    queue: &str,
+    work: impl FnOnce(&mut dyn OutboxTx) -> Result<R>,
+) -> Result<R> {
+    let mut tx = PgOutboxTx::new(client, statements, queue);
+    let out = work(&mut tx)?;
     tx.flush()?;
     Ok(out)
 }

@@ -6,13 +6,12 @@ use postgres::{Client, Row};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::inbox::{InboxOp, OpAnswer};
-use crate::outbox::{Enqueued, NewMessage, Outbox};
+use crate::records::{InboxOp, OpAnswer};
 use crate::sql::{SqlTx, SqlValue, StoreTx, TransactionalStore};
-use crate::store::AnyStore;
-use crate::store::postgres::outbox::enqueue_on;
+use crate::store::postgres::outbox::step_on;
 use crate::store::postgres::pool::{Statements, pg_error};
 use crate::store::postgres::{PostgresStore, apply_op, lock_ids};
+use crate::store::{AnyStore, OutboxTx};
 
 /// One pooled connection's open transaction, lent out.
 struct PgTx<'a> {
@@ -151,10 +150,15 @@ impl SqlTx for PgTx<'_> {
         rows.iter().map(|r| (0..r.len()).map(|i| column(r, i)).collect()).collect()
     }
 
-    fn enqueue(&mut self, outbox: &Outbox<AnyStore>, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
-        match outbox.store() {
+    fn outbox_step(
+        &mut self,
+        store: &AnyStore,
+        queue: &str,
+        work: &mut dyn FnMut(&mut dyn OutboxTx) -> Result<()>,
+    ) -> Result<()> {
+        match store {
             AnyStore::Postgres(s) if s.location() == self.location => {
-                enqueue_on(self.client, self.statements, outbox, messages)
+                step_on(self.client, self.statements, queue, work)
             }
             _ => Err(Error::invalid(
                 "outbox",

@@ -17,7 +17,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::inbox::{InboxOp, InboxRecord, OpAnswer, Write, decide_with};
+use crate::records::{InboxOp, InboxRecord, OpAnswer, Write, decide_with};
 use crate::store::InboxStore;
 pub(crate) use writer::Batch;
 use writer::Writer;

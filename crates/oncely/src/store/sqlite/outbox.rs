@@ -1,5 +1,5 @@
-//! The outbox on SQLite: the primitives of [`OutboxTx`] as SQL, and enqueue inside the caller's
-//! own transaction (the transactional outbox).
+//! The outbox on SQLite: the primitives of [`OutboxTx`] as SQL, also on a connection whose
+//! transaction the caller commits (the transactional outbox).
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::outbox::{Enqueued, MessageState, NewMessage, Outbox, OutboxRecord, QueueStats};
+use crate::records::{MessageState, OutboxRecord, QueueStats};
 use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite::counters::Counters;
 use crate::store::{OutboxStore, OutboxTx};
@@ -228,33 +228,16 @@ impl OutboxStore for SqliteStore {
     }
 }
 
-impl Outbox<SqliteStore> {
-    /// The transactional outbox: enqueues `messages` inside the caller's own transaction on
-    /// `conn`, a connection to the same SQLite file as this outbox's store. The messages become
-    /// visible, durable and deliverable only if and when the caller commits — together with the
-    /// caller's own writes — and vanish if it rolls back. Returns what each enqueue did.
-    ///
-    /// `conn` must be inside a transaction (`BEGIN IMMEDIATE` is best: it takes the write lock
-    /// up front). Events for these messages are published at once, before the caller's commit.
-    pub fn enqueue_in(&self, conn: &Connection, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
-        if conn.is_autocommit() {
-            return Err(Error::invalid("conn", "must be inside a transaction (BEGIN IMMEDIATE first)"));
-        }
-        let mut counters = Counters::default();
-        let out = enqueue_on(conn, &mut counters, self, messages)?;
-        counters.save(conn)?;
-        Ok(out)
-    }
-}
-
-/// Enqueues into `outbox`'s queue on `conn`, inside a transaction someone else commits.
-pub(crate) fn enqueue_on<S: OutboxStore>(
+/// Runs one outbox step of `queue` on `conn`, inside a transaction someone else commits (the
+/// transactional outbox): `work` gets the queue's primitives, and the queue's counters are saved
+/// in the same transaction.
+pub(crate) fn step_on<R>(
     conn: &Connection,
-    counters: &mut Counters,
-    outbox: &Outbox<S>,
-    messages: Vec<NewMessage>,
-) -> Result<Vec<Enqueued>> {
-    let queue = outbox.config().queue.clone();
-    let mut tx = SqliteOutboxTx { conn, counters, queue: &queue };
-    outbox.enqueue_through(&mut tx, messages)
+    queue: &str,
+    work: impl FnOnce(&mut dyn OutboxTx) -> Result<R>,
+) -> Result<R> {
+    let mut counters = Counters::default();
+    let out = work(&mut SqliteOutboxTx { conn, counters: &mut counters, queue })?;
+    counters.save(conn)?;
+    Ok(out)
 }

@@ -11,12 +11,11 @@ use rusqlite::{Connection, params_from_iter};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::inbox::{InboxOp, OpAnswer};
-use crate::outbox::{Enqueued, NewMessage, Outbox};
+use crate::records::{InboxOp, OpAnswer};
 use crate::sql::{SqlTx, SqlValue, StoreTx, TransactionalStore};
-use crate::store::AnyStore;
-use crate::store::sqlite::outbox::enqueue_on;
+use crate::store::sqlite::outbox::step_on;
 use crate::store::sqlite::{Batch, SqliteStore, apply_op};
+use crate::store::{AnyStore, OutboxTx};
 
 /// Denies BEGIN / COMMIT / ROLLBACK and any touch of oncely's own savepoints.
 fn forbid_transaction_control(ctx: AuthContext<'_>) -> Authorization {
@@ -76,16 +75,16 @@ impl SqlTx for SqliteTx<'_, '_> {
         execute(self.batch.conn, sql, params)
     }
 
-    fn enqueue(&mut self, outbox: &Outbox<AnyStore>, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
-        match outbox.store() {
-            AnyStore::Sqlite(s) if s.same_database(self.identity) => {
-                // The handler's enqueues bump the counters in the table itself; the writer's
-                // cache of them is marked stale when the handler returns.
-                let mut counters = Default::default();
-                let out = enqueue_on(self.batch.conn, &mut counters, outbox, messages)?;
-                counters.save(self.batch.conn)?;
-                Ok(out)
-            }
+    fn outbox_step(
+        &mut self,
+        store: &AnyStore,
+        queue: &str,
+        work: &mut dyn FnMut(&mut dyn OutboxTx) -> Result<()>,
+    ) -> Result<()> {
+        match store {
+            // The handler's enqueues bump the counters in the table itself; the writer's cache
+            // of them is marked stale when the handler returns.
+            AnyStore::Sqlite(s) if s.same_database(self.identity) => step_on(self.batch.conn, queue, work),
             _ => Err(Error::invalid(
                 "outbox",
                 "must use the same store as the transaction (the same SQLite file)",

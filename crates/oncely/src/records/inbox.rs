@@ -1,6 +1,7 @@
-//! What the inbox stores for one id.
+//! What the inbox stores for one id, and which outcomes it keeps.
 
 use crate::clock::Timestamp;
+use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 
 /// How a completed id ended.
@@ -151,3 +152,50 @@ impl InboxRecord {
 
 /// The state column's value for a record in progress.
 const STATE_IN_PROGRESS: i64 = 0;
+
+/// Which handler outcomes an inbox keeps for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CachePolicy {
+    /// Only successes are stored; a failure gives the id back so that a retry can run.
+    #[default]
+    SuccessOnly,
+    /// Permanent failures are stored too and replay as the same failure; retryable failures
+    /// still give the id back.
+    SuccessAndFailure,
+}
+
+impl CachePolicy {
+    /// The stable snake_case name: `"success_only"` or `"success_and_failure"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CachePolicy::SuccessOnly => "success_only",
+            CachePolicy::SuccessAndFailure => "success_and_failure",
+        }
+    }
+}
+
+impl CachePolicy {
+    /// Whether a permanent failure is stored (and so limited like a result).
+    pub const fn stores_failures(self) -> bool {
+        matches!(self, CachePolicy::SuccessAndFailure)
+    }
+}
+
+impl std::str::FromStr for CachePolicy {
+    type Err = Error;
+    /// Parses [`CachePolicy::as_str`]'s names; anything else is `invalid_argument` on
+    /// `cache_policy`, quoting the text by a bounded prefix.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "success_only" => Ok(CachePolicy::SuccessOnly),
+            "success_and_failure" => Ok(CachePolicy::SuccessAndFailure),
+            other => Err(Error::invalid(
+                "cache_policy",
+                format!(
+                    "unknown cache policy `{}` (expected success_only or success_and_failure)",
+                    crate::text::quote(other)
+                ),
+            )),
+        }
+    }
+}

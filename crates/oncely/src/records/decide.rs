@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::fingerprint::Fingerprint;
-use crate::inbox::CachePolicy;
-use crate::inbox::record::{InboxRecord, RecordState, Status, StoredOutcome};
 use crate::mode::Mode;
+use crate::records::inbox::{CachePolicy, InboxRecord, RecordState, Status, StoredOutcome};
 
 /// One operation on one id, as a store receives it.
 #[derive(Debug, Clone, PartialEq)]

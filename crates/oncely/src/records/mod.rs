@@ -1,0 +1,14 @@
+//! The records and operations that the inbox, the outbox and every store share: what is stored
+//! for an inbox id and an outbox message, the inbox's operations with the one rule that decides
+//! them ([`decide`]), and the answers a store gives. A leaf: it depends on no facade and no
+//! store, so the stores (`crate::store`) depend on it and never on `crate::inbox` or
+//! `crate::outbox`.
+
+mod decide;
+pub mod inbox;
+pub mod outbox;
+
+pub(crate) use decide::decide_with;
+pub use decide::{InboxOp, OpAnswer, Write, decide};
+pub use inbox::{CachePolicy, InboxRecord, RecordState, Status, StoredOutcome};
+pub use outbox::{MessageState, OutboxRecord, QueueStats};
