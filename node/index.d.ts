@@ -401,7 +401,7 @@ export declare function fingerprint(payload: Buffer | string): string
 /** One item of `Inbox.finishMany`: `{ ok: true }` or `{ error }` (an error of the classes above). */
 export interface FinishResult {
   ok: boolean
-  /** The error (index.js turns the native `CODE\x1fTEXT` into the error object). */
+  /** The error (a JS error with its code; index.js gives it its class). */
   error?: OncelyError
 }
 
@@ -542,6 +542,23 @@ export interface OutboxStats {
   deadLettered: number
   dropped: number
   attemptsSettled: number
+}
+
+/**
+ * What index.js's adapter of a `process` handler (or a transactional one) answers: the result
+ * it returned (as a Buffer), or what it threw, described for the core's handler contract
+ * ([`oncely::handler`]) as a worker handler's answer is. Exactly one of `result` and `raised` is
+ * set.
+ */
+export interface ProcessAnswer {
+  /** The handler's result. */
+  result?: Buffer
+  /** It threw: `"permanent"` (a `Permanent`) or `"other"`. */
+  raised?: 'permanent' | 'other'
+  /** The thrown value's message, if it could be read. */
+  message?: string
+  /** The thrown value's type name (its constructor's name, or `typeof`). */
+  typeName?: string
 }
 
 /** The result of `Inbox.process`. */

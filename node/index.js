@@ -6,8 +6,6 @@
 const { EventEmitter } = require('node:events')
 const native = require('./native.js')
 
-const SEP = '\x1f'
-
 class OncelyError extends Error {
   constructor(message, code) {
     super(message)
@@ -68,6 +66,9 @@ function checkKnown(which, options) {
   }
 }
 
+// The code of a native error that is a handler's own failure (re-thrown as the handler threw it).
+const HANDLER_FAILED = 'ONCELY_HANDLER_FAILED'
+
 const CLASSES = {
   ONCELY_INVALID_ARGUMENT: InvalidArgumentError,
   ONCELY_CONFLICT: ConflictError,
@@ -86,14 +87,15 @@ const NAPI_ARG_CODES = new Set([
   'NumberExpected', 'BooleanExpected', 'ArrayExpected', 'BigintExpected',
 ])
 
+// A native error carries its code as `code` (napi's error status): `ONCELY_…` for the core's
+// errors (the subclass for the code, the core's text as the message), napi's status name for
+// napi's own.
 function translate(e) {
   if (e instanceof OncelyError || !(e instanceof Error)) return e
-  const i = e.message.indexOf(SEP)
-  if (i > 0) {
-    const code = e.message.slice(0, i)
-    const Class = CLASSES[code] ?? OncelyError
-    const out = new Class(e.message.slice(i + 1), code)
-    out.stack = `${out.name}: ${out.message}\n${(e.stack ?? '').split('\n').slice(1).join('\n')}`
+  if (typeof e.code === 'string' && e.code.startsWith('ONCELY_')) {
+    const Class = CLASSES[e.code] ?? OncelyError
+    const out = new Class(e.message, e.code)
+    out.stack = [`${out.name}: ${out.message}`, ...String(e.stack ?? '').split('\n').slice(1)].join('\n')
     return out
   }
   if (NAPI_ARG_CODES.has(e.code)) {
@@ -169,7 +171,7 @@ native.Inbox.prototype.process = async function process(id, payload, handler, op
   }
   const answer = (v) => {
     try {
-      return toBuffer(v)
+      return { result: toBuffer(v) }
     } catch (e) {
       return failure(e)
     }
@@ -202,7 +204,7 @@ native.Inbox.prototype.process = async function process(id, payload, handler, op
   try {
     return await nativeProcess.call(this, id, payload, adapted, options)
   } catch (e) {
-    if (failed && typeof e?.message === 'string' && e.message.startsWith('ONCELY_HANDLER_FAILED' + SEP)) throw thrown
+    if (failed && e?.code === HANDLER_FAILED) throw thrown
     throw translate(e)
   }
 }
@@ -252,7 +254,7 @@ native.Inbox.prototype.finishMany = async function finishMany(items) {
   } catch (e) {
     throw translate(e)
   }
-  return results.map((r) => (r.ok ? { ok: true } : { ok: false, error: translate(new Error(r.error)) }))
+  return results.map((r) => (r.ok ? { ok: true } : { ok: false, error: translate(r.error) }))
 }
 native.Inbox.prototype.finishMany.adapted = true
 
@@ -340,10 +342,17 @@ function hintOf(v) {
   return { badHint: v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? JSON.stringify(v) : typeof v }
 }
 
-// An inbox handler's failure for the native side: `permanent|retryable\x1fTEXT`, the text by the
-// core's rule (oncely::handler::failure_text): the message, else the type name.
+// An inbox handler's failure for the native side (a `ProcessAnswer`, node/src/inbox.rs): what it
+// threw, described as for a worker handler; the core decides the stored text
+// (oncely::handler::failure_text: the message, else the type name). Never throws.
 function failureAnswer(e) {
-  return (e instanceof Permanent ? 'permanent' : 'retryable') + SEP + (messageOf(e) || typeNameOf(e))
+  let permanent = false
+  try {
+    permanent = e instanceof Permanent
+  } catch {
+    // a Proxy whose getPrototypeOf throws: any other thrown value
+  }
+  return { raised: permanent ? 'permanent' : 'other', message: messageOf(e), typeName: typeNameOf(e) }
 }
 
 function thrownAnswer(e) {
@@ -595,8 +604,8 @@ const ASYNC_TX_HANDLER =
   "It runs while the store's transaction is open (on the store's writer thread, which waits for it), " +
   'so all of its work must be done before it returns; do asynchronous work before or after the transaction'
 
-// Adapts a synchronous `(tx) => value` for the native side, which gets `toAnswer(value)` (a
-// Buffer, or a `"permanent|retryable\x1fTEXT"` string; never a throw). `state.thrown` keeps what
+// Adapts a synchronous `(tx) => value` for the native side, which gets a `ProcessAnswer`: the
+// result `toAnswer(value)` (a Buffer) or the failure (never a throw). `state.thrown` keeps what
 // the handler threw (or the error for a returned Promise) to re-throw it as is.
 function adaptTxHandler(handler, toAnswer, state) {
   return (tx) => {
@@ -606,7 +615,7 @@ function adaptTxHandler(handler, toAnswer, state) {
         Promise.resolve(r).catch(() => {})
         throw new InvalidArgumentError(ASYNC_TX_HANDLER, 'ONCELY_INVALID_ARGUMENT')
       }
-      return toAnswer(r)
+      return { result: toAnswer(r) }
     } catch (e) {
       state.failed = true
       state.thrown = e
@@ -638,7 +647,7 @@ native.Inbox.prototype.processTransactional = async function processTransactiona
   try {
     return await nativeProcessTransactional.call(this, id, payload, adapted)
   } catch (e) {
-    if (state.failed && typeof e?.message === 'string' && e.message.startsWith('ONCELY_HANDLER_FAILED' + SEP)) throw state.thrown
+    if (state.failed && e?.code === HANDLER_FAILED) throw state.thrown
     throw translate(e)
   }
 }
@@ -663,7 +672,7 @@ native.Store.prototype.transaction = async function transaction(work) {
   try {
     await nativeTransaction.call(this, adapted)
   } catch (e) {
-    if (state.failed && typeof e?.message === 'string' && e.message.startsWith('ONCELY_HANDLER_FAILED' + SEP)) throw state.thrown
+    if (state.failed && e?.code === HANDLER_FAILED) throw state.thrown
     throw translate(e)
   }
   return value

@@ -20,11 +20,11 @@ use napi::bindgen_prelude::*;
 use napi::{JsValue, check_status, sys};
 use oncely::text::MAX_SAFE_INTEGER;
 
-use crate::errors::{err, invalid};
+use crate::errors::{Error, Napi, Result, err, invalid};
 
 /// What a JS value is, for an error message (never its content).
 pub(crate) fn kind(v: &Unknown<'_>) -> Result<&'static str> {
-    Ok(match v.get_type()? {
+    Ok(match v.get_type().napi()? {
         ValueType::Undefined => "undefined",
         ValueType::Null => "null",
         ValueType::Boolean => "a boolean",
@@ -33,10 +33,10 @@ pub(crate) fn kind(v: &Unknown<'_>) -> Result<&'static str> {
         ValueType::Symbol => "a symbol",
         ValueType::BigInt => "a BigInt",
         ValueType::Function => "a function",
-        ValueType::Object if v.is_buffer()? => "a Buffer",
-        ValueType::Object if v.is_typedarray()? => "a typed array",
-        ValueType::Object if v.is_arraybuffer()? => "an ArrayBuffer",
-        ValueType::Object if v.is_array()? => "an array",
+        ValueType::Object if v.is_buffer().napi()? => "a Buffer",
+        ValueType::Object if v.is_typedarray().napi()? => "a typed array",
+        ValueType::Object if v.is_arraybuffer().napi()? => "an ArrayBuffer",
+        ValueType::Object if v.is_array().napi()? => "an array",
         ValueType::Object => "an object",
         _ => "an unsupported value",
     })
@@ -44,7 +44,7 @@ pub(crate) fn kind(v: &Unknown<'_>) -> Result<&'static str> {
 
 /// Whether `v` is undefined or null: an optional argument or option left out.
 pub(crate) fn absent(v: &Unknown<'_>) -> Result<bool> {
-    Ok(matches!(v.get_type()?, ValueType::Undefined | ValueType::Null))
+    Ok(matches!(v.get_type().napi()?, ValueType::Undefined | ValueType::Null))
 }
 
 /// `v` unless it is missing, undefined or null.
@@ -57,13 +57,13 @@ pub(crate) fn present<'e>(v: Option<Unknown<'e>>) -> Result<Option<Unknown<'e>>>
 
 /// The UTF-16 code units of a JS string (type already checked).
 fn utf16(v: &Unknown<'_>) -> Result<Utf16String> {
-    unsafe { Utf16String::from_napi_value(v.value().env, v.raw()) }
+    unsafe { Utf16String::from_napi_value(v.value().env, v.raw()) }.napi()
 }
 
 /// A string argument `name`: read as UTF-16 and decoded by the core's rule, a lone surrogate
 /// refused with `InvalidArgumentError`.
 pub(crate) fn text(name: &'static str, v: Unknown<'_>) -> Result<String> {
-    if v.get_type()? != ValueType::String {
+    if v.get_type().napi()? != ValueType::String {
         return Err(invalid(name, format!("must be a string, got {}", kind(&v)?)));
     }
     oncely::text::from_utf16(name, &utf16(&v)?).map_err(err)
@@ -79,9 +79,9 @@ pub(crate) fn bytes(name: &'static str, v: Unknown<'_>) -> Result<Vec<u8>> {
     let bad = |v: &Unknown<'_>| -> Result<Error> {
         Ok(invalid(name, format!("must be a Buffer or a string, got {}", kind(v)?)))
     };
-    match v.get_type()? {
+    match v.get_type().napi()? {
         ValueType::String => Ok(text(name, v)?.into_bytes()),
-        ValueType::Object if v.is_typedarray()? => {
+        ValueType::Object if v.is_typedarray().napi()? => {
             match unsafe { Uint8Array::from_napi_value(v.value().env, v.raw()) } {
                 Ok(b) => Ok(b.to_vec()),
                 Err(_) => Err(bad(&v)?),
@@ -98,10 +98,10 @@ pub(crate) fn opt_bytes(name: &'static str, v: Option<Unknown<'_>>) -> Result<Op
 
 /// A number argument (any number: the caller checks its range).
 pub(crate) fn number(name: &'static str, v: Unknown<'_>) -> Result<f64> {
-    if v.get_type()? != ValueType::Number {
+    if v.get_type().napi()? != ValueType::Number {
         return Err(invalid(name, format!("must be a number, got {}", kind(&v)?)));
     }
-    unsafe { f64::from_napi_value(v.value().env, v.raw()) }
+    unsafe { f64::from_napi_value(v.value().env, v.raw()) }.napi()
 }
 
 /// An integer argument: a JS number that is a whole number from `min` to `max`, by the core's
@@ -138,7 +138,10 @@ pub(crate) fn opt_secs(name: &'static str, v: Option<f64>) -> Result<Option<Dura
 /// Whether `v` is an object that can hold options or a record: not an array, typed array or
 /// ArrayBuffer (which napi would read key by key — a 20 MB Buffer as 20 M keys).
 fn plain_object(v: &Unknown<'_>) -> Result<bool> {
-    Ok(v.get_type()? == ValueType::Object && !v.is_array()? && !v.is_typedarray()? && !v.is_arraybuffer()?)
+    Ok(v.get_type().napi()? == ValueType::Object
+        && !v.is_array().napi()?
+        && !v.is_typedarray().napi()?
+        && !v.is_arraybuffer().napi()?)
 }
 
 /// The own enumerable string keys of an object, as JS strings (`Object.keys`).
@@ -154,11 +157,11 @@ fn own_keys<'e>(o: &Object<'e>) -> Result<Vec<Unknown<'e>>> {
             sys::KeyConversion::numbers_to_strings,
             &mut names,
         )
-    })?;
-    let names = unsafe { Array::from_napi_value(env, names)? };
+    }).napi()?;
+    let names = unsafe { Array::from_napi_value(env, names).napi()? };
     let mut out = Vec::with_capacity(names.len() as usize);
     for i in 0..names.len() {
-        if let Some(k) = names.get::<Unknown>(i)? {
+        if let Some(k) = names.get::<Unknown>(i).napi()? {
             out.push(k);
         }
     }
@@ -177,7 +180,7 @@ impl<'e> Options<'e> {
         if !plain_object(&v)? {
             return Err(invalid(what, format!("must be an object, got {}", kind(&v)?)));
         }
-        let obj = unsafe { Object::from_napi_value(v.value().env, v.raw())? };
+        let obj = unsafe { Object::from_napi_value(v.value().env, v.raw()).napi()? };
         for key in own_keys(&obj)? {
             let name = String::from_utf16_lossy(&utf16(&key)?);
             if !known.contains(&name.as_str()) {
@@ -195,7 +198,7 @@ impl<'e> Options<'e> {
     /// The option `name` unless it is missing, undefined or null.
     pub(crate) fn get(&self, name: &str) -> Result<Option<Unknown<'e>>> {
         let Some(o) = &self.obj else { return Ok(None) };
-        present(o.get::<Unknown>(name)?)
+        present(o.get::<Unknown>(name).napi()?)
     }
 
     pub(crate) fn text(&self, name: &'static str) -> Result<Option<String>> {
@@ -239,12 +242,12 @@ pub(crate) fn strings(name: &'static str, v: Unknown<'_>) -> Result<Vec<(String,
     if !plain_object(&v)? {
         return Err(invalid(name, format!("must be an object of strings, got {}", kind(&v)?)));
     }
-    let obj = unsafe { Object::from_napi_value(v.value().env, v.raw())? };
+    let obj = unsafe { Object::from_napi_value(v.value().env, v.raw()).napi()? };
     let mut out = Vec::new();
     for key in own_keys(&obj)? {
-        let value: Unknown = obj.get_property_unchecked(key)?;
+        let value: Unknown = obj.get_property_unchecked(key).napi()?;
         let k = text(name, key)?;
-        if value.get_type()? != ValueType::String {
+        if value.get_type().napi()? != ValueType::String {
             return Err(invalid(
                 name,
                 format!(
@@ -261,13 +264,13 @@ pub(crate) fn strings(name: &'static str, v: Unknown<'_>) -> Result<Vec<(String,
 
 /// An array argument's elements (holes are undefined).
 pub(crate) fn list<'e>(name: &'static str, v: Unknown<'e>) -> Result<Vec<Unknown<'e>>> {
-    if v.get_type()? != ValueType::Object || !v.is_array()? {
+    if v.get_type().napi()? != ValueType::Object || !v.is_array().napi()? {
         return Err(invalid(name, format!("must be an array, got {}", kind(&v)?)));
     }
-    let a = unsafe { Array::from_napi_value(v.value().env, v.raw())? };
+    let a = unsafe { Array::from_napi_value(v.value().env, v.raw()).napi()? };
     let mut out = Vec::with_capacity(a.len() as usize);
     for i in 0..a.len() {
-        out.push(a.get::<Unknown>(i)?.ok_or_else(|| invalid(name, "changed while being read"))?);
+        out.push(a.get::<Unknown>(i).napi()?.ok_or_else(|| invalid(name, "changed while being read"))?);
     }
     Ok(out)
 }

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
+use oncely::handler::{HandlerResult, Raised};
 use oncely::{AnyStore, Begin as CoreBegin, CachePolicy, Failure, InboxConfig};
 use oncely::{ProcessError, Request};
 
 use crate::conv::{Options, bytes, list, opt_bytes, text, u32_of};
-use crate::errors::{SEP, coded, err, invalid};
-use crate::{CoreInbox, mode, promise, required};
+use crate::errors::{Error, HANDLER_FAILED, Napi, REPLAYED_FAILURE, Result, err, invalid};
 use crate::store::{clock_of, store_of};
-
+use crate::{CoreInbox, mode, promise, required};
 
 /// A stored outcome of an id's first delivery.
 #[napi(object)]
@@ -61,10 +61,10 @@ impl Ticket {
     }
 
     /// Gives the id back (a retryable failure): the next delivery may claim it.
-    #[napi]
-    pub async fn release(&self) -> Result<()> {
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn release(&self, env: &Env) -> Result<AsyncBlock<()>> {
         let t = self.inner.clone();
-        t.release().await.map_err(err)
+        promise(env, async move { t.release().await.map_err(err) })
     }
 
     /// Settles the claim by a handler's outcome, exactly as `process` settles one: without
@@ -74,14 +74,26 @@ impl Ticket {
         ts_args_type = "result?: Buffer | string | null, options?: { error?: string, permanent?: boolean }",
         ts_return_type = "Promise<void>"
     )]
-    pub fn settle(&self, env: &Env, result: Option<Unknown>, options: Option<Unknown>) -> Result<AsyncBlock<()>> {
+    pub fn settle(
+        &self,
+        env: &Env,
+        result: Option<Unknown>,
+        options: Option<Unknown>,
+    ) -> Result<AsyncBlock<()>> {
         let o = Options::of("settle options", options, &["error", "permanent"])?;
         let result = opt_bytes("result", result)?.unwrap_or_default();
         let error = o.text("error")?;
         let permanent = match o.get("permanent")? {
             None => false,
-            Some(v) if v.get_type()? == ValueType::Boolean => unsafe { bool::from_napi_value(env.raw(), v.raw())? },
-            Some(v) => return Err(invalid("permanent", format!("must be a boolean, got {}", crate::conv::kind(&v)?))),
+            Some(v) if v.get_type().napi()? == ValueType::Boolean => unsafe {
+                bool::from_napi_value(env.raw(), v.raw()).napi()?
+            },
+            Some(v) => {
+                return Err(invalid(
+                    "permanent",
+                    format!("must be a boolean, got {}", crate::conv::kind(&v)?),
+                ));
+            }
         };
         let t = self.inner.clone();
         promise(env, async move {
@@ -215,32 +227,45 @@ pub(crate) fn request(id: String, payload: Option<Vec<u8>>, o: &Options<'_>) -> 
 pub struct Inbox {
     pub(crate) inner: CoreInbox,
     /// `process` calls whose handler answered with a Promise (see `_completeProcess`).
-    pending: Arc<crate::worker::Pending<HandlerAnswer>>,
+    pending: Arc<crate::worker::Pending<Answer>>,
 }
 
-/// A `process` handler's answer: the result, or `"permanent\x1fTEXT"` / `"retryable\x1fTEXT"`.
-type HandlerAnswer = std::result::Result<Vec<u8>, String>;
-
-fn handler_answer(a: Either<Buffer, String>) -> HandlerAnswer {
-    match a {
-        Either::A(b) => Ok(b.to_vec()),
-        Either::B(failure) => Err(failure),
-    }
+/// What index.js's adapter of a `process` handler (or a transactional one) answers: the result
+/// it returned (as a Buffer), or what it threw, described for the core's handler contract
+/// ([`oncely::handler`]) as a worker handler's answer is. Exactly one of `result` and `raised` is
+/// set.
+#[napi(object)]
+pub struct ProcessAnswer {
+    /// The handler's result.
+    pub result: Option<Buffer>,
+    /// It threw: `"permanent"` (a `Permanent`) or `"other"`.
+    #[napi(ts_type = "'permanent' | 'other'")]
+    pub raised: Option<String>,
+    /// The thrown value's message, if it could be read.
+    pub message: Option<String>,
+    /// The thrown value's type name (its constructor's name, or `typeof`).
+    pub type_name: Option<String>,
 }
 
-fn handler_failure(failure: &str) -> Failure<String> {
-    match failure.split_once(SEP) {
-        Some(("permanent", text)) => Failure::permanent(text.to_string()),
-        Some((_, text)) => Failure::retryable(text.to_string()),
-        None => Failure::retryable(failure.to_string()),
+/// A handler's answer for the core: its result, or its failure (permanent or retryable, with
+/// the stored text) by the core's handler contract.
+pub(crate) type Answer = std::result::Result<Vec<u8>, Failure<String>>;
+
+pub(crate) fn answer_of(a: ProcessAnswer) -> Answer {
+    if let Some(result) = a.result {
+        return Ok(result.to_vec());
     }
+    let kind = if a.raised.as_deref() == Some("permanent") { Raised::Permanent } else { Raised::Other };
+    let raised =
+        HandlerResult::Raised { kind, message: a.message, type_name: a.type_name.unwrap_or_default() };
+    // Only a return has no failure, and this is a raise.
+    raised.inbox_failure().map_or(Ok(Vec::new()), Err)
 }
 
 /// index.js's adapter of a `process` handler: `(callId) => answer | undefined` (undefined: the
-/// answer comes later through `_completeProcess(callId, answer)`); an answer is the result
-/// (a Buffer) or a `"permanent|retryable\x1fTEXT"` string. It never throws.
+/// answer comes later through `_completeProcess(callId, answer)`). It never throws.
 type ProcessHandlerFn =
-    ThreadsafeFunction<FnArgs<(u32,)>, Option<Either<Buffer, String>>, FnArgs<(u32,)>, Status, false>;
+    ThreadsafeFunction<FnArgs<(u32,)>, Option<ProcessAnswer>, FnArgs<(u32,)>, Status, false>;
 
 #[napi]
 impl Inbox {
@@ -283,7 +308,10 @@ impl Inbox {
     }
 
     /// Claims `id` (pull style).
-    #[napi(ts_args_type = "id: string, payload?: Buffer | string | null, options?: CallOptions", ts_return_type = "Promise<Begin>")]
+    #[napi(
+        ts_args_type = "id: string, payload?: Buffer | string | null, options?: CallOptions",
+        ts_return_type = "Promise<Begin>"
+    )]
     pub fn begin(
         &self,
         env: &Env,
@@ -306,7 +334,9 @@ impl Inbox {
             reqs.push(request(text("id", required("id", o.get("id")?)?)?, o.bytes("payload")?, &o)?);
         }
         let inbox = self.inner.clone();
-        promise(env, async move { Ok(inbox.begin_many(reqs).await.map_err(err)?.into_iter().map(begin_of).collect()) })
+        promise(env, async move {
+            Ok(inbox.begin_many(reqs).await.map_err(err)?.into_iter().map(begin_of).collect())
+        })
     }
 
     /// Native half of `process` (index.js adapts the handler, see `ProcessHandlerFn`): runs the
@@ -333,21 +363,27 @@ impl Inbox {
                         FnArgs::from((registered.id,)),
                         ThreadsafeFunctionCallMode::NonBlocking,
                         move |r, _| {
-                            let _ = tx.send(r.map(|a| a.map(handler_answer)).map_err(|e| e.reason.clone()));
+                            let _ = tx.send(r.map(|a| a.map(answer_of)).map_err(|e| e.reason.clone()));
                             Ok(())
                         },
                     );
                     if status != Status::Ok {
-                        return Err(Failure::retryable(format!("the handler could not be called ({status})")));
+                        return Err(Failure::retryable(format!(
+                            "the handler could not be called ({status})"
+                        )));
                     }
                     let answer = match now.await {
                         Ok(Ok(Some(answer))) => answer,
-                        Ok(Ok(None)) => later.await.unwrap_or_else(|_| Err("retryable\u{1f}the handler's answer was lost".into())),
-                        Ok(Err(reason)) => Err(format!("retryable{SEP}{reason}")),
-                        Err(_) => Err(format!("retryable{SEP}the handler was not called (Node is shutting down)")),
+                        Ok(Ok(None)) => later.await.unwrap_or_else(|_| {
+                            Err(Failure::retryable("the handler's answer was lost".to_string()))
+                        }),
+                        Ok(Err(reason)) => Err(Failure::retryable(reason)),
+                        Err(_) => Err(Failure::retryable(
+                            "the handler was not called (Node is shutting down)".to_string(),
+                        )),
                     };
                     drop(registered);
-                    answer.map_err(|f| handler_failure(&f))
+                    answer
                 })
                 .await;
             processed(outcome)
@@ -356,8 +392,8 @@ impl Inbox {
 
     /// The answer of a `process` handler that returned a Promise (see `ProcessHandlerFn`).
     #[napi(js_name = "_completeProcess", skip_typescript)]
-    pub fn complete_process(&self, call_id: f64, answer: Either<Buffer, String>) -> Result<()> {
-        self.pending.complete(u32_of("callId", call_id)?, handler_answer(answer));
+    pub fn complete_process(&self, call_id: f64, answer: ProcessAnswer) -> Result<()> {
+        self.pending.complete(u32_of("callId", call_id)?, answer_of(answer));
         Ok(())
     }
 
@@ -368,28 +404,28 @@ impl Inbox {
         for a in list("items", items)? {
             let bad = || invalid("items", "each item must be [Ticket, result]");
             let (t, r) = match list("items", a).map_err(|_| bad())?.as_slice() {
-                [t, r] if t.get_type()? == ValueType::Object && Ticket::instance_of(env, t)? => (*t, *r),
+                [t, r]
+                    if t.get_type().napi()? == ValueType::Object && Ticket::instance_of(env, t).napi()? =>
+                {
+                    (*t, *r)
+                }
                 _ => return Err(bad()),
             };
-            let t: ClassInstance<Ticket> = unsafe { ClassInstance::from_napi_value(env.raw(), t.raw())? };
+            let t: ClassInstance<Ticket> = unsafe { ClassInstance::from_napi_value(env.raw(), t.raw()).napi()? };
             batch.push((t.inner.clone(), bytes("result", r)?));
         }
         let inbox = self.inner.clone();
-        AsyncBlockBuilder::new(async move {
+        promise(env, async move {
             let refs = batch.iter().map(|(t, r)| (&**t, r.clone())).collect();
             let results = inbox.finish_many(refs).await.map_err(err)?;
             Ok(results
                 .into_iter()
                 .map(|r| match r {
                     Ok(()) => FinishResult { ok: true, error: None },
-                    Err(e) => FinishResult {
-                        ok: false,
-                        error: Some(format!("ONCELY_{}{SEP}{e}", e.code().as_str().to_uppercase())),
-                    },
+                    Err(e) => FinishResult { ok: false, error: Some(err(e)) },
                 })
                 .collect())
         })
-        .build(env)
     }
 
     /// The id's record as stored, or null.
@@ -400,10 +436,10 @@ impl Inbox {
     }
 
     /// Deletes expired records; returns how many.
-    #[napi]
-    pub async fn purge_expired(&self) -> Result<f64> {
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn purge_expired(&self, env: &Env) -> Result<AsyncBlock<f64>> {
         let inbox = self.inner.clone();
-        inbox.purge_expired().await.map(|n| n as f64).map_err(err)
+        promise(env, async move { inbox.purge_expired().await.map(|n| n as f64).map_err(err) })
     }
 }
 
@@ -452,26 +488,28 @@ pub struct BeginRequest {
 }
 
 /// One item of `Inbox.finishMany`: `{ ok: true }` or `{ error }` (an error of the classes above).
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct FinishResult {
     pub ok: bool,
-    /// The error (index.js turns the native `CODE\x1fTEXT` into the error object).
+    /// The error (a JS error with its code; index.js gives it its class).
     #[napi(ts_type = "OncelyError")]
-    pub error: Option<String>,
+    pub error: Option<Error>,
 }
 
 /// A `process` call's answer for JS: the result, or the error index.js turns into the handler's
 /// own exception (`ONCELY_HANDLER_FAILED`), a `ReplayedFailureError` or an oncely error.
-pub(crate) fn processed(r: std::result::Result<oncely::Processed, ProcessError<String>>) -> Result<Processed> {
+pub(crate) fn processed(
+    r: std::result::Result<oncely::Processed, ProcessError<String>>,
+) -> Result<Processed> {
     match r {
         Ok(p) => Ok(Processed { result: p.result.map(Buffer::from), replayed: p.replayed }),
-        Err(ProcessError::Handler(text)) => Err(coded("ONCELY_HANDLER_FAILED", &text)),
-        Err(ProcessError::ReplayedFailure(reason)) => Err(coded(
-            "ONCELY_REPLAYED_FAILURE",
-            &String::from_utf8_lossy(reason.as_deref().unwrap_or_default()),
+        Err(ProcessError::Handler(text)) => Err(Error::new(HANDLER_FAILED.into(), text)),
+        Err(ProcessError::ReplayedFailure(reason)) => Err(Error::new(
+            REPLAYED_FAILURE.into(),
+            String::from_utf8_lossy(reason.as_deref().unwrap_or_default()),
         )),
         Err(ProcessError::Oncely(e)) => Err(err(e)),
         #[allow(unreachable_patterns)]
-        Err(_) => Err(coded("ONCELY_UNKNOWN", "unknown process error")),
+        Err(_) => Err(Error::new("ONCELY_UNKNOWN".into(), "unknown process error")),
     }
 }

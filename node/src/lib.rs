@@ -6,10 +6,9 @@
 //! epoch (`*Ms`); ids are strings; payloads are `Buffer` (or a string, encoded as UTF-8); results
 //! are `Buffer`. Every async method runs on napi's tokio runtime and returns a Promise.
 //!
-//! Errors: a core error becomes a JS `Error` whose message is `CODE\x1fTEXT`; `index.js` turns it
-//! into the subclass for `CODE` (`err.code` = `ONCELY_` + the stable code upper-cased).
-
-use std::future::Future;
+//! Errors: a core error becomes a JS `Error` whose `code` is `ONCELY_` + the stable code
+//! upper-cased and whose message is the core's text (napi's error status, see `errors.rs`);
+//! `index.js` turns it into the subclass for its code.
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -24,23 +23,13 @@ mod transaction;
 mod worker;
 
 use conv::{Options, bytes, number, present};
-pub(crate) use errors::{coded, err, invalid};
+pub(crate) use errors::{Napi, Result, coded, err, invalid, promise};
 pub use inbox::*;
 pub use outbox::*;
 pub use store::*;
 
 type CoreInbox = oncely::Inbox<AnyStore>;
 type CoreOutbox = oncely::Outbox<AnyStore>;
-
-/// The Promise of a method whose arguments were converted (on the JS thread) before `f` runs on
-/// napi's tokio runtime.
-pub(crate) fn promise<V, F>(env: &Env, f: F) -> Result<AsyncBlock<V>>
-where
-    V: ToNapiValue + Send + 'static,
-    F: Future<Output = Result<V>> + Send + 'static,
-{
-    AsyncBlockBuilder::new(f).build(env)
-}
 
 /// An optional number argument (undefined or null: none).
 pub(crate) fn opt_number(name: &'static str, v: Option<Unknown<'_>>) -> Result<Option<f64>> {
@@ -68,10 +57,9 @@ const JS_OPTIONS: &[(&str, &[&str])] = &[
 /// [`JS_OPTIONS`]) that is not an object or has a key it does not know.
 #[napi(js_name = "_checkOptions", skip_typescript)]
 pub fn check_options(which: String, options: Option<Unknown>) -> Result<()> {
-    let (what, known) = JS_OPTIONS
-        .iter()
-        .find(|(w, _)| *w == which)
-        .ok_or_else(|| invalid("options", format!("no such options object: {}", oncely::text::quote(&which))))?;
+    let (what, known) = JS_OPTIONS.iter().find(|(w, _)| *w == which).ok_or_else(|| {
+        invalid("options", format!("no such options object: {}", oncely::text::quote(&which)))
+    })?;
     Options::of(what, options, known).map(drop)
 }
 

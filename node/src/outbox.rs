@@ -10,10 +10,12 @@ use napi_derive::napi;
 use oncely::outbox::{MessageState, OutboxRecord as CoreRecord, Settled as CoreSettled};
 use oncely::{AnyStore, NewMessage, OutboxConfig, Timestamp};
 
-use crate::conv::{Options, bytes, count, integer, list, number, opt_text, present, secs, size, text, u32_of};
-use crate::errors::{err, invalid};
-use crate::{CoreOutbox, mode, opt_number, promise, required};
+use crate::conv::{
+    Options, bytes, count, integer, list, number, opt_text, present, secs, size, text, u32_of,
+};
+use crate::errors::{Result, err, invalid};
 use crate::store::{clock_of, store_of};
+use crate::{CoreOutbox, mode, opt_number, promise, required};
 
 /// The outcome of a settle call: `kind` is `"acked"`, `"retrying"` (at `atMs`), `"gave_up"`,
 /// `"returned"` (deliverable again at `atMs`), `"extended"` (leased until `atMs`) or `"dropped"`.
@@ -139,10 +141,10 @@ impl Delivery {
         self.inner.message().available_at.0
     }
 
-    #[napi]
-    pub async fn ack(&self) -> Result<()> {
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn ack(&self, env: &Env) -> Result<AsyncBlock<()>> {
         let d = self.inner.clone();
-        d.ack().await.map_err(err)
+        promise(env, async move { d.ack().await.map_err(err) })
     }
 
     /// A failed attempt: retry by the policy, or after `after` seconds.
@@ -150,7 +152,12 @@ impl Delivery {
         ts_args_type = "error?: string | undefined | null, after?: number | undefined | null",
         ts_return_type = "Promise<Settled>"
     )]
-    pub fn retry(&self, env: &Env, error: Option<Unknown>, after: Option<Unknown>) -> Result<AsyncBlock<Settled>> {
+    pub fn retry(
+        &self,
+        env: &Env,
+        error: Option<Unknown>,
+        after: Option<Unknown>,
+    ) -> Result<AsyncBlock<Settled>> {
         let error = opt_text("error", error)?.unwrap_or_default();
         let after = opt_number("after", after)?.map(|v| secs("after", v)).transpose()?;
         let d = self.inner.clone();
@@ -182,10 +189,10 @@ impl Delivery {
     }
 
     /// Gives the message back, no attempt used up.
-    #[napi]
-    pub async fn release(&self) -> Result<Settled> {
+    #[napi(ts_return_type = "Promise<Settled>")]
+    pub fn release(&self, env: &Env) -> Result<AsyncBlock<Settled>> {
         let d = self.inner.clone();
-        d.release().await.map(settled).map_err(err)
+        promise(env, async move { d.release().await.map(settled).map_err(err) })
     }
 }
 
@@ -274,7 +281,16 @@ pub(crate) const ENQUEUE_OPTIONS: &[&str] = &["id", "key", "headers", "delay"];
 const NEW_MESSAGE: &[&str] = &["payload", "id", "key", "headers", "delay"];
 /// The options of `new Outbox` ([`OutboxOptions`]; `retry` is read by index.js).
 const OUTBOX_OPTIONS: &[&str] = &[
-    "mode", "retry", "lease", "ordering", "poison", "parkAfter", "retryBudget", "seed", "maxPayloadBytes", "clock",
+    "mode",
+    "retry",
+    "lease",
+    "ordering",
+    "poison",
+    "parkAfter",
+    "retryBudget",
+    "seed",
+    "maxPayloadBytes",
+    "clock",
 ];
 /// The options of `settle` ([`SettleOptions`]).
 const SETTLE_OPTIONS: &[&str] = &["after", "error", "reason", "lease"];
@@ -366,7 +382,8 @@ impl Outbox {
             options.text("poison")?.as_deref(),
             options.number("parkAfter")?,
         )?);
-        let b = options.options("retry budget options", "retryBudget", &["ratio", "minPerSecond", "burst"])?;
+        let b =
+            options.options("retry budget options", "retryBudget", &["ratio", "minPerSecond", "burst"])?;
         if b.given() {
             let mut budget = oncely::outbox::RetryBudget::new(required("ratio", b.number("ratio")?)?);
             if let Some(v) = b.number("minPerSecond")? {
@@ -411,7 +428,12 @@ impl Outbox {
         ts_args_type = "payload: Buffer | string, options?: EnqueueOptions",
         ts_return_type = "Promise<'queued' | 'already_queued'>"
     )]
-    pub fn enqueue(&self, env: &Env, payload: Unknown, options: Option<Unknown>) -> Result<AsyncBlock<String>> {
+    pub fn enqueue(
+        &self,
+        env: &Env,
+        payload: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<AsyncBlock<String>> {
         let options = Options::of("enqueue options", options, ENQUEUE_OPTIONS)?;
         let m = new_message(bytes("payload", payload)?, &options)?;
         let o = self.inner.clone();
@@ -529,7 +551,10 @@ impl Outbox {
         let limit = size("limit", opt_number("limit", limit)?.unwrap_or(100.0))?;
         let o = self.inner.clone();
         promise(env, async move {
-            o.dead_letters(after, limit).await.map(|v| v.into_iter().map(outbox_record).collect()).map_err(err)
+            o.dead_letters(after, limit)
+                .await
+                .map(|v| v.into_iter().map(outbox_record).collect())
+                .map_err(err)
         })
     }
 
@@ -544,30 +569,35 @@ impl Outbox {
     #[napi(ts_args_type = "ids?: Array<string> | undefined | null", ts_return_type = "Promise<number>")]
     pub fn purge_dead(&self, env: &Env, ids: Option<Unknown>) -> Result<AsyncBlock<f64>> {
         let ids = match present(ids)? {
-            Some(v) => Some(list("ids", v)?.into_iter().map(|id| text("ids", id)).collect::<Result<Vec<_>>>()?),
+            Some(v) => {
+                Some(list("ids", v)?.into_iter().map(|id| text("ids", id)).collect::<Result<Vec<_>>>()?)
+            }
             None => None,
         };
         let o = self.inner.clone();
         promise(env, async move { o.purge_dead(ids).await.map(|n| n as f64).map_err(err) })
     }
 
-    #[napi]
-    pub async fn stats(&self) -> Result<OutboxStats> {
+    #[napi(ts_return_type = "Promise<OutboxStats>")]
+    pub fn stats(&self, env: &Env) -> Result<AsyncBlock<OutboxStats>> {
         let o = self.inner.clone();
-        let s = o.stats().await.map_err(err)?;
-        Ok(OutboxStats {
-            ready: s.queue.ready as f64,
-            scheduled: s.queue.scheduled as f64,
-            leased: s.queue.leased as f64,
-            dead: s.queue.dead as f64,
-            oldest_age_ms: s.oldest_age.map(|a| a.as_millis() as f64),
-            enqueued: s.counters.enqueued as f64,
-            delivered: s.counters.delivered as f64,
-            retried: s.counters.retried as f64,
-            dead_lettered: s.counters.dead_lettered as f64,
-            dropped: s.counters.dropped as f64,
-            attempts_settled: s.counters.attempts_settled as f64,
-        })
+        promise(env, async move { o.stats().await.map(outbox_stats).map_err(err) })
+    }
+}
+
+fn outbox_stats(s: oncely::outbox::Stats) -> OutboxStats {
+    OutboxStats {
+        ready: s.queue.ready as f64,
+        scheduled: s.queue.scheduled as f64,
+        leased: s.queue.leased as f64,
+        dead: s.queue.dead as f64,
+        oldest_age_ms: s.oldest_age.map(|a| a.as_millis() as f64),
+        enqueued: s.counters.enqueued as f64,
+        delivered: s.counters.delivered as f64,
+        retried: s.counters.retried as f64,
+        dead_lettered: s.counters.dead_lettered as f64,
+        dropped: s.counters.dropped as f64,
+        attempts_settled: s.counters.attempts_settled as f64,
     }
 }
 
@@ -608,7 +638,8 @@ pub struct RetryDecision {
 }
 
 /// The fields of [`DecideArgs`].
-const DECIDE_ARGS: &[&str] = &["seed", "attempts", "firstAttemptAtMs", "nowMs", "lastDelayMs", "retryAfterMs"];
+const DECIDE_ARGS: &[&str] =
+    &["seed", "attempts", "firstAttemptAtMs", "nowMs", "lastDelayMs", "retryAfterMs"];
 
 /// Arguments of `RetryPolicy.decideMs`.
 #[napi(object)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use oncely::clock::SharedClock;
-use oncely::{AnyStore, SqliteConfig, Timestamp};
+use oncely::{AnyStore, ErrorCode, SqliteConfig, Timestamp};
 
 use crate::conv::{self, Options, count, number, secs, text};
-use crate::errors::{coded, err, invalid};
+use crate::errors::{Napi, Result, coded, err, invalid};
 use crate::{opt_number, promise};
 
 fn open_store(loc: &str) -> Result<AnyStore> {
@@ -19,10 +19,10 @@ fn open_store(loc: &str) -> Result<AnyStore> {
 
 /// A store given as a location string or an opened [`Store`].
 pub(crate) fn store_of(env: &Env, v: Unknown<'_>) -> Result<AnyStore> {
-    match v.get_type()? {
+    match v.get_type().napi()? {
         ValueType::String => open_store(&text("store", v)?),
-        ValueType::Object if Store::instance_of(env, &v)? => {
-            let s: ClassInstance<Store> = unsafe { ClassInstance::from_napi_value(env.raw(), v.raw())? };
+        ValueType::Object if Store::instance_of(env, &v).napi()? => {
+            let s: ClassInstance<Store> = unsafe { ClassInstance::from_napi_value(env.raw(), v.raw()).napi()? };
             Ok(s.inner.clone())
         }
         _ => Err(invalid("store", format!("must be a location string or a Store, got {}", conv::kind(&v)?))),
@@ -32,8 +32,8 @@ pub(crate) fn store_of(env: &Env, v: Unknown<'_>) -> Result<AnyStore> {
 /// The `clock` option: absent/undefined (system clock) or a [`ManualClock`].
 pub(crate) fn clock_of(env: &Env, options: &Options<'_>) -> Result<SharedClock> {
     let Some(v) = options.get("clock")? else { return Ok(Arc::new(oncely::SystemClock)) };
-    if v.get_type()? == ValueType::Object && ManualClock::instance_of(env, &v)? {
-        let c: ClassInstance<ManualClock> = unsafe { ClassInstance::from_napi_value(env.raw(), v.raw())? };
+    if v.get_type().napi()? == ValueType::Object && ManualClock::instance_of(env, &v).napi()? {
+        let c: ClassInstance<ManualClock> = unsafe { ClassInstance::from_napi_value(env.raw(), v.raw()).napi()? };
         return Ok(Arc::new(c.inner.clone()));
     }
     Err(invalid("clock", format!("must be a ManualClock, got {}", conv::kind(&v)?)))
@@ -114,7 +114,7 @@ pub fn postgres_schema_url(env: Env, url: Unknown, schema: Unknown) -> Result<As
     promise(&env, async move {
         napi::tokio::task::spawn_blocking(move || oncely::PostgresStore::schema_url(&url, &schema))
             .await
-            .map_err(|e| coded("ONCELY_STORAGE", &format!("creating the schema failed: {e}")))?
+            .map_err(|e| coded(ErrorCode::Storage, format!("creating the schema failed: {e}")))?
             .map_err(err)
     })
 }

@@ -10,19 +10,21 @@
 //! lent out. This is why the handler must be synchronous: the transaction cannot stay open
 //! across awaits (the writer thread, and every other commit of the store, would wait for them).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use oncely::sql::{SqlTx, SqlValue};
-use oncely::Failure;
+use oncely::{ErrorCode, Failure};
 
 use crate::conv::{Options, bytes, list, opt_bytes, text};
-use crate::inbox::{Inbox, Processed, processed, request};
+use crate::errors::{Error, HANDLER_FAILED};
+use crate::inbox::{Answer, Inbox, ProcessAnswer, Processed, answer_of, processed, request};
 use crate::outbox::{ENQUEUE_OPTIONS, Outbox, enqueued_str, new_message, new_messages};
 use crate::store::Store;
-use crate::{coded, err, invalid, promise};
+use crate::{Napi, Result, coded, err, invalid, promise};
 
 /// The transaction lent by the core, valid only while the JS handler that got it runs.
 struct TxPtr(*mut (dyn SqlTx + 'static));
@@ -46,11 +48,13 @@ pub struct Transaction {
 /// A JS SQL parameter.
 fn sql_value(env: &Env, v: Unknown<'_>, i: u32) -> Result<SqlValue> {
     let bad = |what: String| invalid("params", format!("parameter {i}: {what}"));
-    Ok(match v.get_type()? {
+    Ok(match v.get_type().napi()? {
         ValueType::Null | ValueType::Undefined => SqlValue::Null,
-        ValueType::Boolean => SqlValue::Integer(i64::from(unsafe { bool::from_napi_value(env.raw(), v.raw())? })),
+        ValueType::Boolean => {
+            SqlValue::Integer(i64::from(unsafe { bool::from_napi_value(env.raw(), v.raw()).napi()? }))
+        }
         ValueType::Number => {
-            let n = unsafe { f64::from_napi_value(env.raw(), v.raw())? };
+            let n = unsafe { f64::from_napi_value(env.raw(), v.raw()).napi()? };
             if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0 {
                 SqlValue::Integer(n as i64)
             } else {
@@ -58,7 +62,7 @@ fn sql_value(env: &Env, v: Unknown<'_>, i: u32) -> Result<SqlValue> {
             }
         }
         ValueType::BigInt => {
-            let b = unsafe { BigInt::from_napi_value(env.raw(), v.raw())? };
+            let b = unsafe { BigInt::from_napi_value(env.raw(), v.raw()).napi()? };
             let (n, lossless) = b.get_i64();
             if !lossless {
                 return Err(bad("a BigInt outside the 64-bit integer range".into()));
@@ -68,7 +72,11 @@ fn sql_value(env: &Env, v: Unknown<'_>, i: u32) -> Result<SqlValue> {
         ValueType::String => SqlValue::Text(text("params", v)?),
         ValueType::Object => match unsafe { Uint8Array::from_napi_value(env.raw(), v.raw()) } {
             Ok(b) => SqlValue::Blob(b.to_vec()),
-            Err(_) => return Err(bad("must be null, a number, a BigInt, a string or a Buffer, not an object".into())),
+            Err(_) => {
+                return Err(bad(
+                    "must be null, a number, a BigInt, a string or a Buffer, not an object".into()
+                ));
+            }
         },
         t => return Err(bad(format!("must be null, a number, a BigInt, a string or a Buffer, not {t}"))),
     })
@@ -93,7 +101,7 @@ impl Transaction {
     fn with_tx<T>(&self, f: impl FnOnce(&mut dyn SqlTx) -> Result<T>) -> Result<T> {
         let mut guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
         let Some(ptr) = guard.as_mut() else {
-            return Err(coded("ONCELY_CLOSED", "the transaction is over: use it only inside its handler"));
+            return Err(coded(ErrorCode::Closed, "the transaction is over: use it only inside its handler"));
         };
         // SAFETY: see `TxPtr`.
         f(unsafe { &mut *ptr.0 })
@@ -137,15 +145,18 @@ impl Transaction {
         payload: Unknown,
         options: Option<Unknown>,
     ) -> Result<String> {
-        if outbox.get_type()? != ValueType::Object || !Outbox::instance_of(&env, &outbox)? {
+        if outbox.get_type().napi()? != ValueType::Object || !Outbox::instance_of(&env, &outbox).napi()? {
             return Err(invalid("outbox", format!("must be an Outbox, got {}", crate::conv::kind(&outbox)?)));
         }
-        let outbox: ClassInstance<Outbox> = unsafe { ClassInstance::from_napi_value(env.raw(), outbox.raw())? };
+        let outbox: ClassInstance<Outbox> =
+            unsafe { ClassInstance::from_napi_value(env.raw(), outbox.raw()).napi()? };
         let options = Options::of("enqueue options", options, ENQUEUE_OPTIONS)?;
         let m = new_message(bytes("payload", payload)?, &options)?;
         let o = outbox.inner.clone();
         let mut r = self.with_tx(|tx| tx.enqueue(&o, vec![m]).map_err(err))?;
-        r.pop().map(enqueued_str).ok_or_else(|| coded("ONCELY_STORAGE", "enqueue answered nothing"))
+        r.pop()
+            .map(enqueued_str)
+            .ok_or_else(|| err(oncely::Error::Storage("enqueue answered nothing".into())))
     }
 
     /// `enqueue` for several messages (each as in `Outbox.enqueueMany`): all of them or none.
@@ -154,10 +165,11 @@ impl Transaction {
         ts_return_type = "Array<'queued' | 'already_queued'>"
     )]
     pub fn enqueue_many(&self, env: Env, outbox: Unknown, messages: Unknown) -> Result<Vec<String>> {
-        if outbox.get_type()? != ValueType::Object || !Outbox::instance_of(&env, &outbox)? {
+        if outbox.get_type().napi()? != ValueType::Object || !Outbox::instance_of(&env, &outbox).napi()? {
             return Err(invalid("outbox", format!("must be an Outbox, got {}", crate::conv::kind(&outbox)?)));
         }
-        let outbox: ClassInstance<Outbox> = unsafe { ClassInstance::from_napi_value(env.raw(), outbox.raw())? };
+        let outbox: ClassInstance<Outbox> =
+            unsafe { ClassInstance::from_napi_value(env.raw(), outbox.raw()).napi()? };
         let ms = new_messages(messages)?;
         let o = outbox.inner.clone();
         Ok(self.with_tx(|tx| tx.enqueue(&o, ms).map_err(err))?.into_iter().map(enqueued_str).collect())
@@ -170,13 +182,12 @@ impl Transaction {
     }
 }
 
-/// What index.js's adapter of a transactional handler answers: the result (a Buffer) or
-/// `"permanent\x1fTEXT"` / `"retryable\x1fTEXT"` (it never throws).
-type TxHandlerFn = ThreadsafeFunction<Transaction, Either<Buffer, String>, Transaction, Status, false>;
+/// index.js's adapter of a transactional handler: `(tx) => answer` (it never throws).
+type TxHandlerFn = ThreadsafeFunction<Transaction, ProcessAnswer, Transaction, Status, false>;
 
 /// Calls the JS handler with `tx` on the JS thread and waits (this is the store's writer
 /// thread) for its answer; `tx` is invalidated before the answer comes back.
-fn call_on_js_thread(handler: &TxHandlerFn, tx: &mut dyn SqlTx) -> std::result::Result<Vec<u8>, Failure<String>> {
+fn call_on_js_thread(handler: &TxHandlerFn, tx: &mut dyn SqlTx) -> Answer {
     // SAFETY (lifetime erasure): the pointer leaves this function only inside `slot`, which is
     // emptied before this function returns (by the JS callback, or below when it never ran).
     let ptr: *mut (dyn SqlTx + '_) = tx;
@@ -189,7 +200,7 @@ fn call_on_js_thread(handler: &TxHandlerFn, tx: &mut dyn SqlTx) -> std::result::
         ThreadsafeFunctionCallMode::Blocking,
         move |r, _| {
             *closing.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            let _ = answer_tx.send(r.map_err(|e| e.reason.clone()));
+            let _ = answer_tx.send(r.map(answer_of).map_err(|e| e.reason.clone()));
             Ok(())
         },
     );
@@ -199,17 +210,8 @@ fn call_on_js_thread(handler: &TxHandlerFn, tx: &mut dyn SqlTx) -> std::result::
         Err(format!("the handler could not be called ({status})"))
     };
     *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    match answer {
-        Ok(Either::A(result)) => Ok(result.to_vec()),
-        Ok(Either::B(failure)) => match failure.split_once('\u{1f}') {
-            Some(("permanent", text)) => Err(Failure::permanent(text.to_string())),
-            Some((_, text)) => Err(Failure::retryable(text.to_string())),
-            None => Err(Failure::retryable(failure)),
-        },
-        Err(reason) => Err(Failure::retryable(reason)),
-    }
+    answer.unwrap_or_else(|reason| Err(Failure::retryable(reason)))
 }
-
 
 #[napi]
 impl Inbox {
@@ -235,24 +237,26 @@ impl Inbox {
 impl Store {
     /// Native half of `transaction` (index.js adapts the function and keeps its return value).
     #[napi(js_name = "_transaction", skip_typescript)]
-    pub async fn transaction_native(&self, work: TxHandlerFn) -> Result<()> {
+    pub fn transaction_native(&self, env: &Env, work: TxHandlerFn) -> Result<AsyncBlock<()>> {
         let store = self.inner.clone();
-        let r = store
-            .in_transaction(move |tx| {
-                call_on_js_thread(&work, tx).map(drop).map_err(|f| {
-                    oncely::Error::Storage(format!("{HANDLER_FAILED}{}", f.error))
+        // Set when the work function itself failed (index.js then re-throws what it threw).
+        let failed = Arc::new(AtomicBool::new(false));
+        let failed_in_tx = failed.clone();
+        promise(env, async move {
+            let r = store
+                .in_transaction(move |tx| {
+                    call_on_js_thread(&work, tx).map(drop).map_err(|f| {
+                        failed_in_tx.store(true, Ordering::SeqCst);
+                        oncely::Error::Storage(f.error)
+                    })
                 })
+                .await;
+            r.map_err(|e| match e {
+                oncely::Error::Storage(text) if failed.load(Ordering::SeqCst) => {
+                    Error::new(HANDLER_FAILED.into(), text)
+                }
+                e => err(e),
             })
-            .await;
-        match r {
-            Ok(()) => Ok(()),
-            Err(oncely::Error::Storage(m)) if m.starts_with(HANDLER_FAILED) => {
-                Err(coded("ONCELY_HANDLER_FAILED", &m[HANDLER_FAILED.len()..]))
-            }
-            Err(e) => Err(err(e)),
-        }
+        })
     }
 }
-
-/// Marks a `store.transaction` work function's own failure (re-thrown as is by index.js).
-const HANDLER_FAILED: &str = "\u{1f}handler failed\u{1f}";

@@ -24,7 +24,7 @@ use oncely::{AnyStore, Outcome, WorkerConfig};
 
 use crate::conv::{Options, u32_of};
 use crate::outbox::Outbox;
-use crate::err;
+use crate::{Result, err, promise};
 
 type CoreWorker = oncely::Worker<AnyStore>;
 
@@ -235,26 +235,34 @@ impl NativeWorker {
     }
 
     /// Delivers until nothing is due and nothing is in flight.
-    #[napi(ts_args_type = "handler: (callId: number, message: Message) => HandlerAnswer | undefined")]
-    pub async fn run_until_idle(&self, handler: HandlerFn) -> Result<RunSummary> {
+    #[napi(
+        ts_args_type = "handler: (callId: number, message: Message) => HandlerAnswer | undefined",
+        ts_return_type = "Promise<RunSummary>"
+    )]
+    pub fn run_until_idle(&self, env: &Env, handler: HandlerFn) -> Result<AsyncBlock<RunSummary>> {
         let (h, p) = (Arc::new(handler), self.pending.clone());
         let w = self.inner.clone();
-        w.run_until_idle(move |m| call(h.clone(), p.clone(), m)).await.map(summary).map_err(err)
+        promise(env, async move {
+            w.run_until_idle(move |m| call(h.clone(), p.clone(), m)).await.map(summary).map_err(err)
+        })
     }
 
     /// Delivers until `stop()`; then stops leasing, waits up to `shutdownTimeout` for handlers in
     /// flight and settles those still running as failed attempts.
-    #[napi(ts_args_type = "handler: (callId: number, message: Message) => HandlerAnswer | undefined")]
-    pub async fn run(&self, handler: HandlerFn) -> Result<RunSummary> {
+    #[napi(
+        ts_args_type = "handler: (callId: number, message: Message) => HandlerAnswer | undefined",
+        ts_return_type = "Promise<RunSummary>"
+    )]
+    pub fn run(&self, env: &Env, handler: HandlerFn) -> Result<AsyncBlock<RunSummary>> {
         let (h, p) = (Arc::new(handler), self.pending.clone());
         let w = self.inner.clone();
         let mut stopped = self.stop.subscribe();
-        w.run(move |m| call(h.clone(), p.clone(), m), async move {
-            let _ = stopped.wait_for(|s| *s).await;
+        promise(env, async move {
+            let stop = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            w.run(move |m| call(h.clone(), p.clone(), m), stop).await.map(summary).map_err(err)
         })
-        .await
-        .map(summary)
-        .map_err(err)
     }
 
     /// The answer of a call whose handler answered with a Promise (see the module docs).
