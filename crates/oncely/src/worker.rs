@@ -311,7 +311,7 @@ where
 {
     let key = (delivery.id().to_owned(), delivery.token());
     let mut run = AbortOnDrop(tokio::spawn(handler(delivery.message().clone())));
-    let heartbeat = (lease / 2).max(Duration::from_millis(1));
+    let heartbeat = (lease / 3).max(Duration::from_millis(1));
     let outcome = loop {
         tokio::select! {
             joined = &mut run.0 => break match joined {

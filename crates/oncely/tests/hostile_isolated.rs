@@ -232,7 +232,7 @@ fn case() -> impl Strategy<Value = Case> {
         1 => text().prop_map(Case::OpenStore),
         1 => (text(), millis(), millis(), size()).prop_map(|(scope, lease_ms, retention_ms, recent_capacity)| Case::InboxConfig { scope, lease_ms, retention_ms, recent_capacity }),
         1 => (text(), payload(), prop::option::of(millis()), prop::option::of(0u64..200)).prop_map(|(id, payload, lease_ms, wait_ms)| Case::Begin { id, payload, lease_ms, wait_ms }),
-        3 => (text(), 60u64..200, handler()).prop_map(|(id, lease_ms, handler)| Case::Process { id, lease_ms, handler }),
+        3 => (text(), 60u64..300, handler()).prop_map(|(id, lease_ms, handler)| Case::Process { id, lease_ms, handler }),
         1 => (prop::option::of(text()), prop::option::of(text()), payload(), prop::collection::vec((text(), text()), 0..3), prop::option::of(millis()), prop::option::of(any::<i64>()))
             .prop_map(|(id, key, payload, headers, delay_ms, at)| Case::Enqueue { id, key, payload, headers, delay_ms, at }),
         1 => size().prop_map(Case::Lease),

@@ -295,11 +295,11 @@ impl<S: InboxStore> Ticket<S> {
     }
 
     /// Runs `work` while keeping this claim alive: an exactly-once claim is extended by its lease
-    /// every half lease until `work` ends, so a handler that runs longer than the lease is never
+    /// every third of its lease until `work` ends, so a handler that runs longer than the lease is never
     /// joined by a second run of the same id. The extensions run on a thread of their own
     /// (started only once the first one is due), so they go on even while `work` blocks the
     /// calling thread — a synchronous handler in a binding, a `block_on` — and cost nothing for
-    /// a handler that ends within half its lease. If the process stalls past the lease anyway
+    /// a handler that ends within a third of its lease. If the process stalls past the lease anyway
     /// (or the extensions fail), another caller may claim the id; this claim's completion is then
     /// refused with [`Error::LeaseLost`] (fencing), and the handler may have run twice.
     pub async fn keep_alive<T>(&self, work: impl Future<Output = T>) -> T {
@@ -720,8 +720,10 @@ async fn extend_claim<S: InboxStore>(
     }
 }
 
-/// Keeps one claim alive while it exists (see [`Ticket::keep_alive`]): at half the lease the
-/// timer starts a thread that extends the claim every half lease until the heartbeat is dropped.
+/// Keeps one claim alive while it exists (see [`Ticket::keep_alive`]): at a third of the lease
+/// the timer starts a thread that extends the claim every third of the lease until the heartbeat
+/// is dropped — so two extensions in a row can be late (a loaded machine, a slow store) before
+/// the claim runs out.
 struct Heartbeat {
     _first: crate::timer::After,
     stop: Arc<HeartbeatStop>,
@@ -735,7 +737,7 @@ struct HeartbeatStop {
 
 impl Heartbeat {
     fn start<S: InboxStore>(inbox: Inbox<S>, id: String, token: u64, lease: Duration) -> Heartbeat {
-        let beat = (lease / 2).max(Duration::from_millis(1));
+        let beat = (lease / 3).max(Duration::from_millis(1));
         let stop = Arc::new(HeartbeatStop::default());
         let flag = stop.clone();
         let first = crate::timer::after(beat, move || {
