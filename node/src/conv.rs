@@ -157,7 +157,8 @@ fn own_keys<'e>(o: &Object<'e>) -> Result<Vec<Unknown<'e>>> {
             sys::KeyConversion::numbers_to_strings,
             &mut names,
         )
-    }).napi()?;
+    })
+    .napi()?;
     let names = unsafe { Array::from_napi_value(env, names).napi()? };
     let mut out = Vec::with_capacity(names.len() as usize);
     for i in 0..names.len() {

@@ -411,7 +411,8 @@ impl Inbox {
                 }
                 _ => return Err(bad()),
             };
-            let t: ClassInstance<Ticket> = unsafe { ClassInstance::from_napi_value(env.raw(), t.raw()).napi()? };
+            let t: ClassInstance<Ticket> =
+                unsafe { ClassInstance::from_napi_value(env.raw(), t.raw()).napi()? };
             batch.push((t.inner.clone(), bytes("result", r)?));
         }
         let inbox = self.inner.clone();

@@ -16,6 +16,7 @@ use crate::conv::{
 use crate::errors::{Result, err, invalid};
 use crate::store::{clock_of, store_of};
 use crate::{CoreOutbox, mode, opt_number, promise, required};
+use oncely::defaults::{DEAD_LETTERS_LIMIT, LEASE_MAX};
 
 /// The outcome of a settle call: `kind` is `"acked"`, `"retrying"` (at `atMs`), `"gave_up"`,
 /// `"returned"` (deliverable again at `atMs`), `"extended"` (leased until `atMs`) or `"dropped"`.
@@ -521,7 +522,7 @@ impl Outbox {
     /// Leases up to `max` (default 1) due messages.
     #[napi(ts_args_type = "max?: number | undefined | null", ts_return_type = "Promise<Array<Delivery>>")]
     pub fn lease(&self, env: &Env, max: Option<Unknown>) -> Result<AsyncBlock<Vec<Delivery>>> {
-        let max = size("max", opt_number("max", max)?.unwrap_or(1.0))?;
+        let max = opt_number("max", max)?.map(|v| size("max", v)).transpose()?.unwrap_or(LEASE_MAX);
         let o = self.inner.clone();
         promise(env, async move {
             let ds = o.lease(max).await.map_err(err)?;
@@ -548,7 +549,8 @@ impl Outbox {
         limit: Option<Unknown>,
     ) -> Result<AsyncBlock<Vec<OutboxRecord>>> {
         let after = opt_number("afterSeq", after_seq)?.map(|s| count("afterSeq", s)).transpose()?;
-        let limit = size("limit", opt_number("limit", limit)?.unwrap_or(100.0))?;
+        let limit =
+            opt_number("limit", limit)?.map(|v| size("limit", v)).transpose()?.unwrap_or(DEAD_LETTERS_LIMIT);
         let o = self.inner.clone();
         promise(env, async move {
             o.dead_letters(after, limit)

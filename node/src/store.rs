@@ -7,6 +7,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use oncely::clock::SharedClock;
+use oncely::defaults::MANUAL_CLOCK_START;
 use oncely::{AnyStore, ErrorCode, SqliteConfig, Timestamp};
 
 use crate::conv::{self, Options, count, number, secs, text};
@@ -22,7 +23,8 @@ pub(crate) fn store_of(env: &Env, v: Unknown<'_>) -> Result<AnyStore> {
     match v.get_type().napi()? {
         ValueType::String => open_store(&text("store", v)?),
         ValueType::Object if Store::instance_of(env, &v).napi()? => {
-            let s: ClassInstance<Store> = unsafe { ClassInstance::from_napi_value(env.raw(), v.raw()).napi()? };
+            let s: ClassInstance<Store> =
+                unsafe { ClassInstance::from_napi_value(env.raw(), v.raw()).napi()? };
             Ok(s.inner.clone())
         }
         _ => Err(invalid("store", format!("must be a location string or a Store, got {}", conv::kind(&v)?))),
@@ -33,7 +35,8 @@ pub(crate) fn store_of(env: &Env, v: Unknown<'_>) -> Result<AnyStore> {
 pub(crate) fn clock_of(env: &Env, options: &Options<'_>) -> Result<SharedClock> {
     let Some(v) = options.get("clock")? else { return Ok(Arc::new(oncely::SystemClock)) };
     if v.get_type().napi()? == ValueType::Object && ManualClock::instance_of(env, &v).napi()? {
-        let c: ClassInstance<ManualClock> = unsafe { ClassInstance::from_napi_value(env.raw(), v.raw()).napi()? };
+        let c: ClassInstance<ManualClock> =
+            unsafe { ClassInstance::from_napi_value(env.raw(), v.raw()).napi()? };
         return Ok(Arc::new(c.inner.clone()));
     }
     Err(invalid("clock", format!("must be a ManualClock, got {}", conv::kind(&v)?)))
@@ -51,8 +54,11 @@ impl ManualClock {
     /// A manual clock showing `startMs` (milliseconds since the Unix epoch).
     #[napi(constructor, ts_args_type = "startMs?: number | undefined | null")]
     pub fn new(start_ms: Option<Unknown>) -> Result<Self> {
-        let start = count("startMs", opt_number("startMs", start_ms)?.unwrap_or(1_700_000_000_000.0))?;
-        Ok(ManualClock { inner: oncely::ManualClock::new(Timestamp(start as i64)) })
+        let start = match opt_number("startMs", start_ms)? {
+            Some(ms) => Timestamp(count("startMs", ms)? as i64),
+            None => MANUAL_CLOCK_START,
+        };
+        Ok(ManualClock { inner: oncely::ManualClock::new(start) })
     }
 
     /// Moves the clock forward by `seconds`.

@@ -17,6 +17,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use oncely::sql::{SqlTx, SqlValue};
+use oncely::text::MAX_SAFE_INTEGER;
 use oncely::{ErrorCode, Failure};
 
 use crate::conv::{Options, bytes, list, opt_bytes, text};
@@ -55,7 +56,7 @@ fn sql_value(env: &Env, v: Unknown<'_>, i: u32) -> Result<SqlValue> {
         }
         ValueType::Number => {
             let n = unsafe { f64::from_napi_value(env.raw(), v.raw()).napi()? };
-            if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0 {
+            if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER as f64 {
                 SqlValue::Integer(n as i64)
             } else {
                 SqlValue::Real(n)
@@ -89,7 +90,7 @@ type JsSql = Either5<Null, f64, BigInt, String, Buffer>;
 fn js_value(v: SqlValue) -> JsSql {
     match v {
         SqlValue::Null => Either5::A(Null),
-        SqlValue::Integer(n) if n.unsigned_abs() <= 9_007_199_254_740_991 => Either5::B(n as f64),
+        SqlValue::Integer(n) if n.unsigned_abs() <= MAX_SAFE_INTEGER => Either5::B(n as f64),
         SqlValue::Integer(n) => Either5::C(BigInt::from(n)),
         SqlValue::Real(f) => Either5::B(f),
         SqlValue::Text(s) => Either5::D(s),
