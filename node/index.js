@@ -27,9 +27,20 @@ class ReplayedFailureError extends OncelyError {
     this.reason = Buffer.from(message, 'utf8')
   }
 }
+// A constructor argument of Permanent, Retry or Snooze as text, as String() makes it, or ''
+// when it cannot be made one (an object without toString, a revoked Proxy, a throwing
+// toString): throwing one of them never fails, and the core falls back to its type name.
+function textOf(v) {
+  try {
+    return String(v)
+  } catch {
+    return ''
+  }
+}
+
 class Permanent extends Error {
   constructor(message) {
-    super(message)
+    super(message === undefined ? undefined : textOf(message))
     this.name = new.target.name
   }
 }
@@ -41,16 +52,17 @@ class Permanent extends Error {
 class Retry extends Error {
   constructor(error = '', options = undefined) {
     checkKnown('Retry options', options)
-    super(String(error))
+    const text = textOf(error)
+    super(text)
     this.name = new.target.name
-    this.error = String(error)
+    this.error = text
     this.after = options?.after ?? null
   }
 }
 /** Throw from a `Worker` handler: not now; try again after `seconds`, no attempt used up. */
 class Snooze extends Error {
   constructor(seconds) {
-    super(`snooze ${seconds}s`)
+    super(`snooze ${textOf(seconds)}s`)
     this.name = new.target.name
     this.seconds = seconds
   }
@@ -130,6 +142,11 @@ function wrapClass(Class, prepareArgs, hasAsync = false) {
     }
   }
   return new Proxy(Class, {
+    // As a JS class: a call without `new` is a TypeError (napi would initialize `this`, which
+    // may be anything, e.g. the module's exports).
+    apply(target) {
+      throw new TypeError(`Class constructor ${target.name} cannot be invoked without 'new'`)
+    },
     construct(target, args, newTarget) {
       try {
         return Reflect.construct(target, prepareArgs ? prepareArgs(args) : args, newTarget === undefined ? target : newTarget)
@@ -691,13 +708,21 @@ native.Store.postgresSchemaUrl = wrapMethod(native._postgresSchemaUrl, true)
 const Store = wrapClass(native.Store)
 const Inbox = wrapClass(native.Inbox, undefined, true)
 const Outbox = wrapClass(native.Outbox, outboxArgs, true)
+// Classes whose objects oncely hands out (it never lets JS construct one): `new` and a call
+// are TypeErrors.
+function handedOut(Class, by) {
+  const refuse = () => {
+    throw new TypeError(`${Class.name} is not a constructor: ${by}`)
+  }
+  return new Proxy(Class, { apply: refuse, construct: refuse })
+}
 wrapClass(native.Ticket, undefined, true)
 wrapClass(native.Delivery, undefined, true)
 wrapClass(native.Transaction)
-const Transaction = native.Transaction
-const Ticket = native.Ticket
-const Delivery = native.Delivery
-const Begin = native.Begin
+const Transaction = handedOut(native.Transaction, 'a Transaction is handed to the handler of store.transaction and inbox.processTransactional')
+const Ticket = handedOut(native.Ticket, 'a Ticket is handed out by inbox.begin')
+const Delivery = handedOut(native.Delivery, 'a Delivery is handed out by outbox.lease')
+const Begin = handedOut(native.Begin, 'a Begin is the answer of inbox.begin')
 const version = native.version
 const fingerprint = wrapMethod(native.fingerprint, false)
 

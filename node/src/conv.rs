@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
+use napi::bindgen_prelude::JsObjectValue;
 use napi::{JsValue, check_status, sys};
 use oncely::text::MAX_SAFE_INTEGER;
 
@@ -263,14 +264,19 @@ pub(crate) fn strings(name: &'static str, v: Unknown<'_>) -> Result<Vec<(String,
     Ok(out)
 }
 
-/// An array argument's elements (holes are undefined).
+/// An array argument's elements. An array with a hole is refused at its first hole: its length
+/// says nothing about how many values it holds (`new Array(2 ** 32 - 1)` holds none), so it is
+/// never taken as a list of that many `undefined`s.
 pub(crate) fn list<'e>(name: &'static str, v: Unknown<'e>) -> Result<Vec<Unknown<'e>>> {
     if v.get_type().napi()? != ValueType::Object || !v.is_array().napi()? {
         return Err(invalid(name, format!("must be an array, got {}", kind(&v)?)));
     }
     let a = unsafe { Array::from_napi_value(v.value().env, v.raw()).napi()? };
-    let mut out = Vec::with_capacity(a.len() as usize);
+    let mut out = Vec::new();
     for i in 0..a.len() {
+        if !a.has_element(i).napi()? {
+            return Err(invalid(name, format!("must be an array without holes, but index {i} is a hole")));
+        }
         out.push(a.get::<Unknown>(i).napi()?.ok_or_else(|| invalid(name, "changed while being read"))?);
     }
     Ok(out)
