@@ -16,8 +16,8 @@
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::*;
 use napi::bindgen_prelude::JsObjectValue;
+use napi::bindgen_prelude::*;
 use napi::{JsValue, check_status, sys};
 use oncely::text::MAX_SAFE_INTEGER;
 
