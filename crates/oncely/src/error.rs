@@ -99,6 +99,14 @@ pub enum Error {
     /// The storage backend failed; the operation did not commit.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The store could not be reached for a while — the connection was lost or refused, the
+    /// server is starting up or shutting down, a transaction lost a serialization race, or
+    /// SQLite stayed locked past its busy timeout. Its code is [`ErrorCode::Storage`]; unlike
+    /// other storage errors it is **transient** ([`Error::is_transient`]): the same call may
+    /// succeed when retried, and the worker rides it out instead of stopping. If the connection
+    /// was lost while a commit was on its way, the operation may have committed.
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
     /// The store is not usable as an oncely store.
     #[error("not a usable oncely store: {0}")]
     CorruptStore(String),
@@ -123,11 +131,17 @@ impl Error {
             Error::Conflict { .. } => ErrorCode::Conflict,
             Error::InProgress { .. } => ErrorCode::InProgress,
             Error::LeaseLost { .. } => ErrorCode::LeaseLost,
-            Error::Storage(_) => ErrorCode::Storage,
+            Error::Storage(_) | Error::StorageUnavailable(_) => ErrorCode::Storage,
             Error::CorruptStore(_) => ErrorCode::CorruptStore,
             Error::Closed(_) => ErrorCode::Closed,
             Error::Timeout { .. } => ErrorCode::Timeout,
         }
+    }
+
+    /// Whether the failure is passing weather ([`Error::StorageUnavailable`]): the store was out of
+    /// reach or busy, and retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::StorageUnavailable(_))
     }
 
     /// Shorthand for an [`Error::InvalidArgument`].
@@ -144,6 +158,10 @@ impl From<rusqlite::Error> for Error {
                 if matches!(f.code, C::NotADatabase | C::DatabaseCorrupt) =>
             {
                 Error::CorruptStore(e.to_string())
+            }
+            // Still locked by another connection after the busy timeout: weather.
+            rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, C::DatabaseBusy | C::DatabaseLocked) => {
+                Error::StorageUnavailable(e.to_string())
             }
             _ => Error::Storage(e.to_string()),
         }

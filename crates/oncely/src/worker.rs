@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use crate::clock::require_positive;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::outbox::{Delivery, Outbox, Settle};
+use crate::outbox::{Delivery, EventKind, Outbox, Settle};
 use crate::store::OutboxStore;
 
 /// What a handler says about one delivery attempt.
@@ -159,19 +159,28 @@ impl<S: OutboxStore> Worker<S> {
         let lease = self.outbox.config().lease;
         let mut finished: Vec<(Attempt, Outcome)> = Vec::new();
         let mut snoozed = HashSet::new();
+        let mut weather = Weather::new(self.config.poll_interval);
         loop {
-            // Settle what finished and lease what there is room for, in one commit.
+            // Settle what finished and lease what there is room for, in one commit. While the
+            // store is unavailable the outcomes wait (their leases still hold: running handlers
+            // keep extending theirs) and the worker tries again after a bounded backoff.
             let free = self.config.concurrency.saturating_sub(tasks.len());
-            let leased = self
-                .settle_and_lease(
-                    std::mem::take(&mut finished),
-                    free,
-                    &mut in_flight,
-                    &mut summary,
-                    &stop,
-                    &mut snoozed,
-                )
-                .await?;
+            let step = self
+                .settle_and_lease(&mut finished, free, &mut in_flight, &mut summary, &stop, &mut snoozed)
+                .await;
+            let leased = match weather.judge(&self.outbox, step)? {
+                Some(leased) => leased,
+                None => {
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(weather.backoff()) => {}
+                    }
+                    while let Some(r) = tasks.try_join_next() {
+                        finished.extend(r.ok());
+                    }
+                    continue;
+                }
+            };
             let got_any = !leased.is_empty();
             for delivery in leased {
                 let delivery = Arc::new(delivery);
@@ -192,24 +201,27 @@ impl<S: OutboxStore> Worker<S> {
                 finished.extend(r.ok());
             }
         }
-        // Graceful shutdown: no more leases; let in-flight work finish for a while.
-        self.settle_and_lease(
-            std::mem::take(&mut finished),
-            0,
-            &mut in_flight,
-            &mut summary,
-            &stop,
-            &mut snoozed,
-        )
-        .await?;
+        // Graceful shutdown: no more leases; let in-flight work finish for a while, settling
+        // what finishes (through passing store trouble, until the deadline).
         let deadline = tokio::time::sleep(self.config.shutdown_timeout);
         tokio::pin!(deadline);
-        while !tasks.is_empty() {
-            tokio::select! {
-                done = tasks.join_next() => {
-                    let finished = done.into_iter().filter_map(|r| r.ok()).collect();
-                    self.settle_and_lease(finished, 0, &mut in_flight, &mut summary, &stop, &mut snoozed).await?;
+        loop {
+            if !finished.is_empty() {
+                let step = self
+                    .settle_and_lease(&mut finished, 0, &mut in_flight, &mut summary, &stop, &mut snoozed)
+                    .await;
+                if weather.judge(&self.outbox, step)?.is_none() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(weather.backoff()) => continue,
+                        _ = &mut deadline => break,
+                    }
                 }
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                done = tasks.join_next() => finished.extend(done.into_iter().filter_map(|r| r.ok())),
                 _ = &mut deadline => break,
             }
         }
@@ -218,41 +230,44 @@ impl<S: OutboxStore> Worker<S> {
         // so it counts, and a handler that always hangs still runs out of attempts.
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let unfinished = in_flight
+        let settled: HashSet<&Attempt> = finished.iter().map(|(a, _)| a).collect();
+        let mut unfinished = in_flight
             .keys()
+            .filter(|a| !settled.contains(a))
             .map(|attempt| (attempt.clone(), Outcome::retry("the worker shut down during the attempt")))
             .collect::<Vec<_>>();
         summary.released = unfinished.len() as u64;
         let before = (summary.succeeded, summary.failed);
-        self.settle_and_lease(unfinished, 0, &mut in_flight, &mut summary, &stop, &mut snoozed).await?;
+        unfinished.append(&mut finished);
+        // Last try: if the store is still unavailable, the leases run out and the messages are
+        // redelivered by the mode's rules, as after a crash.
+        self.settle_and_lease(&mut unfinished, 0, &mut in_flight, &mut summary, &stop, &mut snoozed).await?;
         (summary.succeeded, summary.failed) = before;
         Ok(summary)
     }
 
     /// Settles finished attempts by their outcomes and leases up to `max` more, in one store
-    /// step. A settle refused for a lost lease is logged: that message is redelivered.
+    /// step. A settle refused for a lost lease is logged: that message is redelivered. When the
+    /// step fails, `finished` keeps every outcome, to be settled by a later step.
     async fn settle_and_lease(
         &self,
-        finished: Vec<(Attempt, Outcome)>,
+        finished: &mut Vec<(Attempt, Outcome)>,
         max: usize,
         in_flight: &mut HashMap<Attempt, Arc<Delivery<S>>>,
         summary: &mut RunSummary,
         stop: &Stop,
         snoozed: &mut HashSet<String>,
     ) -> Result<Vec<Delivery<S>>> {
+        finished.retain(|(attempt, _)| in_flight.contains_key(attempt));
         let mut items = Vec::with_capacity(finished.len());
-        for (attempt, outcome) in finished {
-            let Some(delivery) = in_flight.remove(&attempt) else { continue };
-            if outcome == Outcome::Success {
-                summary.succeeded += 1;
-            } else {
-                summary.failed += 1;
-            }
-            let how = settle_for(outcome);
+        let mut skip = snoozed.clone();
+        for (attempt, outcome) in finished.iter() {
+            let delivery = in_flight[attempt].clone();
+            let how = settle_for(outcome.clone());
             if matches!(how, Settle::Snooze { .. }) && matches!(stop, Stop::WhenIdle) {
                 // Not delivered again in this run: a handler that always snoozes must not keep
                 // `run_until_idle` from ending.
-                snoozed.insert(delivery.id().to_owned());
+                skip.insert(delivery.id().to_owned());
             }
             items.push((delivery, how));
         }
@@ -260,7 +275,16 @@ impl<S: OutboxStore> Worker<S> {
             return Ok(Vec::new());
         }
         let refs = items.iter().map(|(d, how)| (d.as_ref(), how.clone())).collect();
-        let (answers, leased) = self.outbox.settle_many_lease_skipping(refs, max, snoozed.clone()).await?;
+        let (answers, leased) = self.outbox.settle_many_lease_skipping(refs, max, skip.clone()).await?;
+        *snoozed = skip;
+        for (attempt, outcome) in finished.drain(..) {
+            in_flight.remove(&attempt);
+            if outcome == Outcome::Success {
+                summary.succeeded += 1;
+            } else {
+                summary.failed += 1;
+            }
+        }
         for ((d, _), answer) in items.iter().zip(answers) {
             if let Err(e) = answer {
                 tracing::warn!(id = %d.id(), error = %e, "oncely: a delivery's lease was lost before it was settled; it will be redelivered");
@@ -282,6 +306,61 @@ fn settle_for(outcome: Outcome) -> Settle {
             Err(e) => Settle::Retry { after: None, error: format!("bad snooze: {e}") },
         },
         Outcome::Fail(reason) => Settle::Fail { reason },
+    }
+}
+
+/// How a worker rides out a store that is unavailable for a while: a transient error
+/// ([`Error::is_transient`]) is published as a `store_unavailable` event and logged once per
+/// outage, answered with a backoff that doubles from the poll interval up to
+/// [`Weather::MAX_BACKOFF`]; the first step that succeeds afterwards publishes
+/// `store_recovered`. Any other error ends the run.
+struct Weather {
+    first: Duration,
+    next: Duration,
+    since: Option<std::time::Instant>,
+}
+
+impl Weather {
+    /// The longest wait between two tries while the store is unavailable.
+    const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+    fn new(poll_interval: Duration) -> Weather {
+        let first = poll_interval.clamp(Duration::from_millis(10), Self::MAX_BACKOFF);
+        Weather { first, next: first, since: None }
+    }
+
+    /// `Some(value)` when the step succeeded, `None` when it failed transiently (try again after
+    /// [`Weather::backoff`]); a permanent error is returned.
+    fn judge<T, S: OutboxStore>(&mut self, outbox: &Outbox<S>, step: Result<T>) -> Result<Option<T>> {
+        match step {
+            Ok(v) => {
+                if let Some(since) = self.since.take() {
+                    let after_ms = since.elapsed().as_millis() as u64;
+                    tracing::info!(after_ms, "oncely: the store is reachable again; the worker goes on");
+                    outbox.publish_events(vec![outbox.store_event(EventKind::StoreRecovered { after_ms })]);
+                }
+                self.next = self.first;
+                Ok(Some(v))
+            }
+            Err(e) if e.is_transient() => {
+                if self.since.is_none() {
+                    self.since = Some(std::time::Instant::now());
+                    tracing::warn!(error = %e, "oncely: the store is unavailable; the worker keeps its outcomes and retries");
+                    outbox.publish_events(vec![
+                        outbox.store_event(EventKind::StoreUnavailable { error: e.to_string() }),
+                    ]);
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How long to wait before the next try; doubles up to [`Weather::MAX_BACKOFF`].
+    fn backoff(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX_BACKOFF);
+        now
     }
 }
 

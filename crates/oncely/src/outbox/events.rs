@@ -60,6 +60,18 @@ pub enum EventKind {
     Replayed,
     /// A dead letter deleted.
     Purged,
+    /// Not about one message (`id` is empty): a worker found the store unavailable (a lost
+    /// connection, a server restarting, SQLite locked) and keeps its outcomes while it retries.
+    /// Published once per outage.
+    StoreUnavailable {
+        /// The first error of the outage.
+        error: String,
+    },
+    /// Not about one message (`id` is empty): the store answered again after an outage.
+    StoreRecovered {
+        /// How long the outage lasted, in milliseconds.
+        after_ms: u64,
+    },
 }
 
 impl EventKind {
@@ -80,6 +92,8 @@ impl EventKind {
             EventKind::Cancelled => "cancelled",
             EventKind::Replayed => "replayed",
             EventKind::Purged => "purged",
+            EventKind::StoreUnavailable { .. } => "store_unavailable",
+            EventKind::StoreRecovered { .. } => "store_recovered",
         }
     }
 }
@@ -100,10 +114,12 @@ pub struct FlatEvent {
     pub retry_at_ms: Option<i64>,
     /// `snoozed`, `parked`: until when.
     pub until_ms: Option<i64>,
-    /// `retried`: the attempt's error.
+    /// `retried`: the attempt's error; `store_unavailable`: the store's error.
     pub error: Option<String>,
     /// `dead_lettered`: why.
     pub reason: Option<String>,
+    /// `store_recovered`: how long the store was unavailable, in milliseconds.
+    pub after_ms: Option<u64>,
 }
 
 impl Event {
@@ -118,6 +134,7 @@ impl Event {
             until_ms: None,
             error: None,
             reason: None,
+            after_ms: None,
         };
         match &self.kind {
             EventKind::Leased { attempt } => flat.attempt = Some(*attempt),
@@ -127,6 +144,8 @@ impl Event {
             }
             EventKind::Snoozed { until } | EventKind::Parked { until } => flat.until_ms = Some(until.0),
             EventKind::DeadLettered { reason } => flat.reason = Some(reason.clone()),
+            EventKind::StoreUnavailable { error } => flat.error = Some(error.clone()),
+            EventKind::StoreRecovered { after_ms } => flat.after_ms = Some(*after_ms),
             _ => {}
         }
         flat

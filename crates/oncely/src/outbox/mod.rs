@@ -109,6 +109,11 @@ impl<S: OutboxStore> Outbox<S> {
         self.inner.listeners.write().push(Arc::new(listener));
     }
 
+    /// An event about the store rather than one message (its `id` is empty), stamped now.
+    pub(crate) fn store_event(&self, kind: EventKind) -> Event {
+        Event { id: String::new(), at: self.now(), kind }
+    }
+
     pub(crate) fn publish_events(&self, events: Vec<Event>) {
         let c = &self.inner.counters;
         for e in &events {

@@ -66,12 +66,22 @@ pub(crate) fn connection_lost(e: &postgres::Error) -> bool {
     }
 }
 
-/// A PostgreSQL error as oncely's error: the server's message, with its SQLSTATE.
+/// Whether `e` is passing weather: the connection is gone, the server is starting up
+/// (57P03) or has too many connections (53300), or the transaction lost a serialization race
+/// (40001) or a deadlock (40P01) — a retry of the same work may succeed. Authentication, a
+/// missing database, permissions and constraint violations are not.
+pub(crate) fn transient(e: &postgres::Error) -> bool {
+    connection_lost(e) || e.code().is_some_and(|c| matches!(c.code(), "57P03" | "53300" | "40001" | "40P01"))
+}
+
+/// A PostgreSQL error as oncely's error: the server's message, with its SQLSTATE;
+/// [`Error::StorageUnavailable`] when it is [`transient`].
 pub(crate) fn pg_error(e: postgres::Error) -> Error {
-    match e.as_db_error() {
-        Some(db) => Error::Storage(format!("PostgreSQL: {} (SQLSTATE {})", db.message(), db.code().code())),
-        None => Error::Storage(format!("PostgreSQL: {e}")),
-    }
+    let text = match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} (SQLSTATE {})", db.message(), db.code().code()),
+        None => format!("PostgreSQL: {e}"),
+    };
+    if transient(&e) { Error::StorageUnavailable(text) } else { Error::Storage(text) }
 }
 
 impl Conn {
@@ -80,10 +90,10 @@ impl Conn {
     }
 
     fn connect(&mut self) -> Result<&mut Client> {
-        let client = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL: {e}")))?;
+        let client = self.config.connect(NoTls).map_err(|e| {
+            let text = format!("cannot connect to PostgreSQL: {e}");
+            if transient(&e) { Error::StorageUnavailable(text) } else { Error::Storage(text) }
+        })?;
         self.statements = Statements::default();
         Ok(self.client.insert(client))
     }

@@ -206,6 +206,8 @@ fn run_job(batch: &mut Batch<'_>, work: Work) -> Result<Reply> {
 fn clone_error(e: &Error) -> Error {
     match e {
         Error::CorruptStore(m) => Error::CorruptStore(m.clone()),
+        Error::StorageUnavailable(m) => Error::StorageUnavailable(m.clone()),
+        Error::Storage(m) => Error::Storage(m.clone()),
         other => Error::Storage(other.to_string()),
     }
 }
