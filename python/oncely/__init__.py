@@ -10,7 +10,7 @@ ids are ``str``; payloads and results are ``bytes``.
 import contextlib
 import functools
 import inspect
-from typing import Any, Callable, Iterator, Optional, TypeVar, Union
+from typing import Any, Callable, ContextManager, Iterator, NoReturn, Optional, TypeVar, Union
 
 from . import _native
 from ._native import (
@@ -53,7 +53,9 @@ class Retry(Exception):
     ``after`` seconds (e.g. the receiver's Retry-After). Any other exception is a retry too,
     with ``str(exc)`` as the error."""
 
-    def __init__(self, error: str = "", *, after: Optional[float] = None) -> None:
+    def __init__(self, error: str = "", *, after: Optional[float] = None, **extra: NoReturn) -> None:
+        if extra:
+            _native._check_keywords("Retry options", extra)
         super().__init__(error)
         self.error = error
         self.after = after
@@ -63,7 +65,9 @@ class Snooze(Exception):
     """Raise from a ``Worker`` handler: not now (rate limited); deliver again after ``seconds``
     without using up an attempt."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, **extra: NoReturn) -> None:
+        if extra:
+            _native._check_keywords("Snooze arguments", extra)
         super().__init__(seconds)
         self.seconds = seconds
 
@@ -94,7 +98,6 @@ class Inbox(_native.Inbox):
     """The receiver's processed-ID store in one ``scope`` (see ``oncely._native.Inbox``), plus
     the :meth:`idempotent` decorator. Only calls ``process``/``process_async``: no rules here."""
 
-    @contextlib.contextmanager
     def claim(
         self,
         id: str,
@@ -102,7 +105,8 @@ class Inbox(_native.Inbox):
         *,
         mode: Optional[str] = None,
         lease: Optional[float] = None,
-    ) -> Iterator["Claim"]:
+        **extra: NoReturn,
+    ) -> ContextManager["Claim"]:
         """A claim as a context manager, for effects that are not one function call::
 
             with inbox.claim("order-1", payload) as claim:
@@ -113,8 +117,16 @@ class Inbox(_native.Inbox):
         duplicate...). When claimed, leaving the block settles the claim exactly as ``process``
         settles a handler (``Ticket.settle``): normally, finished with ``claim.result``; by an
         exception, released for a retry — or, for an ``oncely.Permanent``, handled by the cache
-        policy — and the exception propagates.
+        policy — and the exception propagates. An unknown keyword is refused at the call.
         """
+        if extra:
+            _native._check_keywords("claim arguments", extra)
+        return self._claim(id, payload, mode, lease)
+
+    @contextlib.contextmanager
+    def _claim(
+        self, id: str, payload: Optional[Union[bytes, bytearray]], mode: Optional[str], lease: Optional[float]
+    ) -> Iterator["Claim"]:
         claim = Claim(self.begin(id, payload, mode=mode, lease=lease))
         try:
             yield claim
@@ -135,6 +147,7 @@ class Inbox(_native.Inbox):
         mode: Optional[str] = None,
         lease: Optional[float] = None,
         wait: Optional[float] = None,
+        **extra: NoReturn,
     ) -> Callable[[F], F]:
         """Runs the decorated function through :meth:`process`: once per id, by the mode.
 
@@ -145,6 +158,9 @@ class Inbox(_native.Inbox):
         them — or, for a duplicate, the stored result, without calling the function. ``async
         def`` functions get an ``async`` wrapper (``process_async``).
         """
+        if extra:
+            _native._check_keywords("idempotent options", extra)
+
         def decorate(fn: F) -> F:
             if isinstance(key, str):
                 signature = inspect.signature(fn)

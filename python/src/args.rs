@@ -122,6 +122,27 @@ pub(crate) fn integer(name: &'static str, obj: &Bound<'_, PyAny>, min: u64, max:
     }
 }
 
+/// A number parameter (seconds, a budget's rate): a `float`, an `int` or an object with
+/// `__float__`, as `f64` for the core's checks. An `int` too large for a float (`10**400`, which
+/// Python's own conversion refuses with an untyped `OverflowError`) is taken as the largest float
+/// of its sign, which every rule of the core refuses as it refuses that float (a duration "is too
+/// large" or "must not be negative").
+pub(crate) struct Num(pub f64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Num {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<f64>() {
+            Ok(v) => Ok(Num(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) && obj.is_instance_of::<PyInt>() => {
+                Ok(Num(if obj.lt(0)? { f64::MIN } else { f64::MAX }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A text parameter: a `str` without lone surrogates (see the module doc).
 pub(crate) struct Text<P>(pub String, PhantomData<P>);
 
@@ -189,4 +210,123 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Headers {
         }
         Ok(Headers(out))
     }
+}
+
+/// The keyword arguments of one call: `WHAT` names the call in errors (the noun Node uses for
+/// the same call's options; `"<name> arguments"` where Node takes only positional arguments) and
+/// `KNOWN` lists every name the call takes as a keyword, in Python's spelling.
+pub(crate) trait Call {
+    const WHAT: &'static str;
+    const KNOWN: &'static [&'static str];
+}
+
+macro_rules! calls {
+    ($($ty:ident = $what:literal [$($name:literal),* $(,)?];)*) => {
+        $(
+            #[allow(dead_code)] // the calls written in Python are used through `CALLS` only
+            pub(crate) struct $ty;
+            impl Call for $ty {
+                const WHAT: &'static str = $what;
+                const KNOWN: &'static [&'static str] = &[$($name),*];
+            }
+        )*
+        /// Every call's `(WHAT, KNOWN)`, for the calls written in Python (`_check_keywords`).
+        pub(crate) const CALLS: &[(&str, &[&str])] = &[$(($what, &[$($name),*])),*];
+    };
+}
+
+calls! {
+    // module
+    FingerprintKw = "fingerprint arguments" ["payload"];
+    // clock and store
+    ManualClockKw = "ManualClock arguments" ["start_ms"];
+    AdvanceKw = "advance arguments" ["seconds"];
+    AdvanceMsKw = "advance_ms arguments" ["ms"];
+    SetMsKw = "set_ms arguments" ["ms"];
+    StoreKw = "Store arguments" ["location"];
+    TransactionKw = "transaction arguments" ["work"];
+    SchemaUrlKw = "postgres_schema_url arguments" ["url", "schema"];
+    // inbox
+    InboxKw = "inbox options"
+        ["store", "scope", "mode", "lease", "retention", "cache_policy", "recent_capacity", "max_result_bytes", "clock"];
+    BeginKw = "begin options" ["id", "payload", "mode", "lease"]; // also a begin_many request dict
+    BeginManyKw = "begin_many arguments" ["requests"];
+    FinishManyKw = "finish_many arguments" ["items"];
+    ProcessKw = "process options" ["id", "payload", "handler", "mode", "lease", "wait"];
+    ProcessTxKw = "process options" ["id", "payload", "handler"];
+    TicketFinishKw = "finish arguments" ["result"];
+    TicketFailKw = "fail arguments" ["reason"];
+    TicketSettleKw = "settle options" ["result", "error", "permanent"];
+    ClaimKw = "claim arguments" ["id", "payload", "mode", "lease"];
+    IdempotentKw = "idempotent options" ["key", "payload", "mode", "lease", "wait"];
+    // outbox
+    OutboxKw = "outbox options" [
+        "store", "queue", "mode", "retry", "lease", "ordering", "poison", "park_after", "seed", "retry_budget",
+        "max_payload_bytes", "clock",
+    ];
+    RetryBudgetKw = "retry budget options" ["ratio", "min_per_second", "burst"];
+    EnqueueKw = "enqueue options" ["payload", "id", "key", "headers", "delay"]; // also an enqueue_many dict
+    EnqueueManyKw = "enqueue_many arguments" ["messages"];
+    LeaseKw = "lease arguments" ["max"];
+    SettleKw = "settle options" ["id", "token", "action", "after", "error", "reason", "lease"];
+    DeadLettersKw = "dead_letters arguments" ["after_seq", "limit"];
+    CancelKw = "cancel arguments" ["id"];
+    GetKw = "get arguments" ["id"];
+    ReplayKw = "replay arguments" ["id"];
+    PurgeDeadKw = "purge_dead arguments" ["ids"];
+    OnEventKw = "on_event arguments" ["callback"];
+    RetryKw = "retry arguments" ["error", "after"];
+    SnoozeKw = "snooze arguments" ["after"];
+    FailKw = "fail arguments" ["reason"];
+    ExtendKw = "extend arguments" ["lease"];
+    TxExecuteKw = "execute arguments" ["sql", "params"];
+    TxEnqueueKw = "enqueue options" ["outbox", "payload", "id", "key", "headers", "delay"];
+    TxEnqueueManyKw = "enqueue_many arguments" ["outbox", "messages"];
+    RetryPolicyKw = "RetryPolicy arguments" ["policy"];
+    ScheduleKw = "schedule_ms arguments" ["seed", "n"];
+    DecideKw = "decideMs arguments"
+        ["seed", "attempts", "first_attempt_at_ms", "now_ms", "last_delay_ms", "retry_after_ms"];
+    // worker
+    WorkerKw = "worker options" ["outbox", "concurrency", "poll_interval", "shutdown_timeout"];
+    RunKw = "run options" ["handler"];
+    RetryExcKw = "Retry options" ["error", "after"];
+    SnoozeExcKw = "Snooze arguments" ["seconds"];
+}
+
+/// The keyword arguments a call's signature does not name (its `**extra`, which pyo3 fills with
+/// them): any is refused with the core's [`oncely::text::unknown_option`] error, so that a
+/// misspelt keyword (`lease(maxx=5)`) is `InvalidArgument` with the same text as Node's, not
+/// Python's `TypeError`. Declared as `extra: Option<Extra<C>>`; extracting it is the check.
+pub(crate) struct Extra<C>(PhantomData<C>);
+
+impl<'a, 'py, C: Call> FromPyObject<'a, 'py> for Extra<C> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        keywords(C::WHAT, &obj.cast::<PyDict>()?.to_owned(), C::KNOWN)?;
+        Ok(Extra(PhantomData))
+    }
+}
+
+/// Refuses a key of `d` that is not one of `known`, with the core's `unknown_option` error on
+/// `what` (a key that is not a `str` is a `TypeError`).
+pub(crate) fn keywords(what: &'static str, d: &Bound<'_, PyDict>, known: &[&str]) -> PyResult<()> {
+    for key in d.keys() {
+        let k = text_of(what, &key)?;
+        if !known.contains(&k.as_str()) {
+            return Err(to_py(oncely::text::unknown_option(what, &k, known)));
+        }
+    }
+    Ok(())
+}
+
+/// `_check_keywords(what, extra)`: [`keywords`] for the calls written in Python (`Inbox.claim`,
+/// `Inbox.idempotent`, `Retry`, `Snooze`), by their `what` in [`CALLS`].
+#[pyfunction]
+pub(crate) fn _check_keywords(what: &Bound<'_, PyString>, extra: &Bound<'_, PyDict>) -> PyResult<()> {
+    let name = text("what", what)?;
+    let (what, known) = CALLS.iter().find(|(w, _)| *w == name).ok_or_else(|| {
+        to_py(oncely::Error::invalid("what", format!("no such call: {}", oncely::text::quote(&name))))
+    })?;
+    keywords(what, extra, known)
 }

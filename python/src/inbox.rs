@@ -10,7 +10,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use crate::aio::{attach, closing_error, resolve, spawn_py, try_attach};
 use crate::errors::{Permanent, ReplayedFailure};
 use crate::transaction::Transaction;
-use crate::{Int, ManualClock, Text, args, block, mode, opt_py_bytes, opt_secs, shared_clock, store_of, to_bytes, to_py};
+use crate::{
+    Extra, Int, ManualClock, Num, Text, args, block, mode, opt_py_bytes, opt_secs, shared_clock, store_of,
+    to_bytes, to_py,
+};
 
 type CoreInbox = oncely::Inbox<AnyStore>;
 type CoreTicket = oncely::Ticket<AnyStore>;
@@ -42,14 +45,28 @@ impl Ticket {
     }
 
     /// Marks the id done and stores `result` for replay to duplicates.
-    fn finish(&self, py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(signature = (result, **extra))]
+    fn finish(
+        &self,
+        py: Python<'_>,
+        result: &Bound<'_, PyAny>,
+        extra: Option<Extra<args::TicketFinishKw>>,
+    ) -> PyResult<()> {
+        let _ = extra;
         let result = to_bytes("result", result)?;
         let t = self.inner.clone();
         block(py, async move { t.finish(result).await })
     }
 
     /// Reports a permanent failure (stored or released by the inbox's cache policy).
-    fn fail(&self, py: Python<'_>, reason: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(signature = (reason, **extra))]
+    fn fail(
+        &self,
+        py: Python<'_>,
+        reason: &Bound<'_, PyAny>,
+        extra: Option<Extra<args::TicketFailKw>>,
+    ) -> PyResult<()> {
+        let _ = extra;
         let reason = to_bytes("reason", reason)?;
         let t = self.inner.clone();
         block(py, async move { t.fail(reason).await })
@@ -64,14 +81,16 @@ impl Ticket {
     /// Settles the claim by a handler's outcome, exactly as `Inbox.process` does: without
     /// `error`, finishes it with `result`; with `error`, a permanent failure is stored or
     /// released by the cache policy and a retryable one releases the id.
-    #[pyo3(signature = (result=None, error=None, permanent=false))]
+    #[pyo3(signature = (result=None, error=None, permanent=false, **extra))]
     fn settle(
         &self,
         py: Python<'_>,
         result: Option<&Bound<'_, PyAny>>,
         error: Option<Text<args::ErrorText>>,
         permanent: bool,
+        extra: Option<Extra<args::TicketSettleKw>>,
     ) -> PyResult<()> {
+        let _ = extra;
         let t = self.inner.clone();
         let result = match result {
             Some(r) if !r.is_none() => match to_bytes("result", r) {
@@ -95,14 +114,28 @@ impl Ticket {
     }
 
     /// `finish`, awaitable.
-    fn finish_async<'py>(&self, py: Python<'py>, result: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (result, **extra))]
+    fn finish_async<'py>(
+        &self,
+        py: Python<'py>,
+        result: &Bound<'_, PyAny>,
+        extra: Option<Extra<args::TicketFinishKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let result = to_bytes("result", result)?;
         let t = self.inner.clone();
         spawn_py(py, async move { t.finish(result).await.map_err(to_py) })
     }
 
     /// `fail`, awaitable.
-    fn fail_async<'py>(&self, py: Python<'py>, reason: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (reason, **extra))]
+    fn fail_async<'py>(
+        &self,
+        py: Python<'py>,
+        reason: &Bound<'_, PyAny>,
+        extra: Option<Extra<args::TicketFailKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let reason = to_bytes("reason", reason)?;
         let t = self.inner.clone();
         spawn_py(py, async move { t.fail(reason).await.map_err(to_py) })
@@ -259,7 +292,10 @@ fn handler_failure(py: Python<'_>, err: PyErr) -> Failure<HandlerError> {
 
 /// The failure of a handler that could not run: the interpreter is shutting down.
 fn closing_failure() -> Failure<HandlerError> {
-    Failure { error: HandlerError { err: closing_error(), text: "interpreter shutdown".into() }, permanent: false }
+    Failure {
+        error: HandlerError { err: closing_error(), text: "interpreter shutdown".into() },
+        permanent: false,
+    }
 }
 
 /// Calls a Python handler (with the GIL) and takes its result as bytes.
@@ -293,7 +329,7 @@ fn request(
     id: Text<args::Id>,
     payload: Option<&Bound<'_, PyAny>>,
     mode_: Option<Text<args::ModeName>>,
-    lease: Option<f64>,
+    lease: Option<Num>,
 ) -> PyResult<Request> {
     let mut req = Request::new(id.0);
     if let Some(p) = payload {
@@ -319,24 +355,27 @@ fn requests_of(requests: &Bound<'_, PyList>) -> PyResult<Vec<Request>> {
             reqs.push(Request::new(args::text("id", s)?));
             continue;
         }
-        let d = item
-            .cast::<PyDict>()
-            .map_err(|_| pyo3::exceptions::PyTypeError::new_err("each request must be an id (str) or a dict"))?;
-        crate::check_fields("request", d, &["id", "payload", "mode", "lease"])?;
+        let d = item.cast::<PyDict>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err("each request must be an id (str) or a dict")
+        })?;
+        args::keywords(<args::BeginKw as args::Call>::WHAT, d, <args::BeginKw as args::Call>::KNOWN)?;
         let id: Text<args::Id> = d
             .get_item("id")?
             .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a request needs an `id`"))?
             .extract()?;
         let payload = d.get_item("payload")?;
         let m: Option<Text<args::ModeName>> = d.get_item("mode")?.map(|v| v.extract()).transpose()?;
-        let lease: Option<f64> = d.get_item("lease")?.map(|v| v.extract()).transpose()?;
+        let lease: Option<Num> = d.get_item("lease")?.map(|v| v.extract()).transpose()?;
         reqs.push(request(id, payload.as_ref(), m, lease)?);
     }
     Ok(reqs)
 }
 
 /// The `(ticket, result)` items of `finish_many`, converted.
-fn finish_items(py: Python<'_>, items: &[(Py<Ticket>, Py<PyAny>)]) -> PyResult<Vec<(Arc<CoreTicket>, Vec<u8>)>> {
+fn finish_items(
+    py: Python<'_>,
+    items: &[(Py<Ticket>, Py<PyAny>)],
+) -> PyResult<Vec<(Arc<CoreTicket>, Vec<u8>)>> {
     items.iter().map(|(t, r)| Ok((t.get().inner.clone(), to_bytes("result", r.bind(py))?))).collect()
 }
 
@@ -350,20 +389,22 @@ pub struct Inbox {
 #[pymethods]
 impl Inbox {
     #[new]
-    #[pyo3(signature = (store, scope, *, mode = None, lease = None, retention = None, cache_policy = None, recent_capacity = None, max_result_bytes = None, clock = None))]
+    #[pyo3(signature = (store, scope, *, mode = None, lease = None, retention = None, cache_policy = None, recent_capacity = None, max_result_bytes = None, clock = None, **extra))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         store: &Bound<'_, PyAny>,
         scope: Text<args::Scope>,
         mode: Option<Text<args::ModeName>>,
-        lease: Option<f64>,
-        retention: Option<f64>,
+        lease: Option<Num>,
+        retention: Option<Num>,
         cache_policy: Option<Text<args::CachePolicyName>>,
         recent_capacity: Option<Int<args::RecentCapacity>>,
         max_result_bytes: Option<Int<args::MaxResultBytes>>,
         clock: Option<&Bound<'_, ManualClock>>,
+        extra: Option<Extra<args::InboxKw>>,
     ) -> PyResult<Self> {
+        let _ = extra;
         let mut cfg = InboxConfig::new(scope.0);
         if let Some(m) = crate::mode(mode.as_deref())? {
             cfg = cfg.mode(m);
@@ -403,15 +444,17 @@ impl Inbox {
 
     /// Tries to claim `id`. `payload` (bytes) is fingerprinted: a later request for the same id
     /// with another payload is a conflict.
-    #[pyo3(signature = (id, payload = None, *, mode = None, lease = None))]
+    #[pyo3(signature = (id, payload = None, *, mode = None, lease = None, **extra))]
     fn begin(
         &self,
         py: Python<'_>,
         id: Text<args::Id>,
         payload: Option<&Bound<'_, PyAny>>,
         mode: Option<Text<args::ModeName>>,
-        lease: Option<f64>,
+        lease: Option<Num>,
+        extra: Option<Extra<args::BeginKw>>,
     ) -> PyResult<BeginResult> {
+        let _ = extra;
         let req = request(id, payload, mode, lease)?;
         let inbox = self.inner.clone();
         let b = block(py, async move { inbox.begin(req).await })?;
@@ -420,7 +463,14 @@ impl Inbox {
 
     /// Claims many ids in one commit. Each request is an id (str) or a dict with `id` and
     /// optional `payload`, `mode`, `lease`. One bad request fails the whole call.
-    fn begin_many(&self, py: Python<'_>, requests: &Bound<'_, PyList>) -> PyResult<Vec<BeginResult>> {
+    #[pyo3(signature = (requests, **extra))]
+    fn begin_many(
+        &self,
+        py: Python<'_>,
+        requests: &Bound<'_, PyList>,
+        extra: Option<Extra<args::BeginManyKw>>,
+    ) -> PyResult<Vec<BeginResult>> {
+        let _ = extra;
         let reqs = requests_of(requests)?;
         let inbox = self.inner.clone();
         let answers = block(py, async move { inbox.begin_many(reqs).await })?;
@@ -428,7 +478,14 @@ impl Inbox {
     }
 
     /// `begin_many`, awaitable.
-    fn begin_many_async<'py>(&self, py: Python<'py>, requests: &Bound<'_, PyList>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (requests, **extra))]
+    fn begin_many_async<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'_, PyList>,
+        extra: Option<Extra<args::BeginManyKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let reqs = requests_of(requests)?;
         let inbox = self.inner.clone();
         spawn_py(py, async move {
@@ -440,11 +497,14 @@ impl Inbox {
     /// Finishes many claims of this inbox in one commit: `items` is a list of
     /// `(ticket, result)`. Returns one entry per item: `None` when it was finished, or the
     /// `OncelyError` that refused it (a stale token fails only its own item).
+    #[pyo3(signature = (items, **extra))]
     fn finish_many(
         &self,
         py: Python<'_>,
         items: Vec<(Py<Ticket>, Py<PyAny>)>,
+        extra: Option<Extra<args::FinishManyKw>>,
     ) -> PyResult<Vec<Option<PyErr>>> {
+        let _ = extra;
         let batch = finish_items(py, &items)?;
         let inbox = self.inner.clone();
         let results = block(py, async move {
@@ -455,11 +515,14 @@ impl Inbox {
     }
 
     /// `finish_many`, awaitable.
+    #[pyo3(signature = (items, **extra))]
     fn finish_many_async<'py>(
         &self,
         py: Python<'py>,
         items: Vec<(Py<Ticket>, Py<PyAny>)>,
+        extra: Option<Extra<args::FinishManyKw>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let batch = finish_items(py, &items)?;
         let inbox = self.inner.clone();
         spawn_py(py, async move {
@@ -474,7 +537,7 @@ impl Inbox {
     /// a retryable failure (the id is released) and is re-raised; raise `Permanent` (or a
     /// subclass) for a permanent one. `wait` (seconds): how long to wait for a concurrent first
     /// delivery instead of raising `InProgress` at once.
-    #[pyo3(signature = (id, payload, handler, *, mode = None, lease = None, wait = None))]
+    #[pyo3(signature = (id, payload, handler, *, mode = None, lease = None, wait = None, **extra))]
     #[allow(clippy::too_many_arguments)]
     fn process(
         &self,
@@ -483,9 +546,11 @@ impl Inbox {
         payload: Option<&Bound<'_, PyAny>>,
         handler: Py<PyAny>,
         mode: Option<Text<args::ModeName>>,
-        lease: Option<f64>,
-        wait: Option<f64>,
+        lease: Option<Num>,
+        wait: Option<Num>,
+        extra: Option<Extra<args::ProcessKw>>,
     ) -> PyResult<Processed> {
+        let _ = extra;
         let mut req = request(id, payload, mode, lease)?;
         if let Some(w) = opt_secs("wait", wait)? {
             req = req.wait(w);
@@ -506,14 +571,16 @@ impl Inbox {
     /// commit together, or (on an exception) none of them. SQLite stores only. The handler runs
     /// on the store's writer thread: only database work through `tx` there, and no oncely calls
     /// on the same store (they would wait for that thread).
-    #[pyo3(signature = (id, payload, handler))]
+    #[pyo3(signature = (id, payload, handler, **extra))]
     fn process_transactional(
         &self,
         py: Python<'_>,
         id: Text<args::Id>,
         payload: Option<&Bound<'_, PyAny>>,
         handler: Py<PyAny>,
+        extra: Option<Extra<args::ProcessTxKw>>,
     ) -> PyResult<Processed> {
+        let _ = extra;
         let req = request(id, payload, None, None)?;
         let inbox = self.inner.clone();
         let r = py.detach(move || {
@@ -536,15 +603,17 @@ impl Inbox {
     }
 
     /// `begin`, awaitable.
-    #[pyo3(signature = (id, payload = None, *, mode = None, lease = None))]
+    #[pyo3(signature = (id, payload = None, *, mode = None, lease = None, **extra))]
     fn begin_async<'py>(
         &self,
         py: Python<'py>,
         id: Text<args::Id>,
         payload: Option<&Bound<'_, PyAny>>,
         mode: Option<Text<args::ModeName>>,
-        lease: Option<f64>,
+        lease: Option<Num>,
+        extra: Option<Extra<args::BeginKw>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let req = request(id, payload, mode, lease)?;
         let inbox = self.inner.clone();
         spawn_py(py, async move {
@@ -554,7 +623,7 @@ impl Inbox {
     }
 
     /// `process`, awaitable. `handler` may be a plain callable or an `async def` function.
-    #[pyo3(signature = (id, payload, handler, *, mode = None, lease = None, wait = None))]
+    #[pyo3(signature = (id, payload, handler, *, mode = None, lease = None, wait = None, **extra))]
     #[allow(clippy::too_many_arguments)]
     fn process_async<'py>(
         &self,
@@ -563,9 +632,11 @@ impl Inbox {
         payload: Option<&Bound<'_, PyAny>>,
         handler: Py<PyAny>,
         mode: Option<Text<args::ModeName>>,
-        lease: Option<f64>,
-        wait: Option<f64>,
+        lease: Option<Num>,
+        wait: Option<Num>,
+        extra: Option<Extra<args::ProcessKw>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let mut req = request(id, payload, mode, lease)?;
         if let Some(w) = opt_secs("wait", wait)? {
             req = req.wait(w);
@@ -592,7 +663,14 @@ impl Inbox {
     }
 
     /// `get`, awaitable.
-    fn get_async<'py>(&self, py: Python<'py>, id: Text<args::Id>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (id, **extra))]
+    fn get_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: Text<args::Id>,
+        extra: Option<Extra<args::GetKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let inbox = self.inner.clone();
         spawn_py(py, async move {
             let r = inbox.get(&id).await.map_err(to_py)?;
@@ -607,7 +685,14 @@ impl Inbox {
     }
 
     /// The id's record as stored, or None.
-    fn get(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<Option<InboxRecord>> {
+    #[pyo3(signature = (id, **extra))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        id: Text<args::Id>,
+        extra: Option<Extra<args::GetKw>>,
+    ) -> PyResult<Option<InboxRecord>> {
+        let _ = extra;
         let inbox = self.inner.clone();
         let r = block(py, async move { inbox.get(&id).await })?;
         Ok(r.map(|r| record(py, r)))

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use oncely::{AnyStore, Mode, SqliteConfig, Timestamp};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyString};
 
-pub(crate) use args::{Int, Text};
+pub(crate) use args::{Extra, Int, Num, Text};
 pub(crate) use errors::to_py;
 
 /// Runs a core future to completion on the calling thread with the GIL released. The stores'
@@ -48,11 +48,11 @@ where
 }
 
 /// A float number of seconds from Python, checked by the core.
-pub(crate) fn secs(name: &'static str, v: f64) -> PyResult<Duration> {
-    oncely::clock::duration_from_secs_f64(name, v).map_err(to_py)
+pub(crate) fn secs(name: &'static str, v: Num) -> PyResult<Duration> {
+    oncely::clock::duration_from_secs_f64(name, v.0).map_err(to_py)
 }
 
-pub(crate) fn opt_secs(name: &'static str, v: Option<f64>) -> PyResult<Option<Duration>> {
+pub(crate) fn opt_secs(name: &'static str, v: Option<Num>) -> PyResult<Option<Duration>> {
     v.map(|v| secs(name, v)).transpose()
 }
 
@@ -86,17 +86,6 @@ fn _exception_text(exc: &Bound<'_, PyAny>) -> String {
     exception_text(exc)
 }
 
-/// Refuses a key of `d` that is not one of `known`, with the core's `unknown_option` error.
-pub(crate) fn check_fields(what: &'static str, d: &Bound<'_, PyDict>, known: &[&str]) -> PyResult<()> {
-    for key in d.keys() {
-        let k = args::text_of(what, &key)?;
-        if !known.contains(&k.as_str()) {
-            return Err(to_py(oncely::text::unknown_option(what, &k, known)));
-        }
-    }
-    Ok(())
-}
-
 /// The type name of a caller's value, for an error message (quoted: a class name can be long).
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     match obj.get_type().name() {
@@ -123,25 +112,38 @@ pub struct ManualClock {
 #[pymethods]
 impl ManualClock {
     /// A manual clock showing `start_ms` (milliseconds since the Unix epoch).
+    /// Left out (or `None`), the core's default start (`oncely::defaults::MANUAL_CLOCK_START`).
     #[new]
-    #[pyo3(signature = (start_ms = Int::new(1_700_000_000_000)), text_signature = "(start_ms=1700000000000)")]
-    fn new(start_ms: Int<args::StartMs>) -> Self {
-        ManualClock { inner: oncely::ManualClock::new(Timestamp(start_ms.0 as i64)) }
+    #[pyo3(signature = (start_ms = None, **extra))]
+    fn new(start_ms: Option<Int<args::StartMs>>, extra: Option<Extra<args::ManualClockKw>>) -> Self {
+        let _ = extra;
+        ManualClock {
+            inner: match start_ms {
+                Some(ms) => oncely::ManualClock::new(Timestamp(ms.0 as i64)),
+                None => oncely::ManualClock::default(),
+            },
+        }
     }
 
     /// Moves the clock forward by `seconds`.
-    fn advance(&self, seconds: f64) -> PyResult<()> {
+    #[pyo3(signature = (seconds, **extra))]
+    fn advance(&self, seconds: Num, extra: Option<Extra<args::AdvanceKw>>) -> PyResult<()> {
+        let _ = extra;
         self.inner.advance(secs("seconds", seconds)?);
         Ok(())
     }
 
     /// Moves the clock forward by `ms` milliseconds.
-    fn advance_ms(&self, ms: Int<args::Ms>) {
+    #[pyo3(signature = (ms, **extra))]
+    fn advance_ms(&self, ms: Int<args::Ms>, extra: Option<Extra<args::AdvanceMsKw>>) {
+        let _ = extra;
         self.inner.advance(Duration::from_millis(ms.0));
     }
 
     /// Sets the clock to `ms` (may be earlier: a clock jump).
-    fn set_ms(&self, ms: Int<args::Ms>) {
+    #[pyo3(signature = (ms, **extra))]
+    fn set_ms(&self, ms: Int<args::Ms>, extra: Option<Extra<args::SetMsKw>>) {
+        let _ = extra;
         self.inner.set(Timestamp(ms.0 as i64));
     }
 
@@ -175,7 +177,13 @@ pub struct Store {
 #[pymethods]
 impl Store {
     #[new]
-    fn new(py: Python<'_>, location: Text<args::Location>) -> PyResult<Self> {
+    #[pyo3(signature = (location, **extra))]
+    fn new(
+        py: Python<'_>,
+        location: Text<args::Location>,
+        extra: Option<Extra<args::StoreKw>>,
+    ) -> PyResult<Self> {
+        let _ = extra;
         let location = location.0;
         let loc = location.clone();
         let inner = py.detach(move || AnyStore::open(&loc, SqliteConfig::default())).map_err(to_py)?;
@@ -188,14 +196,19 @@ impl Store {
         oncely::store::location::redact(&self.location)
     }
 
-    /// Creates the PostgreSQL schema `schema` in the database at `url` if missing and returns
-    /// the URL that keeps a store's tables there.
     /// Runs `work(tx)` in one transaction of the store (SQLite or PostgreSQL) and returns what
     /// it returned: its `tx.execute` writes and `tx.enqueue` messages commit together when it
     /// returns, and none of them remains when it raises (the exception propagates). The memory
     /// store refuses with `InvalidArgument`. `work` runs on the store's writer thread while the
     /// transaction is open: only database work through `tx` there.
-    fn transaction(&self, py: Python<'_>, work: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (work, **extra))]
+    fn transaction(
+        &self,
+        py: Python<'_>,
+        work: Py<PyAny>,
+        extra: Option<Extra<args::TransactionKw>>,
+    ) -> PyResult<Py<PyAny>> {
+        let _ = extra;
         let store = self.inner.clone();
         let raised: Arc<std::sync::Mutex<Option<PyErr>>> = Arc::default();
         let slot = raised.clone();
@@ -216,12 +229,23 @@ impl Store {
         });
         match r {
             Ok(v) => Ok(v),
-            Err(e) => Err(raised.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| to_py(e))),
+            Err(e) => {
+                Err(raised.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| to_py(e)))
+            }
         }
     }
 
+    /// Creates the PostgreSQL schema `schema` in the database at `url` if missing and returns
+    /// the URL that keeps a store's tables there.
     #[staticmethod]
-    fn postgres_schema_url(py: Python<'_>, url: Text<args::Url>, schema: Text<args::Schema>) -> PyResult<String> {
+    #[pyo3(signature = (url, schema, **extra))]
+    fn postgres_schema_url(
+        py: Python<'_>,
+        url: Text<args::Url>,
+        schema: Text<args::Schema>,
+        extra: Option<Extra<args::SchemaUrlKw>>,
+    ) -> PyResult<String> {
+        let _ = extra;
         py.detach(move || oncely::PostgresStore::schema_url(&url, &schema)).map_err(to_py)
     }
 
@@ -248,7 +272,9 @@ pub(crate) fn store_of(py: Python<'_>, store: &Bound<'_, PyAny>) -> PyResult<Any
 /// The payload fingerprint the inbox compares (first 128 bits of SHA-256, as hex): the same value
 /// in every language (`InboxRecord.fingerprint`).
 #[pyfunction]
-fn fingerprint(payload: &Bound<'_, PyAny>) -> PyResult<String> {
+#[pyo3(signature = (payload, **extra))]
+fn fingerprint(payload: &Bound<'_, PyAny>, extra: Option<Extra<args::FingerprintKw>>) -> PyResult<String> {
+    let _ = extra;
     Ok(oncely::Fingerprint::of(&to_bytes("payload", payload)?).to_hex())
 }
 
@@ -267,6 +293,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Private (not in `__all__`): for `oncely.Inbox.claim`.
     m.setattr("_exception_text", wrap_pyfunction!(_exception_text, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
+    // Private: the keyword check of the calls written in Python (`oncely/__init__.py`).
+    m.setattr("_check_keywords", wrap_pyfunction!(args::_check_keywords, m)?)?;
     m.add("__version__", oncely::version())?;
     Ok(())
 }

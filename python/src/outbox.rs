@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use oncely::backoff::{AttemptHistory, JitterRng, RetryDecision, RetryPolicy as CorePolicy};
 use oncely::outbox::{
-    Cancelled, Enqueued, Event as CoreEvent, MessageState, Ordering, OutboxRecord as CoreRecord,
-    RetryBudget, Settle, Settled as CoreSettled,
+    Cancelled, Enqueued, Event as CoreEvent, MessageState, Ordering, OutboxRecord as CoreRecord, RetryBudget,
+    Settle, Settled as CoreSettled,
 };
 use oncely::{AnyStore, Error, NewMessage, OutboxConfig, Timestamp};
 use pyo3::prelude::*;
@@ -16,7 +16,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::aio::{spawn_py, try_attach};
 use crate::args::{self, Headers};
-use crate::{Int, ManualClock, Text, block, opt_secs, py_bytes, secs, shared_clock, store_of, to_bytes, to_py};
+use crate::{
+    Extra, Int, ManualClock, Num, Text, block, opt_secs, py_bytes, secs, shared_clock, store_of, to_bytes,
+    to_py,
+};
 
 type CoreOutbox = oncely::Outbox<AnyStore>;
 type CoreDelivery = oncely::Delivery<AnyStore>;
@@ -37,6 +40,16 @@ pub(crate) fn policy_of(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<CorePo
     let p: CorePolicy = serde_json::from_str(&text).map_err(|e| invalid("retry", e.to_string()))?;
     p.validate().map_err(to_py)?;
     Ok(p)
+}
+
+/// `lease`'s `max`: the caller's, else the core's default.
+fn lease_max(max: Option<Int<args::LeaseMax>>) -> usize {
+    max.map_or(oncely::defaults::LEASE_MAX, |m| m.0 as usize)
+}
+
+/// `dead_letters`'s `limit`: the caller's, else the core's default.
+fn dead_letters_limit(limit: Option<Int<args::Limit>>) -> usize {
+    limit.map_or(oncely::defaults::DEAD_LETTERS_LIMIT, |l| l.0 as usize)
 }
 
 /// The outcome of a settle call: `kind` is `"acked"`, `"retrying"` (at `at_ms`), `"gave_up"`
@@ -122,25 +135,43 @@ impl Delivery {
     }
 
     /// The attempt failed: retry by the policy, or after `after` seconds (a Retry-After hint).
-    #[pyo3(signature = (error = Text::new(""), *, after = None))]
-    fn retry(&self, py: Python<'_>, error: Text<args::ErrorText>, after: Option<f64>) -> PyResult<Settled> {
+    #[pyo3(signature = (error = Text::new(""), *, after = None, **extra))]
+    fn retry(
+        &self,
+        py: Python<'_>,
+        error: Text<args::ErrorText>,
+        after: Option<Num>,
+        extra: Option<Extra<args::RetryKw>>,
+    ) -> PyResult<Settled> {
+        let _ = extra;
         let after = opt_secs("after", after)?;
         self.settle(py, Settle::Retry { after, error: error.0 })
     }
 
     /// Not now: deliver again after `after` seconds without using up an attempt.
-    fn snooze(&self, py: Python<'_>, after: f64) -> PyResult<Settled> {
+    #[pyo3(signature = (after, **extra))]
+    fn snooze(&self, py: Python<'_>, after: Num, extra: Option<Extra<args::SnoozeKw>>) -> PyResult<Settled> {
+        let _ = extra;
         let after = secs("after", after)?;
         self.settle(py, Settle::Snooze { after })
     }
 
     /// A permanent failure: dead-letter (or park) without retrying.
-    fn fail(&self, py: Python<'_>, reason: Text<args::Reason>) -> PyResult<Settled> {
+    #[pyo3(signature = (reason, **extra))]
+    fn fail(
+        &self,
+        py: Python<'_>,
+        reason: Text<args::Reason>,
+        extra: Option<Extra<args::FailKw>>,
+    ) -> PyResult<Settled> {
+        let _ = extra;
         self.settle(py, Settle::Fail { reason: reason.0 })
     }
 
     /// Keeps the lease for `lease` more seconds from now.
-    fn extend(&self, py: Python<'_>, lease: f64) -> PyResult<Settled> {
+    #[pyo3(signature = (lease, **extra))]
+    fn extend(&self, py: Python<'_>, lease: Num, extra: Option<Extra<args::ExtendKw>>) -> PyResult<Settled> {
+        let _ = extra;
         let lease = secs("lease", lease)?;
         self.settle(py, Settle::Extend { lease })
     }
@@ -156,30 +187,53 @@ impl Delivery {
     }
 
     /// `retry`, awaitable.
-    #[pyo3(signature = (error = Text::new(""), *, after = None))]
+    #[pyo3(signature = (error = Text::new(""), *, after = None, **extra))]
     fn retry_async<'py>(
         &self,
         py: Python<'py>,
         error: Text<args::ErrorText>,
-        after: Option<f64>,
+        after: Option<Num>,
+        extra: Option<Extra<args::RetryKw>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let after = opt_secs("after", after)?;
         self.settle_async(py, Settle::Retry { after, error: error.0 })
     }
 
     /// `snooze`, awaitable.
-    fn snooze_async<'py>(&self, py: Python<'py>, after: f64) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (after, **extra))]
+    fn snooze_async<'py>(
+        &self,
+        py: Python<'py>,
+        after: Num,
+        extra: Option<Extra<args::SnoozeKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let after = secs("after", after)?;
         self.settle_async(py, Settle::Snooze { after })
     }
 
     /// `fail`, awaitable.
-    fn fail_async<'py>(&self, py: Python<'py>, reason: Text<args::Reason>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (reason, **extra))]
+    fn fail_async<'py>(
+        &self,
+        py: Python<'py>,
+        reason: Text<args::Reason>,
+        extra: Option<Extra<args::FailKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         self.settle_async(py, Settle::Fail { reason: reason.0 })
     }
 
     /// `extend`, awaitable.
-    fn extend_async<'py>(&self, py: Python<'py>, lease: f64) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (lease, **extra))]
+    fn extend_async<'py>(
+        &self,
+        py: Python<'py>,
+        lease: Num,
+        extra: Option<Extra<args::ExtendKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let lease = secs("lease", lease)?;
         self.settle_async(py, Settle::Extend { lease })
     }
@@ -283,11 +337,17 @@ impl Event {
 }
 
 /// The settle `settle(id, token, action, ...)` names (the core reads the action).
-fn settle_of(action: &str, after: Option<f64>, error: String, reason: String, lease: Option<f64>) -> PyResult<Settle> {
+fn settle_of(
+    action: &str,
+    after: Option<Num>,
+    error: Option<Text<args::ErrorText>>,
+    reason: Option<Text<args::Reason>>,
+    lease: Option<Num>,
+) -> PyResult<Settle> {
     let fields = oncely::outbox::SettleFields {
         after: opt_secs("after", after)?,
-        error: Some(error),
-        reason: Some(reason),
+        error: error.map(|e| e.0),
+        reason: reason.map(|r| r.0),
         lease: opt_secs("lease", lease)?,
     };
     Settle::from_action(action, fields).map_err(to_py)
@@ -307,20 +367,20 @@ fn event(e: &CoreEvent) -> Event {
     }
 }
 
-fn ordering_of(ordering: &str, poison: Option<&str>, park_after: Option<f64>) -> PyResult<Ordering> {
+fn ordering_of(ordering: &str, poison: Option<&str>, park_after: Option<Num>) -> PyResult<Ordering> {
     Ordering::from_names(ordering, poison, opt_secs("park_after", park_after)?).map_err(to_py)
 }
 
 fn budget_of(d: &Bound<'_, PyDict>) -> PyResult<RetryBudget> {
-    crate::check_fields("retry_budget", d, &["ratio", "min_per_second", "burst"])?;
-    let ratio: f64 =
-        d.get_item("ratio")?.ok_or_else(|| invalid("retry_budget", "needs `ratio`"))?.extract()?;
+    args::keywords(<args::RetryBudgetKw as args::Call>::WHAT, d, <args::RetryBudgetKw as args::Call>::KNOWN)?;
+    let ratio =
+        d.get_item("ratio")?.ok_or_else(|| invalid("retry_budget", "needs `ratio`"))?.extract::<Num>()?.0;
     let mut b = RetryBudget::new(ratio);
     if let Some(v) = d.get_item("min_per_second")? {
-        b.min_per_second = v.extract()?;
+        b.min_per_second = v.extract::<Num>()?.0;
     }
     if let Some(v) = d.get_item("burst")? {
-        b.burst = v.extract()?;
+        b.burst = v.extract::<Num>()?.0;
     }
     Ok(b)
 }
@@ -330,7 +390,7 @@ pub(crate) fn new_message(
     id: Option<Text<args::Id>>,
     key: Option<Text<args::Key>>,
     headers: Option<Headers>,
-    delay: Option<f64>,
+    delay: Option<Num>,
 ) -> PyResult<NewMessage> {
     let mut m = NewMessage::new(payload);
     if let Some(id) = id {
@@ -354,7 +414,7 @@ pub(crate) fn messages_of(messages: &Bound<'_, PyList>) -> PyResult<Vec<NewMessa
     let mut batch = Vec::with_capacity(messages.len());
     for item in messages.iter() {
         if let Ok(d) = item.cast::<PyDict>() {
-            crate::check_fields("message", d, &["payload", "id", "key", "headers", "delay"])?;
+            args::keywords(<args::EnqueueKw as args::Call>::WHAT, d, <args::EnqueueKw as args::Call>::KNOWN)?;
             let payload = match d.get_item("payload")? {
                 Some(p) => to_bytes("payload", &p)?,
                 None => Vec::new(),
@@ -406,8 +466,8 @@ pub struct Outbox {
 #[pymethods]
 impl Outbox {
     #[new]
-    #[pyo3(signature = (store, queue, *, mode = None, retry = None, lease = None, ordering = Text::new("unordered"), poison = None, park_after = None, seed = Int::new(0), retry_budget = None, max_payload_bytes = None, clock = None),
-        text_signature = "(store, queue, *, mode=None, retry=None, lease=None, ordering='unordered', poison=None, park_after=None, seed=0, retry_budget=None, max_payload_bytes=None, clock=None)")]
+    #[pyo3(signature = (store, queue, *, mode = None, retry = None, lease = None, ordering = Text::new("unordered"), poison = None, park_after = None, seed = None, retry_budget = None, max_payload_bytes = None, clock = None, **extra),
+        text_signature = "(store, queue, *, mode=None, retry=None, lease=None, ordering='unordered', poison=None, park_after=None, seed=None, retry_budget=None, max_payload_bytes=None, clock=None, **extra)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -415,18 +475,22 @@ impl Outbox {
         queue: Text<args::Queue>,
         mode: Option<Text<args::ModeName>>,
         retry: Option<&Bound<'_, PyAny>>,
-        lease: Option<f64>,
+        lease: Option<Num>,
         ordering: Text<args::OrderingName>,
         poison: Option<Text<args::Poison>>,
-        park_after: Option<f64>,
-        seed: Int<args::Seed>,
+        park_after: Option<Num>,
+        seed: Option<Int<args::Seed>>,
         retry_budget: Option<&Bound<'_, PyDict>>,
         max_payload_bytes: Option<Int<args::MaxPayloadBytes>>,
         clock: Option<&Bound<'_, ManualClock>>,
+        extra: Option<Extra<args::OutboxKw>>,
     ) -> PyResult<Self> {
-        let mut cfg = OutboxConfig::new(queue.0)
-            .seed(seed.0)
-            .ordering(ordering_of(&ordering, poison.as_deref(), park_after)?);
+        let _ = extra;
+        let mut cfg =
+            OutboxConfig::new(queue.0).ordering(ordering_of(&ordering, poison.as_deref(), park_after)?);
+        if let Some(s) = seed {
+            cfg = cfg.seed(s.0);
+        }
         if let Some(m) = crate::mode(mode.as_deref())? {
             cfg = cfg.mode(m);
         }
@@ -463,7 +527,7 @@ impl Outbox {
 
     /// Adds a message unless one with its id is already queued. Returns `"queued"` or
     /// `"already_queued"`. `id` defaults to a fresh UUIDv7; `delay` is in seconds.
-    #[pyo3(signature = (payload, *, id = None, key = None, headers = None, delay = None))]
+    #[pyo3(signature = (payload, *, id = None, key = None, headers = None, delay = None, **extra))]
     fn enqueue(
         &self,
         py: Python<'_>,
@@ -471,8 +535,10 @@ impl Outbox {
         id: Option<Text<args::Id>>,
         key: Option<Text<args::Key>>,
         headers: Option<Headers>,
-        delay: Option<f64>,
+        delay: Option<Num>,
+        extra: Option<Extra<args::EnqueueKw>>,
     ) -> PyResult<&'static str> {
+        let _ = extra;
         let m = new_message(to_bytes("payload", payload)?, id, key, headers, delay)?;
         let o = self.inner.clone();
         block(py, async move { o.enqueue(m).await }).map(enqueued)
@@ -481,23 +547,40 @@ impl Outbox {
     /// Adds many messages in one commit. Each is bytes (the payload) or a dict with `payload` and
     /// optional `id`, `key`, `headers`, `delay`. One bad message fails the call; nothing is
     /// written then.
-    fn enqueue_many(&self, py: Python<'_>, messages: &Bound<'_, PyList>) -> PyResult<Vec<&'static str>> {
+    #[pyo3(signature = (messages, **extra))]
+    fn enqueue_many(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyList>,
+        extra: Option<Extra<args::EnqueueManyKw>>,
+    ) -> PyResult<Vec<&'static str>> {
+        let _ = extra;
         let batch = messages_of(messages)?;
         let o = self.inner.clone();
         block(py, async move { o.enqueue_many(batch).await }).map(|v| v.into_iter().map(enqueued).collect())
     }
 
     /// `enqueue_many`, awaitable.
-    fn enqueue_many_async<'py>(&self, py: Python<'py>, messages: &Bound<'_, PyList>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (messages, **extra))]
+    fn enqueue_many_async<'py>(
+        &self,
+        py: Python<'py>,
+        messages: &Bound<'_, PyList>,
+        extra: Option<Extra<args::EnqueueManyKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let batch = messages_of(messages)?;
         let o = self.inner.clone();
         spawn_py(py, async move {
-            o.enqueue_many(batch).await.map(|v| v.into_iter().map(enqueued).collect::<Vec<_>>()).map_err(to_py)
+            o.enqueue_many(batch)
+                .await
+                .map(|v| v.into_iter().map(enqueued).collect::<Vec<_>>())
+                .map_err(to_py)
         })
     }
 
     /// `enqueue`, awaitable.
-    #[pyo3(signature = (payload, *, id = None, key = None, headers = None, delay = None))]
+    #[pyo3(signature = (payload, *, id = None, key = None, headers = None, delay = None, **extra))]
     fn enqueue_async<'py>(
         &self,
         py: Python<'py>,
@@ -505,28 +588,43 @@ impl Outbox {
         id: Option<Text<args::Id>>,
         key: Option<Text<args::Key>>,
         headers: Option<Headers>,
-        delay: Option<f64>,
+        delay: Option<Num>,
+        extra: Option<Extra<args::EnqueueKw>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let m = new_message(to_bytes("payload", payload)?, id, key, headers, delay)?;
         let o = self.inner.clone();
         spawn_py(py, async move { o.enqueue(m).await.map(enqueued).map_err(to_py) })
     }
 
     /// `lease`, awaitable.
-    #[pyo3(signature = (max = Int::new(1)), text_signature = "($self, max=1)")]
-    fn lease_async<'py>(&self, py: Python<'py>, max: Int<args::LeaseMax>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (max = None, **extra))]
+    fn lease_async<'py>(
+        &self,
+        py: Python<'py>,
+        max: Option<Int<args::LeaseMax>>,
+        extra: Option<Extra<args::LeaseKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let o = self.inner.clone();
-        let max = max.0 as usize;
+        let max = lease_max(max);
         spawn_py(py, async move {
             let ds = o.lease(max).await.map_err(to_py)?;
             Ok(ds.into_iter().map(|d| Delivery { inner: Arc::new(d) }).collect::<Vec<_>>())
         })
     }
 
-    /// Leases up to `max` due messages.
-    #[pyo3(signature = (max = Int::new(1)), text_signature = "($self, max=1)")]
-    fn lease(&self, py: Python<'_>, max: Int<args::LeaseMax>) -> PyResult<Vec<Delivery>> {
-        let max = max.0 as usize;
+    /// Leases up to `max` due messages (left out or `None`: the core's default,
+    /// `oncely::defaults::LEASE_MAX`).
+    #[pyo3(signature = (max = None, **extra))]
+    fn lease(
+        &self,
+        py: Python<'_>,
+        max: Option<Int<args::LeaseMax>>,
+        extra: Option<Extra<args::LeaseKw>>,
+    ) -> PyResult<Vec<Delivery>> {
+        let _ = extra;
+        let max = lease_max(max);
         let o = self.inner.clone();
         let ds = block(py, async move { o.lease(max).await })?;
         Ok(ds.into_iter().map(|d| Delivery { inner: Arc::new(d) }).collect())
@@ -535,7 +633,7 @@ impl Outbox {
     /// Settles the delivery of `id` held with fencing `token` (when the `Delivery` object is
     /// gone, e.g. the token travelled elsewhere). `action` is `ack`, `retry`, `snooze`, `fail`,
     /// `extend` or `release`; `after`/`lease` in seconds.
-    #[pyo3(signature = (id, token, action, *, after = None, error = Text::new(""), reason = Text::new(""), lease = None))]
+    #[pyo3(signature = (id, token, action, *, after = None, error = None, reason = None, lease = None, **extra))]
     #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
@@ -543,19 +641,21 @@ impl Outbox {
         id: Text<args::Id>,
         token: Int<args::Token>,
         action: Text<args::Action>,
-        after: Option<f64>,
-        error: Text<args::ErrorText>,
-        reason: Text<args::Reason>,
-        lease: Option<f64>,
+        after: Option<Num>,
+        error: Option<Text<args::ErrorText>>,
+        reason: Option<Text<args::Reason>>,
+        lease: Option<Num>,
+        extra: Option<Extra<args::SettleKw>>,
     ) -> PyResult<Settled> {
-        let how = settle_of(&action, after, error.0, reason.0, lease)?;
+        let _ = extra;
+        let how = settle_of(&action, after, error, reason, lease)?;
         let token = token.0;
         let o = self.inner.clone();
         block(py, async move { o.settle(&id, token, how).await }).map(settled)
     }
 
     /// `settle`, awaitable.
-    #[pyo3(signature = (id, token, action, *, after = None, error = Text::new(""), reason = Text::new(""), lease = None))]
+    #[pyo3(signature = (id, token, action, *, after = None, error = None, reason = None, lease = None, **extra))]
     #[allow(clippy::too_many_arguments)]
     fn settle_async<'py>(
         &self,
@@ -563,30 +663,53 @@ impl Outbox {
         id: Text<args::Id>,
         token: Int<args::Token>,
         action: Text<args::Action>,
-        after: Option<f64>,
-        error: Text<args::ErrorText>,
-        reason: Text<args::Reason>,
-        lease: Option<f64>,
+        after: Option<Num>,
+        error: Option<Text<args::ErrorText>>,
+        reason: Option<Text<args::Reason>>,
+        lease: Option<Num>,
+        extra: Option<Extra<args::SettleKw>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let how = settle_of(&action, after, error.0, reason.0, lease)?;
+        let _ = extra;
+        let how = settle_of(&action, after, error, reason, lease)?;
         let (o, token) = (self.inner.clone(), token.0);
         spawn_py(py, async move { o.settle(&id, token, how).await.map(settled).map_err(to_py) })
     }
 
     /// Removes a queued message before delivery: `"cancelled"`, `"in_flight"` or `"not_found"`.
-    fn cancel(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<&'static str> {
+    #[pyo3(signature = (id, **extra))]
+    fn cancel(
+        &self,
+        py: Python<'_>,
+        id: Text<args::Id>,
+        extra: Option<Extra<args::CancelKw>>,
+    ) -> PyResult<&'static str> {
+        let _ = extra;
         let o = self.inner.clone();
         block(py, async move { o.cancel(&id).await }).map(Cancelled::as_str)
     }
 
     /// `cancel`, awaitable.
-    fn cancel_async<'py>(&self, py: Python<'py>, id: Text<args::Id>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (id, **extra))]
+    fn cancel_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: Text<args::Id>,
+        extra: Option<Extra<args::CancelKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let o = self.inner.clone();
         spawn_py(py, async move { o.cancel(&id).await.map(Cancelled::as_str).map_err(to_py) })
     }
 
     /// `get`, awaitable.
-    fn get_async<'py>(&self, py: Python<'py>, id: Text<args::Id>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (id, **extra))]
+    fn get_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: Text<args::Id>,
+        extra: Option<Extra<args::GetKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let o = self.inner.clone();
         spawn_py(py, async move {
             let r = o.get(&id).await.map_err(to_py)?;
@@ -595,14 +718,16 @@ impl Outbox {
     }
 
     /// `dead_letters`, awaitable.
-    #[pyo3(signature = (after_seq = None, limit = Int::new(100)), text_signature = "($self, after_seq=None, limit=100)")]
+    #[pyo3(signature = (after_seq = None, limit = None, **extra))]
     fn dead_letters_async<'py>(
         &self,
         py: Python<'py>,
         after_seq: Option<Int<args::AfterSeq>>,
-        limit: Int<args::Limit>,
+        limit: Option<Int<args::Limit>>,
+        extra: Option<Extra<args::DeadLettersKw>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (after_seq, limit) = (after_seq.map(|s| s.0), limit.0 as usize);
+        let _ = extra;
+        let (after_seq, limit) = (after_seq.map(|s| s.0), dead_letters_limit(limit));
         let o = self.inner.clone();
         spawn_py(py, async move {
             let rs = o.dead_letters(after_seq, limit).await.map_err(to_py)?;
@@ -611,49 +736,85 @@ impl Outbox {
     }
 
     /// `replay`, awaitable.
-    fn replay_async<'py>(&self, py: Python<'py>, id: Text<args::Id>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (id, **extra))]
+    fn replay_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: Text<args::Id>,
+        extra: Option<Extra<args::ReplayKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let o = self.inner.clone();
         spawn_py(py, async move { o.replay(&id).await.map_err(to_py) })
     }
 
     /// `purge_dead`, awaitable.
-    #[pyo3(signature = (ids = None))]
-    fn purge_dead_async<'py>(&self, py: Python<'py>, ids: Option<Vec<Text<args::Ids>>>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (ids = None, **extra))]
+    fn purge_dead_async<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Option<Vec<Text<args::Ids>>>,
+        extra: Option<Extra<args::PurgeDeadKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let ids = ids.map(|ids| ids.into_iter().map(|id| id.0).collect::<Vec<_>>());
         let o = self.inner.clone();
         spawn_py(py, async move { o.purge_dead(ids).await.map_err(to_py) })
     }
 
     /// The message `id` in any state, or None.
-    fn get(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<Option<OutboxRecord>> {
+    #[pyo3(signature = (id, **extra))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        id: Text<args::Id>,
+        extra: Option<Extra<args::GetKw>>,
+    ) -> PyResult<Option<OutboxRecord>> {
+        let _ = extra;
         let o = self.inner.clone();
         let r = block(py, async move { o.get(&id).await })?;
         Ok(r.map(|r| outbox_record(py, r)))
     }
 
-    /// Dead letters in queue order, `limit` at a time, after the `seq` of the last one seen.
-    #[pyo3(signature = (after_seq = None, limit = Int::new(100)), text_signature = "($self, after_seq=None, limit=100)")]
+    /// Dead letters in queue order, `limit` at a time (left out or `None`: the core's default,
+    /// `oncely::defaults::DEAD_LETTERS_LIMIT`), after the `seq` of the last one seen.
+    #[pyo3(signature = (after_seq = None, limit = None, **extra))]
     fn dead_letters(
         &self,
         py: Python<'_>,
         after_seq: Option<Int<args::AfterSeq>>,
-        limit: Int<args::Limit>,
+        limit: Option<Int<args::Limit>>,
+        extra: Option<Extra<args::DeadLettersKw>>,
     ) -> PyResult<Vec<OutboxRecord>> {
-        let (after_seq, limit) = (after_seq.map(|s| s.0), limit.0 as usize);
+        let _ = extra;
+        let (after_seq, limit) = (after_seq.map(|s| s.0), dead_letters_limit(limit));
         let o = self.inner.clone();
         let rs = block(py, async move { o.dead_letters(after_seq, limit).await })?;
         Ok(rs.into_iter().map(|r| outbox_record(py, r)).collect())
     }
 
     /// Puts a dead letter back in the queue with attempts reset; False if `id` is not one.
-    fn replay(&self, py: Python<'_>, id: Text<args::Id>) -> PyResult<bool> {
+    #[pyo3(signature = (id, **extra))]
+    fn replay(
+        &self,
+        py: Python<'_>,
+        id: Text<args::Id>,
+        extra: Option<Extra<args::ReplayKw>>,
+    ) -> PyResult<bool> {
+        let _ = extra;
         let o = self.inner.clone();
         block(py, async move { o.replay(&id).await })
     }
 
     /// Deletes the named dead letters, or all with None; returns how many went.
-    #[pyo3(signature = (ids = None))]
-    fn purge_dead(&self, py: Python<'_>, ids: Option<Vec<Text<args::Ids>>>) -> PyResult<u64> {
+    #[pyo3(signature = (ids = None, **extra))]
+    fn purge_dead(
+        &self,
+        py: Python<'_>,
+        ids: Option<Vec<Text<args::Ids>>>,
+        extra: Option<Extra<args::PurgeDeadKw>>,
+    ) -> PyResult<u64> {
+        let _ = extra;
         let ids = ids.map(|ids| ids.into_iter().map(|id| id.0).collect::<Vec<_>>());
         let o = self.inner.clone();
         block(py, async move { o.purge_dead(ids).await })
@@ -677,7 +838,9 @@ impl Outbox {
 
     /// Calls `callback(event)` with every state change after it committed, in this process.
     /// An exception from the callback is reported as unraisable and otherwise ignored.
-    fn on_event(&self, callback: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(signature = (callback, **extra))]
+    fn on_event(&self, callback: &Bound<'_, PyAny>, extra: Option<Extra<args::OnEventKw>>) -> PyResult<()> {
+        let _ = extra;
         if !callback.is_callable() {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                 "the callback must be callable, not {}",
@@ -712,19 +875,32 @@ pub struct RetryPolicy {
 #[pymethods]
 impl RetryPolicy {
     #[new]
-    fn new(py: Python<'_>, policy: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (policy, **extra))]
+    fn new(
+        py: Python<'_>,
+        policy: &Bound<'_, PyAny>,
+        extra: Option<Extra<args::RetryPolicyKw>>,
+    ) -> PyResult<Self> {
+        let _ = extra;
         Ok(RetryPolicy { inner: policy_of(py, policy)? })
     }
 
     /// The delays (ms) before attempts 2..=n+1 from a fresh stream seeded with `seed`.
-    fn schedule_ms(&self, seed: Int<args::Seed>, n: Int<args::Count>) -> PyResult<Vec<u64>> {
+    #[pyo3(signature = (seed, n, **extra))]
+    fn schedule_ms(
+        &self,
+        seed: Int<args::Seed>,
+        n: Int<args::Count>,
+        extra: Option<Extra<args::ScheduleKw>>,
+    ) -> PyResult<Vec<u64>> {
+        let _ = extra;
         let schedule = self.inner.schedule_checked(seed.0, n.0).map_err(to_py)?;
         Ok(schedule.iter().map(|d| d.as_millis() as u64).collect())
     }
 
     /// The decision after a failed attempt: `("retry_in_ms", n)` or `("give_up", why)` with `why`
     /// `"max_attempts"` or `"deadline"`.
-    #[pyo3(signature = (*, seed, attempts, first_attempt_at_ms, now_ms, last_delay_ms = None, retry_after_ms = None))]
+    #[pyo3(signature = (*, seed, attempts, first_attempt_at_ms, now_ms, last_delay_ms = None, retry_after_ms = None, **extra))]
     fn decide_ms(
         &self,
         seed: Int<args::Seed>,
@@ -733,7 +909,9 @@ impl RetryPolicy {
         now_ms: Int<args::NowMs>,
         last_delay_ms: Option<Int<args::LastDelayMs>>,
         retry_after_ms: Option<Int<args::RetryAfterMs>>,
+        extra: Option<Extra<args::DecideKw>>,
     ) -> (&'static str, Py<PyAny>) {
+        let _ = extra;
         let (seed, attempts) = (seed.0, attempts.0 as u32);
         let (first_attempt_at_ms, now_ms) = (first_attempt_at_ms.0 as i64, now_ms.0 as i64);
         let (last_delay_ms, retry_after_ms) = (last_delay_ms.map(|v| v.0), retry_after_ms.map(|v| v.0));

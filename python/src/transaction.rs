@@ -8,10 +8,10 @@ use oncely::sql::{SqlTx, SqlValue};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 
+use crate::args::{self, Headers};
 use crate::errors::Closed;
 use crate::outbox::{Outbox, enqueued, messages_of, new_message};
-use crate::args::{self, Headers};
-use crate::{Text, to_bytes, to_py};
+use crate::{Extra, Num, Text, to_bytes, to_py};
 
 /// The core's open transaction, valid only while the handler that got this object runs.
 struct TxPtr(*mut (dyn SqlTx + 'static));
@@ -86,18 +86,23 @@ impl Transaction {
     /// Runs one SQL statement (the store's dialect) with `params` (a sequence of None, int,
     /// float, str, bytes) and
     /// returns its rows as tuples (empty for statements without rows).
-    #[pyo3(signature = (sql, params = None))]
+    #[pyo3(signature = (sql, params = None, **extra))]
     fn execute(
         &self,
         py: Python<'_>,
         sql: Text<args::Sql>,
         params: Option<&Bound<'_, PyAny>>,
+        extra: Option<Extra<args::TxExecuteKw>>,
     ) -> PyResult<Vec<Py<PyTuple>>> {
+        let _ = extra;
         let mut values = Vec::new();
         if let Some(ps) = params {
             // One text or blob is not a sequence of parameters (iterating a 20 MB str would bind
             // 20 M one-character parameters before the statement fails).
-            if ps.is_instance_of::<PyString>() || ps.is_instance_of::<PyBytes>() || ps.is_instance_of::<PyByteArray>() {
+            if ps.is_instance_of::<PyString>()
+                || ps.is_instance_of::<PyBytes>()
+                || ps.is_instance_of::<PyByteArray>()
+            {
                 return Err(to_py(oncely::Error::invalid(
                     "params",
                     format!("must be a sequence of values (a list or tuple), not {}", crate::type_name(ps)),
@@ -120,7 +125,7 @@ impl Transaction {
     /// this transaction, so it is queued if and only if the handler's work commits. Returns
     /// `"queued"` or `"already_queued"`. Its `enqueued` event is published at once, before the
     /// commit.
-    #[pyo3(signature = (outbox, payload, *, id = None, key = None, headers = None, delay = None))]
+    #[pyo3(signature = (outbox, payload, *, id = None, key = None, headers = None, delay = None, **extra))]
     #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &self,
@@ -129,8 +134,10 @@ impl Transaction {
         id: Option<Text<args::Id>>,
         key: Option<Text<args::Key>>,
         headers: Option<Headers>,
-        delay: Option<f64>,
+        delay: Option<Num>,
+        extra: Option<Extra<args::TxEnqueueKw>>,
     ) -> PyResult<&'static str> {
+        let _ = extra;
         let m = new_message(to_bytes("payload", payload)?, id, key, headers, delay)?;
         let outbox = &outbox.get().inner;
         let mut r = self.with_tx(|tx| tx.enqueue(outbox, vec![m]).map_err(to_py))?;
@@ -139,7 +146,14 @@ impl Transaction {
 
     /// `enqueue` for several messages (each as in `Outbox.enqueue_many`: bytes or a dict):
     /// all of them or none, within this transaction.
-    fn enqueue_many(&self, outbox: &Bound<'_, Outbox>, messages: &Bound<'_, PyList>) -> PyResult<Vec<&'static str>> {
+    #[pyo3(signature = (outbox, messages, **extra))]
+    fn enqueue_many(
+        &self,
+        outbox: &Bound<'_, Outbox>,
+        messages: &Bound<'_, PyList>,
+        extra: Option<Extra<args::TxEnqueueManyKw>>,
+    ) -> PyResult<Vec<&'static str>> {
+        let _ = extra;
         let batch = messages_of(messages)?;
         let outbox = &outbox.get().inner;
         let r = self.with_tx(|tx| tx.enqueue(outbox, batch).map_err(to_py))?;

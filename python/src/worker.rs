@@ -19,7 +19,7 @@ use crate::aio::{attach, spawn_py, try_attach};
 use crate::block_on_runtime;
 use crate::errors::Permanent;
 use crate::outbox::Outbox;
-use crate::{Int, args, py_bytes, secs, to_py};
+use crate::{Extra, Int, Num, args, py_bytes, secs, to_py};
 
 type CoreWorker = oncely::Worker<AnyStore>;
 
@@ -124,7 +124,9 @@ fn hint_of(v: PyResult<Bound<'_, PyAny>>) -> Hint {
             return Hint::Seconds(seconds);
         }
     }
-    Hint::NotANumber(v.repr().map(|r| r.to_string_lossy().into_owned()).unwrap_or_else(|_| crate::type_name(&v)))
+    Hint::NotANumber(
+        v.repr().map(|r| r.to_string_lossy().into_owned()).unwrap_or_else(|_| crate::type_name(&v)),
+    )
 }
 
 /// What the handler did, described for the core's handler contract ([`oncely::handler`]), which
@@ -146,7 +148,8 @@ fn result_of(py: Python<'_>, r: PyResult<Py<PyAny>>) -> HandlerResult {
         }
         Err(e) => {
             let exc = e.value(py).as_any();
-            let type_name = exc.get_type().name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let type_name =
+                exc.get_type().name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let kind = match outcome_types(py) {
                 _ if e.is_instance_of::<Permanent>(py) => Raised::Permanent,
                 Ok((retry, _)) if exc.is_instance(retry.bind(py)).unwrap_or(false) => Raised::Retry {
@@ -184,7 +187,8 @@ struct Handler {
 /// Whether `e` asks the program to stop (Ctrl-C, `sys.exit()`): not a failed attempt to retry
 /// quietly, but the end of the run.
 fn is_exit(py: Python<'_>, e: &PyErr) -> bool {
-    e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) || e.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+    e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+        || e.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
 }
 
 impl Handler {
@@ -309,15 +313,16 @@ impl Worker {
     /// Every option left out (or `None`) takes the core's default (`WorkerConfig::default()`:
     /// 16 handlers at once, a 0.05 s poll interval, a 30 s shutdown timeout).
     #[pyo3(
-        signature = (outbox, *, concurrency = None, poll_interval = None, shutdown_timeout = None),
-        text_signature = "(outbox, *, concurrency=None, poll_interval=None, shutdown_timeout=None)"
+        signature = (outbox, *, concurrency = None, poll_interval = None, shutdown_timeout = None, **extra)
     )]
     fn new(
         outbox: &Bound<'_, Outbox>,
         concurrency: Option<Int<args::Concurrency>>,
-        poll_interval: Option<f64>,
-        shutdown_timeout: Option<f64>,
+        poll_interval: Option<Num>,
+        shutdown_timeout: Option<Num>,
+        extra: Option<Extra<args::WorkerKw>>,
     ) -> PyResult<Self> {
+        let _ = extra;
         let mut config = WorkerConfig::default();
         if let Some(c) = concurrency {
             config.concurrency = c.0 as usize;
@@ -334,7 +339,14 @@ impl Worker {
 
     /// Delivers until nothing is due and nothing is in flight; returns a `RunSummary`. The GIL is
     /// released while waiting; sync handlers run on threads of their own.
-    fn run_until_idle(&self, py: Python<'_>, handler: Py<PyAny>) -> PyResult<RunSummary> {
+    #[pyo3(signature = (handler, **extra))]
+    fn run_until_idle(
+        &self,
+        py: Python<'_>,
+        handler: Py<PyAny>,
+        extra: Option<Extra<args::RunKw>>,
+    ) -> PyResult<RunSummary> {
+        let _ = extra;
         let h = Handler::new(py, handler, None, self.stop.clone())?;
         let run = h.clone().run_until_idle(self.inner.clone());
         let r = block_on_runtime(py, run).map(summary);
@@ -343,7 +355,14 @@ impl Worker {
 
     /// `run_until_idle`, awaitable. `async def` handlers run on the calling event loop; plain
     /// ones on threads of their own.
-    fn run_until_idle_async<'py>(&self, py: Python<'py>, handler: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (handler, **extra))]
+    fn run_until_idle_async<'py>(
+        &self,
+        py: Python<'py>,
+        handler: Py<PyAny>,
+        extra: Option<Extra<args::RunKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let locals = TaskLocals::with_running_loop(py)?.copy_context(py)?;
         let h = Handler::new(py, handler, Some(locals), self.stop.clone())?;
         let w = self.inner.clone();
@@ -357,7 +376,14 @@ impl Worker {
     /// then stops leasing, waits up to `shutdown_timeout` for handlers in flight and settles
     /// those still running as failed attempts. Ctrl-C (KeyboardInterrupt) stops it the same way
     /// and is re-raised afterwards.
-    fn run(&self, py: Python<'_>, handler: Py<PyAny>) -> PyResult<RunSummary> {
+    #[pyo3(signature = (handler, **extra))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        handler: Py<PyAny>,
+        extra: Option<Extra<args::RunKw>>,
+    ) -> PyResult<RunSummary> {
+        let _ = extra;
         let h = Handler::new(py, handler, None, self.stop.clone())?;
         let handler = h.clone();
         let w = self.inner.clone();
@@ -397,7 +423,14 @@ impl Worker {
     }
 
     /// `run`, awaitable: delivers until `stop()` is called.
-    fn run_async<'py>(&self, py: Python<'py>, handler: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (handler, **extra))]
+    fn run_async<'py>(
+        &self,
+        py: Python<'py>,
+        handler: Py<PyAny>,
+        extra: Option<Extra<args::RunKw>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = extra;
         let locals = TaskLocals::with_running_loop(py)?.copy_context(py)?;
         let h = Handler::new(py, handler, Some(locals), self.stop.clone())?;
         let w = self.inner.clone();

@@ -134,7 +134,7 @@ def test_huge_id_is_refused_not_crashed():
         lambda i, o: o.enqueue(None),
         lambda i, o: o.enqueue(b"", headers={"a": 1}),
         lambda i, o: o.lease(-1),
-        lambda i, o: o.lease(None),
+        lambda i, o: o.lease("1"),      # (None is no longer wrong: it takes the core's default)
         lambda i, o: Inbox(None, "s"),
         lambda i, o: Inbox("memory", None),
         lambda i, o: i.begin_many([1]),
@@ -147,6 +147,13 @@ def test_wrong_types_raise_type_errors_or_invalid_argument(call):
         r = call(inbox, outbox)
         # a handler of None is called: its TypeError is the handler's failure, re-raised
         print(r)
+
+
+def test_none_takes_the_cores_default():
+    outbox = Outbox("memory", "q")
+    for i in range(3):
+        outbox.enqueue(b"", id=f"m{i}")
+    assert len(outbox.lease(None)) == 1         # oncely::defaults::LEASE_MAX
 
 
 def test_bad_names():

@@ -142,7 +142,7 @@ def text_calls():
         ("id", lambda v: inbox.begin_many([v])),
         ("id", lambda v: inbox.begin_many([{"id": v}])),
         ("mode", lambda v: inbox.begin_many([{"id": "a", "mode": v}])),
-        ("request", lambda v: inbox.begin_many([{v: 1}])),
+        ("begin options", lambda v: inbox.begin_many([{v: 1}])),     # Node's noun for a request
         ("id", lambda v: inbox.process(v, None, h)),
         ("id", lambda v: inbox.get(v)),
         ("id", lambda v: inbox.begin_async(v)),
@@ -155,7 +155,7 @@ def text_calls():
         ("poison", lambda v: Outbox("memory", "q", ordering="fifo_per_key", poison=v)),
         ("retry", lambda v: Outbox("memory", "q", retry=v)),
         ("retry", lambda v: RetryPolicy(v)),
-        ("retry_budget", lambda v: Outbox("memory", "q", retry_budget={v: 1.0})),
+        ("retry budget options", lambda v: Outbox("memory", "q", retry_budget={v: 1.0})),
         ("id", lambda v: outbox.enqueue(b"", id=v)),
         ("key", lambda v: outbox.enqueue(b"", key=v)),
         ("headers", lambda v: outbox.enqueue(b"", headers={v: "x"})),
@@ -164,7 +164,7 @@ def text_calls():
         ("id", lambda v: outbox.enqueue_many([{"payload": b"", "id": v}])),
         ("key", lambda v: outbox.enqueue_many([{"payload": b"", "key": v}])),
         ("headers", lambda v: outbox.enqueue_many([{"payload": b"", "headers": {"h": v}}])),
-        ("message", lambda v: outbox.enqueue_many([{v: 1}])),
+        ("enqueue options", lambda v: outbox.enqueue_many([{v: 1}])),    # Node's noun for a message
         ("id", lambda v: outbox.settle(v, 1, "ack")),
         ("action", lambda v: outbox.settle("m", 1, v)),
         ("error", lambda v: outbox.settle("m", 1, "retry", error=v)),
