@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use oncely::handler::{HandlerResult, Raised, failure_text};
+use oncely::handler::{HandlerResult, Raised};
+
+use crate::text::HostText;
 
 /// Every failure an oncely call reports. The variant is the stable code (the core's
 /// `ErrorCode`: `InvalidArgument` is `invalid_argument`, ...), the message is the core's text,
@@ -98,17 +100,6 @@ pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> OncelyEr
     oncely::Error::invalid(name, reason).into()
 }
 
-/// A duration given in milliseconds: negative values are refused with `invalid_argument`.
-pub(crate) fn ms(name: &'static str, v: i64) -> Result<Duration, OncelyError> {
-    u64::try_from(v)
-        .map(Duration::from_millis)
-        .map_err(|_| invalid(name, format!("must not be negative, got {v} ms")))
-}
-
-pub(crate) fn opt_ms(name: &'static str, v: Option<i64>) -> Result<Option<Duration>, OncelyError> {
-    v.map(|v| ms(name, v)).transpose()
-}
-
 /// A duration as whole milliseconds (saturating: no oncely duration comes near `i64::MAX` ms).
 pub(crate) fn to_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -120,46 +111,61 @@ pub(crate) fn to_ms(d: Duration) -> i64 {
 /// exception into `Retry` with its message and simple class name (`Throwable.toHandlerException()`);
 /// an exception that reaches oncely some other way (a handler object that lets it escape) is read
 /// from its text (`java.io.IOException: reset` is the message `reset` of `IOException`).
-#[derive(Debug, thiserror::Error, uniffi::Error)]
+#[derive(Debug, uniffi::Error)]
 pub enum HandlerError {
     /// A failure a retry may cure: an exception the handler threw (any exception but `Permanent`).
     /// The stored text is its message, or its type name when the message is null or empty.
-    #[error("{}", failure_text(.error.as_deref(), .type_name))]
     Retry {
         /// The exception's message (`Throwable.message`); null when it has none.
-        error: Option<String>,
+        error: Option<HostText>,
         /// The exception's simple class name (`IOException`).
-        type_name: String,
+        type_name: HostText,
     },
     /// A failure no retry will cure: the inbox stores it (by its cache policy) and the outbox
     /// worker dead-letters (or parks) the message. An empty reason stores `Permanent`.
-    #[error("{}", failure_text(Some(.reason.as_str()), "Permanent"))]
     Permanent {
         /// What went wrong.
-        reason: String,
+        reason: HostText,
     },
 }
 
-impl From<HandlerError> for HandlerResult {
-    /// What the handler raised, described for the core.
-    fn from(e: HandlerError) -> Self {
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&HandlerResult::from(self).failure().unwrap_or_default())
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+impl From<&HandlerError> for HandlerResult {
+    /// What the handler raised, described for the core. Its texts are read lossily (a lone
+    /// surrogate becomes U+FFFD): a failure text is stored, never refused.
+    fn from(e: &HandlerError) -> Self {
         match e {
-            HandlerError::Retry { error, type_name } => {
-                HandlerResult::Raised { kind: Raised::Other, message: error, type_name }
-            }
+            HandlerError::Retry { error, type_name } => HandlerResult::Raised {
+                kind: Raised::Other,
+                message: error.as_ref().map(HostText::lossy),
+                type_name: type_name.lossy(),
+            },
             HandlerError::Permanent { reason } => HandlerResult::Raised {
                 kind: Raised::Permanent,
-                message: Some(reason),
+                message: Some(reason.lossy()),
                 type_name: "Permanent".to_owned(),
             },
         }
     }
 }
 
+impl From<HandlerError> for HandlerResult {
+    fn from(e: HandlerError) -> Self {
+        HandlerResult::from(&e)
+    }
+}
+
 impl HandlerError {
     /// The failure text the core stores for this error.
     pub(crate) fn text(self) -> String {
-        HandlerResult::from(self).failure().unwrap_or_default()
+        HandlerResult::from(&self).failure().unwrap_or_default()
     }
 }
 
@@ -175,7 +181,7 @@ impl From<HandlerError> for oncely::Failure<String> {
 impl From<uniffi::UnexpectedUniFFICallbackError> for HandlerError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
         let (error, type_name) = read_exception(&e.reason);
-        HandlerError::Retry { error, type_name }
+        HandlerError::Retry { error: error.map(HostText::from), type_name: type_name.into() }
     }
 }
 
@@ -261,12 +267,13 @@ mod tests {
             HandlerError::from(uniffi::UnexpectedUniFFICallbackError::new("java.io.IOException")).text(),
             "IOException"
         );
-        assert_eq!(HandlerError::Permanent { reason: String::new() }.text(), "Permanent");
+        assert_eq!(HandlerError::Permanent { reason: "".into() }.text(), "Permanent");
         assert_eq!(HandlerError::Retry { error: Some("boom".into()), type_name: "X".into() }.text(), "boom");
     }
 
     #[test]
     fn negative_durations_are_invalid() {
+        use crate::text::ms;
         assert!(matches!(ms("lease_ms", -1), Err(OncelyError::InvalidArgument(_))));
         assert_eq!(ms("lease_ms", 1500).unwrap(), Duration::from_millis(1500));
     }

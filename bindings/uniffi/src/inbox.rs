@@ -6,9 +6,10 @@ use std::sync::Arc;
 use oncely::inbox::{RecordState, Status as CoreStatus};
 use oncely::{AnyStore, Failure, InboxConfig, ProcessError, Request};
 
-use crate::errors::{HandlerError, OncelyError, invalid, ms, opt_ms};
+use crate::errors::{HandlerError, OncelyError};
 use crate::on_runtime;
 use crate::store::{ManualClock, Store, clock_of};
+use crate::text::{HostText, ms, opt_ms, opt_text, size};
 
 type CoreInbox = oncely::Inbox<AnyStore>;
 type CoreTicket = oncely::Ticket<AnyStore>;
@@ -56,8 +57,8 @@ pub fn mode_name(mode: Mode) -> String {
 /// A mode by its stable name (`"at_most_once"`, `"at_least_once"`, `"exactly_once"`); any
 /// other name is `invalid_argument`.
 #[uniffi::export]
-pub fn mode_from_name(name: String) -> Result<Mode, OncelyError> {
-    Ok(name.parse::<oncely::Mode>()?.into())
+pub fn mode_from_name(name: HostText) -> Result<Mode, OncelyError> {
+    Ok(name.decode("mode")?.parse::<oncely::Mode>()?.into())
 }
 
 /// Which handler outcomes the inbox stores for replay.
@@ -131,7 +132,7 @@ pub struct CallOptions {
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct BeginRequest {
     /// The id (1–512 bytes of UTF-8, no NUL).
-    pub id: String,
+    pub id: HostText,
     /// Fingerprinted for conflict detection (absent: not validated).
     #[uniffi(default = None)]
     pub payload: Option<Vec<u8>>,
@@ -144,13 +145,13 @@ pub struct BeginRequest {
 }
 
 fn request(
-    id: String,
+    id: HostText,
     payload: Option<Vec<u8>>,
     mode: Option<Mode>,
     lease_ms: Option<i64>,
     wait_ms: Option<i64>,
 ) -> Result<Request, OncelyError> {
-    let mut req = Request::new(id);
+    let mut req = Request::new(id.decode("id")?);
     if let Some(p) = payload {
         req = req.payload(&p);
     }
@@ -256,9 +257,10 @@ impl Ticket {
     pub async fn settle(
         &self,
         result: Option<Vec<u8>>,
-        error: Option<String>,
+        error: Option<HostText>,
         permanent: bool,
     ) -> Result<(), OncelyError> {
+        let error = opt_text("error", error)?;
         let t = self.inner.clone();
         on_runtime(async move {
             Ok(match error {
@@ -389,12 +391,12 @@ impl Inbox {
     #[uniffi::constructor(default(options = None, clock = None))]
     pub fn new(
         store: Arc<Store>,
-        scope: String,
+        scope: HostText,
         options: Option<InboxOptions>,
         clock: Option<Arc<ManualClock>>,
     ) -> Result<Arc<Self>, OncelyError> {
         let o = options.unwrap_or_default();
-        let mut cfg = InboxConfig::new(scope);
+        let mut cfg = InboxConfig::new(scope.decode("scope")?);
         if let Some(m) = o.mode {
             cfg = cfg.mode(m.into());
         }
@@ -414,8 +416,7 @@ impl Inbox {
             cfg = cfg.recent_capacity(n as usize);
         }
         if let Some(n) = o.max_result_bytes {
-            cfg.max_result_bytes =
-                usize::try_from(n).map_err(|_| invalid("max_result_bytes", format!("is too large: {n}")))?;
+            cfg.max_result_bytes = size("max_result_bytes", n)?;
         }
         let inner = CoreInbox::with_clock(store.inner.clone(), cfg, clock_of(clock))?;
         Ok(Arc::new(Inbox { inner }))
@@ -437,7 +438,7 @@ impl Inbox {
     #[uniffi::method(default(payload = None, options = None))]
     pub async fn begin(
         &self,
-        id: String,
+        id: HostText,
         payload: Option<Vec<u8>>,
         options: Option<CallOptions>,
     ) -> Result<BeginOutcome, OncelyError> {
@@ -489,7 +490,7 @@ impl Inbox {
     #[uniffi::method(default(payload = None, options = None))]
     pub async fn process(
         &self,
-        id: String,
+        id: HostText,
         payload: Option<Vec<u8>>,
         handler: Box<dyn ProcessHandler>,
         options: Option<CallOptions>,
@@ -503,8 +504,8 @@ impl Inbox {
                     match tokio::task::spawn_blocking(move || handler.handle()).await {
                         Ok(r) => r.map_err(Failure::from),
                         Err(e) => Err(HandlerError::Retry {
-                            error: Some(format!("the handler did not return: {e}")),
-                            type_name: "JoinError".to_owned(),
+                            error: Some(format!("the handler did not return: {e}").into()),
+                            type_name: "JoinError".into(),
                         }
                         .into()),
                     }
@@ -519,7 +520,7 @@ impl Inbox {
     #[uniffi::method(default(payload = None, options = None))]
     pub async fn process_suspending(
         &self,
-        id: String,
+        id: HostText,
         payload: Option<Vec<u8>>,
         handler: Box<dyn SuspendProcessHandler>,
         options: Option<CallOptions>,
@@ -537,7 +538,8 @@ impl Inbox {
     }
 
     /// The id's record as stored (expired records included until collected), or null.
-    pub async fn get(&self, id: String) -> Result<Option<InboxRecord>, OncelyError> {
+    pub async fn get(&self, id: HostText) -> Result<Option<InboxRecord>, OncelyError> {
+        let id = id.decode("id")?;
         let inbox = self.inner.clone();
         on_runtime(async move { Ok(inbox.get(&id).await?.map(inbox_record)) }).await
     }

@@ -22,6 +22,7 @@ mod inbox;
 mod outbox;
 mod retry;
 mod store;
+mod text;
 mod transaction;
 mod worker;
 
@@ -30,6 +31,7 @@ pub use inbox::*;
 pub use outbox::*;
 pub use retry::*;
 pub use store::*;
+pub use text::HostText;
 pub use transaction::*;
 pub use worker::*;
 

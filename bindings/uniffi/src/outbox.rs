@@ -10,11 +10,12 @@ use oncely::outbox::{
 };
 use oncely::{AnyStore, NewMessage as CoreNewMessage, OutboxConfig};
 
-use crate::errors::{HandlerError, OncelyError, invalid, ms, opt_ms, to_ms};
+use crate::errors::{HandlerError, OncelyError, to_ms};
 use crate::inbox::Mode;
 use crate::on_runtime;
 use crate::retry::RetryPolicy;
 use crate::store::{ManualClock, Store, clock_of};
+use crate::text::{HostText, count, ms, opt_ms, opt_text, size, texts, timestamp};
 
 pub(crate) type CoreOutbox = oncely::Outbox<AnyStore>;
 type CoreDelivery = oncely::Delivery<AnyStore>;
@@ -92,13 +93,13 @@ pub struct NewMessage {
     pub payload: Vec<u8>,
     /// The id (default: a new UUIDv7). An id already in the queue adds no second copy.
     #[uniffi(default = None)]
-    pub id: Option<String>,
+    pub id: Option<HostText>,
     /// The ordering key (FIFO per key).
     #[uniffi(default = None)]
-    pub key: Option<String>,
+    pub key: Option<HostText>,
     /// Headers handed to the handler.
     #[uniffi(default = None)]
-    pub headers: Option<HashMap<String, String>>,
+    pub headers: Option<HashMap<HostText, HostText>>,
     /// Deliverable no earlier than this long from now.
     #[uniffi(default = None)]
     pub delay_ms: Option<i64>,
@@ -110,17 +111,17 @@ pub struct NewMessage {
 
 pub(crate) fn new_message(m: NewMessage) -> Result<CoreNewMessage, OncelyError> {
     let mut out = CoreNewMessage::new(m.payload);
-    if let Some(id) = m.id {
+    if let Some(id) = opt_text("id", m.id)? {
         out = out.id(id);
     }
-    if let Some(k) = m.key {
+    if let Some(k) = opt_text("key", m.key)? {
         out = out.key(k);
     }
     for (k, v) in m.headers.unwrap_or_default() {
-        out = out.header(k, v);
+        out = out.header(k.decode("headers")?, v.decode("headers")?);
     }
     if let Some(t) = m.available_at_ms {
-        out = out.available_at(oncely::Timestamp(t));
+        out = out.available_at(timestamp("available_at_ms", t)?);
     }
     if let Some(d) = opt_ms("delay_ms", m.delay_ms)? {
         out = out.delay(d);
@@ -165,7 +166,7 @@ pub enum Settle {
         /// The hint, replacing the backoff.
         after_ms: Option<i64>,
         /// The attempt's error.
-        error: String,
+        error: HostText,
     },
     /// Not now: again after `afterMs`, without using up an attempt.
     Snooze {
@@ -175,7 +176,7 @@ pub enum Settle {
     /// Failed for good: dead-letter (or park).
     Fail {
         /// Why.
-        reason: String,
+        reason: HostText,
     },
     /// Keep the lease `leaseMs` longer from now.
     Extend {
@@ -190,10 +191,10 @@ fn settle_of(s: Settle) -> Result<CoreSettle, OncelyError> {
     Ok(match s {
         Settle::Ack => CoreSettle::Ack,
         Settle::Retry { after_ms, error } => {
-            CoreSettle::Retry { after: opt_ms("after_ms", after_ms)?, error }
+            CoreSettle::Retry { after: opt_ms("after_ms", after_ms)?, error: error.decode("error")? }
         }
         Settle::Snooze { after_ms } => CoreSettle::Snooze { after: ms("after_ms", after_ms)? },
-        Settle::Fail { reason } => CoreSettle::Fail { reason },
+        Settle::Fail { reason } => CoreSettle::Fail { reason: reason.decode("reason")? },
         Settle::Extend { lease_ms } => CoreSettle::Extend { lease: ms("lease_ms", lease_ms)? },
         Settle::Release => CoreSettle::Release,
     })
@@ -374,6 +375,17 @@ pub enum EventKind {
     Replayed,
     /// A dead letter deleted.
     Purged,
+    /// Not about one message (`id` is empty): a worker found the store unavailable and keeps its
+    /// outcomes while it retries; once per outage.
+    StoreUnavailable {
+        /// The first error of the outage.
+        error: String,
+    },
+    /// Not about one message (`id` is empty): the store answered again after an outage.
+    StoreRecovered {
+        /// How long the outage lasted.
+        after_ms: u64,
+    },
 }
 
 /// A state change of one message, published after it committed.
@@ -406,6 +418,8 @@ fn event(e: &oncely::outbox::Event) -> OutboxEvent {
         CoreEventKind::Cancelled => EventKind::Cancelled,
         CoreEventKind::Replayed => EventKind::Replayed,
         CoreEventKind::Purged => EventKind::Purged,
+        CoreEventKind::StoreUnavailable { error } => EventKind::StoreUnavailable { error: error.clone() },
+        CoreEventKind::StoreRecovered { after_ms } => EventKind::StoreRecovered { after_ms: *after_ms },
     };
     OutboxEvent { id: e.id.clone(), at_ms: e.at.0, name: e.kind.name().to_string(), kind }
 }
@@ -479,7 +493,8 @@ impl Delivery {
 
     /// A failed attempt: retried by the policy (or after `afterMs`), or given up.
     #[uniffi::method(default(after_ms = None))]
-    pub async fn retry(&self, error: String, after_ms: Option<i64>) -> Result<Settled, OncelyError> {
+    pub async fn retry(&self, error: HostText, after_ms: Option<i64>) -> Result<Settled, OncelyError> {
+        let error = error.decode("error")?;
         let after = opt_ms("after_ms", after_ms)?;
         let d = self.inner.clone();
         on_runtime(async move { Ok(settled(d.retry(after, error).await?)) }).await
@@ -493,7 +508,8 @@ impl Delivery {
     }
 
     /// A permanent failure: dead-letter (or park).
-    pub async fn fail(&self, reason: String) -> Result<Settled, OncelyError> {
+    pub async fn fail(&self, reason: HostText) -> Result<Settled, OncelyError> {
+        let reason = reason.decode("reason")?;
         let d = self.inner.clone();
         on_runtime(async move { Ok(settled(d.fail(reason).await?)) }).await
     }
@@ -532,12 +548,12 @@ impl Outbox {
     #[uniffi::constructor(default(options = None, clock = None))]
     pub fn new(
         store: Arc<Store>,
-        queue: String,
+        queue: HostText,
         options: Option<OutboxOptions>,
         clock: Option<Arc<ManualClock>>,
     ) -> Result<Arc<Self>, OncelyError> {
         let o = options.unwrap_or_default();
-        let mut cfg = OutboxConfig::new(queue);
+        let mut cfg = OutboxConfig::new(queue.decode("queue")?);
         if let Some(m) = o.mode {
             cfg = cfg.mode(m.into());
         }
@@ -559,7 +575,7 @@ impl Outbox {
             });
         }
         if let Some(s) = o.seed {
-            cfg = cfg.seed(s);
+            cfg = cfg.seed(count("seed", s)?);
         }
         if let Some(b) = o.retry_budget {
             let mut budget = oncely::outbox::RetryBudget::new(b.ratio);
@@ -572,8 +588,7 @@ impl Outbox {
             cfg = cfg.retry_budget(budget);
         }
         if let Some(n) = o.max_payload_bytes {
-            cfg.max_payload_bytes =
-                usize::try_from(n).map_err(|_| invalid("max_payload_bytes", format!("is too large: {n}")))?;
+            cfg.max_payload_bytes = size("max_payload_bytes", n)?;
         }
         let inner = CoreOutbox::with_clock(store.inner.clone(), cfg, clock_of(clock))?;
         Ok(Arc::new(Outbox { inner }))
@@ -592,7 +607,12 @@ impl Outbox {
     /// Calls `listener` with every event of this outbox from now on (in this process).
     pub fn on_event(&self, listener: Box<dyn OutboxListener>) {
         self.inner.on_event(move |e| {
-            if let Err(err) = listener.on_event(event(e)) {
+            // The core publishes on the thread that made the change, often a worker of oncely's
+            // runtime: a listener that blocks there (a Kotlin `runBlocking { outbox.get(id) }`)
+            // would starve the task it waits for, queued on that same worker. `block_in_place`
+            // hands the worker's queue to another thread for the call (elsewhere it just calls).
+            let answer = tokio::task::block_in_place(|| listener.on_event(event(e)));
+            if let Err(err) = answer {
                 tracing::warn!(error = %err, "oncely: an outbox event listener failed");
             }
         });
@@ -626,14 +646,17 @@ impl Outbox {
 
     /// Settles a leased message by id and fencing token, without its `Delivery` (e.g. after a
     /// restart). A stale token throws `LeaseLost`.
-    pub async fn settle(&self, id: String, token: u64, how: Settle) -> Result<Settled, OncelyError> {
+    pub async fn settle(&self, id: HostText, token: u64, how: Settle) -> Result<Settled, OncelyError> {
+        let id = id.decode("id")?;
+        let token = count("token", token)?;
         let how = settle_of(how)?;
         let o = self.inner.clone();
         on_runtime(async move { Ok(settled(o.settle(&id, token, how).await?)) }).await
     }
 
     /// Removes a queued message before delivery.
-    pub async fn cancel(&self, id: String) -> Result<Cancelled, OncelyError> {
+    pub async fn cancel(&self, id: HostText) -> Result<Cancelled, OncelyError> {
+        let id = id.decode("id")?;
         let o = self.inner.clone();
         on_runtime(async move {
             Ok(match o.cancel(&id).await? {
@@ -646,7 +669,8 @@ impl Outbox {
     }
 
     /// The message as stored, or null.
-    pub async fn get(&self, id: String) -> Result<Option<OutboxRecord>, OncelyError> {
+    pub async fn get(&self, id: HostText) -> Result<Option<OutboxRecord>, OncelyError> {
+        let id = id.decode("id")?;
         let o = self.inner.clone();
         on_runtime(async move { Ok(o.get(&id).await?.map(outbox_record)) }).await
     }
@@ -658,6 +682,7 @@ impl Outbox {
         after_seq: Option<u64>,
         limit: u32,
     ) -> Result<Vec<OutboxRecord>, OncelyError> {
+        let after_seq = after_seq.map(|s| count("after_seq", s)).transpose()?;
         let o = self.inner.clone();
         on_runtime(async move {
             Ok(o.dead_letters(after_seq, limit as usize).await?.into_iter().map(outbox_record).collect())
@@ -666,14 +691,16 @@ impl Outbox {
     }
 
     /// Puts a dead letter back in the queue with attempts reset; false if it was not dead.
-    pub async fn replay(&self, id: String) -> Result<bool, OncelyError> {
+    pub async fn replay(&self, id: HostText) -> Result<bool, OncelyError> {
+        let id = id.decode("id")?;
         let o = self.inner.clone();
         on_runtime(async move { Ok(o.replay(&id).await?) }).await
     }
 
     /// Deletes the named dead letters, or all of them when `ids` is null; returns how many.
     #[uniffi::method(default(ids = None))]
-    pub async fn purge_dead(&self, ids: Option<Vec<String>>) -> Result<u64, OncelyError> {
+    pub async fn purge_dead(&self, ids: Option<Vec<HostText>>) -> Result<u64, OncelyError> {
+        let ids = ids.map(|ids| texts("ids", ids)).transpose()?;
         let o = self.inner.clone();
         on_runtime(async move { Ok(o.purge_dead(ids).await?) }).await
     }

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oncely::Timestamp;
 use oncely::backoff::{AttemptHistory, JitterRng, RetryDecision as CoreDecision};
 
-use crate::errors::{OncelyError, invalid, ms, opt_ms, to_ms};
+use crate::errors::{OncelyError, invalid, to_ms};
+use crate::text::{HostText, count, ms, opt_ms, timestamp};
 
 /// How the delay between attempts grows.
 #[derive(Debug, Clone, Copy, uniffi::Enum)]
@@ -124,9 +124,9 @@ impl RetryPolicy {
     /// A policy in the core's JSON form, e.g. `{"max_attempts": 5, "backoff": {"kind":
     /// "exponential", "initial_ms": 100, "factor": 2.0, "max_ms": 10000}, "jitter": "full"}`.
     #[uniffi::constructor]
-    pub fn from_json(json: String) -> Result<Arc<Self>, OncelyError> {
+    pub fn from_json(json: HostText) -> Result<Arc<Self>, OncelyError> {
         let inner: oncely::backoff::RetryPolicy =
-            serde_json::from_str(&json).map_err(|e| invalid("retry", e.to_string()))?;
+            serde_json::from_str(&json.decode("retry")?).map_err(|e| invalid("retry", e.to_string()))?;
         inner.validate()?;
         Ok(Arc::new(RetryPolicy { inner }))
     }
@@ -136,9 +136,11 @@ impl RetryPolicy {
         serde_json::to_string(&self.inner).unwrap_or_default()
     }
 
-    /// The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`.
-    pub fn schedule_ms(&self, seed: u64, n: u32) -> Vec<i64> {
-        self.inner.schedule(seed, n).into_iter().map(to_ms).collect()
+    /// The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`; `n` at
+    /// most 100,000 (the core's `MAX_SCHEDULE_LEN`), else `InvalidArgument`.
+    pub fn schedule_ms(&self, seed: u64, n: u32) -> Result<Vec<i64>, OncelyError> {
+        let schedule = self.inner.schedule_checked(count("seed", seed)?, u64::from(n))?;
+        Ok(schedule.into_iter().map(to_ms).collect())
     }
 
     /// The decision after a failed attempt: `attempts` made so far (the failed one included),
@@ -154,14 +156,16 @@ impl RetryPolicy {
         last_delay_ms: Option<i64>,
         retry_after_ms: Option<i64>,
     ) -> Result<RetryDecision, OncelyError> {
+        let seed = count("seed", seed)?;
         let history = AttemptHistory {
             attempts,
-            first_attempt_at: Timestamp(first_attempt_at_ms),
+            first_attempt_at: timestamp("first_attempt_at_ms", first_attempt_at_ms)?,
             last_delay: opt_ms("last_delay_ms", last_delay_ms)?,
         };
+        let now = timestamp("now_ms", now_ms)?;
         let retry_after: Option<Duration> = opt_ms("retry_after_ms", retry_after_ms)?;
         let mut rng = JitterRng::new(seed);
-        Ok(match self.inner.decide(&history, Timestamp(now_ms), retry_after, &mut rng) {
+        Ok(match self.inner.decide(&history, now, retry_after, &mut rng) {
             CoreDecision::RetryIn(d) => RetryDecision::RetryIn { delay_ms: to_ms(d) },
             CoreDecision::GiveUp(why) => RetryDecision::GiveUp {
                 reason: serde_json::to_value(why)

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use oncely::{AnyStore, SqliteConfig, Timestamp};
+use oncely::{AnyStore, SqliteConfig};
 
-use crate::errors::{OncelyError, ms};
+use crate::errors::OncelyError;
+use crate::text::{HostText, ms, timestamp};
 
 /// How hard an SQLite commit is pushed to disk before callers are told "done".
 #[derive(Debug, Clone, Copy, uniffi::Enum)]
@@ -43,7 +44,8 @@ impl Store {
     /// is refused with `CorruptStore` before anything is written. The location is parsed by the
     /// core (`AnyStore::open`), so new backends (PostgreSQL URLs) work here as they land.
     #[uniffi::constructor(default(options = None))]
-    pub fn new(location: String, options: Option<SqliteOptions>) -> Result<Arc<Self>, OncelyError> {
+    pub fn new(location: HostText, options: Option<SqliteOptions>) -> Result<Arc<Self>, OncelyError> {
+        let location = location.decode("location")?;
         let mut config = SqliteConfig::default();
         if let Some(o) = options {
             if let Some(s) = o.synchronous {
@@ -75,21 +77,22 @@ pub struct ManualClock {
 
 #[uniffi::export]
 impl ManualClock {
-    /// A manual clock showing `startMs` (milliseconds since the Unix epoch).
+    /// A manual clock showing `startMs` (milliseconds since the Unix epoch, 0 to 2^53 − 1).
     #[uniffi::constructor]
-    pub fn new(start_ms: i64) -> Arc<Self> {
-        Arc::new(ManualClock { inner: oncely::ManualClock::new(Timestamp(start_ms)) })
+    pub fn new(start_ms: i64) -> Result<Arc<Self>, OncelyError> {
+        Ok(Arc::new(ManualClock { inner: oncely::ManualClock::new(timestamp("start_ms", start_ms)?) }))
     }
 
     /// Moves the clock forward by `ms` milliseconds (negative: `invalid_argument`).
     pub fn advance_ms(&self, ms: i64) -> Result<(), OncelyError> {
-        self.inner.advance(crate::errors::ms("ms", ms)?);
+        self.inner.advance(crate::text::ms("ms", ms)?);
         Ok(())
     }
 
-    /// Sets the clock to `ms` (may go back: a clock jump).
-    pub fn set_ms(&self, ms: i64) {
-        self.inner.set(Timestamp(ms));
+    /// Sets the clock to `ms` (may go back: a clock jump; 0 to 2^53 − 1).
+    pub fn set_ms(&self, ms: i64) -> Result<(), OncelyError> {
+        self.inner.set(timestamp("ms", ms)?);
+        Ok(())
     }
 
     /// The clock's time in milliseconds since the Unix epoch.
@@ -111,6 +114,6 @@ pub(crate) fn clock_of(clock: Option<Arc<ManualClock>>) -> oncely::clock::Shared
 /// must be a plain identifier (letters, digits, `_`), else `InvalidArgument` and nothing is
 /// created. Blocks while it connects.
 #[uniffi::export]
-pub fn postgres_schema_url(url: String, schema: String) -> Result<String, OncelyError> {
-    Ok(oncely::PostgresStore::schema_url(&url, &schema)?)
+pub fn postgres_schema_url(url: HostText, schema: HostText) -> Result<String, OncelyError> {
+    Ok(oncely::PostgresStore::schema_url(&url.decode("url")?, &schema.decode("schema")?)?)
 }

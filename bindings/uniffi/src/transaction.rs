@@ -17,6 +17,7 @@ use crate::inbox::{CallOptions, Inbox, Processed, process_result};
 use crate::on_blocking;
 use crate::outbox::{Enqueued, NewMessage, Outbox, enqueued, new_message};
 use crate::store::Store;
+use crate::text::HostText;
 
 /// One SQL value, bound to a statement or read from a row.
 #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
@@ -36,7 +37,7 @@ pub enum SqlValue {
     /// Text.
     Text {
         /// The value.
-        v: String,
+        v: HostText,
     },
     /// Bytes.
     Blob {
@@ -45,14 +46,14 @@ pub enum SqlValue {
     },
 }
 
-fn to_core(v: SqlValue) -> CoreValue {
-    match v {
+fn to_core(v: SqlValue) -> Result<CoreValue, OncelyError> {
+    Ok(match v {
         SqlValue::Null => CoreValue::Null,
         SqlValue::Integer { v } => CoreValue::Integer(v),
         SqlValue::Real { v } => CoreValue::Real(v),
-        SqlValue::Text { v } => CoreValue::Text(v),
+        SqlValue::Text { v } => CoreValue::Text(v.decode("params")?),
         SqlValue::Blob { v } => CoreValue::Blob(v),
-    }
+    })
 }
 
 fn from_core(v: CoreValue) -> SqlValue {
@@ -60,7 +61,7 @@ fn from_core(v: CoreValue) -> SqlValue {
         CoreValue::Null => SqlValue::Null,
         CoreValue::Integer(v) => SqlValue::Integer { v },
         CoreValue::Real(v) => SqlValue::Real { v },
-        CoreValue::Text(v) => SqlValue::Text { v },
+        CoreValue::Text(v) => SqlValue::Text { v: v.into() },
         CoreValue::Blob(v) => SqlValue::Blob { v },
     }
 }
@@ -114,8 +115,9 @@ impl SqlTransaction {
     /// SQL error throws `Storage` (on SQLite the transaction stays usable). Statements that would
     /// end the transaction are refused.
     #[uniffi::method(default(params = []))]
-    pub fn execute(&self, sql: String, params: Vec<SqlValue>) -> Result<Vec<Vec<SqlValue>>, OncelyError> {
-        let params: Vec<CoreValue> = params.into_iter().map(to_core).collect();
+    pub fn execute(&self, sql: HostText, params: Vec<SqlValue>) -> Result<Vec<Vec<SqlValue>>, OncelyError> {
+        let sql = sql.decode("sql")?;
+        let params = params.into_iter().map(to_core).collect::<Result<Vec<_>, _>>()?;
         let rows = self.with_tx(|tx| tx.execute(&sql, &params))?;
         Ok(rows.into_iter().map(|r| r.into_iter().map(from_core).collect()).collect())
     }
@@ -174,20 +176,20 @@ impl Inbox {
     #[uniffi::method(default(payload = None, options = None))]
     pub async fn process_in_transaction(
         &self,
-        id: String,
+        id: HostText,
         payload: Option<Vec<u8>>,
         handler: Box<dyn TransactionHandler>,
         options: Option<CallOptions>,
     ) -> Result<Processed, OncelyError> {
         let o = options.unwrap_or_default();
-        let mut req = Request::new(id);
+        let mut req = Request::new(id.decode("id")?);
         if let Some(p) = payload {
             req = req.payload(&p);
         }
         if let Some(m) = o.mode {
             req = req.mode(m.into());
         }
-        if let Some(l) = crate::errors::opt_ms("lease_ms", o.lease_ms)? {
+        if let Some(l) = crate::text::opt_ms("lease_ms", o.lease_ms)? {
             req = req.lease(l);
         }
         let inbox = self.inner.clone();

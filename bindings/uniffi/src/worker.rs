@@ -8,9 +8,10 @@ use oncely::handler::{HandlerResult, Hint, Raised, Returned};
 use oncely::{AnyStore, Outcome, WorkerConfig};
 use tokio::sync::watch;
 
-use crate::errors::{HandlerError, OncelyError, ms};
+use crate::errors::{HandlerError, OncelyError};
 use crate::on_runtime;
 use crate::outbox::Outbox;
+use crate::text::{HostText, ms};
 
 /// One message handed to a worker's handler.
 #[derive(Debug, Clone, uniffi::Record)]
@@ -45,7 +46,7 @@ pub enum WorkerOutcome {
     /// Retry.after: …)`).
     Retry {
         /// What went wrong (empty: the stored error is `Retry`).
-        error: String,
+        error: HostText,
         /// A delay replacing the backoff.
         after_ms: Option<i64>,
     },
@@ -59,7 +60,7 @@ pub enum WorkerOutcome {
     /// Failed for good: dead-letter (or park) without retrying.
     Fail {
         /// Why (empty: the stored reason is `Permanent`).
-        reason: String,
+        reason: HostText,
     },
 }
 
@@ -126,15 +127,18 @@ fn handler_result(r: Result<Result<WorkerOutcome, HandlerError>, tokio::task::Jo
     let seconds = |ms: i64| Hint::Seconds(ms as f64 / 1000.0);
     match r {
         Ok(Ok(WorkerOutcome::Success)) => HandlerResult::Returned(Returned::Nothing),
+        // A handler's failure texts are read lossily (stored, never refused).
         Ok(Ok(WorkerOutcome::Retry { error, after_ms })) => raised(
-            Raised::Retry { error: Some(error.clone()), after: after_ms.map_or(Hint::Absent, seconds) },
-            Some(error),
+            Raised::Retry { error: Some(error.lossy()), after: after_ms.map_or(Hint::Absent, seconds) },
+            Some(error.lossy()),
             "Retry",
         ),
         Ok(Ok(WorkerOutcome::Snooze { after_ms })) => {
             raised(Raised::Snooze { seconds: seconds(after_ms) }, None, "Snooze")
         }
-        Ok(Ok(WorkerOutcome::Fail { reason })) => raised(Raised::Permanent, Some(reason), "Permanent"),
+        Ok(Ok(WorkerOutcome::Fail { reason })) => {
+            raised(Raised::Permanent, Some(reason.lossy()), "Permanent")
+        }
         Ok(Err(e)) => e.into(),
         Err(e) => raised(Raised::Other, Some(format!("the handler did not return: {e}")), "JoinError"),
     }
@@ -283,7 +287,7 @@ mod tests {
             Outcome::Retry { after: Some(Duration::from_millis(1500)), error: "busy".into() }
         );
         assert_eq!(
-            settle(WorkerOutcome::Retry { error: String::new(), after_ms: None }),
+            settle(WorkerOutcome::Retry { error: "".into(), after_ms: None }),
             Outcome::retry("Retry")
         );
         assert_eq!(
@@ -295,7 +299,7 @@ mod tests {
             settle(WorkerOutcome::Snooze { after_ms: 0 }),
             Outcome::retry("bad Snooze.seconds: invalid argument `seconds`: must be greater than zero")
         );
-        assert_eq!(settle(WorkerOutcome::Fail { reason: String::new() }), Outcome::Fail("Permanent".into()));
+        assert_eq!(settle(WorkerOutcome::Fail { reason: "".into() }), Outcome::Fail("Permanent".into()));
         assert_eq!(
             outcome(Ok(Err(HandlerError::Retry { error: None, type_name: "HandlerFailure".into() }))),
             Outcome::retry("HandlerFailure")

@@ -659,7 +659,7 @@ public protocol DeliveryProtocol: AnyObject, Sendable {
     /**
      * A permanent failure: dead-letter (or park).
      */
-    func fail(reason: String) async throws  -> Settled
+    func fail(reason: HostText) async throws  -> Settled
     
     /**
      * The headers.
@@ -699,7 +699,7 @@ public protocol DeliveryProtocol: AnyObject, Sendable {
     /**
      * A failed attempt: retried by the policy (or after `afterMs`), or given up.
      */
-    func retry(error: String, afterMs: Int64?) async throws  -> Settled
+    func retry(error: HostText, afterMs: Int64?) async throws  -> Settled
     
     /**
      * Settles by `how` (the same as the calls above).
@@ -853,12 +853,12 @@ open func extend(leaseMs: Int64)async throws  -> Settled  {
     /**
      * A permanent failure: dead-letter (or park).
      */
-open func fail(reason: String)async throws  -> Settled  {
+open func fail(reason: HostText)async throws  -> Settled  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_delivery_fail(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(reason)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(reason)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -963,12 +963,12 @@ open func release()async throws  -> Settled  {
     /**
      * A failed attempt: retried by the policy (or after `afterMs`), or given up.
      */
-open func retry(error: String, afterMs: Int64? = nil)async throws  -> Settled  {
+open func retry(error: HostText, afterMs: Int64? = nil)async throws  -> Settled  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_delivery_retry(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(error),FfiConverterOptionInt64.lower(afterMs)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(error),FfiConverterOptionInt64.lower(afterMs)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -1090,7 +1090,7 @@ public protocol InboxProtocol: AnyObject, Sendable {
      * `Duplicate`, `InProgress` or `Conflict`. `payload` is fingerprinted to detect reuse of an
      * id for a different payload.
      */
-    func begin(id: String, payload: Data?, options: CallOptions?) async throws  -> BeginOutcome
+    func begin(id: HostText, payload: Data?, options: CallOptions?) async throws  -> BeginOutcome
     
     /**
      * Claims several ids in one store round trip; answers in request order.
@@ -1106,7 +1106,7 @@ public protocol InboxProtocol: AnyObject, Sendable {
     /**
      * The id's record as stored (expired records included until collected), or null.
      */
-    func get(id: String) async throws  -> InboxRecord?
+    func get(id: HostText) async throws  -> InboxRecord?
     
     /**
      * The inbox's default mode (a call's `CallOptions.mode` overrides it).
@@ -1121,12 +1121,12 @@ public protocol InboxProtocol: AnyObject, Sendable {
      * failed in this call, `ReplayedFailure` for a stored failure, `Conflict`, `InProgress`
      * (or `Timeout` with `waitMs`), or a storage error.
      */
-    func process(id: String, payload: Data?, handler: ProcessHandler, options: CallOptions?) async throws  -> Processed
+    func process(id: HostText, payload: Data?, handler: ProcessHandler, options: CallOptions?) async throws  -> Processed
     
     /**
      * `process` with a suspending handler (the same rules).
      */
-    func processSuspending(id: String, payload: Data?, handler: SuspendProcessHandler, options: CallOptions?) async throws  -> Processed
+    func processSuspending(id: HostText, payload: Data?, handler: SuspendProcessHandler, options: CallOptions?) async throws  -> Processed
     
     /**
      * Deletes every expired record (of every scope) now; returns how many.
@@ -1146,7 +1146,7 @@ public protocol InboxProtocol: AnyObject, Sendable {
      * running the handler. Throws as `process` does; the memory store refuses with
      * `InvalidArgument`.
      */
-    func processInTransaction(id: String, payload: Data?, handler: TransactionHandler, options: CallOptions?) async throws  -> Processed
+    func processInTransaction(id: HostText, payload: Data?, handler: TransactionHandler, options: CallOptions?) async throws  -> Processed
     
 }
 /**
@@ -1196,13 +1196,13 @@ open class Inbox: InboxProtocol, @unchecked Sendable {
      * An inbox on `store` for `scope`. `clock`: a `ManualClock` for tests (default: the system
      * clock). Bad options throw `InvalidArgument`.
      */
-public convenience init(store: Store, scope: String, options: InboxOptions? = nil, clock: ManualClock? = nil)throws  {
+public convenience init(store: Store, scope: HostText, options: InboxOptions? = nil, clock: ManualClock? = nil)throws  {
     let handle =
         try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_constructor_inbox_new(
         FfiConverterTypeStore_lower(store),
-        FfiConverterString.lower(scope),
+        FfiConverterTypeHostText_lower(scope),
         FfiConverterOptionTypeInboxOptions.lower(options),
         FfiConverterOptionTypeManualClock.lower(clock),uniffiCallStatus
     )
@@ -1227,12 +1227,12 @@ public convenience init(store: Store, scope: String, options: InboxOptions? = ni
      * `Duplicate`, `InProgress` or `Conflict`. `payload` is fingerprinted to detect reuse of an
      * id for a different payload.
      */
-open func begin(id: String, payload: Data? = nil, options: CallOptions? = nil)async throws  -> BeginOutcome  {
+open func begin(id: HostText, payload: Data? = nil, options: CallOptions? = nil)async throws  -> BeginOutcome  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_inbox_begin(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(id),FfiConverterOptionData.lower(payload),FfiConverterOptionTypeCallOptions.lower(options)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(id),FfiConverterOptionData.lower(payload),FfiConverterOptionTypeCallOptions.lower(options)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -1285,12 +1285,12 @@ open func finishMany(items: [FinishItem])async throws  -> [ItemOutcome]  {
     /**
      * The id's record as stored (expired records included until collected), or null.
      */
-open func get(id: String)async throws  -> InboxRecord?  {
+open func get(id: HostText)async throws  -> InboxRecord?  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_inbox_get(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(id)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -1321,12 +1321,12 @@ open func mode() -> Mode  {
      * failed in this call, `ReplayedFailure` for a stored failure, `Conflict`, `InProgress`
      * (or `Timeout` with `waitMs`), or a storage error.
      */
-open func process(id: String, payload: Data? = nil, handler: ProcessHandler, options: CallOptions? = nil)async throws  -> Processed  {
+open func process(id: HostText, payload: Data? = nil, handler: ProcessHandler, options: CallOptions? = nil)async throws  -> Processed  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_inbox_process(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(id),FfiConverterOptionData.lower(payload),FfiConverterCallbackInterfaceProcessHandler_lower(handler),FfiConverterOptionTypeCallOptions.lower(options)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(id),FfiConverterOptionData.lower(payload),FfiConverterCallbackInterfaceProcessHandler_lower(handler),FfiConverterOptionTypeCallOptions.lower(options)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -1340,12 +1340,12 @@ open func process(id: String, payload: Data? = nil, handler: ProcessHandler, opt
     /**
      * `process` with a suspending handler (the same rules).
      */
-open func processSuspending(id: String, payload: Data? = nil, handler: SuspendProcessHandler, options: CallOptions? = nil)async throws  -> Processed  {
+open func processSuspending(id: HostText, payload: Data? = nil, handler: SuspendProcessHandler, options: CallOptions? = nil)async throws  -> Processed  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_inbox_process_suspending(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(id),FfiConverterOptionData.lower(payload),FfiConverterCallbackInterfaceSuspendProcessHandler_lower(handler),FfiConverterOptionTypeCallOptions.lower(options)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(id),FfiConverterOptionData.lower(payload),FfiConverterCallbackInterfaceSuspendProcessHandler_lower(handler),FfiConverterOptionTypeCallOptions.lower(options)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -1395,12 +1395,12 @@ open func scope() -> String  {
      * running the handler. Throws as `process` does; the memory store refuses with
      * `InvalidArgument`.
      */
-open func processInTransaction(id: String, payload: Data? = nil, handler: TransactionHandler, options: CallOptions? = nil)async throws  -> Processed  {
+open func processInTransaction(id: HostText, payload: Data? = nil, handler: TransactionHandler, options: CallOptions? = nil)async throws  -> Processed  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_inbox_process_in_transaction(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(id),FfiConverterOptionData.lower(payload),FfiConverterCallbackInterfaceTransactionHandler_lower(handler),FfiConverterOptionTypeCallOptions.lower(options)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(id),FfiConverterOptionData.lower(payload),FfiConverterCallbackInterfaceTransactionHandler_lower(handler),FfiConverterOptionTypeCallOptions.lower(options)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -1478,9 +1478,9 @@ public protocol ManualClockProtocol: AnyObject, Sendable {
     func nowMs()  -> Int64
     
     /**
-     * Sets the clock to `ms` (may go back: a clock jump).
+     * Sets the clock to `ms` (may go back: a clock jump; 0 to 2^53 − 1).
      */
-    func setMs(ms: Int64) 
+    func setMs(ms: Int64) throws 
     
 }
 /**
@@ -1527,11 +1527,11 @@ open class ManualClock: ManualClockProtocol, @unchecked Sendable {
         return try! rustCall { uniffi_oncely_ffi_fn_clone_manualclock(self.handle, $0) }
     }
     /**
-     * A manual clock showing `startMs` (milliseconds since the Unix epoch).
+     * A manual clock showing `startMs` (milliseconds since the Unix epoch, 0 to 2^53 − 1).
      */
-public convenience init(startMs: Int64) {
+public convenience init(startMs: Int64)throws  {
     let handle =
-        try! rustCall() {
+        try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_constructor_manualclock_new(
         FfiConverterInt64.lower(startMs),uniffiCallStatus
@@ -1577,9 +1577,9 @@ open func nowMs() -> Int64  {
 }
     
     /**
-     * Sets the clock to `ms` (may go back: a clock jump).
+     * Sets the clock to `ms` (may go back: a clock jump; 0 to 2^53 − 1).
      */
-open func setMs(ms: Int64)  {try! rustCall() {
+open func setMs(ms: Int64)throws   {try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_method_manualclock_set_ms(
             self.uniffiCloneHandle(),
@@ -1646,7 +1646,7 @@ public protocol OutboxProtocol: AnyObject, Sendable {
     /**
      * Removes a queued message before delivery.
      */
-    func cancel(id: String) async throws  -> Cancelled
+    func cancel(id: HostText) async throws  -> Cancelled
     
     /**
      * Dead letters in queue order after `afterSeq`, at most `limit`.
@@ -1668,7 +1668,7 @@ public protocol OutboxProtocol: AnyObject, Sendable {
     /**
      * The message as stored, or null.
      */
-    func get(id: String) async throws  -> OutboxRecord?
+    func get(id: HostText) async throws  -> OutboxRecord?
     
     /**
      * Leases up to `max` due messages (first reaping leases that ran out).
@@ -1688,7 +1688,7 @@ public protocol OutboxProtocol: AnyObject, Sendable {
     /**
      * Deletes the named dead letters, or all of them when `ids` is null; returns how many.
      */
-    func purgeDead(ids: [String]?) async throws  -> UInt64
+    func purgeDead(ids: [HostText]?) async throws  -> UInt64
     
     /**
      * The queue's name.
@@ -1698,13 +1698,13 @@ public protocol OutboxProtocol: AnyObject, Sendable {
     /**
      * Puts a dead letter back in the queue with attempts reset; false if it was not dead.
      */
-    func replay(id: String) async throws  -> Bool
+    func replay(id: HostText) async throws  -> Bool
     
     /**
      * Settles a leased message by id and fencing token, without its `Delivery` (e.g. after a
      * restart). A stale token throws `LeaseLost`.
      */
-    func settle(id: String, token: UInt64, how: Settle) async throws  -> Settled
+    func settle(id: HostText, token: UInt64, how: Settle) async throws  -> Settled
     
     /**
      * The queue's counts and this process's counters.
@@ -1758,13 +1758,13 @@ open class Outbox: OutboxProtocol, @unchecked Sendable {
      * An outbox for `queue` on `store`. `clock`: a `ManualClock` for tests. Bad options throw
      * `InvalidArgument`.
      */
-public convenience init(store: Store, queue: String, options: OutboxOptions? = nil, clock: ManualClock? = nil)throws  {
+public convenience init(store: Store, queue: HostText, options: OutboxOptions? = nil, clock: ManualClock? = nil)throws  {
     let handle =
         try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_constructor_outbox_new(
         FfiConverterTypeStore_lower(store),
-        FfiConverterString.lower(queue),
+        FfiConverterTypeHostText_lower(queue),
         FfiConverterOptionTypeOutboxOptions.lower(options),
         FfiConverterOptionTypeManualClock.lower(clock),uniffiCallStatus
     )
@@ -1787,12 +1787,12 @@ public convenience init(store: Store, queue: String, options: OutboxOptions? = n
     /**
      * Removes a queued message before delivery.
      */
-open func cancel(id: String)async throws  -> Cancelled  {
+open func cancel(id: HostText)async throws  -> Cancelled  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_outbox_cancel(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(id)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -1865,12 +1865,12 @@ open func enqueueMany(messages: [NewMessage])async throws  -> [Enqueued]  {
     /**
      * The message as stored, or null.
      */
-open func get(id: String)async throws  -> OutboxRecord?  {
+open func get(id: HostText)async throws  -> OutboxRecord?  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_outbox_get(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(id)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -1927,12 +1927,12 @@ open func onEvent(listener: OutboxListener)  {try! rustCall() {
     /**
      * Deletes the named dead letters, or all of them when `ids` is null; returns how many.
      */
-open func purgeDead(ids: [String]? = nil)async throws  -> UInt64  {
+open func purgeDead(ids: [HostText]? = nil)async throws  -> UInt64  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_outbox_purge_dead(
-                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(ids)
+                        self.uniffiCloneHandle(),FfiConverterOptionSequenceTypeHostText.lower(ids)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_u64,
@@ -1958,12 +1958,12 @@ open func queue() -> String  {
     /**
      * Puts a dead letter back in the queue with attempts reset; false if it was not dead.
      */
-open func replay(id: String)async throws  -> Bool  {
+open func replay(id: HostText)async throws  -> Bool  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_outbox_replay(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(id)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_i8,
@@ -1978,12 +1978,12 @@ open func replay(id: String)async throws  -> Bool  {
      * Settles a leased message by id and fencing token, without its `Delivery` (e.g. after a
      * restart). A stale token throws `LeaseLost`.
      */
-open func settle(id: String, token: UInt64, how: Settle)async throws  -> Settled  {
+open func settle(id: HostText, token: UInt64, how: Settle)async throws  -> Settled  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_outbox_settle(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(id),FfiConverterUInt64.lower(token),FfiConverterTypeSettle_lower(how)
+                        self.uniffiCloneHandle(),FfiConverterTypeHostText_lower(id),FfiConverterUInt64.lower(token),FfiConverterTypeSettle_lower(how)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_rust_buffer,
@@ -2078,9 +2078,10 @@ public protocol RetryPolicyProtocol: AnyObject, Sendable {
     func decide(seed: UInt64, attempts: UInt32, firstAttemptAtMs: Int64, nowMs: Int64, lastDelayMs: Int64?, retryAfterMs: Int64?) throws  -> RetryDecision
     
     /**
-     * The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`.
+     * The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`; `n` at
+     * most 100,000 (the core's `MAX_SCHEDULE_LEN`), else `InvalidArgument`.
      */
-    func scheduleMs(seed: UInt64, n: UInt32)  -> [Int64]
+    func scheduleMs(seed: UInt64, n: UInt32) throws  -> [Int64]
     
     /**
      * The policy in the core's JSON form.
@@ -2163,11 +2164,11 @@ public convenience init(maxAttempts: UInt32, backoff: Backoff, jitter: Jitter, d
      * A policy in the core's JSON form, e.g. `{"max_attempts": 5, "backoff": {"kind":
      * "exponential", "initial_ms": 100, "factor": 2.0, "max_ms": 10000}, "jitter": "full"}`.
      */
-public static func fromJson(json: String)throws  -> RetryPolicy  {
+public static func fromJson(json: HostText)throws  -> RetryPolicy  {
     return try  FfiConverterTypeRetryPolicy_lift(try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_constructor_retrypolicy_from_json(
-        FfiConverterString.lower(json),uniffiCallStatus
+        FfiConverterTypeHostText_lower(json),uniffiCallStatus
     )
 })
 }
@@ -2195,10 +2196,11 @@ open func decide(seed: UInt64, attempts: UInt32, firstAttemptAtMs: Int64, nowMs:
 }
     
     /**
-     * The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`.
+     * The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`; `n` at
+     * most 100,000 (the core's `MAX_SCHEDULE_LEN`), else `InvalidArgument`.
      */
-open func scheduleMs(seed: UInt64, n: UInt32) -> [Int64]  {
-    return try!  FfiConverterSequenceInt64.lift(try! rustCall() {
+open func scheduleMs(seed: UInt64, n: UInt32)throws  -> [Int64]  {
+    return try  FfiConverterSequenceInt64.lift(try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_method_retrypolicy_schedule_ms(
             self.uniffiCloneHandle(),
@@ -2296,7 +2298,7 @@ public protocol SqlTransactionProtocol: AnyObject, Sendable {
      * SQL error throws `Storage` (on SQLite the transaction stays usable). Statements that would
      * end the transaction are refused.
      */
-    func execute(sql: String, params: [SqlValue]) throws  -> [[SqlValue]]
+    func execute(sql: HostText, params: [SqlValue]) throws  -> [[SqlValue]]
     
     /**
      * Whether the handler that got this transaction is still running (calls are allowed).
@@ -2399,12 +2401,12 @@ open func enqueueMany(outbox: Outbox, messages: [NewMessage])throws  -> [Enqueue
      * SQL error throws `Storage` (on SQLite the transaction stays usable). Statements that would
      * end the transaction are refused.
      */
-open func execute(sql: String, params: [SqlValue] = [])throws  -> [[SqlValue]]  {
+open func execute(sql: HostText, params: [SqlValue] = [])throws  -> [[SqlValue]]  {
     return try  FfiConverterSequenceSequenceTypeSqlValue.lift(try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_method_sqltransaction_execute(
             self.uniffiCloneHandle(),
-        FfiConverterString.lower(sql),
+        FfiConverterTypeHostText_lower(sql),
         FfiConverterSequenceTypeSqlValue.lower(params),uniffiCallStatus
     )
 })
@@ -2542,12 +2544,12 @@ open class Store: StoreProtocol, @unchecked Sendable {
      * is refused with `CorruptStore` before anything is written. The location is parsed by the
      * core (`AnyStore::open`), so new backends (PostgreSQL URLs) work here as they land.
      */
-public convenience init(location: String, options: SqliteOptions? = nil)throws  {
+public convenience init(location: HostText, options: SqliteOptions? = nil)throws  {
     let handle =
         try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_constructor_store_new(
-        FfiConverterString.lower(location),
+        FfiConverterTypeHostText_lower(location),
         FfiConverterOptionTypeSqliteOptions.lower(options),uniffiCallStatus
     )
 }
@@ -2689,7 +2691,7 @@ public protocol TicketProtocol: AnyObject, Sendable {
      * `error`, a `permanent` failure is stored or released by the cache policy and a retryable
      * one gives the id back.
      */
-    func settle(result: Data?, error: String?, permanent: Bool) async throws 
+    func settle(result: Data?, error: HostText?, permanent: Bool) async throws 
     
     /**
      * The fencing token: larger than every token handed out for this id before; 0 for an
@@ -2844,12 +2846,12 @@ open func release()async throws   {
      * `error`, a `permanent` failure is stored or released by the cache policy and a retryable
      * one gives the id back.
      */
-open func settle(result: Data? = nil, error: String? = nil, permanent: Bool = false)async throws   {
+open func settle(result: Data? = nil, error: HostText? = nil, permanent: Bool = false)async throws   {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_oncely_ffi_fn_method_ticket_settle(
-                        self.uniffiCloneHandle(),FfiConverterOptionData.lower(result),FfiConverterOptionString.lower(error),FfiConverterBool.lower(permanent)
+                        self.uniffiCloneHandle(),FfiConverterOptionData.lower(result),FfiConverterOptionTypeHostText.lower(error),FfiConverterBool.lower(permanent)
                 )
             },
             pollFunc: ffi_oncely_ffi_rust_future_poll_void,
@@ -3192,7 +3194,7 @@ public struct BeginRequest: Equatable, Hashable {
     /**
      * The id (1–512 bytes of UTF-8, no NUL).
      */
-    public var id: String
+    public var id: HostText
     /**
      * Fingerprinted for conflict detection (absent: not validated).
      */
@@ -3211,7 +3213,7 @@ public struct BeginRequest: Equatable, Hashable {
     public init(
         /**
          * The id (1–512 bytes of UTF-8, no NUL).
-         */id: String, 
+         */id: HostText, 
         /**
          * Fingerprinted for conflict detection (absent: not validated).
          */payload: Data? = nil, 
@@ -3243,7 +3245,7 @@ public struct FfiConverterTypeBeginRequest: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> BeginRequest {
         return
             try BeginRequest(
-                id: FfiConverterString.read(from: &buf), 
+                id: FfiConverterTypeHostText.read(from: &buf), 
                 payload: FfiConverterOptionData.read(from: &buf), 
                 mode: FfiConverterOptionTypeMode.read(from: &buf), 
                 leaseMs: FfiConverterOptionInt64.read(from: &buf)
@@ -3251,7 +3253,7 @@ public struct FfiConverterTypeBeginRequest: FfiConverterRustBuffer {
     }
 
     public static func write(_ value: BeginRequest, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterTypeHostText.write(value.id, into: &buf)
         FfiConverterOptionData.write(value.payload, into: &buf)
         FfiConverterOptionTypeMode.write(value.mode, into: &buf)
         FfiConverterOptionInt64.write(value.leaseMs, into: &buf)
@@ -3785,15 +3787,15 @@ public struct NewMessage: Equatable, Hashable {
     /**
      * The id (default: a new UUIDv7). An id already in the queue adds no second copy.
      */
-    public var id: String?
+    public var id: HostText?
     /**
      * The ordering key (FIFO per key).
      */
-    public var key: String?
+    public var key: HostText?
     /**
      * Headers handed to the handler.
      */
-    public var headers: [String: String]?
+    public var headers: [HostText: HostText]?
     /**
      * Deliverable no earlier than this long from now.
      */
@@ -3812,13 +3814,13 @@ public struct NewMessage: Equatable, Hashable {
          */payload: Data, 
         /**
          * The id (default: a new UUIDv7). An id already in the queue adds no second copy.
-         */id: String? = nil, 
+         */id: HostText? = nil, 
         /**
          * The ordering key (FIFO per key).
-         */key: String? = nil, 
+         */key: HostText? = nil, 
         /**
          * Headers handed to the handler.
-         */headers: [String: String]? = nil, 
+         */headers: [HostText: HostText]? = nil, 
         /**
          * Deliverable no earlier than this long from now.
          */delayMs: Int64? = nil, 
@@ -3851,9 +3853,9 @@ public struct FfiConverterTypeNewMessage: FfiConverterRustBuffer {
         return
             try NewMessage(
                 payload: FfiConverterData.read(from: &buf), 
-                id: FfiConverterOptionString.read(from: &buf), 
-                key: FfiConverterOptionString.read(from: &buf), 
-                headers: FfiConverterOptionDictionaryStringString.read(from: &buf), 
+                id: FfiConverterOptionTypeHostText.read(from: &buf), 
+                key: FfiConverterOptionTypeHostText.read(from: &buf), 
+                headers: FfiConverterOptionDictionaryTypeHostTextTypeHostText.read(from: &buf), 
                 delayMs: FfiConverterOptionInt64.read(from: &buf), 
                 availableAtMs: FfiConverterOptionInt64.read(from: &buf)
         )
@@ -3861,9 +3863,9 @@ public struct FfiConverterTypeNewMessage: FfiConverterRustBuffer {
 
     public static func write(_ value: NewMessage, into buf: inout [UInt8]) {
         FfiConverterData.write(value.payload, into: &buf)
-        FfiConverterOptionString.write(value.id, into: &buf)
-        FfiConverterOptionString.write(value.key, into: &buf)
-        FfiConverterOptionDictionaryStringString.write(value.headers, into: &buf)
+        FfiConverterOptionTypeHostText.write(value.id, into: &buf)
+        FfiConverterOptionTypeHostText.write(value.key, into: &buf)
+        FfiConverterOptionDictionaryTypeHostTextTypeHostText.write(value.headers, into: &buf)
         FfiConverterOptionInt64.write(value.delayMs, into: &buf)
         FfiConverterOptionInt64.write(value.availableAtMs, into: &buf)
     }
@@ -5390,6 +5392,23 @@ public enum EventKind: Equatable, Hashable {
      * A dead letter deleted.
      */
     case purged
+    /**
+     * Not about one message (`id` is empty): a worker found the store unavailable and keeps its
+     * outcomes while it retries; once per outage.
+     */
+    case storeUnavailable(
+        /**
+         * The first error of the outage.
+         */error: String
+    )
+    /**
+     * Not about one message (`id` is empty): the store answered again after an outage.
+     */
+    case storeRecovered(
+        /**
+         * How long the outage lasted.
+         */afterMs: UInt64
+    )
 
 
 
@@ -5441,6 +5460,12 @@ public struct FfiConverterTypeEventKind: FfiConverterRustBuffer {
         case 12: return .replayed
         
         case 13: return .purged
+        
+        case 14: return .storeUnavailable(error: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 15: return .storeRecovered(afterMs: try FfiConverterUInt64.read(from: &buf)
+        )
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -5507,6 +5532,16 @@ public struct FfiConverterTypeEventKind: FfiConverterRustBuffer {
         case .purged:
             writeInt(&buf, Int32(13))
         
+        
+        case let .storeUnavailable(error):
+            writeInt(&buf, Int32(14))
+            FfiConverterString.write(error, into: &buf)
+            
+        
+        case let .storeRecovered(afterMs):
+            writeInt(&buf, Int32(15))
+            FfiConverterUInt64.write(afterMs, into: &buf)
+            
         }
     }
 }
@@ -5548,10 +5583,10 @@ enum HandlerError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case Retry(
         /**
          * The exception's message (`Throwable.message`); null when it has none.
-         */error: String?, 
+         */error: HostText?, 
         /**
          * The exception's simple class name (`IOException`).
-         */typeName: String
+         */typeName: HostText
     )
     /**
      * A failure no retry will cure: the inbox stores it (by its cache policy) and the outbox
@@ -5560,7 +5595,7 @@ enum HandlerError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case Permanent(
         /**
          * What went wrong.
-         */reason: String
+         */reason: HostText
     )
 
     
@@ -5592,11 +5627,11 @@ public struct FfiConverterTypeHandlerError: FfiConverterRustBuffer {
 
         
         case 1: return .Retry(
-            error: try FfiConverterOptionString.read(from: &buf), 
-            typeName: try FfiConverterString.read(from: &buf)
+            error: try FfiConverterOptionTypeHostText.read(from: &buf), 
+            typeName: try FfiConverterTypeHostText.read(from: &buf)
             )
         case 2: return .Permanent(
-            reason: try FfiConverterString.read(from: &buf)
+            reason: try FfiConverterTypeHostText.read(from: &buf)
             )
 
          default: throw UniffiInternalError.unexpectedEnumCase
@@ -5612,13 +5647,13 @@ public struct FfiConverterTypeHandlerError: FfiConverterRustBuffer {
         
         case let .Retry(error,typeName):
             writeInt(&buf, Int32(1))
-            FfiConverterOptionString.write(error, into: &buf)
-            FfiConverterString.write(typeName, into: &buf)
+            FfiConverterOptionTypeHostText.write(error, into: &buf)
+            FfiConverterTypeHostText.write(typeName, into: &buf)
             
         
         case let .Permanent(reason):
             writeInt(&buf, Int32(2))
-            FfiConverterString.write(reason, into: &buf)
+            FfiConverterTypeHostText.write(reason, into: &buf)
             
         }
     }
@@ -6541,7 +6576,7 @@ public enum Settle: Equatable, Hashable {
          */afterMs: Int64?, 
         /**
          * The attempt's error.
-         */error: String
+         */error: HostText
     )
     /**
      * Not now: again after `afterMs`, without using up an attempt.
@@ -6557,7 +6592,7 @@ public enum Settle: Equatable, Hashable {
     case fail(
         /**
          * Why.
-         */reason: String
+         */reason: HostText
     )
     /**
      * Keep the lease `leaseMs` longer from now.
@@ -6594,13 +6629,13 @@ public struct FfiConverterTypeSettle: FfiConverterRustBuffer {
         
         case 1: return .ack
         
-        case 2: return .retry(afterMs: try FfiConverterOptionInt64.read(from: &buf), error: try FfiConverterString.read(from: &buf)
+        case 2: return .retry(afterMs: try FfiConverterOptionInt64.read(from: &buf), error: try FfiConverterTypeHostText.read(from: &buf)
         )
         
         case 3: return .snooze(afterMs: try FfiConverterInt64.read(from: &buf)
         )
         
-        case 4: return .fail(reason: try FfiConverterString.read(from: &buf)
+        case 4: return .fail(reason: try FfiConverterTypeHostText.read(from: &buf)
         )
         
         case 5: return .extend(leaseMs: try FfiConverterInt64.read(from: &buf)
@@ -6623,7 +6658,7 @@ public struct FfiConverterTypeSettle: FfiConverterRustBuffer {
         case let .retry(afterMs,error):
             writeInt(&buf, Int32(2))
             FfiConverterOptionInt64.write(afterMs, into: &buf)
-            FfiConverterString.write(error, into: &buf)
+            FfiConverterTypeHostText.write(error, into: &buf)
             
         
         case let .snooze(afterMs):
@@ -6633,7 +6668,7 @@ public struct FfiConverterTypeSettle: FfiConverterRustBuffer {
         
         case let .fail(reason):
             writeInt(&buf, Int32(4))
-            FfiConverterString.write(reason, into: &buf)
+            FfiConverterTypeHostText.write(reason, into: &buf)
             
         
         case let .extend(leaseMs):
@@ -6830,7 +6865,7 @@ public enum SqlValue: Equatable, Hashable {
     case text(
         /**
          * The value.
-         */v: String
+         */v: HostText
     )
     /**
      * Bytes.
@@ -6869,7 +6904,7 @@ public struct FfiConverterTypeSqlValue: FfiConverterRustBuffer {
         case 3: return .real(v: try FfiConverterDouble.read(from: &buf)
         )
         
-        case 4: return .text(v: try FfiConverterString.read(from: &buf)
+        case 4: return .text(v: try FfiConverterTypeHostText.read(from: &buf)
         )
         
         case 5: return .blob(v: try FfiConverterData.read(from: &buf)
@@ -6899,7 +6934,7 @@ public struct FfiConverterTypeSqlValue: FfiConverterRustBuffer {
         
         case let .text(v):
             writeInt(&buf, Int32(4))
-            FfiConverterString.write(v, into: &buf)
+            FfiConverterTypeHostText.write(v, into: &buf)
             
         
         case let .blob(v):
@@ -7107,7 +7142,7 @@ public enum WorkerOutcome: Equatable, Hashable {
     case retry(
         /**
          * What went wrong (empty: the stored error is `Retry`).
-         */error: String, 
+         */error: HostText, 
         /**
          * A delay replacing the backoff.
          */afterMs: Int64?
@@ -7128,7 +7163,7 @@ public enum WorkerOutcome: Equatable, Hashable {
     case fail(
         /**
          * Why (empty: the stored reason is `Permanent`).
-         */reason: String
+         */reason: HostText
     )
 
 
@@ -7153,13 +7188,13 @@ public struct FfiConverterTypeWorkerOutcome: FfiConverterRustBuffer {
         
         case 1: return .success
         
-        case 2: return .retry(error: try FfiConverterString.read(from: &buf), afterMs: try FfiConverterOptionInt64.read(from: &buf)
+        case 2: return .retry(error: try FfiConverterTypeHostText.read(from: &buf), afterMs: try FfiConverterOptionInt64.read(from: &buf)
         )
         
         case 3: return .snooze(afterMs: try FfiConverterInt64.read(from: &buf)
         )
         
-        case 4: return .fail(reason: try FfiConverterString.read(from: &buf)
+        case 4: return .fail(reason: try FfiConverterTypeHostText.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -7176,7 +7211,7 @@ public struct FfiConverterTypeWorkerOutcome: FfiConverterRustBuffer {
         
         case let .retry(error,afterMs):
             writeInt(&buf, Int32(2))
-            FfiConverterString.write(error, into: &buf)
+            FfiConverterTypeHostText.write(error, into: &buf)
             FfiConverterOptionInt64.write(afterMs, into: &buf)
             
         
@@ -7187,7 +7222,7 @@ public struct FfiConverterTypeWorkerOutcome: FfiConverterRustBuffer {
         
         case let .fail(reason):
             writeInt(&buf, Int32(4))
-            FfiConverterString.write(reason, into: &buf)
+            FfiConverterTypeHostText.write(reason, into: &buf)
             
         }
     }
@@ -8736,8 +8771,8 @@ fileprivate struct FfiConverterOptionTypeSynchronous: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionSequenceString: FfiConverterRustBuffer {
-    typealias SwiftType = [String]?
+fileprivate struct FfiConverterOptionSequenceTypeHostText: FfiConverterRustBuffer {
+    typealias SwiftType = [HostText]?
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         guard let value = value else {
@@ -8745,13 +8780,13 @@ fileprivate struct FfiConverterOptionSequenceString: FfiConverterRustBuffer {
             return
         }
         writeInt(&buf, Int8(1))
-        FfiConverterSequenceString.write(value, into: &buf)
+        FfiConverterSequenceTypeHostText.write(value, into: &buf)
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
-        case 1: return try FfiConverterSequenceString.read(from: &buf)
+        case 1: return try FfiConverterSequenceTypeHostText.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -8760,8 +8795,8 @@ fileprivate struct FfiConverterOptionSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionDictionaryStringString: FfiConverterRustBuffer {
-    typealias SwiftType = [String: String]?
+fileprivate struct FfiConverterOptionDictionaryTypeHostTextTypeHostText: FfiConverterRustBuffer {
+    typealias SwiftType = [HostText: HostText]?
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         guard let value = value else {
@@ -8769,13 +8804,37 @@ fileprivate struct FfiConverterOptionDictionaryStringString: FfiConverterRustBuf
             return
         }
         writeInt(&buf, Int8(1))
-        FfiConverterDictionaryStringString.write(value, into: &buf)
+        FfiConverterDictionaryTypeHostTextTypeHostText.write(value, into: &buf)
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
-        case 1: return try FfiConverterDictionaryStringString.read(from: &buf)
+        case 1: return try FfiConverterDictionaryTypeHostTextTypeHostText.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeHostText: FfiConverterRustBuffer {
+    typealias SwiftType = HostText?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeHostText.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeHostText.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -9084,6 +9143,31 @@ fileprivate struct FfiConverterSequenceSequenceTypeSqlValue: FfiConverterRustBuf
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeHostText: FfiConverterRustBuffer {
+    typealias SwiftType = [HostText]
+
+    public static func write(_ value: [HostText], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeHostText.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [HostText] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [HostText]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeHostText.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterDictionaryStringString: FfiConverterRustBuffer {
     public static func write(_ value: [String: String], into buf: inout [UInt8]) {
         let len = Int32(value.count)
@@ -9106,6 +9190,79 @@ fileprivate struct FfiConverterDictionaryStringString: FfiConverterRustBuffer {
         return dict
     }
 }
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterDictionaryTypeHostTextTypeHostText: FfiConverterRustBuffer {
+    public static func write(_ value: [HostText: HostText], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for (key, value) in value {
+            FfiConverterTypeHostText.write(key, into: &buf)
+            FfiConverterTypeHostText.write(value, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [HostText: HostText] {
+        let len: Int32 = try readInt(&buf)
+        var dict = [HostText: HostText]()
+        dict.reserveCapacity(Int(len))
+        for _ in 0..<len {
+            let key = try FfiConverterTypeHostText.read(from: &buf)
+            let value = try FfiConverterTypeHostText.read(from: &buf)
+            dict[key] = value
+        }
+        return dict
+    }
+}
+
+
+
+
+public typealias HostText = String
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHostText: FfiConverter {
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HostText {
+        let builtinValue = try FfiConverterData.read(from: &buf)
+        return hostTextFromUtf16(builtinValue)
+    }
+
+    public static func write(_ value: HostText, into buf: inout [UInt8]) {
+        let builtinValue = hostTextToUtf16(value)
+        return FfiConverterData.write(builtinValue, into: &buf)
+    }
+
+    public static func lift(_ value: RustBuffer) throws -> HostText {
+        let builtinValue = try FfiConverterData.lift(value)
+        return hostTextFromUtf16(builtinValue)
+    }
+
+    public static func lower(_ value: HostText) -> RustBuffer {
+        let builtinValue = hostTextToUtf16(value)
+        return FfiConverterData.lower(builtinValue)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHostText_lift(_ value: RustBuffer) throws -> HostText {
+    return try FfiConverterTypeHostText.lift(value)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHostText_lower(_ value: HostText) -> RustBuffer {
+    return FfiConverterTypeHostText.lower(value)
+}
+
 private let UNIFFI_RUST_FUTURE_POLL_READY: Int8 = 0
 private let UNIFFI_RUST_FUTURE_POLL_WAKE: Int8 = 1
 
@@ -9281,11 +9438,11 @@ public func errorCodes() -> [String]  {
  * A mode by its stable name (`"at_most_once"`, `"at_least_once"`, `"exactly_once"`); any
  * other name is `invalid_argument`.
  */
-public func modeFromName(name: String)throws  -> Mode  {
+public func modeFromName(name: HostText)throws  -> Mode  {
     return try  FfiConverterTypeMode_lift(try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_func_mode_from_name(
-        FfiConverterString.lower(name),uniffiCallStatus
+        FfiConverterTypeHostText_lower(name),uniffiCallStatus
     )
 })
 }
@@ -9307,12 +9464,12 @@ public func modeName(mode: Mode) -> String  {
  * must be a plain identifier (letters, digits, `_`), else `InvalidArgument` and nothing is
  * created. Blocks while it connects.
  */
-public func postgresSchemaUrl(url: String, schema: String)throws  -> String  {
+public func postgresSchemaUrl(url: HostText, schema: HostText)throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOncelyError_lift) {
         uniffiCallStatus in
     uniffi_oncely_ffi_fn_func_postgres_schema_url(
-        FfiConverterString.lower(url),
-        FfiConverterString.lower(schema),uniffiCallStatus
+        FfiConverterTypeHostText_lower(url),
+        FfiConverterTypeHostText_lower(schema),uniffiCallStatus
     )
 })
 }
@@ -9341,16 +9498,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_func_error_codes() != 53343) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_func_mode_from_name() != 19270) {
+    if (uniffi_oncely_ffi_checksum_func_mode_from_name() != 25623) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_func_mode_name() != 29777) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_func_postgres_schema_url() != 20277) {
+    if (uniffi_oncely_ffi_checksum_func_postgres_schema_url() != 62959) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_inbox_begin() != 10381) {
+    if (uniffi_oncely_ffi_checksum_method_inbox_begin() != 19290) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_inbox_begin_many() != 22780) {
@@ -9359,16 +9516,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_inbox_finish_many() != 11913) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_inbox_get() != 59860) {
+    if (uniffi_oncely_ffi_checksum_method_inbox_get() != 49654) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_inbox_mode() != 41646) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_inbox_process() != 27826) {
+    if (uniffi_oncely_ffi_checksum_method_inbox_process() != 5709) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_inbox_process_suspending() != 33048) {
+    if (uniffi_oncely_ffi_checksum_method_inbox_process_suspending() != 45471) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_inbox_purge_expired() != 49726) {
@@ -9377,7 +9534,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_inbox_scope() != 53173) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_inbox_process_in_transaction() != 45743) {
+    if (uniffi_oncely_ffi_checksum_method_inbox_process_in_transaction() != 43087) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_ticket_fail() != 56378) {
@@ -9395,7 +9552,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_ticket_release() != 2449) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_ticket_settle() != 542) {
+    if (uniffi_oncely_ffi_checksum_method_ticket_settle() != 51431) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_ticket_token() != 3055) {
@@ -9416,7 +9573,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_delivery_extend() != 5080) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_delivery_fail() != 1645) {
+    if (uniffi_oncely_ffi_checksum_method_delivery_fail() != 12356) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_delivery_headers() != 36580) {
@@ -9440,7 +9597,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_delivery_release() != 62871) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_delivery_retry() != 39813) {
+    if (uniffi_oncely_ffi_checksum_method_delivery_retry() != 41653) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_delivery_settle() != 61255) {
@@ -9452,7 +9609,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_delivery_token() != 64896) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_outbox_cancel() != 40685) {
+    if (uniffi_oncely_ffi_checksum_method_outbox_cancel() != 22554) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_outbox_dead_letters() != 61876) {
@@ -9464,7 +9621,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_outbox_enqueue_many() != 15063) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_outbox_get() != 62035) {
+    if (uniffi_oncely_ffi_checksum_method_outbox_get() != 10431) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_outbox_lease() != 15574) {
@@ -9476,16 +9633,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_outbox_on_event() != 31548) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_outbox_purge_dead() != 23169) {
+    if (uniffi_oncely_ffi_checksum_method_outbox_purge_dead() != 20288) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_outbox_queue() != 24124) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_outbox_replay() != 63294) {
+    if (uniffi_oncely_ffi_checksum_method_outbox_replay() != 61923) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_outbox_settle() != 21129) {
+    if (uniffi_oncely_ffi_checksum_method_outbox_settle() != 8416) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_outbox_stats() != 923) {
@@ -9494,7 +9651,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_retrypolicy_decide() != 34592) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_retrypolicy_schedule_ms() != 28437) {
+    if (uniffi_oncely_ffi_checksum_method_retrypolicy_schedule_ms() != 33472) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_retrypolicy_to_json() != 58463) {
@@ -9506,7 +9663,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_manualclock_now_ms() != 18611) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_manualclock_set_ms() != 42657) {
+    if (uniffi_oncely_ffi_checksum_method_manualclock_set_ms() != 3778) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_store_location() != 46982) {
@@ -9521,7 +9678,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_sqltransaction_enqueue_many() != 8894) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_method_sqltransaction_execute() != 43536) {
+    if (uniffi_oncely_ffi_checksum_method_sqltransaction_execute() != 59765) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_method_sqltransaction_is_open() != 55805) {
@@ -9545,22 +9702,22 @@ private let initializationResult: InitializationResult = {
     if (uniffi_oncely_ffi_checksum_method_worker_stopped() != 65419) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_constructor_inbox_new() != 51059) {
+    if (uniffi_oncely_ffi_checksum_constructor_inbox_new() != 14916) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_constructor_outbox_new() != 4177) {
+    if (uniffi_oncely_ffi_checksum_constructor_outbox_new() != 2828) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_constructor_retrypolicy_from_json() != 49813) {
+    if (uniffi_oncely_ffi_checksum_constructor_retrypolicy_from_json() != 26225) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_constructor_retrypolicy_new() != 7913) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_constructor_manualclock_new() != 38486) {
+    if (uniffi_oncely_ffi_checksum_constructor_manualclock_new() != 4277) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_oncely_ffi_checksum_constructor_store_new() != 11432) {
+    if (uniffi_oncely_ffi_checksum_constructor_store_new() != 39587) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_oncely_ffi_checksum_constructor_worker_new() != 33498) {

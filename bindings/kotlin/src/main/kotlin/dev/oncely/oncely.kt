@@ -325,10 +325,10 @@ internal inline fun<T> uniffiTraitInterfaceCall(
 ) {
     try {
         writeReturn(makeCall())
-    } catch(e: kotlin.Exception) {
+    } catch(e: kotlin.Throwable) {
         val err = try { e.stackTraceToString() } catch(_: Throwable) { "" }
         callStatus.code = UNIFFI_CALL_UNEXPECTED_ERROR
-        callStatus.error_buf = FfiConverterString.lower(err)
+        callStatus.error_buf = FfiConverterString.lower(hostTextLossy(err))
     }
 }
 
@@ -340,14 +340,14 @@ internal inline fun<T, reified E: Throwable> uniffiTraitInterfaceCallWithError(
 ) {
     try {
         writeReturn(makeCall())
-    } catch(e: kotlin.Exception) {
+    } catch(e: kotlin.Throwable) {
         if (e is E) {
             callStatus.code = UNIFFI_CALL_ERROR
             callStatus.error_buf = lowerError(e)
         } else {
             val err = try { e.stackTraceToString() } catch(_: Throwable) { "" }
             callStatus.code = UNIFFI_CALL_UNEXPECTED_ERROR
-            callStatus.error_buf = FfiConverterString.lower(err)
+            callStatus.error_buf = FfiConverterString.lower(hostTextLossy(err))
         }
     }
 }
@@ -1367,16 +1367,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_func_error_codes() and 0xFFFF) != 53343) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_func_mode_from_name() and 0xFFFF) != 19270) {
+    if ((lib.uniffi_oncely_ffi_checksum_func_mode_from_name() and 0xFFFF) != 25623) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_func_mode_name() and 0xFFFF) != 29777) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_func_postgres_schema_url() and 0xFFFF) != 20277) {
+    if ((lib.uniffi_oncely_ffi_checksum_func_postgres_schema_url() and 0xFFFF) != 62959) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_begin() and 0xFFFF) != 10381) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_begin() and 0xFFFF) != 19290) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_begin_many() and 0xFFFF) != 22780) {
@@ -1385,16 +1385,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_finish_many() and 0xFFFF) != 11913) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_get() and 0xFFFF) != 59860) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_get() and 0xFFFF) != 49654) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_mode() and 0xFFFF) != 41646) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process() and 0xFFFF) != 27826) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process() and 0xFFFF) != 5709) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process_suspending() and 0xFFFF) != 33048) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process_suspending() and 0xFFFF) != 45471) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_purge_expired() and 0xFFFF) != 49726) {
@@ -1403,7 +1403,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_inbox_scope() and 0xFFFF) != 53173) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process_in_transaction() and 0xFFFF) != 45743) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_inbox_process_in_transaction() and 0xFFFF) != 43087) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_ticket_fail() and 0xFFFF) != 56378) {
@@ -1421,7 +1421,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_ticket_release() and 0xFFFF) != 2449) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_ticket_settle() and 0xFFFF) != 542) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_ticket_settle() and 0xFFFF) != 51431) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_ticket_token() and 0xFFFF) != 3055) {
@@ -1442,7 +1442,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_delivery_extend() and 0xFFFF) != 5080) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_delivery_fail() and 0xFFFF) != 1645) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_delivery_fail() and 0xFFFF) != 12356) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_delivery_headers() and 0xFFFF) != 36580) {
@@ -1466,7 +1466,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_delivery_release() and 0xFFFF) != 62871) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_delivery_retry() and 0xFFFF) != 39813) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_delivery_retry() and 0xFFFF) != 41653) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_delivery_settle() and 0xFFFF) != 61255) {
@@ -1478,7 +1478,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_delivery_token() and 0xFFFF) != 64896) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_cancel() and 0xFFFF) != 40685) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_cancel() and 0xFFFF) != 22554) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_outbox_dead_letters() and 0xFFFF) != 61876) {
@@ -1490,7 +1490,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_outbox_enqueue_many() and 0xFFFF) != 15063) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_get() and 0xFFFF) != 62035) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_get() and 0xFFFF) != 10431) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_outbox_lease() and 0xFFFF) != 15574) {
@@ -1502,16 +1502,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_outbox_on_event() and 0xFFFF) != 31548) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_purge_dead() and 0xFFFF) != 23169) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_purge_dead() and 0xFFFF) != 20288) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_outbox_queue() and 0xFFFF) != 24124) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_replay() and 0xFFFF) != 63294) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_replay() and 0xFFFF) != 61923) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_settle() and 0xFFFF) != 21129) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_outbox_settle() and 0xFFFF) != 8416) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_outbox_stats() and 0xFFFF) != 923) {
@@ -1520,7 +1520,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_retrypolicy_decide() and 0xFFFF) != 34592) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_retrypolicy_schedule_ms() and 0xFFFF) != 28437) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_retrypolicy_schedule_ms() and 0xFFFF) != 33472) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_retrypolicy_to_json() and 0xFFFF) != 58463) {
@@ -1532,7 +1532,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_manualclock_now_ms() and 0xFFFF) != 18611) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_manualclock_set_ms() and 0xFFFF) != 42657) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_manualclock_set_ms() and 0xFFFF) != 3778) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_store_location() and 0xFFFF) != 46982) {
@@ -1547,7 +1547,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_sqltransaction_enqueue_many() and 0xFFFF) != 8894) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_method_sqltransaction_execute() and 0xFFFF) != 43536) {
+    if ((lib.uniffi_oncely_ffi_checksum_method_sqltransaction_execute() and 0xFFFF) != 59765) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_method_sqltransaction_is_open() and 0xFFFF) != 55805) {
@@ -1571,22 +1571,22 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_oncely_ffi_checksum_method_worker_stopped() and 0xFFFF) != 65419) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_constructor_inbox_new() and 0xFFFF) != 51059) {
+    if ((lib.uniffi_oncely_ffi_checksum_constructor_inbox_new() and 0xFFFF) != 14916) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_constructor_outbox_new() and 0xFFFF) != 4177) {
+    if ((lib.uniffi_oncely_ffi_checksum_constructor_outbox_new() and 0xFFFF) != 2828) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_constructor_retrypolicy_from_json() and 0xFFFF) != 49813) {
+    if ((lib.uniffi_oncely_ffi_checksum_constructor_retrypolicy_from_json() and 0xFFFF) != 26225) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_constructor_retrypolicy_new() and 0xFFFF) != 7913) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_constructor_manualclock_new() and 0xFFFF) != 38486) {
+    if ((lib.uniffi_oncely_ffi_checksum_constructor_manualclock_new() and 0xFFFF) != 4277) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_oncely_ffi_checksum_constructor_store_new() and 0xFFFF) != 11432) {
+    if ((lib.uniffi_oncely_ffi_checksum_constructor_store_new() and 0xFFFF) != 39587) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_oncely_ffi_checksum_constructor_worker_new() and 0xFFFF) != 33498) {
@@ -1689,11 +1689,11 @@ internal inline fun<T> uniffiTraitInterfaceCallAsync(
         // double-freeing it.
         val callResult = try {
             makeCall()
-        } catch(e: kotlin.Exception) {
+        } catch(e: kotlin.Throwable) {
             handleError(
                 UniffiRustCallStatus.create(
                     UNIFFI_CALL_UNEXPECTED_ERROR,
-                    FfiConverterString.lower(e.toString()),
+                    FfiConverterString.lower(hostTextLossy(e.toString())),
                 )
             )
             return@coroutineBlock
@@ -1718,7 +1718,7 @@ internal inline fun<T, reified E: Throwable> uniffiTraitInterfaceCallAsyncWithEr
         // `handleError`.
         val callResult = try {
             makeCall()
-        } catch(e: kotlin.Exception) {
+        } catch(e: kotlin.Throwable) {
             if (e is E) {
                 handleError(
                     UniffiRustCallStatus.create(
@@ -1730,7 +1730,7 @@ internal inline fun<T, reified E: Throwable> uniffiTraitInterfaceCallAsyncWithEr
                 handleError(
                     UniffiRustCallStatus.create(
                         UNIFFI_CALL_UNEXPECTED_ERROR,
-                        FfiConverterString.lower(e.toString()),
+                        FfiConverterString.lower(hostTextLossy(e.toString())),
                     )
                 )
             }
@@ -2253,7 +2253,7 @@ public interface DeliveryInterface {
     /**
      * A permanent failure: dead-letter (or park).
      */
-    suspend fun `fail`(`reason`: kotlin.String): Settled
+    suspend fun `fail`(`reason`: HostText): Settled
     
     /**
      * The headers.
@@ -2293,7 +2293,7 @@ public interface DeliveryInterface {
     /**
      * A failed attempt: retried by the policy (or after `afterMs`), or given up.
      */
-    suspend fun `retry`(`error`: kotlin.String, `afterMs`: kotlin.Long? = null): Settled
+    suspend fun `retry`(`error`: HostText, `afterMs`: kotlin.Long? = null): Settled
     
     /**
      * Settles by `how` (the same as the calls above).
@@ -2524,13 +2524,13 @@ open class Delivery: Disposable, AutoCloseable, DeliveryInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `fail`(`reason`: kotlin.String) : Settled {
+    override suspend fun `fail`(`reason`: HostText) : Settled {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_delivery_fail(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`reason`),
+        FfiConverterTypeHostText.lower(`reason`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -2669,13 +2669,13 @@ open class Delivery: Disposable, AutoCloseable, DeliveryInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `retry`(`error`: kotlin.String, `afterMs`: kotlin.Long?) : Settled {
+    override suspend fun `retry`(`error`: HostText, `afterMs`: kotlin.Long?) : Settled {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_delivery_retry(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`error`),
+        FfiConverterTypeHostText.lower(`error`),
         FfiConverterOptionalLong.lower(`afterMs`),
             )
         },
@@ -2900,7 +2900,7 @@ public interface InboxInterface {
      * `Duplicate`, `InProgress` or `Conflict`. `payload` is fingerprinted to detect reuse of an
      * id for a different payload.
      */
-    suspend fun `begin`(`id`: kotlin.String, `payload`: kotlin.ByteArray? = null, `options`: CallOptions? = null): BeginOutcome
+    suspend fun `begin`(`id`: HostText, `payload`: kotlin.ByteArray? = null, `options`: CallOptions? = null): BeginOutcome
     
     /**
      * Claims several ids in one store round trip; answers in request order.
@@ -2916,7 +2916,7 @@ public interface InboxInterface {
     /**
      * The id's record as stored (expired records included until collected), or null.
      */
-    suspend fun `get`(`id`: kotlin.String): InboxRecord?
+    suspend fun `get`(`id`: HostText): InboxRecord?
     
     /**
      * The inbox's default mode (a call's `CallOptions.mode` overrides it).
@@ -2931,12 +2931,12 @@ public interface InboxInterface {
      * failed in this call, `ReplayedFailure` for a stored failure, `Conflict`, `InProgress`
      * (or `Timeout` with `waitMs`), or a storage error.
      */
-    suspend fun `process`(`id`: kotlin.String, `payload`: kotlin.ByteArray? = null, `handler`: ProcessHandler, `options`: CallOptions? = null): Processed
+    suspend fun `process`(`id`: HostText, `payload`: kotlin.ByteArray? = null, `handler`: ProcessHandler, `options`: CallOptions? = null): Processed
     
     /**
      * `process` with a suspending handler (the same rules).
      */
-    suspend fun `processSuspending`(`id`: kotlin.String, `payload`: kotlin.ByteArray? = null, `handler`: SuspendProcessHandler, `options`: CallOptions? = null): Processed
+    suspend fun `processSuspending`(`id`: HostText, `payload`: kotlin.ByteArray? = null, `handler`: SuspendProcessHandler, `options`: CallOptions? = null): Processed
     
     /**
      * Deletes every expired record (of every scope) now; returns how many.
@@ -2956,7 +2956,7 @@ public interface InboxInterface {
      * running the handler. Throws as `process` does; the memory store refuses with
      * `InvalidArgument`.
      */
-    suspend fun `processInTransaction`(`id`: kotlin.String, `payload`: kotlin.ByteArray? = null, `handler`: TransactionHandler, `options`: CallOptions? = null): Processed
+    suspend fun `processInTransaction`(`id`: HostText, `payload`: kotlin.ByteArray? = null, `handler`: TransactionHandler, `options`: CallOptions? = null): Processed
     
     companion object
 }
@@ -2993,14 +2993,14 @@ open class Inbox: Disposable, AutoCloseable, InboxInterface
      * An inbox on `store` for `scope`. `clock`: a `ManualClock` for tests (default: the system
      * clock). Bad options throw `InvalidArgument`.
      */
-    constructor(`store`: Store, `scope`: kotlin.String, `options`: InboxOptions? = null, `clock`: ManualClock? = null) :
+    constructor(`store`: Store, `scope`: HostText, `options`: InboxOptions? = null, `clock`: ManualClock? = null) :
         this(UniffiWithHandle, 
     uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_constructor_inbox_new(
     
         
         FfiConverterTypeStore.lower(`store`),
-        FfiConverterString.lower(`scope`),
+        FfiConverterTypeHostText.lower(`scope`),
         FfiConverterOptionalTypeInboxOptions.lower(`options`),
         FfiConverterOptionalTypeManualClock.lower(`clock`),_status)
 }
@@ -3090,13 +3090,13 @@ open class Inbox: Disposable, AutoCloseable, InboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `begin`(`id`: kotlin.String, `payload`: kotlin.ByteArray?, `options`: CallOptions?) : BeginOutcome {
+    override suspend fun `begin`(`id`: HostText, `payload`: kotlin.ByteArray?, `options`: CallOptions?) : BeginOutcome {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_inbox_begin(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`id`),
+        FfiConverterTypeHostText.lower(`id`),
         FfiConverterOptionalByteArray.lower(`payload`),
         FfiConverterOptionalTypeCallOptions.lower(`options`),
             )
@@ -3168,13 +3168,13 @@ open class Inbox: Disposable, AutoCloseable, InboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `get`(`id`: kotlin.String) : InboxRecord? {
+    override suspend fun `get`(`id`: HostText) : InboxRecord? {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_inbox_get(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`id`),
+        FfiConverterTypeHostText.lower(`id`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -3214,13 +3214,13 @@ open class Inbox: Disposable, AutoCloseable, InboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `process`(`id`: kotlin.String, `payload`: kotlin.ByteArray?, `handler`: ProcessHandler, `options`: CallOptions?) : Processed {
+    override suspend fun `process`(`id`: HostText, `payload`: kotlin.ByteArray?, `handler`: ProcessHandler, `options`: CallOptions?) : Processed {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_inbox_process(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`id`),
+        FfiConverterTypeHostText.lower(`id`),
         FfiConverterOptionalByteArray.lower(`payload`),
         FfiConverterTypeProcessHandler.lower(`handler`),
         FfiConverterOptionalTypeCallOptions.lower(`options`),
@@ -3242,13 +3242,13 @@ open class Inbox: Disposable, AutoCloseable, InboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `processSuspending`(`id`: kotlin.String, `payload`: kotlin.ByteArray?, `handler`: SuspendProcessHandler, `options`: CallOptions?) : Processed {
+    override suspend fun `processSuspending`(`id`: HostText, `payload`: kotlin.ByteArray?, `handler`: SuspendProcessHandler, `options`: CallOptions?) : Processed {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_inbox_process_suspending(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`id`),
+        FfiConverterTypeHostText.lower(`id`),
         FfiConverterOptionalByteArray.lower(`payload`),
         FfiConverterTypeSuspendProcessHandler.lower(`handler`),
         FfiConverterOptionalTypeCallOptions.lower(`options`),
@@ -3315,13 +3315,13 @@ open class Inbox: Disposable, AutoCloseable, InboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `processInTransaction`(`id`: kotlin.String, `payload`: kotlin.ByteArray?, `handler`: TransactionHandler, `options`: CallOptions?) : Processed {
+    override suspend fun `processInTransaction`(`id`: HostText, `payload`: kotlin.ByteArray?, `handler`: TransactionHandler, `options`: CallOptions?) : Processed {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_inbox_process_in_transaction(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`id`),
+        FfiConverterTypeHostText.lower(`id`),
         FfiConverterOptionalByteArray.lower(`payload`),
         FfiConverterTypeTransactionHandler.lower(`handler`),
         FfiConverterOptionalTypeCallOptions.lower(`options`),
@@ -3488,7 +3488,7 @@ public interface ManualClockInterface {
     fun `nowMs`(): kotlin.Long
     
     /**
-     * Sets the clock to `ms` (may go back: a clock jump).
+     * Sets the clock to `ms` (may go back: a clock jump; 0 to 2^53 − 1).
      */
     fun `setMs`(`ms`: kotlin.Long)
     
@@ -3524,11 +3524,11 @@ open class ManualClock: Disposable, AutoCloseable, ManualClockInterface
         this.cleanable = null
     }
     /**
-     * A manual clock showing `startMs` (milliseconds since the Unix epoch).
+     * A manual clock showing `startMs` (milliseconds since the Unix epoch, 0 to 2^53 − 1).
      */
     constructor(`startMs`: kotlin.Long) :
         this(UniffiWithHandle, 
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_constructor_manualclock_new(
     
         
@@ -3647,11 +3647,12 @@ open class ManualClock: Disposable, AutoCloseable, ManualClockInterface
 
     
     /**
-     * Sets the clock to `ms` (may go back: a clock jump).
-     */override fun `setMs`(`ms`: kotlin.Long)
+     * Sets the clock to `ms` (may go back: a clock jump; 0 to 2^53 − 1).
+     */
+    @Throws(OncelyException::class)override fun `setMs`(`ms`: kotlin.Long)
         = 
     callWithHandle {
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_method_manualclock_set_ms(
         it,
         
@@ -3803,7 +3804,7 @@ public interface OutboxInterface {
     /**
      * Removes a queued message before delivery.
      */
-    suspend fun `cancel`(`id`: kotlin.String): Cancelled
+    suspend fun `cancel`(`id`: HostText): Cancelled
     
     /**
      * Dead letters in queue order after `afterSeq`, at most `limit`.
@@ -3825,7 +3826,7 @@ public interface OutboxInterface {
     /**
      * The message as stored, or null.
      */
-    suspend fun `get`(`id`: kotlin.String): OutboxRecord?
+    suspend fun `get`(`id`: HostText): OutboxRecord?
     
     /**
      * Leases up to `max` due messages (first reaping leases that ran out).
@@ -3845,7 +3846,7 @@ public interface OutboxInterface {
     /**
      * Deletes the named dead letters, or all of them when `ids` is null; returns how many.
      */
-    suspend fun `purgeDead`(`ids`: List<kotlin.String>? = null): kotlin.ULong
+    suspend fun `purgeDead`(`ids`: List<HostText>? = null): kotlin.ULong
     
     /**
      * The queue's name.
@@ -3855,13 +3856,13 @@ public interface OutboxInterface {
     /**
      * Puts a dead letter back in the queue with attempts reset; false if it was not dead.
      */
-    suspend fun `replay`(`id`: kotlin.String): kotlin.Boolean
+    suspend fun `replay`(`id`: HostText): kotlin.Boolean
     
     /**
      * Settles a leased message by id and fencing token, without its `Delivery` (e.g. after a
      * restart). A stale token throws `LeaseLost`.
      */
-    suspend fun `settle`(`id`: kotlin.String, `token`: kotlin.ULong, `how`: Settle): Settled
+    suspend fun `settle`(`id`: HostText, `token`: kotlin.ULong, `how`: Settle): Settled
     
     /**
      * The queue's counts and this process's counters.
@@ -3902,14 +3903,14 @@ open class Outbox: Disposable, AutoCloseable, OutboxInterface
      * An outbox for `queue` on `store`. `clock`: a `ManualClock` for tests. Bad options throw
      * `InvalidArgument`.
      */
-    constructor(`store`: Store, `queue`: kotlin.String, `options`: OutboxOptions? = null, `clock`: ManualClock? = null) :
+    constructor(`store`: Store, `queue`: HostText, `options`: OutboxOptions? = null, `clock`: ManualClock? = null) :
         this(UniffiWithHandle, 
     uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_constructor_outbox_new(
     
         
         FfiConverterTypeStore.lower(`store`),
-        FfiConverterString.lower(`queue`),
+        FfiConverterTypeHostText.lower(`queue`),
         FfiConverterOptionalTypeOutboxOptions.lower(`options`),
         FfiConverterOptionalTypeManualClock.lower(`clock`),_status)
 }
@@ -3997,13 +3998,13 @@ open class Outbox: Disposable, AutoCloseable, OutboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `cancel`(`id`: kotlin.String) : Cancelled {
+    override suspend fun `cancel`(`id`: HostText) : Cancelled {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_outbox_cancel(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`id`),
+        FfiConverterTypeHostText.lower(`id`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -4100,13 +4101,13 @@ open class Outbox: Disposable, AutoCloseable, OutboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `get`(`id`: kotlin.String) : OutboxRecord? {
+    override suspend fun `get`(`id`: HostText) : OutboxRecord? {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_outbox_get(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`id`),
+        FfiConverterTypeHostText.lower(`id`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -4182,13 +4183,13 @@ open class Outbox: Disposable, AutoCloseable, OutboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `purgeDead`(`ids`: List<kotlin.String>?) : kotlin.ULong {
+    override suspend fun `purgeDead`(`ids`: List<HostText>?) : kotlin.ULong {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_outbox_purge_dead(
                 uniffiHandle,
                 
-        FfiConverterOptionalSequenceString.lower(`ids`),
+        FfiConverterOptionalSequenceTypeHostText.lower(`ids`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_u64(future, callback, continuation) },
@@ -4223,13 +4224,13 @@ open class Outbox: Disposable, AutoCloseable, OutboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `replay`(`id`: kotlin.String) : kotlin.Boolean {
+    override suspend fun `replay`(`id`: HostText) : kotlin.Boolean {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_outbox_replay(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`id`),
+        FfiConverterTypeHostText.lower(`id`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_oncely_ffi_rust_future_poll_i8(future, callback, continuation) },
@@ -4249,13 +4250,13 @@ open class Outbox: Disposable, AutoCloseable, OutboxInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `settle`(`id`: kotlin.String, `token`: kotlin.ULong, `how`: Settle) : Settled {
+    override suspend fun `settle`(`id`: HostText, `token`: kotlin.ULong, `how`: Settle) : Settled {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_outbox_settle(
                 uniffiHandle,
                 
-        FfiConverterString.lower(`id`),
+        FfiConverterTypeHostText.lower(`id`),
         FfiConverterULong.lower(`token`),
         FfiConverterTypeSettle.lower(`how`),
             )
@@ -4443,7 +4444,8 @@ public interface RetryPolicyInterface {
     fun `decide`(`seed`: kotlin.ULong, `attempts`: kotlin.UInt, `firstAttemptAtMs`: kotlin.Long, `nowMs`: kotlin.Long, `lastDelayMs`: kotlin.Long? = null, `retryAfterMs`: kotlin.Long? = null): RetryDecision
     
     /**
-     * The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`.
+     * The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`; `n` at
+     * most 100,000 (the core's `MAX_SCHEDULE_LEN`), else `InvalidArgument`.
      */
     fun `scheduleMs`(`seed`: kotlin.ULong, `n`: kotlin.UInt): List<kotlin.Long>
     
@@ -4603,11 +4605,13 @@ open class RetryPolicy: Disposable, AutoCloseable, RetryPolicyInterface
 
     
     /**
-     * The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`.
-     */override fun `scheduleMs`(`seed`: kotlin.ULong, `n`: kotlin.UInt): List<kotlin.Long> {
+     * The delays before attempts 2 … n+1 from a fresh random stream seeded with `seed`; `n` at
+     * most 100,000 (the core's `MAX_SCHEDULE_LEN`), else `InvalidArgument`.
+     */
+    @Throws(OncelyException::class)override fun `scheduleMs`(`seed`: kotlin.ULong, `n`: kotlin.UInt): List<kotlin.Long> {
             return FfiConverterSequenceLong.lift(
     callWithHandle {
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_method_retrypolicy_schedule_ms(
         it,
         
@@ -4647,13 +4651,13 @@ open class RetryPolicy: Disposable, AutoCloseable, RetryPolicyInterface
      * A policy in the core's JSON form, e.g. `{"max_attempts": 5, "backoff": {"kind":
      * "exponential", "initial_ms": 100, "factor": 2.0, "max_ms": 10000}, "jitter": "full"}`.
      */
-    @Throws(OncelyException::class) fun `fromJson`(`json`: kotlin.String): RetryPolicy {
+    @Throws(OncelyException::class) fun `fromJson`(`json`: HostText): RetryPolicy {
             return FfiConverterTypeRetryPolicy.lift(
     uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_constructor_retrypolicy_from_json(
     
         
-        FfiConverterString.lower(`json`),_status)
+        FfiConverterTypeHostText.lower(`json`),_status)
 }
     )
     }
@@ -4810,7 +4814,7 @@ public interface SqlTransactionInterface {
      * SQL error throws `Storage` (on SQLite the transaction stays usable). Statements that would
      * end the transaction are refused.
      */
-    fun `execute`(`sql`: kotlin.String, `params`: List<SqlValue> = listOf()): List<List<SqlValue>>
+    fun `execute`(`sql`: HostText, `params`: List<SqlValue> = listOf()): List<List<SqlValue>>
     
     /**
      * Whether the handler that got this transaction is still running (calls are allowed).
@@ -4974,14 +4978,14 @@ open class SqlTransaction: Disposable, AutoCloseable, SqlTransactionInterface
      * SQL error throws `Storage` (on SQLite the transaction stays usable). Statements that would
      * end the transaction are refused.
      */
-    @Throws(OncelyException::class)override fun `execute`(`sql`: kotlin.String, `params`: List<SqlValue>): List<List<SqlValue>> {
+    @Throws(OncelyException::class)override fun `execute`(`sql`: HostText, `params`: List<SqlValue>): List<List<SqlValue>> {
             return FfiConverterSequenceSequenceTypeSqlValue.lift(
     callWithHandle {
     uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_method_sqltransaction_execute(
         it,
         
-        FfiConverterString.lower(`sql`),
+        FfiConverterTypeHostText.lower(`sql`),
         FfiConverterSequenceTypeSqlValue.lower(`params`),_status)
 }
     }
@@ -5196,13 +5200,13 @@ open class Store: Disposable, AutoCloseable, StoreInterface
      * is refused with `CorruptStore` before anything is written. The location is parsed by the
      * core (`AnyStore::open`), so new backends (PostgreSQL URLs) work here as they land.
      */
-    constructor(`location`: kotlin.String, `options`: SqliteOptions? = null) :
+    constructor(`location`: HostText, `options`: SqliteOptions? = null) :
         this(UniffiWithHandle, 
     uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_constructor_store_new(
     
         
-        FfiConverterString.lower(`location`),
+        FfiConverterTypeHostText.lower(`location`),
         FfiConverterOptionalTypeSqliteOptions.lower(`options`),_status)
 }
     )
@@ -5501,7 +5505,7 @@ public interface TicketInterface {
      * `error`, a `permanent` failure is stored or released by the cache policy and a retryable
      * one gives the id back.
      */
-    suspend fun `settle`(`result`: kotlin.ByteArray? = null, `error`: kotlin.String? = null, `permanent`: kotlin.Boolean = false)
+    suspend fun `settle`(`result`: kotlin.ByteArray? = null, `error`: HostText? = null, `permanent`: kotlin.Boolean = false)
     
     /**
      * The fencing token: larger than every token handed out for this id before; 0 for an
@@ -5737,14 +5741,14 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
      */
     @Throws(OncelyException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `settle`(`result`: kotlin.ByteArray?, `error`: kotlin.String?, `permanent`: kotlin.Boolean) {
+    override suspend fun `settle`(`result`: kotlin.ByteArray?, `error`: HostText?, `permanent`: kotlin.Boolean) {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_oncely_ffi_fn_method_ticket_settle(
                 uniffiHandle,
                 
         FfiConverterOptionalByteArray.lower(`result`),
-        FfiConverterOptionalString.lower(`error`),
+        FfiConverterOptionalTypeHostText.lower(`error`),
         FfiConverterBoolean.lower(`permanent`),
             )
         },
@@ -6253,7 +6257,7 @@ data class BeginRequest (
     /**
      * The id (1–512 bytes of UTF-8, no NUL).
      */
-    var `id`: kotlin.String
+    var `id`: HostText
     , 
     /**
      * Fingerprinted for conflict detection (absent: not validated).
@@ -6285,7 +6289,7 @@ data class BeginRequest (
 public object FfiConverterTypeBeginRequest: FfiConverterRustBuffer<BeginRequest> {
     override fun read(buf: ByteBuffer): BeginRequest {
         return BeginRequest(
-            FfiConverterString.read(buf),
+            FfiConverterTypeHostText.read(buf),
             FfiConverterOptionalByteArray.read(buf),
             FfiConverterOptionalTypeMode.read(buf),
             FfiConverterOptionalLong.read(buf),
@@ -6293,14 +6297,14 @@ public object FfiConverterTypeBeginRequest: FfiConverterRustBuffer<BeginRequest>
     }
 
     override fun allocationSize(value: BeginRequest) = (
-            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterTypeHostText.allocationSize(value.`id`) +
             FfiConverterOptionalByteArray.allocationSize(value.`payload`) +
             FfiConverterOptionalTypeMode.allocationSize(value.`mode`) +
             FfiConverterOptionalLong.allocationSize(value.`leaseMs`)
     )
 
     override fun write(value: BeginRequest, buf: ByteBuffer) {
-            FfiConverterString.write(value.`id`, buf)
+            FfiConverterTypeHostText.write(value.`id`, buf)
             FfiConverterOptionalByteArray.write(value.`payload`, buf)
             FfiConverterOptionalTypeMode.write(value.`mode`, buf)
             FfiConverterOptionalLong.write(value.`leaseMs`, buf)
@@ -6688,17 +6692,17 @@ data class NewMessage (
     /**
      * The id (default: a new UUIDv7). An id already in the queue adds no second copy.
      */
-    var `id`: kotlin.String? = null 
+    var `id`: HostText? = null 
     , 
     /**
      * The ordering key (FIFO per key).
      */
-    var `key`: kotlin.String? = null 
+    var `key`: HostText? = null 
     , 
     /**
      * Headers handed to the handler.
      */
-    var `headers`: Map<kotlin.String, kotlin.String>? = null 
+    var `headers`: Map<HostText, HostText>? = null 
     , 
     /**
      * Deliverable no earlier than this long from now.
@@ -6727,9 +6731,9 @@ public object FfiConverterTypeNewMessage: FfiConverterRustBuffer<NewMessage> {
     override fun read(buf: ByteBuffer): NewMessage {
         return NewMessage(
             FfiConverterByteArray.read(buf),
-            FfiConverterOptionalString.read(buf),
-            FfiConverterOptionalString.read(buf),
-            FfiConverterOptionalMapStringString.read(buf),
+            FfiConverterOptionalTypeHostText.read(buf),
+            FfiConverterOptionalTypeHostText.read(buf),
+            FfiConverterOptionalMapTypeHostTextTypeHostText.read(buf),
             FfiConverterOptionalLong.read(buf),
             FfiConverterOptionalLong.read(buf),
         )
@@ -6737,18 +6741,18 @@ public object FfiConverterTypeNewMessage: FfiConverterRustBuffer<NewMessage> {
 
     override fun allocationSize(value: NewMessage) = (
             FfiConverterByteArray.allocationSize(value.`payload`) +
-            FfiConverterOptionalString.allocationSize(value.`id`) +
-            FfiConverterOptionalString.allocationSize(value.`key`) +
-            FfiConverterOptionalMapStringString.allocationSize(value.`headers`) +
+            FfiConverterOptionalTypeHostText.allocationSize(value.`id`) +
+            FfiConverterOptionalTypeHostText.allocationSize(value.`key`) +
+            FfiConverterOptionalMapTypeHostTextTypeHostText.allocationSize(value.`headers`) +
             FfiConverterOptionalLong.allocationSize(value.`delayMs`) +
             FfiConverterOptionalLong.allocationSize(value.`availableAtMs`)
     )
 
     override fun write(value: NewMessage, buf: ByteBuffer) {
             FfiConverterByteArray.write(value.`payload`, buf)
-            FfiConverterOptionalString.write(value.`id`, buf)
-            FfiConverterOptionalString.write(value.`key`, buf)
-            FfiConverterOptionalMapStringString.write(value.`headers`, buf)
+            FfiConverterOptionalTypeHostText.write(value.`id`, buf)
+            FfiConverterOptionalTypeHostText.write(value.`key`, buf)
+            FfiConverterOptionalMapTypeHostTextTypeHostText.write(value.`headers`, buf)
             FfiConverterOptionalLong.write(value.`delayMs`, buf)
             FfiConverterOptionalLong.write(value.`availableAtMs`, buf)
     }
@@ -8083,6 +8087,37 @@ sealed class EventKind {
     object Purged : EventKind()
     
     
+    /**
+     * Not about one message (`id` is empty): a worker found the store unavailable and keeps its
+     * outcomes while it retries; once per outage.
+     */
+    data class StoreUnavailable(
+        /**
+         * The first error of the outage.
+         */
+        val `error`: kotlin.String) : EventKind()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Not about one message (`id` is empty): the store answered again after an outage.
+     */
+    data class StoreRecovered(
+        /**
+         * How long the outage lasted.
+         */
+        val `afterMs`: kotlin.ULong) : EventKind()
+        
+    {
+        
+
+        companion object
+    }
+    
 
     
 
@@ -8123,6 +8158,12 @@ public object FfiConverterTypeEventKind : FfiConverterRustBuffer<EventKind>{
             11 -> EventKind.Cancelled
             12 -> EventKind.Replayed
             13 -> EventKind.Purged
+            14 -> EventKind.StoreUnavailable(
+                FfiConverterString.read(buf),
+                )
+            15 -> EventKind.StoreRecovered(
+                FfiConverterULong.read(buf),
+                )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
     }
@@ -8212,6 +8253,20 @@ public object FfiConverterTypeEventKind : FfiConverterRustBuffer<EventKind>{
                 4UL
             )
         }
+        is EventKind.StoreUnavailable -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`error`)
+            )
+        }
+        is EventKind.StoreRecovered -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`afterMs`)
+            )
+        }
     }
 
     override fun write(value: EventKind, buf: ByteBuffer) {
@@ -8274,6 +8329,16 @@ public object FfiConverterTypeEventKind : FfiConverterRustBuffer<EventKind>{
                 buf.putInt(13)
                 Unit
             }
+            is EventKind.StoreUnavailable -> {
+                buf.putInt(14)
+                FfiConverterString.write(value.`error`, buf)
+                Unit
+            }
+            is EventKind.StoreRecovered -> {
+                buf.putInt(15)
+                FfiConverterULong.write(value.`afterMs`, buf)
+                Unit
+            }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
     }
 }
@@ -8303,12 +8368,12 @@ sealed class HandlerException: kotlin.Exception() {
         /**
          * The exception's message (`Throwable.message`); null when it has none.
          */
-        val `error`: kotlin.String?, 
+        val `error`: HostText?, 
         
         /**
          * The exception's simple class name (`IOException`).
          */
-        val `typeName`: kotlin.String
+        val `typeName`: HostText
         ) : HandlerException() {
         override val message
             get() = "error=${ `error` }, typeName=${ `typeName` }"
@@ -8323,7 +8388,7 @@ sealed class HandlerException: kotlin.Exception() {
         /**
          * What went wrong.
          */
-        val `reason`: kotlin.String
+        val `reason`: HostText
         ) : HandlerException() {
         override val message
             get() = "reason=${ `reason` }"
@@ -8349,11 +8414,11 @@ public object FfiConverterTypeHandlerError : FfiConverterRustBuffer<HandlerExcep
 
         return when(buf.getInt()) {
             1 -> HandlerException.Retry(
-                FfiConverterOptionalString.read(buf),
-                FfiConverterString.read(buf),
+                FfiConverterOptionalTypeHostText.read(buf),
+                FfiConverterTypeHostText.read(buf),
                 )
             2 -> HandlerException.Permanent(
-                FfiConverterString.read(buf),
+                FfiConverterTypeHostText.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
@@ -8364,13 +8429,13 @@ public object FfiConverterTypeHandlerError : FfiConverterRustBuffer<HandlerExcep
             is HandlerException.Retry -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterOptionalString.allocationSize(value.`error`)
-                + FfiConverterString.allocationSize(value.`typeName`)
+                + FfiConverterOptionalTypeHostText.allocationSize(value.`error`)
+                + FfiConverterTypeHostText.allocationSize(value.`typeName`)
             )
             is HandlerException.Permanent -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`reason`)
+                + FfiConverterTypeHostText.allocationSize(value.`reason`)
             )
         }
     }
@@ -8379,13 +8444,13 @@ public object FfiConverterTypeHandlerError : FfiConverterRustBuffer<HandlerExcep
         when(value) {
             is HandlerException.Retry -> {
                 buf.putInt(1)
-                FfiConverterOptionalString.write(value.`error`, buf)
-                FfiConverterString.write(value.`typeName`, buf)
+                FfiConverterOptionalTypeHostText.write(value.`error`, buf)
+                FfiConverterTypeHostText.write(value.`typeName`, buf)
                 Unit
             }
             is HandlerException.Permanent -> {
                 buf.putInt(2)
-                FfiConverterString.write(value.`reason`, buf)
+                FfiConverterTypeHostText.write(value.`reason`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -9132,7 +9197,7 @@ sealed class Settle {
         /**
          * The attempt's error.
          */
-        val `error`: kotlin.String) : Settle()
+        val `error`: dev.oncely.HostText) : Settle()
         
     {
         
@@ -9162,7 +9227,7 @@ sealed class Settle {
         /**
          * Why.
          */
-        val `reason`: kotlin.String) : Settle()
+        val `reason`: dev.oncely.HostText) : Settle()
         
     {
         
@@ -9210,13 +9275,13 @@ public object FfiConverterTypeSettle : FfiConverterRustBuffer<Settle>{
             1 -> Settle.Ack
             2 -> Settle.Retry(
                 FfiConverterOptionalLong.read(buf),
-                FfiConverterString.read(buf),
+                FfiConverterTypeHostText.read(buf),
                 )
             3 -> Settle.Snooze(
                 FfiConverterLong.read(buf),
                 )
             4 -> Settle.Fail(
-                FfiConverterString.read(buf),
+                FfiConverterTypeHostText.read(buf),
                 )
             5 -> Settle.Extend(
                 FfiConverterLong.read(buf),
@@ -9238,7 +9303,7 @@ public object FfiConverterTypeSettle : FfiConverterRustBuffer<Settle>{
             (
                 4UL
                 + FfiConverterOptionalLong.allocationSize(value.`afterMs`)
-                + FfiConverterString.allocationSize(value.`error`)
+                + FfiConverterTypeHostText.allocationSize(value.`error`)
             )
         }
         is Settle.Snooze -> {
@@ -9252,7 +9317,7 @@ public object FfiConverterTypeSettle : FfiConverterRustBuffer<Settle>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterString.allocationSize(value.`reason`)
+                + FfiConverterTypeHostText.allocationSize(value.`reason`)
             )
         }
         is Settle.Extend -> {
@@ -9279,7 +9344,7 @@ public object FfiConverterTypeSettle : FfiConverterRustBuffer<Settle>{
             is Settle.Retry -> {
                 buf.putInt(2)
                 FfiConverterOptionalLong.write(value.`afterMs`, buf)
-                FfiConverterString.write(value.`error`, buf)
+                FfiConverterTypeHostText.write(value.`error`, buf)
                 Unit
             }
             is Settle.Snooze -> {
@@ -9289,7 +9354,7 @@ public object FfiConverterTypeSettle : FfiConverterRustBuffer<Settle>{
             }
             is Settle.Fail -> {
                 buf.putInt(4)
-                FfiConverterString.write(value.`reason`, buf)
+                FfiConverterTypeHostText.write(value.`reason`, buf)
                 Unit
             }
             is Settle.Extend -> {
@@ -9536,7 +9601,7 @@ sealed class SqlValue {
         /**
          * The value.
          */
-        val `v`: kotlin.String) : SqlValue()
+        val `v`: dev.oncely.HostText) : SqlValue()
         
     {
         
@@ -9583,7 +9648,7 @@ public object FfiConverterTypeSqlValue : FfiConverterRustBuffer<SqlValue>{
                 FfiConverterDouble.read(buf),
                 )
             4 -> SqlValue.Text(
-                FfiConverterString.read(buf),
+                FfiConverterTypeHostText.read(buf),
                 )
             5 -> SqlValue.Blob(
                 FfiConverterByteArray.read(buf),
@@ -9617,7 +9682,7 @@ public object FfiConverterTypeSqlValue : FfiConverterRustBuffer<SqlValue>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterString.allocationSize(value.`v`)
+                + FfiConverterTypeHostText.allocationSize(value.`v`)
             )
         }
         is SqlValue.Blob -> {
@@ -9647,7 +9712,7 @@ public object FfiConverterTypeSqlValue : FfiConverterRustBuffer<SqlValue>{
             }
             is SqlValue.Text -> {
                 buf.putInt(4)
-                FfiConverterString.write(value.`v`, buf)
+                FfiConverterTypeHostText.write(value.`v`, buf)
                 Unit
             }
             is SqlValue.Blob -> {
@@ -9775,7 +9840,7 @@ sealed class WorkerOutcome {
         /**
          * What went wrong (empty: the stored error is `Retry`).
          */
-        val `error`: kotlin.String, 
+        val `error`: dev.oncely.HostText, 
         /**
          * A delay replacing the backoff.
          */
@@ -9811,7 +9876,7 @@ sealed class WorkerOutcome {
         /**
          * Why (empty: the stored reason is `Permanent`).
          */
-        val `reason`: kotlin.String) : WorkerOutcome()
+        val `reason`: dev.oncely.HostText) : WorkerOutcome()
         
     {
         
@@ -9837,14 +9902,14 @@ public object FfiConverterTypeWorkerOutcome : FfiConverterRustBuffer<WorkerOutco
         return when(buf.getInt()) {
             1 -> WorkerOutcome.Success
             2 -> WorkerOutcome.Retry(
-                FfiConverterString.read(buf),
+                FfiConverterTypeHostText.read(buf),
                 FfiConverterOptionalLong.read(buf),
                 )
             3 -> WorkerOutcome.Snooze(
                 FfiConverterLong.read(buf),
                 )
             4 -> WorkerOutcome.Fail(
-                FfiConverterString.read(buf),
+                FfiConverterTypeHostText.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
@@ -9861,7 +9926,7 @@ public object FfiConverterTypeWorkerOutcome : FfiConverterRustBuffer<WorkerOutco
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterString.allocationSize(value.`error`)
+                + FfiConverterTypeHostText.allocationSize(value.`error`)
                 + FfiConverterOptionalLong.allocationSize(value.`afterMs`)
             )
         }
@@ -9876,7 +9941,7 @@ public object FfiConverterTypeWorkerOutcome : FfiConverterRustBuffer<WorkerOutco
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterString.allocationSize(value.`reason`)
+                + FfiConverterTypeHostText.allocationSize(value.`reason`)
             )
         }
     }
@@ -9889,7 +9954,7 @@ public object FfiConverterTypeWorkerOutcome : FfiConverterRustBuffer<WorkerOutco
             }
             is WorkerOutcome.Retry -> {
                 buf.putInt(2)
-                FfiConverterString.write(value.`error`, buf)
+                FfiConverterTypeHostText.write(value.`error`, buf)
                 FfiConverterOptionalLong.write(value.`afterMs`, buf)
                 Unit
             }
@@ -9900,7 +9965,7 @@ public object FfiConverterTypeWorkerOutcome : FfiConverterRustBuffer<WorkerOutco
             }
             is WorkerOutcome.Fail -> {
                 buf.putInt(4)
-                FfiConverterString.write(value.`reason`, buf)
+                FfiConverterTypeHostText.write(value.`reason`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -11102,28 +11167,28 @@ public object FfiConverterOptionalTypeSynchronous: FfiConverterRustBuffer<Synchr
 /**
  * @suppress
  */
-public object FfiConverterOptionalSequenceString: FfiConverterRustBuffer<List<kotlin.String>?> {
-    override fun read(buf: ByteBuffer): List<kotlin.String>? {
+public object FfiConverterOptionalSequenceTypeHostText: FfiConverterRustBuffer<List<HostText>?> {
+    override fun read(buf: ByteBuffer): List<HostText>? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterSequenceString.read(buf)
+        return FfiConverterSequenceTypeHostText.read(buf)
     }
 
-    override fun allocationSize(value: List<kotlin.String>?): ULong {
+    override fun allocationSize(value: List<HostText>?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterSequenceString.allocationSize(value)
+            return 1UL + FfiConverterSequenceTypeHostText.allocationSize(value)
         }
     }
 
-    override fun write(value: List<kotlin.String>?, buf: ByteBuffer) {
+    override fun write(value: List<HostText>?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterSequenceString.write(value, buf)
+            FfiConverterSequenceTypeHostText.write(value, buf)
         }
     }
 }
@@ -11134,28 +11199,60 @@ public object FfiConverterOptionalSequenceString: FfiConverterRustBuffer<List<ko
 /**
  * @suppress
  */
-public object FfiConverterOptionalMapStringString: FfiConverterRustBuffer<Map<kotlin.String, kotlin.String>?> {
-    override fun read(buf: ByteBuffer): Map<kotlin.String, kotlin.String>? {
+public object FfiConverterOptionalMapTypeHostTextTypeHostText: FfiConverterRustBuffer<Map<HostText, HostText>?> {
+    override fun read(buf: ByteBuffer): Map<HostText, HostText>? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterMapStringString.read(buf)
+        return FfiConverterMapTypeHostTextTypeHostText.read(buf)
     }
 
-    override fun allocationSize(value: Map<kotlin.String, kotlin.String>?): ULong {
+    override fun allocationSize(value: Map<HostText, HostText>?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterMapStringString.allocationSize(value)
+            return 1UL + FfiConverterMapTypeHostTextTypeHostText.allocationSize(value)
         }
     }
 
-    override fun write(value: Map<kotlin.String, kotlin.String>?, buf: ByteBuffer) {
+    override fun write(value: Map<HostText, HostText>?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterMapStringString.write(value, buf)
+            FfiConverterMapTypeHostTextTypeHostText.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeHostText: FfiConverterRustBuffer<HostText?> {
+    override fun read(buf: ByteBuffer): HostText? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeHostText.read(buf)
+    }
+
+    override fun allocationSize(value: HostText?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeHostText.allocationSize(value)
+        }
+    }
+
+    override fun write(value: HostText?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeHostText.write(value, buf)
         }
     }
 }
@@ -11502,6 +11599,34 @@ public object FfiConverterSequenceSequenceTypeSqlValue: FfiConverterRustBuffer<L
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeHostText: FfiConverterRustBuffer<List<HostText>> {
+    override fun read(buf: ByteBuffer): List<HostText> {
+        val len = buf.getInt()
+        return List<HostText>(len) {
+            FfiConverterTypeHostText.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<HostText>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeHostText.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<HostText>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeHostText.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterMapStringString: FfiConverterRustBuffer<Map<kotlin.String, kotlin.String>> {
     override fun read(buf: ByteBuffer): Map<kotlin.String, kotlin.String> {
         val len = buf.getInt()
@@ -11532,6 +11657,81 @@ public object FfiConverterMapStringString: FfiConverterRustBuffer<Map<kotlin.Str
             FfiConverterString.write(k, buf)
             FfiConverterString.write(v, buf)
         }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterMapTypeHostTextTypeHostText: FfiConverterRustBuffer<Map<HostText, HostText>> {
+    override fun read(buf: ByteBuffer): Map<HostText, HostText> {
+        val len = buf.getInt()
+        return buildMap<HostText, HostText>(len) {
+            repeat(len) {
+                val k = FfiConverterTypeHostText.read(buf)
+                val v = FfiConverterTypeHostText.read(buf)
+                this[k] = v
+            }
+        }
+    }
+
+    override fun allocationSize(value: Map<HostText, HostText>): ULong {
+        val spaceForMapSize = 4UL
+        val spaceForChildren = value.map { (k, v) ->
+            FfiConverterTypeHostText.allocationSize(k) +
+            FfiConverterTypeHostText.allocationSize(v)
+        }.sum()
+        return spaceForMapSize + spaceForChildren
+    }
+
+    override fun write(value: Map<HostText, HostText>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        // The parens on `(k, v)` here ensure we're calling the right method,
+        // which is important for compatibility with older android devices.
+        // Ref https://blog.danlew.net/2017/03/16/kotlin-puzzler-whose-line-is-it-anyways/
+        value.forEach { (k, v) ->
+            FfiConverterTypeHostText.write(k, buf)
+            FfiConverterTypeHostText.write(v, buf)
+        }
+    }
+}
+
+
+
+
+
+public typealias HostText = String
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHostText: FfiConverter<HostText, RustBuffer.ByValue> {
+    override fun lift(value: RustBuffer.ByValue): HostText {
+        val builtinValue = FfiConverterByteArray.lift(value)
+        return hostTextFromUtf16(builtinValue)
+    }
+
+    override fun lower(value: HostText): RustBuffer.ByValue {
+        val builtinValue = hostTextToUtf16(value)
+        return FfiConverterByteArray.lower(builtinValue)
+    }
+
+    override fun read(buf: ByteBuffer): HostText {
+        val builtinValue = FfiConverterByteArray.read(buf)
+        return hostTextFromUtf16(builtinValue)
+    }
+
+    override fun allocationSize(value: HostText): ULong {
+        val builtinValue = hostTextToUtf16(value)
+        return FfiConverterByteArray.allocationSize(builtinValue)
+    }
+
+    override fun write(value: HostText, buf: ByteBuffer) {
+        val builtinValue = hostTextToUtf16(value)
+        FfiConverterByteArray.write(builtinValue, buf)
     }
 }
 
@@ -11588,13 +11788,13 @@ public object FfiConverterMapStringString: FfiConverterRustBuffer<Map<kotlin.Str
          * A mode by its stable name (`"at_most_once"`, `"at_least_once"`, `"exactly_once"`); any
          * other name is `invalid_argument`.
          */
-    @Throws(OncelyException::class) fun `modeFromName`(`name`: kotlin.String): Mode {
+    @Throws(OncelyException::class) fun `modeFromName`(`name`: HostText): Mode {
             return FfiConverterTypeMode.lift(
     uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_func_mode_from_name(
     
         
-        FfiConverterString.lower(`name`),_status)
+        FfiConverterTypeHostText.lower(`name`),_status)
 }
     )
     }
@@ -11621,14 +11821,14 @@ public object FfiConverterMapStringString: FfiConverterRustBuffer<Map<kotlin.Str
          * must be a plain identifier (letters, digits, `_`), else `InvalidArgument` and nothing is
          * created. Blocks while it connects.
          */
-    @Throws(OncelyException::class) fun `postgresSchemaUrl`(`url`: kotlin.String, `schema`: kotlin.String): kotlin.String {
+    @Throws(OncelyException::class) fun `postgresSchemaUrl`(`url`: HostText, `schema`: HostText): kotlin.String {
             return FfiConverterString.lift(
     uniffiRustCallWithError(OncelyException) { _status ->
     UniffiLib.uniffi_oncely_ffi_fn_func_postgres_schema_url(
     
         
-        FfiConverterString.lower(`url`),
-        FfiConverterString.lower(`schema`),_status)
+        FfiConverterTypeHostText.lower(`url`),
+        FfiConverterTypeHostText.lower(`schema`),_status)
 }
     )
     }

@@ -95,7 +95,7 @@ class ApiTest {
         assertEquals("lease on id `p-1` was lost (fencing token ${t.token()} is stale)", stale.message)
 
         val negative = assertThrows<OncelyException.InvalidArgument> { inbox.begin("p-2", null, CallOptions(leaseMs = -5)) }
-        assertEquals("invalid argument `lease_ms`: must not be negative, got -5 ms", negative.message)
+        assertEquals("invalid argument `lease_ms`: must be a whole number from 0 to 9007199254740991, got -5", negative.message)
     }
 
     @Test
