@@ -32,6 +32,15 @@ if [ -z "$bindir" ] && [ "${CI:-}" = "true" ]; then
     "${sudo[@]}" apt-get install -y -qq postgresql >/dev/null
     bindir=$(find_bindir || true)
 fi
+# The clock-skew test runs processes under libfaketime (Debian's faketime) against this server.
+if [ "${CI:-}" = "true" ] && [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+    echo "== installing faketime (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq >/dev/null
+    "${sudo[@]}" apt-get install -y -qq faketime >/dev/null
+fi
 if [ -z "$bindir" ]; then
     echo "!! PostgreSQL server not found (no /usr/lib/postgresql/*/bin/initdb): the PostgreSQL tests" >&2
     echo "!! will SKIP. Install it with: apt-get install postgresql" >&2

@@ -37,6 +37,13 @@ pub(crate) fn duration_ms(d: Duration) -> i64 {
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> Timestamp;
+
+    /// Whether this clock stands for "real time" ([`SystemClock`]) rather than a time the
+    /// caller drives: an inbox or outbox opened on it judges deadlines by its store's clock
+    /// instead — on PostgreSQL the database server's — and never by the host's.
+    fn is_real_time(&self) -> bool {
+        false
+    }
 }
 
 /// The system wall clock.
@@ -47,6 +54,10 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(duration_ms(since))
+    }
+
+    fn is_real_time(&self) -> bool {
+        true
     }
 }
 

@@ -452,14 +452,21 @@ impl<S: InboxStore> std::fmt::Debug for Inbox<S> {
 }
 
 impl<S: InboxStore> Inbox<S> {
-    /// An inbox on `store` with `config`, on the system clock.
+    /// An inbox on `store` with `config`, in real time: its deadlines (leases, retention) are
+    /// judged by the store's clock — the database server's on PostgreSQL, so every host of a
+    /// fleet agrees whatever its own clock says — or the host's clock where there is one host.
     pub fn open(store: S, config: InboxConfig) -> Result<Self> {
         Self::with_clock(store, config, Arc::new(SystemClock))
     }
 
     /// Like [`Inbox::open`], on an injected clock (a [`crate::clock::ManualClock`] in tests).
+    /// [`SystemClock`] means real time, as for [`Inbox::open`].
     pub fn with_clock(store: S, config: InboxConfig, clock: SharedClock) -> Result<Self> {
         config.validate()?;
+        let clock = match clock.is_real_time() {
+            true => InboxStore::deadline_clock(&store).unwrap_or(clock),
+            false => clock,
+        };
         let recent = (config.recent_capacity > 0).then(|| RecentCompletions::new(config.recent_capacity));
         let next_gc = AtomicI64::new(clock.now().after(config.gc_interval).0);
         Ok(Inbox { inner: Arc::new(Inner { store, clock, config, recent, next_gc }) })

@@ -65,14 +65,21 @@ impl<S: OutboxStore> std::fmt::Debug for Outbox<S> {
 }
 
 impl<S: OutboxStore> Outbox<S> {
-    /// An outbox on `store` with `config`, on the system clock.
+    /// An outbox on `store` with `config`, in real time: its deadlines (due times, leases) are
+    /// judged by the store's clock — the database server's on PostgreSQL, so every host of a
+    /// fleet agrees whatever its own clock says — or the host's clock where there is one host.
     pub fn open(store: S, config: OutboxConfig) -> Result<Self> {
         Self::with_clock(store, config, Arc::new(SystemClock))
     }
 
-    /// Like [`Outbox::open`], on an injected clock.
+    /// Like [`Outbox::open`], on an injected clock. [`SystemClock`] means real time, as for
+    /// [`Outbox::open`].
     pub fn with_clock(store: S, config: OutboxConfig, clock: SharedClock) -> Result<Self> {
         config.validate()?;
+        let clock = match clock.is_real_time() {
+            true => OutboxStore::deadline_clock(&store).unwrap_or(clock),
+            false => clock,
+        };
         let rules =
             Rules { mode: config.mode, retry: config.retry, ordering: config.ordering, seed: config.seed };
         let budget = config.retry_budget.map(|b| Mutex::new(BudgetState::new(b, clock.now())));

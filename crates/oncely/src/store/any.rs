@@ -155,6 +155,10 @@ impl InboxStore for AnyStore {
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
         dispatch!(self, s => s.purge_expired(now, limit).await)
     }
+
+    fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {
+        dispatch!(self, s => InboxStore::deadline_clock(s))
+    }
 }
 
 impl OutboxStore for AnyStore {
@@ -168,6 +172,10 @@ impl OutboxStore for AnyStore {
 
     async fn queue_names(&self) -> Result<Vec<String>> {
         dispatch!(self, s => s.queue_names().await)
+    }
+
+    fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {
+        dispatch!(self, s => OutboxStore::deadline_clock(s))
     }
 }
 

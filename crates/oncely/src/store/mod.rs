@@ -61,6 +61,14 @@ pub trait InboxStore: Send + Sync + 'static {
     /// Deletes up to `limit` records (of every scope) that expired at or before `now`, and says
     /// how many went.
     fn purge_expired(&self, now: Timestamp, limit: usize) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The clock this store judges deadlines by when the caller asks for real time (a facade
+    /// opened on [`crate::SystemClock`]): `None` for the host's own clock (memory, SQLite: one
+    /// host), the database server's clock for PostgreSQL, so that every process of a fleet sees
+    /// one time whatever its host's clock says.
+    fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {
+        None
+    }
 }
 
 /// A shared store is a store: several inboxes (and, for memory, "restarts" in tests) can use one.
@@ -89,6 +97,10 @@ impl<S: InboxStore> InboxStore for std::sync::Arc<S> {
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> impl Future<Output = Result<u64>> + Send {
         (**self).purge_expired(now, limit)
+    }
+
+    fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {
+        InboxStore::deadline_clock(&**self)
     }
 }
 
@@ -167,6 +179,14 @@ pub trait OutboxStore: Send + Sync + 'static {
 
     /// The names of the queues holding at least one message (in any state), sorted.
     fn queue_names(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// The clock this store judges deadlines by when the caller asks for real time (a facade
+    /// opened on [`crate::SystemClock`]): `None` for the host's own clock (memory, SQLite: one
+    /// host), the database server's clock for PostgreSQL, so that every process of a fleet sees
+    /// one time whatever its host's clock says.
+    fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {
+        None
+    }
 }
 
 impl<S: OutboxStore> OutboxStore for std::sync::Arc<S> {
@@ -180,5 +200,9 @@ impl<S: OutboxStore> OutboxStore for std::sync::Arc<S> {
 
     fn queue_names(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
         (**self).queue_names()
+    }
+
+    fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {
+        OutboxStore::deadline_clock(&**self)
     }
 }

@@ -12,6 +12,7 @@
 //! Timestamps are the callers' clocks (as on SQLite): keep hosts' clocks in sync (NTP), as
 //! leases and retention are compared against them.
 
+mod clock;
 pub(crate) mod outbox;
 pub(crate) mod pool;
 mod schema;
@@ -50,6 +51,8 @@ impl Default for PostgresConfig {
 
 struct Shared {
     pool: Pool,
+    /// The server's time, by which every deadline of this store is judged.
+    clock: Arc<clock::ServerClock>,
     /// The location as given, without its password: what tells two stores' databases apart.
     location: String,
 }
@@ -108,16 +111,19 @@ impl PostgresStore {
         // The synchronous client runs a runtime of its own, which must not start on a thread of
         // the caller's async runtime: connect and migrate on a thread of ours.
         let (config_for_open, shown, create) = (pg.clone(), location.clone(), config.create_if_missing);
+        let clock = Arc::new(clock::ServerClock::default());
+        let measured = clock.clone();
         std::thread::spawn(move || -> Result<()> {
             let mut client = config_for_open
                 .connect(postgres::NoTls)
                 .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {e}")))?;
-            schema::prepare(&mut client, create)
+            schema::prepare(&mut client, create)?;
+            measured.measure(&mut client)
         })
         .join()
         .map_err(|_| Error::Storage("opening the PostgreSQL store panicked".into()))??;
-        let pool = Pool::start(pg, config.pool_size)?;
-        Ok(PostgresStore { shared: Arc::new(Shared { pool, location }) })
+        let pool = Pool::start(pg, config.pool_size, clock.clone())?;
+        Ok(PostgresStore { shared: Arc::new(Shared { pool, clock, location }) })
     }
 
     /// Creates the PostgreSQL schema (namespace) `schema` in the database at `url` if it does
@@ -253,6 +259,10 @@ fn apply_op<C: GenericClient>(
 }
 
 impl InboxStore for PostgresStore {
+    fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {
+        Some(self.shared.clock.clone())
+    }
+
     async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
         let scope = scope.to_owned();
         self.pool()
@@ -292,6 +302,10 @@ impl InboxStore for PostgresStore {
 }
 
 impl OutboxStore for PostgresStore {
+    fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {
+        Some(self.shared.clock.clone())
+    }
+
     async fn transact<R: Send + 'static>(
         &self,
         queue: &str,

@@ -50,6 +50,7 @@ pub(crate) struct Conn {
     client: Option<Client>,
     statements: Statements,
     config: postgres::Config,
+    clock: std::sync::Arc<super::clock::ServerClock>,
 }
 
 /// Whether `e` means the connection is gone (closed, reset, or the server ended the session).
@@ -85,8 +86,8 @@ pub(crate) fn pg_error(e: postgres::Error) -> Error {
 }
 
 impl Conn {
-    fn new(config: postgres::Config) -> Self {
-        Conn { client: None, statements: Statements::default(), config }
+    fn new(config: postgres::Config, clock: std::sync::Arc<super::clock::ServerClock>) -> Self {
+        Conn { client: None, statements: Statements::default(), config, clock }
     }
 
     fn connect(&mut self) -> Result<&mut Client> {
@@ -114,6 +115,11 @@ impl Conn {
         if !begun {
             self.connect()?.batch_execute("BEGIN").map_err(pg_error)?;
         }
+        if self.clock.due() {
+            if let Some(c) = self.client.as_mut() {
+                self.clock.measure(c)?;
+            }
+        }
         let Conn { client, statements, .. } = self;
         Ok((client.as_mut().ok_or(Error::Closed("PostgreSQL connection"))?, statements))
     }
@@ -135,13 +141,17 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn start(config: postgres::Config, size: usize) -> Result<Pool> {
+    pub(crate) fn start(
+        config: postgres::Config,
+        size: usize,
+        clock: std::sync::Arc<super::clock::ServerClock>,
+    ) -> Result<Pool> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = std::sync::Arc::new(Mutex::new(rx));
         let mut threads = Vec::with_capacity(size);
         for i in 0..size {
             let rx = rx.clone();
-            let mut conn = Conn::new(config.clone());
+            let mut conn = Conn::new(config.clone(), clock.clone());
             let t = std::thread::Builder::new()
                 .name(format!("oncely-pg-{i}"))
                 .spawn(move || {
