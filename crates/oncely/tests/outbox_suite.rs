@@ -57,6 +57,34 @@ mod suite {
         assert!(ob.lease(10).await.unwrap().is_empty(), "no second copy");
     }
 
+    /// The mode belongs to the message, not to the handle: two handles on one queue with
+    /// different modes (a rolling deploy, an admin script) each apply the message's own mode.
+    pub async fn the_mode_travels_with_the_message<S: OutboxStore + Clone>(store: S) {
+        let clock = ManualClock::new(T0);
+        let open = |mode| Outbox::with_clock(store.clone(), cfg(mode), Arc::new(clock.clone())).unwrap();
+        let (most, least) = (open(Mode::AtMostOnce), open(Mode::AtLeastOnce));
+        // An at-most-once message whose lease ran out is lost, never delivered again — also
+        // when an at-least-once handle finds it.
+        most.enqueue(NewMessage::new("p").id("once")).await.unwrap();
+        assert_eq!(ids(&most.lease(1).await.unwrap()), ["once"]);
+        clock.advance(Duration::from_secs(11));
+        assert!(
+            least.lease(10).await.unwrap().is_empty(),
+            "an at-least-once handle delivered an at-most-once message twice"
+        );
+        assert!(least.get("once").await.unwrap().is_none());
+        // An at-least-once message whose lease ran out is delivered again — also when an
+        // at-most-once handle reaps it — and its failed attempt is retried, not dropped.
+        least.enqueue(NewMessage::new("p").id("sure")).await.unwrap();
+        assert_eq!(ids(&least.lease(1).await.unwrap()), ["sure"]);
+        clock.advance(Duration::from_secs(11));
+        let again = most.lease(10).await.unwrap();
+        assert_eq!(ids(&again), ["sure"], "an at-most-once handle dropped an at-least-once message");
+        let settled = again[0].retry(None, "busy").await.unwrap();
+        assert!(matches!(settled, Settled::Retrying { .. }), "{settled:?}");
+        assert!(most.get("sure").await.unwrap().is_some());
+    }
+
     pub async fn ack_removes_and_stale_ack_is_refused<S: OutboxStore>(store: S) {
         let (ob, clock) = outbox(store, cfg(Mode::AtLeastOnce));
         ob.enqueue(NewMessage::new("p").id("a")).await.unwrap();
@@ -383,6 +411,7 @@ macro_rules! outbox_suite {
     ($runner:ident, $backend:ident, $make:expr) => {
         $runner!($backend, $make;
             enqueue_is_idempotent_per_id,
+            the_mode_travels_with_the_message,
             ack_removes_and_stale_ack_is_refused,
             retries_follow_the_policy_then_dead_letter,
             retry_after_hint_and_deadline,

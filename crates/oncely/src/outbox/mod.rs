@@ -185,7 +185,7 @@ impl<S: OutboxStore> Outbox<S> {
         let now = self.now();
         let max = self.inner.config.max_payload_bytes;
         let messages = messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?;
-        self.run(move |tx, _, events| rules::enqueue(tx, messages, now, events)).await
+        self.run(move |tx, r, events| rules::enqueue(tx, messages, r.mode, now, events)).await
     }
 
     /// Enqueues `messages` through `tx`, a step of some transaction oncely does not commit
@@ -200,7 +200,7 @@ impl<S: OutboxStore> Outbox<S> {
         let max = self.inner.config.max_payload_bytes;
         let messages = messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?;
         let mut events = Vec::new();
-        let out = rules::enqueue(tx, messages, now, &mut events)?;
+        let out = rules::enqueue(tx, messages, self.inner.config.mode, now, &mut events)?;
         self.publish_events(events);
         Ok(out)
     }

@@ -217,6 +217,7 @@ fn event(events: &mut Vec<Event>, id: &str, at: Timestamp, kind: EventKind) {
 pub(crate) fn enqueue(
     tx: &mut dyn OutboxTx,
     messages: Vec<Message>,
+    mode: Mode,
     now: Timestamp,
     events: &mut Vec<Event>,
 ) -> Result<Vec<Enqueued>> {
@@ -241,6 +242,7 @@ pub(crate) fn enqueue(
             first_attempt_at: None,
             last_delay: None,
             last_error: None,
+            mode: Some(mode),
             message,
         };
         tx.insert(&rec)?;
@@ -309,7 +311,7 @@ pub(crate) fn lease(
     for mut rec in tx.expired_leases(now, 1024)? {
         let MessageState::Leased { lease_until, .. } = rec.state else { continue };
         event(events, &rec.message.id, now, EventKind::LeaseExpired);
-        if rules.mode == Mode::AtMostOnce {
+        if rec.mode_or(rules.mode) == Mode::AtMostOnce {
             // Marked done when leased: never delivered again. Its attempt is lost.
             tx.delete(&rec.message.id)?;
             event(events, &rec.message.id, now, EventKind::Dropped);
@@ -447,7 +449,7 @@ pub(crate) fn settle(
         _ => return Err(Error::LeaseLost { id: id.to_owned(), token }),
     };
     let attempts = rec.message.attempts;
-    if rules.mode == Mode::AtMostOnce {
+    if rec.mode_or(rules.mode) == Mode::AtMostOnce {
         // Never retried: an ack completes it, any other outcome loses it (by design).
         return Ok(match how {
             Settle::Extend { lease } => {

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::mode::Mode;
 
 /// Where a stored message stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,41 @@ pub struct OutboxRecord {
     pub last_delay: Option<Duration>,
     /// The error of its last failed attempt.
     pub last_error: Option<String>,
+    /// The delivery mode it was enqueued under, kept with it: every handle reaps, settles and
+    /// redelivers it by this mode, whatever the handle's own configuration says — so a handle
+    /// opened with another mode (a rolling deploy, an admin script) cannot turn an at-most-once
+    /// message into a second delivery, or an at-least-once one into a loss. `None` only for a
+    /// message stored before oncely kept its mode (it follows the handle's mode).
+    pub mode: Option<Mode>,
+}
+
+impl OutboxRecord {
+    /// The mode this message is delivered by: its own, or `handle`'s for an old record.
+    pub fn mode_or(&self, handle: Mode) -> Mode {
+        self.mode.unwrap_or(handle)
+    }
+}
+
+/// A mode as a store column: 0 at-most-once, 1 at-least-once, 2 exactly-once.
+pub fn mode_column(mode: Option<Mode>) -> Option<i64> {
+    mode.map(|m| match m {
+        Mode::AtMostOnce => 0,
+        Mode::AtLeastOnce => 1,
+        Mode::ExactlyOnce => 2,
+    })
+}
+
+/// A store column as a mode ([`mode_column`]'s inverse); another number is a damaged store.
+pub fn mode_from_column(id: &str, column: Option<i64>) -> Result<Option<Mode>> {
+    match column {
+        None => Ok(None),
+        Some(0) => Ok(Some(Mode::AtMostOnce)),
+        Some(1) => Ok(Some(Mode::AtLeastOnce)),
+        Some(2) => Ok(Some(Mode::ExactlyOnce)),
+        Some(n) => {
+            Err(Error::CorruptStore(format!("message `{}` has an unknown mode {n}", crate::text::quote(id))))
+        }
+    }
 }
 
 /// A snapshot of one queue.

@@ -19,7 +19,7 @@ use postgres::types::ToSql;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::records::{MessageState, OutboxRecord, QueueStats};
+use crate::records::{MessageState, OutboxRecord, QueueStats, mode_column, mode_from_column};
 use crate::store::OutboxTx;
 use crate::store::postgres::pool::{Statements, pg_error};
 
@@ -27,7 +27,7 @@ macro_rules! select {
     ($($rest:literal),*) => {
         concat!(
             "SELECT id, seq, key, state, token, lease_until, dead_reason, available_at, created_at, attempts,
-               first_attempt_at, last_delay_ms, last_error, payload, headers FROM oncely_outbox ",
+               first_attempt_at, last_delay_ms, last_error, payload, headers, mode FROM oncely_outbox ",
             $($rest),*
         )
     };
@@ -77,6 +77,7 @@ fn from_row(r: &postgres::Row) -> Result<OutboxRecord> {
         first_attempt_at: r.get::<_, Option<i64>>(10).map(Timestamp),
         last_delay: r.get::<_, Option<i64>>(11).map(|ms| Duration::from_millis(ms.max(0) as u64)),
         last_error: r.get(12),
+        mode: mode_from_column(&r.get::<_, String>(0), r.get(15))?,
     })
 }
 
@@ -179,14 +180,14 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
                 "UPDATE oncely_outbox AS o SET seq = u.seq, state = u.state, token = u.token,
                    lease_until = u.lease_until, dead_reason = u.dead_reason, available_at = u.available_at,
                    attempts = u.attempts, first_attempt_at = u.first_attempt_at,
-                   last_delay_ms = u.last_delay_ms, last_error = u.last_error
+                   last_delay_ms = u.last_delay_ms, last_error = u.last_error, mode = u.mode
                  FROM unnest($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::int8[],
-                             $9::int8[], $10::int8[], $11::int8[], $12::text[])
+                             $9::int8[], $10::int8[], $11::int8[], $12::text[], $13::int8[])
                    AS u(id, seq, state, token, lease_until, dead_reason, available_at, attempts,
-                        first_attempt_at, last_delay_ms, last_error)
+                        first_attempt_at, last_delay_ms, last_error, mode)
                  WHERE o.queue = $1 AND o.id = u.id",
             )?;
-            let params: [&(dyn ToSql + Sync); 12] = [
+            let params: [&(dyn ToSql + Sync); 13] = [
                 &queue,
                 &c.id,
                 &c.seq,
@@ -199,6 +200,7 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
                 &c.first_attempt_at,
                 &c.last_delay_ms,
                 &c.last_error,
+                &c.mode,
             ];
             self.client.execute(&stmt, &params).map_err(pg_error)?;
         }
@@ -207,12 +209,12 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
             let stmt = self.statements.get(
                 self.client,
                 "INSERT INTO oncely_outbox (queue, id, seq, key, state, token, lease_until, dead_reason, available_at,
-                   created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers)
+                   created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers, mode)
                  SELECT $1, * FROM unnest($2::text[], $3::int8[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
                    $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::text[],
-                   $15::bytea[], $16::text[])",
+                   $15::bytea[], $16::text[], $17::int8[])",
             )?;
-            let params: [&(dyn ToSql + Sync); 16] = [
+            let params: [&(dyn ToSql + Sync); 17] = [
                 &queue,
                 &c.id,
                 &c.seq,
@@ -229,6 +231,7 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
                 &c.last_error,
                 &c.payload,
                 &c.headers,
+                &c.mode,
             ];
             self.client.execute(&stmt, &params).map_err(pg_error)?;
         }
@@ -255,7 +258,7 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
 // ORDER BY id` would lock in order too, but its generic plan scans the whole queue.)
 const LOAD: &str = concat!(
     "SELECT id, seq, key, state, token, lease_until, dead_reason, available_at, created_at, attempts,
-       first_attempt_at, last_delay_ms, last_error, payload, headers
+       first_attempt_at, last_delay_ms, last_error, payload, headers, mode
      FROM unnest($2::text[]) AS w(wanted) JOIN oncely_outbox AS o ON o.queue = $1 AND o.id = w.wanted
      FOR UPDATE OF o"
 );
@@ -430,6 +433,7 @@ struct Columns<'r> {
     last_error: Vec<Option<String>>,
     payload: Vec<&'r [u8]>,
     headers: Vec<Option<String>>,
+    mode: Vec<Option<i64>>,
 }
 
 impl<'r> Columns<'r> {
@@ -450,6 +454,7 @@ impl<'r> Columns<'r> {
             last_error: Vec::new(),
             payload: Vec::new(),
             headers: Vec::new(),
+            mode: Vec::new(),
         };
         for rec in recs {
             let (state, token, lease_until, reason) = rec.state.columns();
@@ -469,6 +474,7 @@ impl<'r> Columns<'r> {
             c.last_delay_ms.push(rec.last_delay.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
             c.last_error.push(rec.last_error.as_deref().map(|e| text(e).into_owned()));
             c.payload.push(&m.payload);
+            c.mode.push(mode_column(rec.mode));
             c.headers.push(if m.headers.is_empty() {
                 None
             } else {

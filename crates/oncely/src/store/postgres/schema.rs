@@ -13,7 +13,7 @@ use crate::store::postgres::pool::pg_error;
 use crate::store::sqlite::APPLICATION_ID;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Step `n` brings the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &["
@@ -63,6 +63,10 @@ const MIGRATIONS: &[&str] = &["
     ALTER TABLE oncely_outbox SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02,
         autovacuum_vacuum_insert_scale_factor = 0.02);
     ALTER TABLE oncely_inbox SET (autovacuum_vacuum_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.05);
+", "
+    -- 1 -> 2: each message keeps the mode it was enqueued under (NULL: stored before, follows
+    -- the handle's mode).
+    ALTER TABLE oncely_outbox ADD COLUMN mode BIGINT;
 "];
 
 /// The lock key every opening process takes while it checks and migrates.

@@ -8,14 +8,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::records::{MessageState, OutboxRecord, QueueStats};
+use crate::records::{MessageState, OutboxRecord, QueueStats, mode_column, mode_from_column};
 use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite::counters::Counters;
 use crate::store::{OutboxStore, OutboxTx};
 
 const COLUMNS: &str =
     "id, seq, key, state, token, lease_until, dead_reason, available_at, created_at, attempts,
-     first_attempt_at, last_delay_ms, last_error, payload, headers";
+     first_attempt_at, last_delay_ms, last_error, payload, headers, mode";
 
 pub(crate) struct SqliteOutboxTx<'a> {
     pub conn: &'a Connection,
@@ -23,9 +23,10 @@ pub(crate) struct SqliteOutboxTx<'a> {
     pub queue: &'a str,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(OutboxRecord, Option<String>)> {
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(OutboxRecord, Option<String>, Option<i64>)> {
     let state = r.get::<_, i64>(3)?;
     let headers: Option<String> = r.get(14)?;
+    let mode: Option<i64> = r.get(15)?;
     let rec = OutboxRecord {
         message: Message {
             id: r.get(0)?,
@@ -41,12 +42,14 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(OutboxRecord, Option<String>)> {
         first_attempt_at: r.get::<_, Option<i64>>(10)?.map(Timestamp),
         last_delay: r.get::<_, Option<i64>>(11)?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         last_error: r.get(12)?,
+        mode: None,
     };
-    Ok((rec, headers))
+    Ok((rec, headers, mode))
 }
 
-fn finish_row(row: (OutboxRecord, Option<String>)) -> Result<OutboxRecord> {
-    let (mut rec, headers) = row;
+fn finish_row(row: (OutboxRecord, Option<String>, Option<i64>)) -> Result<OutboxRecord> {
+    let (mut rec, headers, mode) = row;
+    rec.mode = mode_from_column(&rec.message.id, mode)?;
     if let Some(h) = headers {
         rec.message.headers = serde_json::from_str(&h).map_err(|e| {
             Error::CorruptStore(format!("message `{}` has unreadable headers: {e}", rec.message.id))
@@ -87,6 +90,7 @@ impl SqliteOutboxTx<'_> {
             rec.last_error,
             m.payload,
             headers,
+            mode_column(rec.mode),
         ])?;
         Ok(())
     }
@@ -102,8 +106,8 @@ impl OutboxTx for SqliteOutboxTx<'_> {
     fn insert(&mut self, rec: &OutboxRecord) -> Result<()> {
         self.write(
             "INSERT INTO oncely_outbox (queue, id, seq, key, state, token, lease_until, dead_reason, available_at,
-               created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+               created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers, mode)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             rec,
         )
     }
@@ -112,7 +116,7 @@ impl OutboxTx for SqliteOutboxTx<'_> {
         self.write(
             "UPDATE oncely_outbox SET seq = ?3, key = ?4, state = ?5, token = ?6, lease_until = ?7,
                dead_reason = ?8, available_at = ?9, created_at = ?10, attempts = ?11, first_attempt_at = ?12,
-               last_delay_ms = ?13, last_error = ?14, payload = ?15, headers = ?16
+               last_delay_ms = ?13, last_error = ?14, payload = ?15, headers = ?16, mode = ?17
              WHERE queue = ?1 AND id = ?2",
             rec,
         )

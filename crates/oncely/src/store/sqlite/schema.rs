@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 pub const APPLICATION_ID: i64 = 0x6f6e_6365;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each migration takes the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -58,6 +58,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX oncely_outbox_due ON oncely_outbox (queue, state, available_at, seq);
     CREATE INDEX oncely_outbox_leases ON oncely_outbox (queue, lease_until) WHERE state = 1;
     CREATE INDEX oncely_outbox_keys ON oncely_outbox (queue, key, seq) WHERE key IS NOT NULL;",
+    // 2 -> 3: each message keeps the mode it was enqueued under (NULL: stored before, follows
+    // the handle's mode).
+    "ALTER TABLE oncely_outbox ADD COLUMN mode INTEGER;",
 ];
 
 struct Identity {
