@@ -564,7 +564,12 @@ function templateKey(template) {
       if (v === undefined || v === null) {
         throw new InvalidArgumentError(`invalid argument \`key\`: {${index}${path}} is ${v} for this call`, 'ONCELY_INVALID_ARGUMENT')
       }
-      return String(v)
+      try {
+        return String(v)
+      } catch {
+        // an object without toString (Object.create(null)), a revoked Proxy, a throwing toString
+        throw new InvalidArgumentError(`invalid argument \`key\`: {${index}${path}} cannot be made a string for this call`, 'ONCELY_INVALID_ARGUMENT')
+      }
     })
 }
 
