@@ -113,3 +113,24 @@ test(`hostile calls, one child process each (${CASES} cases)`, { timeout: 3_600_
   }
   assert.equal(bad.length, 0, `${bad.length} of ${CASES} hostile cases crashed, hung, threw an untyped error or changed the store (listed above)`)
 })
+
+// Cases the generator found (each failed before its fix), kept so they run every time.
+const FOUND = [
+  // A sparse array of 2^32 - 1 holes: the process aborted (a Vec of that capacity).
+  ['crash: a sparse array', 'typed', { call: 'inbox.beginMany', store: 'sqlite', args: [{ $: 'sparse', n: 2 ** 32 - 1 }] }],
+  // A rejection with a Proxy whose getPrototypeOf throws: `instanceof Permanent` threw in the
+  // rejection callback, so the process call never settled.
+  ['hang: a Proxy rejection', 'own', { call: 'inbox.process', store: 'memory', args: ['fresh', 'p', { h: 'throw', x: { e: 'value', v: { $: 'proxy' } }, a: 1 }, { $: 'u' }] }],
+  // Inbox(...) without new wrapped `this` (the module's exports) as an Inbox.
+  ['a class without new', 'typeerror', { call: 'call a class without new', store: 'memory', args: ['Inbox', 'memory', 's'] }],
+  ['a handed-out class', 'typeerror', { call: 'construct handed-out class', store: 'memory', args: ['Ticket', 'x'] }],
+  ['a key template argument without toString', 'typed', { call: 'inbox.idempotent', store: 'sqlite', args: [{ h: 'ret', v: 'r', a: 0 }, { $: 'obj', e: [['key', 'order-{0}']] }, [{ $: 'nullproto', e: [] }]] }],
+  ['Snooze of an object without toString', 'result', { call: 'new Snooze', store: 'memory', args: [{ $: 'nullproto', e: [] }] }],
+]
+
+for (const [name, expected, c] of FOUND) {
+  test(`hostile case found before: ${name}`, async () => {
+    const r = await runCase(c)
+    assert.equal(r.c, expected, r.d)
+  })
+}
