@@ -271,6 +271,24 @@ val intParams: List<IntParam> = listOf(
     IntParam("attempts", true, 0xFFFF_FFFFL) { { v -> RetryPolicy(3u, fixed, Jitter.NONE).decide(1u, v.toUInt(), 0, 5) } },
 )
 
+/** One floating-point parameter: its name and a call passing it (the core checks the value). */
+class DoubleParam(val name: String, val call: suspend Ctx.(Double) -> Any?)
+
+val doubleParams: List<DoubleParam> = listOf(
+    DoubleParam("retry_budget.ratio") { d -> Outbox(store, "q", OutboxOptions(retryBudget = RetryBudget(d))) },
+    DoubleParam("retry_budget.min_per_second") { d -> Outbox(store, "q", OutboxOptions(retryBudget = RetryBudget(0.1, d))) },
+    DoubleParam("retry_budget.burst") { d -> Outbox(store, "q", OutboxOptions(retryBudget = RetryBudget(0.1, null, d))) },
+    DoubleParam("backoff.factor") { d -> RetryPolicy(3u, Backoff.Exponential(1, d, 100), Jitter.FULL).scheduleMs(1u, 20u) },
+    DoubleParam("SqlValue.Real") { d -> inTransactionRethrowing { tx -> tx.execute("SELECT ?1", listOf(SqlValue.Real(d))) } },
+)
+
+fun doubleCase(rnd: Random): Case {
+    val p = doubleParams[rnd.nextInt(doubleParams.size)]
+    val values = listOf(Double.NaN, Double.POSITIVE_INFINITY, Double.NEGATIVE_INFINITY, -1.0, 0.0, -0.0, 1e308, Double.MIN_VALUE, 0.5, 2.0, rnd.nextDouble(-1e9, 1e9))
+    val d = values[rnd.nextInt(values.size)]
+    return Case("double ${p.name}=$d") { call(null, null) { p.call(this, d) } }
+}
+
 fun Random.long(unsigned: Boolean, max: Long): Long {
     val edges = if (unsigned) {
         // bit patterns of ULong / UInt values
@@ -298,7 +316,8 @@ fun hostileCase(seed: Long, i: Int, exits: Map<Int, Act>): Case {
     return when (rnd.nextInt(100)) {
         in 0..39 -> textCase(rnd)
         in 40..64 -> intCase(rnd)
-        in 65..69 -> nameCase(rnd)
+        in 65..67 -> nameCase(rnd)
+        in 68..69 -> doubleCase(rnd)
         in 70..74 -> bytesCase(rnd)
         else -> {
             val kind = HKind.entries[rnd.nextInt(HKind.entries.size)]
