@@ -363,10 +363,12 @@ def run_case(case, conn, workdir):
 
     def reenter():
         name = case["call"]
+        same = args[0] if args and isinstance(args[0], str) else "reenter"     # the case's own id
         if "process" in name or "idempotent" in name:
-            return fx["inbox"].process("reenter", None, handlers.sync())
+            return fx["inbox"].process(same, None, handlers.sync())
         if "claim" in name:
-            return _claim(fx, handlers, "reenter")
+            _claim(fx, handlers, same)     # the same id's claim, nested
+            return b"outer"
         if "worker" in name:
             return fx["outbox"].enqueue(b"again", id="m2")
         if "transaction" in name:
