@@ -57,6 +57,31 @@ mod suite {
         assert!(ob.lease(10).await.unwrap().is_empty(), "no second copy");
     }
 
+    /// The counters are the store's: a handle opened afterwards (another process, the CLI,
+    /// another language) reads the totals of every handle's changes.
+    pub async fn counters_are_kept_by_the_store<S: OutboxStore + Clone>(store: S) {
+        let clock = ManualClock::new(T0);
+        let open = |mode| Outbox::with_clock(store.clone(), cfg(mode), Arc::new(clock.clone())).unwrap();
+        let (a, b) = (open(Mode::AtLeastOnce), open(Mode::AtMostOnce));
+        a.enqueue_many(vec![NewMessage::new("p").id("a1"), NewMessage::new("p").id("a2")]).await.unwrap();
+        b.enqueue(NewMessage::new("p").id("b1")).await.unwrap();
+        for d in a.lease(10).await.unwrap() {
+            match d.id() {
+                "a1" => assert_eq!(d.ack().await.unwrap(), ()),
+                "a2" => drop(d.retry(None, "busy").await.unwrap()),
+                _ => drop(d.fail("no").await.unwrap()), // b1 is at-most-once: dropped
+            }
+        }
+        let fresh = open(Mode::ExactlyOnce);
+        let c = fresh.stats().await.unwrap().counters;
+        assert_eq!(
+            (c.enqueued, c.delivered, c.retried, c.dead_lettered, c.dropped),
+            (3, 1, 1, 0, 1),
+            "a fresh handle must see every handle's counts: {c:?}"
+        );
+        assert_eq!(a.stats().await.unwrap().counters.enqueued, 3);
+    }
+
     /// The mode belongs to the message, not to the handle: two handles on one queue with
     /// different modes (a rolling deploy, an admin script) each apply the message's own mode.
     pub async fn the_mode_travels_with_the_message<S: OutboxStore + Clone>(store: S) {
@@ -412,6 +437,7 @@ macro_rules! outbox_suite {
         $runner!($backend, $make;
             enqueue_is_idempotent_per_id,
             the_mode_travels_with_the_message,
+            counters_are_kept_by_the_store,
             ack_removes_and_stale_ack_is_refused,
             retries_follow_the_policy_then_dead_letter,
             retry_after_hint_and_deadline,

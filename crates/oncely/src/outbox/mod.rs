@@ -122,7 +122,6 @@ impl<S: OutboxStore> Outbox<S> {
     }
 
     pub(crate) fn publish_events(&self, events: Vec<Event>) {
-        let c = &self.inner.counters;
         for e in &events {
             match &e.kind {
                 EventKind::DeadLettered { reason } => {
@@ -133,15 +132,6 @@ impl<S: OutboxStore> Outbox<S> {
                 }
                 _ => {}
             }
-            let counter = match e.kind {
-                EventKind::Enqueued => &c.enqueued,
-                EventKind::Acked => &c.delivered,
-                EventKind::Retried { .. } => &c.retried,
-                EventKind::DeadLettered { .. } => &c.dead_lettered,
-                EventKind::Dropped => &c.dropped,
-                _ => continue,
-            };
-            counter.fetch_add(1, AtomicOrdering::Relaxed);
         }
         let listeners = self.inner.listeners.read().clone();
         if listeners.is_empty() {
@@ -166,6 +156,7 @@ impl<S: OutboxStore> Outbox<S> {
             .transact(&self.inner.config.queue, move |tx| {
                 let mut events = Vec::new();
                 let r = work(tx, &rules, &mut events)?;
+                count(tx, &events)?;
                 Ok((r, events))
             })
             .await?;
@@ -201,6 +192,7 @@ impl<S: OutboxStore> Outbox<S> {
         let messages = messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?;
         let mut events = Vec::new();
         let out = rules::enqueue(tx, messages, self.inner.config.mode, now, &mut events)?;
+        count(tx, &events)?;
         self.publish_events(events);
         Ok(out)
     }
@@ -338,7 +330,8 @@ impl<S: OutboxStore> Outbox<S> {
         self.run(move |tx, _, events| rules::purge_dead(tx, ids, now, events)).await
     }
 
-    /// The queue's counts and this process's counters.
+    /// The queue as stored, its totals as the store counted them, and this process's attempt
+    /// timing.
     pub async fn stats(&self) -> Result<Stats> {
         let now = self.now();
         let queue = self.run(move |tx, _, _| tx.stats(now)).await?;
@@ -347,17 +340,24 @@ impl<S: OutboxStore> Outbox<S> {
         Ok(Stats {
             queue,
             counters: Counters {
-                enqueued: load(&c.enqueued),
-                delivered: load(&c.delivered),
-                retried: load(&c.retried),
-                dead_lettered: load(&c.dead_lettered),
-                dropped: load(&c.dropped),
+                enqueued: queue.counts.enqueued,
+                delivered: queue.counts.delivered,
+                retried: queue.counts.retried,
+                dead_lettered: queue.counts.dead_lettered,
+                dropped: queue.counts.dropped,
                 attempts_settled: load(&c.attempts_settled),
                 attempt_micros: load(&c.attempt_micros),
             },
             oldest_age: queue.oldest_created_at.map(|t| now.since(t)),
         })
     }
+}
+
+/// Adds what one step's `events` count to the queue's totals, in the same step (so they commit
+/// together or not at all).
+fn count(tx: &mut dyn crate::store::OutboxTx, events: &[Event]) -> Result<()> {
+    let counts = counters::counted(events);
+    if counts.is_zero() { Ok(()) } else { tx.add_counts(counts) }
 }
 
 /// Refuses a settle whose duration is out of range: a lease extension or a snooze must last at

@@ -11,4 +11,4 @@ pub mod outbox;
 pub(crate) use decide::decide_with;
 pub use decide::{InboxOp, OpAnswer, Write, decide};
 pub use inbox::{CachePolicy, InboxRecord, RecordState, Status, StoredOutcome};
-pub use outbox::{MessageState, OutboxRecord, QueueStats, mode_column, mode_from_column};
+pub use outbox::{MessageState, OutboxRecord, QueueCounts, QueueStats, mode_column, mode_from_column};

@@ -105,6 +105,43 @@ pub struct QueueStats {
     pub dead: u64,
     /// When the oldest pending (ready, scheduled or leased) message was created.
     pub oldest_created_at: Option<Timestamp>,
+    /// What happened to the queue's messages since the store began counting, as the store
+    /// keeps it: the same from every handle, process and language.
+    pub counts: QueueCounts,
+}
+
+/// What happened to one queue's messages, counted by the store in the same commit as each
+/// change (every process, every host, every language adds to the same totals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueCounts {
+    /// Messages added.
+    pub enqueued: u64,
+    /// Messages acknowledged as delivered.
+    pub delivered: u64,
+    /// Failed attempts scheduled for a retry.
+    pub retried: u64,
+    /// Messages given up on (dead letters).
+    pub dead_lettered: u64,
+    /// At-most-once messages whose one attempt failed or ran out (lost by design).
+    pub dropped: u64,
+}
+
+impl QueueCounts {
+    /// Whether nothing was counted.
+    pub fn is_zero(&self) -> bool {
+        *self == QueueCounts::default()
+    }
+
+    /// The sum of `self` and `other`, saturating.
+    pub fn plus(self, other: QueueCounts) -> QueueCounts {
+        QueueCounts {
+            enqueued: self.enqueued.saturating_add(other.enqueued),
+            delivered: self.delivered.saturating_add(other.delivered),
+            retried: self.retried.saturating_add(other.retried),
+            dead_lettered: self.dead_lettered.saturating_add(other.dead_lettered),
+            dropped: self.dropped.saturating_add(other.dropped),
+        }
+    }
 }
 
 impl QueueStats {

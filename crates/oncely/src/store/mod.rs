@@ -137,6 +137,10 @@ pub trait OutboxTx {
     ) -> Result<Vec<crate::records::OutboxRecord>>;
     /// Counts by state at `now`.
     fn stats(&mut self, now: Timestamp) -> Result<crate::records::QueueStats>;
+
+    /// Adds `counts` to the queue's totals ([`crate::records::QueueCounts`]), in this step:
+    /// they commit with the changes they count, or not at all.
+    fn add_counts(&mut self, counts: crate::records::QueueCounts) -> Result<()>;
     /// A fencing token larger than every one the store handed out before.
     fn next_token(&mut self) -> Result<u64>;
     /// A queue position larger than every one the store handed out before.

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::records::{MessageState, OutboxRecord, QueueStats};
+use crate::records::{MessageState, OutboxRecord, QueueCounts, QueueStats};
 use crate::store::memory::MemoryStore;
 use crate::store::{OutboxStore, OutboxTx};
 
@@ -26,6 +26,7 @@ struct Queue {
     dead: BTreeSet<(u64, String)>,
     /// Per key: (seq, is dead) of its ready, leased and dead messages.
     keys: HashMap<String, BTreeSet<(u64, bool)>>,
+    counts: QueueCounts,
 }
 
 impl Queue {
@@ -186,7 +187,14 @@ impl OutboxTx for MemTx<'_> {
             leased: self.queue.leases.len() as u64 - expired,
             dead: self.queue.dead.len() as u64,
             oldest_created_at: oldest,
+            counts: self.queue.counts,
         })
+    }
+
+    fn add_counts(&mut self, counts: QueueCounts) -> Result<()> {
+        // The last write of a step (nothing can fail after it), so it needs no undo.
+        self.queue.counts = self.queue.counts.plus(counts);
+        Ok(())
     }
 
     fn next_token(&mut self) -> Result<u64> {

@@ -19,7 +19,10 @@ use postgres::types::ToSql;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::records::{MessageState, OutboxRecord, QueueStats, mode_column, mode_from_column};
+use crate::records::{MessageState, OutboxRecord, QueueCounts, QueueStats, mode_column, mode_from_column};
+
+/// Rows per queue in `oncely_counts` (see `add_counts`).
+const COUNT_SHARDS: u32 = 8;
 use crate::store::OutboxTx;
 use crate::store::postgres::pool::{Statements, pg_error};
 
@@ -82,6 +85,20 @@ fn from_row(r: &postgres::Row) -> Result<OutboxRecord> {
 }
 
 impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
+    /// The queue's counts: the sum of its rows in `oncely_counts`.
+    fn counts(&mut self) -> Result<QueueCounts> {
+        let queue = self.queue;
+        let rows = self.query(
+            "SELECT coalesce(sum(enqueued), 0)::int8, coalesce(sum(delivered), 0)::int8, coalesce(sum(retried), 0)::int8,
+                    coalesce(sum(dead_lettered), 0)::int8, coalesce(sum(dropped), 0)::int8
+             FROM oncely_counts WHERE queue = $1",
+            &[&queue],
+        )?;
+        let r = rows.first().ok_or_else(|| Error::Storage("counts returned no row".into()))?;
+        let n = |i| r.get::<_, i64>(i).max(0) as u64;
+        Ok(QueueCounts { enqueued: n(0), delivered: n(1), retried: n(2), dead_lettered: n(3), dropped: n(4) })
+    }
+
     pub(crate) fn new(client: &'a mut C, statements: &'a mut Statements, queue: &'a str) -> Self {
         PgOutboxTx {
             client,
@@ -374,7 +391,42 @@ impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
             leased: r.get::<_, i64>(2) as u64,
             dead: r.get::<_, i64>(3) as u64,
             oldest_created_at: r.get::<_, Option<i64>>(4).map(Timestamp),
+            counts: self.counts()?,
         })
+    }
+
+    fn add_counts(&mut self, c: QueueCounts) -> Result<()> {
+        // Spread over a few rows per queue — one per pool connection's thread, mostly — so that
+        // concurrent commits do not queue up on one row lock; read back as their sum.
+        let shard = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::thread::current().id().hash(&mut h);
+            (h.finish() % u64::from(COUNT_SHARDS)) as i64
+        };
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let queue = self.queue;
+        let stmt = self.statements.get(
+            self.client,
+            "INSERT INTO oncely_counts (queue, shard, enqueued, delivered, retried, dead_lettered, dropped)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (queue, shard) DO UPDATE SET enqueued = oncely_counts.enqueued + excluded.enqueued,
+               delivered = oncely_counts.delivered + excluded.delivered,
+               retried = oncely_counts.retried + excluded.retried,
+               dead_lettered = oncely_counts.dead_lettered + excluded.dead_lettered,
+               dropped = oncely_counts.dropped + excluded.dropped",
+        )?;
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &queue,
+            &shard,
+            &n(c.enqueued),
+            &n(c.delivered),
+            &n(c.retried),
+            &n(c.dead_lettered),
+            &n(c.dropped),
+        ];
+        self.client.execute(&stmt, &params).map_err(pg_error)?;
+        Ok(())
     }
 
     fn next_token(&mut self) -> Result<u64> {

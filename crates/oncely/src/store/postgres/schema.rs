@@ -67,6 +67,18 @@ const MIGRATIONS: &[&str] = &["
     -- 1 -> 2: each message keeps the mode it was enqueued under (NULL: stored before, follows
     -- the handle's mode).
     ALTER TABLE oncely_outbox ADD COLUMN mode BIGINT;
+    -- And each queue's counts (what happened to its messages), kept by the store in a few rows
+    -- per queue (summed when read), so that concurrent commits do not wait on one row.
+    CREATE TABLE oncely_counts (
+        queue         TEXT NOT NULL,
+        shard         BIGINT NOT NULL,
+        enqueued      BIGINT NOT NULL,
+        delivered     BIGINT NOT NULL,
+        retried       BIGINT NOT NULL,
+        dead_lettered BIGINT NOT NULL,
+        dropped       BIGINT NOT NULL,
+        PRIMARY KEY (queue, shard)
+    );
 "];
 
 /// The lock key every opening process takes while it checks and migrates.

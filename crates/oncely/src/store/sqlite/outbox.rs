@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::records::{MessageState, OutboxRecord, QueueStats, mode_column, mode_from_column};
+use crate::records::{MessageState, OutboxRecord, QueueCounts, QueueStats, mode_column, mode_from_column};
 use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite::counters::Counters;
 use crate::store::{OutboxStore, OutboxTx};
@@ -189,9 +189,35 @@ impl OutboxTx for SqliteOutboxTx<'_> {
                     leased: r.get::<_, i64>(2)? as u64,
                     dead: r.get::<_, i64>(3)? as u64,
                     oldest_created_at: r.get::<_, Option<i64>>(4)?.map(Timestamp),
+                    counts: QueueCounts::default(),
                 })
             })?;
-        Ok(row)
+        let counts = self
+            .conn
+            .prepare_cached(
+                "SELECT enqueued, delivered, retried, dead_lettered, dropped FROM oncely_counts WHERE queue = ?1",
+            )?
+            .query_row(params![self.queue], |r| {
+                let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok(QueueCounts { enqueued: n(0)?, delivered: n(1)?, retried: n(2)?, dead_lettered: n(3)?, dropped: n(4)? })
+            })
+            .optional()?
+            .unwrap_or_default();
+        Ok(QueueStats { counts, ..row })
+    }
+
+    fn add_counts(&mut self, c: QueueCounts) -> Result<()> {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO oncely_counts (queue, enqueued, delivered, retried, dead_lettered, dropped)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (queue) DO UPDATE SET enqueued = enqueued + excluded.enqueued,
+                   delivered = delivered + excluded.delivered, retried = retried + excluded.retried,
+                   dead_lettered = dead_lettered + excluded.dead_lettered, dropped = dropped + excluded.dropped",
+            )?
+            .execute(params![self.queue, n(c.enqueued), n(c.delivered), n(c.retried), n(c.dead_lettered), n(c.dropped)])?;
+        Ok(())
     }
 
     fn next_token(&mut self) -> Result<u64> {

@@ -60,7 +60,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX oncely_outbox_keys ON oncely_outbox (queue, key, seq) WHERE key IS NOT NULL;",
     // 2 -> 3: each message keeps the mode it was enqueued under (NULL: stored before, follows
     // the handle's mode).
-    "ALTER TABLE oncely_outbox ADD COLUMN mode INTEGER;",
+    // And each queue's counts (what happened to its messages), kept by the store.
+    "ALTER TABLE oncely_outbox ADD COLUMN mode INTEGER;
+    CREATE TABLE oncely_counts (
+        queue         TEXT PRIMARY KEY NOT NULL,
+        enqueued      INTEGER NOT NULL,
+        delivered     INTEGER NOT NULL,
+        retried       INTEGER NOT NULL,
+        dead_lettered INTEGER NOT NULL,
+        dropped       INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 struct Identity {
