@@ -361,7 +361,7 @@ fn requests_of(requests: &Bound<'_, PyList>) -> PyResult<Vec<Request>> {
         args::keywords(<args::BeginKw as args::Call>::WHAT, d, <args::BeginKw as args::Call>::KNOWN)?;
         let id: Text<args::Id> = d
             .get_item("id")?
-            .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a request needs an `id`"))?
+            .ok_or_else(|| to_py(oncely::Error::invalid("id", "is required")))? // Node's text
             .extract()?;
         let payload = d.get_item("payload")?;
         let m: Option<Text<args::ModeName>> = d.get_item("mode")?.map(|v| v.extract()).transpose()?;

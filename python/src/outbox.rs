@@ -373,8 +373,7 @@ fn ordering_of(ordering: &str, poison: Option<&str>, park_after: Option<Num>) ->
 
 fn budget_of(d: &Bound<'_, PyDict>) -> PyResult<RetryBudget> {
     args::keywords(<args::RetryBudgetKw as args::Call>::WHAT, d, <args::RetryBudgetKw as args::Call>::KNOWN)?;
-    let ratio =
-        d.get_item("ratio")?.ok_or_else(|| invalid("retry_budget", "needs `ratio`"))?.extract::<Num>()?.0;
+    let ratio = d.get_item("ratio")?.ok_or_else(|| invalid("ratio", "is required"))?.extract::<Num>()?.0;
     let mut b = RetryBudget::new(ratio);
     if let Some(v) = d.get_item("min_per_second")? {
         b.min_per_second = v.extract::<Num>()?.0;
