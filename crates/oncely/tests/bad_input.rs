@@ -168,3 +168,29 @@ fn a_manual_clock_never_wraps() {
     clock.advance(Duration::from_millis(u64::MAX));
     assert_eq!(clock.now(), oncely::Timestamp(i64::MAX));
 }
+
+/// Found by the Kotlin hostile suite: a busy timeout SQLite cannot take (over i32::MAX ms) is a
+/// typed error, not a panic in rusqlite; a huge SQL statement or PostgreSQL URL makes a short
+/// error, not one that repeats it whole.
+#[test]
+fn huge_sqlite_and_postgres_inputs_make_short_typed_errors() {
+    let cfg =
+        SqliteConfig { busy_timeout: Duration::from_millis(u64::from(u32::MAX)), ..SqliteConfig::default() };
+    let e = SqliteStore::open(":memory:", cfg).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    assert_eq!(
+        e.to_string(),
+        "invalid argument `busy_timeout`: must be a whole number from 0 to 2147483647, got 4294967295"
+    );
+    let store = oncely::AnyStore::open("sqlite::memory:", SqliteConfig::default()).unwrap();
+    let huge = format!("SELEC {}", "x".repeat(4 << 20));
+    let e = pollster::block_on(oncely::sql::TransactionalStore::in_transaction(&store, move |tx| {
+        tx.execute(&huge, &[]).map(|_| ())
+    }))
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Storage);
+    assert!(e.to_string().len() < 300, "{} bytes", e.to_string().len());
+    let url = format!("postgres://h/{}?x=\u{0}{}", "d".repeat(4 << 20), "y");
+    let e = oncely::PostgresStore::schema_url(&url, "s").unwrap_err();
+    assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
+}

@@ -101,16 +101,20 @@ impl PostgresStore {
             return Err(Error::invalid("pool_size", "must be at least 1"));
         }
         let location = redact(url);
-        let mut pg: postgres::Config = url
-            .parse()
-            .map_err(|e| Error::invalid("location", format!("is not a PostgreSQL URL ({location}): {e}")))?;
+        let mut pg: postgres::Config = url.parse().map_err(|e| {
+            Error::invalid(
+                "location",
+                format!("is not a PostgreSQL URL ({}): {e}", crate::text::quote(&location)),
+            )
+        })?;
         pg.connect_timeout(config.connect_timeout);
         if pg.get_application_name().is_none() {
             pg.application_name("oncely");
         }
         // The synchronous client runs a runtime of its own, which must not start on a thread of
         // the caller's async runtime: connect and migrate on a thread of ours.
-        let (config_for_open, shown, create) = (pg.clone(), location.clone(), config.create_if_missing);
+        let (config_for_open, shown, create) =
+            (pg.clone(), crate::text::quote(&location), config.create_if_missing);
         let clock = Arc::new(clock::ServerClock::default());
         let measured = clock.clone();
         std::thread::spawn(move || -> Result<()> {
@@ -142,10 +146,13 @@ impl PostgresStore {
             ));
         }
         let pg: postgres::Config = url.parse().map_err(|e| {
-            Error::invalid("location", format!("is not a PostgreSQL URL ({}): {e}", redact(url)))
+            Error::invalid(
+                "location",
+                format!("is not a PostgreSQL URL ({}): {e}", crate::text::quote(&redact(url))),
+            )
         })?;
         let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-        let shown = redact(url);
+        let shown = crate::text::quote(&redact(url));
         std::thread::spawn(move || -> Result<()> {
             let mut client = pg
                 .connect(postgres::NoTls)

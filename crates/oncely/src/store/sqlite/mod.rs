@@ -98,6 +98,11 @@ impl SqliteStore {
         if config.max_batch == 0 {
             return Err(Error::invalid("max_batch", "must be at least 1"));
         }
+        // SQLite takes the busy timeout as a C int of milliseconds.
+        if config.busy_timeout.as_millis() > i32::MAX as u128 {
+            let got = config.busy_timeout.as_millis().to_string();
+            return Err(crate::text::integer_out_of_range("busy_timeout", &got, 0, i32::MAX as u64));
+        }
         let in_memory = path.as_os_str() == ":memory:";
         refuse_dangling_link(&path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE

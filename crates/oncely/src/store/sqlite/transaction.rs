@@ -60,7 +60,13 @@ fn from_value(v: ValueRef<'_>) -> SqlValue {
 
 /// Runs one statement on `conn` and collects its rows.
 pub(crate) fn execute(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>> {
-    let mut stmt = conn.prepare(sql)?;
+    let mut stmt = conn.prepare(sql).map_err(|e| match e {
+        // rusqlite's own text repeats the whole statement: quote a bounded prefix instead.
+        rusqlite::Error::SqlInputError { msg, offset, .. } => {
+            Error::Storage(format!("{msg} at offset {offset} of {}", crate::text::quote(sql)))
+        }
+        other => Error::from(other),
+    })?;
     let columns = stmt.column_count();
     let mut rows = stmt.query(params_from_iter(params.iter().map(to_value)))?;
     let mut out = Vec::new();
