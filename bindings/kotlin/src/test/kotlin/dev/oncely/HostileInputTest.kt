@@ -96,9 +96,6 @@ class HostileInputTest {
                 val verdict = c.call("invalid_argument", integerMessage(p.name, shown)) { f(v) }
                 if (verdict.kind != "typed") wrongs += "${p.name}=$shown: ${verdict.kind} ${verdict.detail}"
             }
-            // Known core gap (HostileSuiteTest's knownCoreGaps): rusqlite panics on a busy timeout
-            // past i32::MAX ms, which the core does not refuse yet.
-            if (p.name == "busy_timeout_ms") continue
             val c = ctx()
             val f = p.prepare(c)
             val edge = c.call(null, null, not = integerMessage(p.name, MAX_SAFE.toString())) { f(MAX_SAFE) }
