@@ -260,7 +260,7 @@ fn event(e: &oncely::outbox::Event) -> OutboxEvent {
 }
 
 fn ordering_of(
-    ordering: &str,
+    ordering: Option<&str>,
     poison: Option<&str>,
     park_after: Option<f64>,
 ) -> Result<oncely::outbox::Ordering> {
@@ -379,7 +379,7 @@ impl Outbox {
             cfg.max_payload_bytes = n;
         }
         cfg = cfg.ordering(ordering_of(
-            options.text("ordering")?.as_deref().unwrap_or("unordered"),
+            options.text("ordering")?.as_deref(),
             options.text("poison")?.as_deref(),
             options.number("parkAfter")?,
         )?);

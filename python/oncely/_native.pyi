@@ -349,7 +349,7 @@ class Outbox:
         mode: Optional[str] = None,
         retry: Union[Mapping[str, Any], str, None] = None,
         lease: Optional[float] = None,
-        ordering: str = "unordered",
+        ordering: Optional[str] = None,
         poison: Optional[str] = None,
         park_after: Optional[float] = None,
         seed: Optional[int] = None,

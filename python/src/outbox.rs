@@ -367,7 +367,7 @@ fn event(e: &CoreEvent) -> Event {
     }
 }
 
-fn ordering_of(ordering: &str, poison: Option<&str>, park_after: Option<Num>) -> PyResult<Ordering> {
+fn ordering_of(ordering: Option<&str>, poison: Option<&str>, park_after: Option<Num>) -> PyResult<Ordering> {
     Ordering::from_names(ordering, poison, opt_secs("park_after", park_after)?).map_err(to_py)
 }
 
@@ -465,8 +465,8 @@ pub struct Outbox {
 #[pymethods]
 impl Outbox {
     #[new]
-    #[pyo3(signature = (store, queue, *, mode = None, retry = None, lease = None, ordering = Text::new("unordered"), poison = None, park_after = None, seed = None, retry_budget = None, max_payload_bytes = None, clock = None, **extra),
-        text_signature = "(store, queue, *, mode=None, retry=None, lease=None, ordering='unordered', poison=None, park_after=None, seed=None, retry_budget=None, max_payload_bytes=None, clock=None, **extra)")]
+    #[pyo3(signature = (store, queue, *, mode = None, retry = None, lease = None, ordering = None, poison = None, park_after = None, seed = None, retry_budget = None, max_payload_bytes = None, clock = None, **extra),
+        text_signature = "(store, queue, *, mode=None, retry=None, lease=None, ordering=None, poison=None, park_after=None, seed=None, retry_budget=None, max_payload_bytes=None, clock=None, **extra)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -475,7 +475,7 @@ impl Outbox {
         mode: Option<Text<args::ModeName>>,
         retry: Option<&Bound<'_, PyAny>>,
         lease: Option<Num>,
-        ordering: Text<args::OrderingName>,
+        ordering: Option<Text<args::OrderingName>>,
         poison: Option<Text<args::Poison>>,
         park_after: Option<Num>,
         seed: Option<Int<args::Seed>>,
@@ -486,7 +486,7 @@ impl Outbox {
     ) -> PyResult<Self> {
         let _ = extra;
         let mut cfg =
-            OutboxConfig::new(queue.0).ordering(ordering_of(&ordering, poison.as_deref(), park_after)?);
+            OutboxConfig::new(queue.0).ordering(ordering_of(ordering.as_deref(), poison.as_deref(), park_after)?);
         if let Some(s) = seed {
             cfg = cfg.seed(s.0);
         }

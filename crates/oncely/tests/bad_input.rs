@@ -124,8 +124,8 @@ fn store_locations_are_checked() {
 fn huge_names_make_short_errors() {
     let huge = "x".repeat(20 << 20);
     let mode = huge.parse::<oncely::Mode>().unwrap_err();
-    let ordering = oncely::outbox::Ordering::from_names(&huge, None, None).unwrap_err();
-    let poison = oncely::outbox::Ordering::from_names("fifo_per_key", Some(&huge), None).unwrap_err();
+    let ordering = oncely::outbox::Ordering::from_names(Some(&huge), None, None).unwrap_err();
+    let poison = oncely::outbox::Ordering::from_names(Some("fifo_per_key"), Some(&huge), None).unwrap_err();
     for e in [mode, ordering, poison] {
         assert_eq!(e.code(), ErrorCode::InvalidArgument);
         assert!(e.to_string().len() < 300, "{} bytes", e.to_string().len());
@@ -136,7 +136,7 @@ fn huge_names_make_short_errors() {
 /// `4 × max` candidates, which overflowed for `usize::MAX` (found by tests/hostile_isolated.rs).
 #[test]
 fn lease_of_usize_max_is_answered() {
-    let fifo = oncely::outbox::Ordering::from_names("fifo_per_key", None, None).unwrap();
+    let fifo = oncely::outbox::Ordering::from_names(Some("fifo_per_key"), None, None).unwrap();
     let outbox =
         oncely::Outbox::open(Arc::new(MemoryStore::new()), oncely::OutboxConfig::new("q").ordering(fifo))
             .unwrap();

@@ -185,3 +185,26 @@ fn a_blocking_handler_keeps_its_claim_alive() {
     }
     assert_eq!(slow.join().unwrap().unwrap().result.as_deref(), Some(&b"first"[..]));
 }
+
+/// A transactional handler that calls its own store (instead of the transaction it was given)
+/// gets a typed error at once, not a deadlock: the store's writer is running that very handler.
+#[test]
+fn a_transactional_handler_calling_its_own_store_is_refused_not_deadlocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::open(dir.path().join("t.db").to_str().unwrap(), SqliteConfig::default()).unwrap();
+    let inbox = Inbox::open(store.clone(), InboxConfig::new("s")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inner = inbox.clone();
+    std::thread::spawn(move || {
+        let r = pollster::block_on(inbox.process_in_transaction(Request::new("m"), move |_sql| {
+            let nested = pollster::block_on(inner.get("other"));
+            Err::<Vec<u8>, _>(Failure::permanent(match nested {
+                Err(e) => format!("{}: {e}", e.code().as_str()),
+                Ok(_) => "the nested call answered".to_string(),
+            }))
+        }));
+        tx.send(format!("{r:?}")).unwrap();
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(10)).expect("the nested store call deadlocked");
+    assert!(answer.contains("invalid_argument: invalid argument `store`: was called from inside a handler of its own transaction"), "{answer}");
+}

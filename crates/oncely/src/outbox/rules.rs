@@ -42,14 +42,15 @@ pub enum Ordering {
 }
 
 impl Ordering {
-    /// The ordering named as the bindings name it: `"unordered"`, or `"fifo_per_key"` with a
-    /// poison policy `"block"` (default), `"dead_letter"` or `"park"` (which needs `park_after`).
+    /// The ordering named as the bindings name it: `"unordered"` (also when no name is given),
+    /// or `"fifo_per_key"` with a poison policy `"block"` (default), `"dead_letter"` or `"park"`
+    /// (which needs `park_after`).
     pub fn from_names(
-        ordering: &str,
+        ordering: Option<&str>,
         poison: Option<&str>,
         park_after: Option<Duration>,
     ) -> Result<Ordering> {
-        match ordering {
+        match ordering.unwrap_or("unordered") {
             "unordered" => {
                 if poison.is_some() || park_after.is_some() {
                     return Err(Error::invalid("poison", "applies only to ordering=\"fifo_per_key\""));

@@ -43,6 +43,9 @@ pub(crate) struct Job {
 #[derive(Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// The writer thread: a call from it (a transactional handler calling its own store) would
+    /// wait for itself forever, and is refused instead.
+    thread: std::thread::ThreadId,
 }
 
 impl Writer {
@@ -53,7 +56,7 @@ impl Writer {
             .name("oncely-sqlite-writer".into())
             .spawn(move || run(conn, rx, max_batch))
             .map_err(|e| Error::Storage(format!("cannot start the SQLite writer thread: {e}")))?;
-        Ok((Writer { jobs }, handle))
+        Ok((Writer { jobs, thread: handle.thread().id() }, handle))
     }
 
     /// Runs `work` in the next group commit, inside its own savepoint, and returns its reply
@@ -78,6 +81,12 @@ impl Writer {
         work: impl FnOnce(&mut Batch<'_>) -> Result<T> + Send + 'static,
         savepoint: bool,
     ) -> Result<T> {
+        if std::thread::current().id() == self.thread {
+            return Err(Error::invalid(
+                "store",
+                "was called from inside a handler of its own transaction, which holds its writer (the call would wait for itself forever): use the transaction the handler was given",
+            ));
+        }
         let (reply, rx) = oneshot::channel();
         let work: Work = Box::new(move |b| work(b).map(|t| Box::new(t) as Reply));
         self.jobs.send(Job { work, savepoint, reply }).map_err(|_| Error::Closed("SQLite store"))?;
