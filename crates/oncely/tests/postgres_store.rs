@@ -268,3 +268,28 @@ async fn enqueue_in_the_callers_own_transaction() {
     let leased: Vec<String> = ob.lease(10).await.unwrap().iter().map(|d| d.id().to_owned()).collect();
     assert_eq!(leased, ["o2"]);
 }
+
+/// Storage errors say what the server said: a missing database is its message and SQLSTATE,
+/// not "db error"; a role without rights on oncely's tables is told so, with code `storage`,
+/// never `corrupt_store`.
+#[tokio::test]
+async fn errors_say_what_the_server_said() {
+    let Some(url) = support::postgres_url() else { return };
+    let missing = url.rsplit_once('/').map(|(base, _)| format!("{base}/no_such_database")).unwrap();
+    let e = open(&missing).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Storage, "{e}");
+    assert!(e.to_string().contains("3D000") && e.to_string().contains("no_such_database"), "{e}");
+
+    let Some(schema_url) = support::postgres_schema_url() else { return };
+    drop(open(&schema_url).unwrap()); // oncely's tables, made by a role that may
+    let role = format!("norights_{}", std::process::id());
+    let ddl = format!("CREATE ROLE {role} LOGIN");
+    with_client(&url, move |c| c.batch_execute(&ddl).unwrap());
+    let schema = schema_url.split("search_path%3D").nth(1).unwrap().to_owned();
+    let grant = format!("GRANT USAGE ON SCHEMA {schema} TO {role}");
+    with_client(&url, move |c| c.batch_execute(&grant).unwrap());
+    let as_role = schema_url.replacen("oncely@", &format!("{role}@"), 1);
+    let e = open(&as_role).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Storage, "{e}");
+    assert!(e.to_string().contains("may not use oncely's tables") && e.to_string().contains("42501"), "{e}");
+}

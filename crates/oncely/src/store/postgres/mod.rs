@@ -118,9 +118,9 @@ impl PostgresStore {
         let clock = Arc::new(clock::ServerClock::default());
         let measured = clock.clone();
         std::thread::spawn(move || -> Result<()> {
-            let mut client = config_for_open
-                .connect(postgres::NoTls)
-                .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {e}")))?;
+            let mut client = config_for_open.connect(postgres::NoTls).map_err(|e| {
+                Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {}", pool::describe(&e)))
+            })?;
             schema::prepare(&mut client, create)?;
             measured.measure(&mut client)
         })
@@ -154,9 +154,9 @@ impl PostgresStore {
         let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
         let shown = crate::text::quote(&redact(url));
         std::thread::spawn(move || -> Result<()> {
-            let mut client = pg
-                .connect(postgres::NoTls)
-                .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {e}")))?;
+            let mut client = pg.connect(postgres::NoTls).map_err(|e| {
+                Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {}", pool::describe(&e)))
+            })?;
             client.batch_execute(&ddl).map_err(pg_error)
         })
         .join()

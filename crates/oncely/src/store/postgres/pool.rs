@@ -78,11 +78,33 @@ pub(crate) fn transient(e: &postgres::Error) -> bool {
 /// A PostgreSQL error as oncely's error: the server's message, with its SQLSTATE;
 /// [`Error::StorageUnavailable`] when it is [`transient`].
 pub(crate) fn pg_error(e: postgres::Error) -> Error {
-    let text = match e.as_db_error() {
-        Some(db) => format!("PostgreSQL: {} (SQLSTATE {})", db.message(), db.code().code()),
-        None => format!("PostgreSQL: {e}"),
-    };
+    let text = format!("PostgreSQL: {}", describe(&e));
     if transient(&e) { Error::StorageUnavailable(text) } else { Error::Storage(text) }
+}
+
+/// What the server said — its message and SQLSTATE (a wrong password is `28P01`, a missing
+/// database `3D000`, a server starting up `57P03`) — or, without a server's answer, the client's
+/// error with its cause ("connection refused"), never just "db error".
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", crate::text::quote(db.message()), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether `e` says the role may not use oncely's tables (SQLSTATE 42501): a matter of grants,
+/// not of a damaged store.
+pub(crate) fn permission_denied(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code() == "42501")
 }
 
 impl Conn {

@@ -9,7 +9,7 @@
 use postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::store::postgres::pool::pg_error;
+use crate::store::postgres::pool::{describe, permission_denied, pg_error};
 use crate::store::sqlite::APPLICATION_ID;
 
 /// The schema version this build writes and understands.
@@ -84,9 +84,21 @@ const MIGRATIONS: &[&str] = &["
 /// The lock key every opening process takes while it checks and migrates.
 const OPEN_LOCK: i64 = APPLICATION_ID;
 
-fn meta(client: &mut Client, key: &str) -> Result<Option<i64>> {
-    let row = client.query_opt("SELECT value FROM oncely_meta WHERE key = $1", &[&key]).map_err(pg_error)?;
+fn meta(client: &mut Client, key: &str) -> std::result::Result<Option<i64>, postgres::Error> {
+    let row = client.query_opt("SELECT value FROM oncely_meta WHERE key = $1", &[&key])?;
     Ok(row.map(|r| r.get(0)))
+}
+
+/// A failed read of `oncely_meta`: a role without rights on it is told so — a matter of grants,
+/// never `corrupt_store` — and anything else is `otherwise(e)`.
+fn unreadable(e: postgres::Error, otherwise: impl FnOnce(postgres::Error) -> Error) -> Error {
+    if permission_denied(&e) {
+        return Error::Storage(format!(
+            "the role may not use oncely's tables (GRANT SELECT, INSERT, UPDATE, DELETE on them and USAGE on its sequences): {}",
+            describe(&e)
+        ));
+    }
+    otherwise(e)
 }
 
 /// The version of the schema found (0: none yet), after checking it is oncely's.
@@ -109,15 +121,17 @@ fn identify(client: &mut Client) -> Result<i64> {
         }
         return Ok(0);
     }
-    let app = meta(client, "application_id").map_err(|_| {
-        Error::CorruptStore("the table oncely_meta is not oncely's (unreadable as key/value)".into())
+    let app = meta(client, "application_id").map_err(|e| {
+        unreadable(e, |_| {
+            Error::CorruptStore("the table oncely_meta is not oncely's (unreadable as key/value)".into())
+        })
     })?;
     if app != Some(APPLICATION_ID) {
         return Err(Error::CorruptStore(format!(
             "the table oncely_meta belongs to something else (application_id {app:?})"
         )));
     }
-    let version = meta(client, "schema_version")?.unwrap_or(0);
+    let version = meta(client, "schema_version").map_err(|e| unreadable(e, pg_error))?.unwrap_or(0);
     if version > SCHEMA_VERSION {
         return Err(Error::CorruptStore(format!(
             "the store has schema version {version}, newer than this oncely understands ({SCHEMA_VERSION}); upgrade oncely"
