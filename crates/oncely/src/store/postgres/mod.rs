@@ -16,6 +16,7 @@ mod clock;
 pub(crate) mod outbox;
 pub(crate) mod pool;
 mod schema;
+pub(crate) mod tls;
 mod transaction;
 
 use std::sync::Arc;
@@ -101,6 +102,8 @@ impl PostgresStore {
             return Err(Error::invalid("pool_size", "must be at least 1"));
         }
         let location = redact(url);
+        let (url, tls_settings) = tls::split(url)?;
+        let tls = tls::connector(&tls_settings)?;
         let mut pg: postgres::Config = url.parse().map_err(|e| {
             Error::invalid(
                 "location",
@@ -117,8 +120,9 @@ impl PostgresStore {
             (pg.clone(), crate::text::quote(&location), config.create_if_missing);
         let clock = Arc::new(clock::ServerClock::default());
         let measured = clock.clone();
+        let tls_for_open = tls.clone();
         std::thread::spawn(move || -> Result<()> {
-            let mut client = config_for_open.connect(postgres::NoTls).map_err(|e| {
+            let mut client = tls_for_open.connect(&config_for_open).map_err(|e| {
                 Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {}", pool::describe(&e)))
             })?;
             schema::prepare(&mut client, create)?;
@@ -126,7 +130,7 @@ impl PostgresStore {
         })
         .join()
         .map_err(|_| Error::Storage("opening the PostgreSQL store panicked".into()))??;
-        let pool = Pool::start(pg, config.pool_size, clock.clone())?;
+        let pool = Pool::start(pg, tls, config.pool_size, clock.clone())?;
         Ok(PostgresStore { shared: Arc::new(Shared { pool, clock, location }) })
     }
 
@@ -145,7 +149,9 @@ impl PostgresStore {
                 "must be a plain identifier of at most 63 letters, digits and _",
             ));
         }
-        let pg: postgres::Config = url.parse().map_err(|e| {
+        let (plain_url, tls_settings) = tls::split(url)?;
+        let tls = tls::connector(&tls_settings)?;
+        let pg: postgres::Config = plain_url.parse().map_err(|e| {
             Error::invalid(
                 "location",
                 format!("is not a PostgreSQL URL ({}): {e}", crate::text::quote(&redact(url))),
@@ -154,7 +160,7 @@ impl PostgresStore {
         let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
         let shown = crate::text::quote(&redact(url));
         std::thread::spawn(move || -> Result<()> {
-            let mut client = pg.connect(postgres::NoTls).map_err(|e| {
+            let mut client = tls.connect(&pg).map_err(|e| {
                 Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {}", pool::describe(&e)))
             })?;
             client.batch_execute(&ddl).map_err(pg_error)

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
@@ -50,6 +50,7 @@ pub(crate) struct Conn {
     client: Option<Client>,
     statements: Statements,
     config: postgres::Config,
+    tls: super::tls::Tls,
     clock: std::sync::Arc<super::clock::ServerClock>,
 }
 
@@ -108,12 +109,16 @@ pub(crate) fn permission_denied(e: &postgres::Error) -> bool {
 }
 
 impl Conn {
-    fn new(config: postgres::Config, clock: std::sync::Arc<super::clock::ServerClock>) -> Self {
-        Conn { client: None, statements: Statements::default(), config, clock }
+    fn new(
+        config: postgres::Config,
+        tls: super::tls::Tls,
+        clock: std::sync::Arc<super::clock::ServerClock>,
+    ) -> Self {
+        Conn { client: None, statements: Statements::default(), config, tls, clock }
     }
 
     fn connect(&mut self) -> Result<&mut Client> {
-        let client = self.config.connect(NoTls).map_err(|e| {
+        let client = self.tls.connect(&self.config).map_err(|e| {
             let text = format!("cannot connect to PostgreSQL: {e}");
             if transient(&e) { Error::StorageUnavailable(text) } else { Error::Storage(text) }
         })?;
@@ -165,6 +170,7 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn start(
         config: postgres::Config,
+        tls: super::tls::Tls,
         size: usize,
         clock: std::sync::Arc<super::clock::ServerClock>,
     ) -> Result<Pool> {
@@ -173,7 +179,7 @@ impl Pool {
         let mut threads = Vec::with_capacity(size);
         for i in 0..size {
             let rx = rx.clone();
-            let mut conn = Conn::new(config.clone(), clock.clone());
+            let mut conn = Conn::new(config.clone(), tls.clone(), clock.clone());
             let t = std::thread::Builder::new()
                 .name(format!("oncely-pg-{i}"))
                 .spawn(move || {
