@@ -47,14 +47,75 @@ mod suite {
     pub async fn enqueue_is_idempotent_per_id<S: OutboxStore>(store: S) {
         let (ob, _) = outbox(store, cfg(Mode::ExactlyOnce));
         assert_eq!(ob.enqueue(NewMessage::new("p").id("a")).await.unwrap(), Enqueued::Queued);
-        assert_eq!(ob.enqueue(NewMessage::new("other").id("a")).await.unwrap(), Enqueued::AlreadyQueued);
+        assert_eq!(ob.enqueue(NewMessage::new("p").id("a")).await.unwrap(), Enqueued::AlreadyQueued);
         let r =
-            ob.enqueue_many(vec![NewMessage::new("x").id("b"), NewMessage::new("y").id("b")]).await.unwrap();
+            ob.enqueue_many(vec![NewMessage::new("x").id("b"), NewMessage::new("x").id("b")]).await.unwrap();
         assert_eq!(r, [Enqueued::Queued, Enqueued::AlreadyQueued]);
         let leased = ob.lease(10).await.unwrap();
         assert_eq!(ids(&leased), ["a", "b"]);
         assert_eq!(leased[0].payload(), b"p");
         assert!(ob.lease(10).await.unwrap().is_empty(), "no second copy");
+    }
+
+    /// An id is remembered for the dedup window after its message left the queue: enqueueing it
+    /// again is answered `already_delivered` (acked, or attempted once under at-most-once), a
+    /// different payload under a known id is a conflict that writes nothing, and once the window
+    /// ends the id can be queued again. A zero window remembers nothing.
+    pub async fn dedup_window_outlives_delivery<S: OutboxStore + Clone>(store: S) {
+        let clock = ManualClock::new(T0);
+        let open =
+            |cfg: OutboxConfig| Outbox::with_clock(store.clone(), cfg, Arc::new(clock.clone())).unwrap();
+        let ob = open(cfg(Mode::AtLeastOnce).dedup_window(Duration::from_secs(60)));
+        let code = |r: oncely::Result<_>| r.map(|_: Vec<Enqueued>| ()).unwrap_err().code();
+        assert_eq!(ob.enqueue(NewMessage::new("p").id("a")).await.unwrap(), Enqueued::Queued);
+        // A live id with another payload, alone or later in a batch: a conflict, nothing written.
+        let clash = ob.enqueue(NewMessage::new("other").id("a")).await.map(|e| vec![e]);
+        assert_eq!(code(clash), ErrorCode::Conflict);
+        let batch =
+            vec![NewMessage::new("n").id("n1"), NewMessage::new("x").id("b"), NewMessage::new("y").id("b")];
+        assert_eq!(code(ob.enqueue_many(batch).await), ErrorCode::Conflict);
+        assert!(ob.get("n1").await.unwrap().is_none() && ob.get("b").await.unwrap().is_none());
+        assert_eq!(ob.stats().await.unwrap().queue.ready, 1);
+
+        let [d] = <[_; 1]>::try_from(ob.lease(10).await.unwrap()).ok().unwrap();
+        d.ack().await.unwrap();
+        assert_eq!(ob.enqueue(NewMessage::new("p").id("a")).await.unwrap(), Enqueued::AlreadyDelivered);
+        let clash = ob.enqueue_many(vec![NewMessage::new("n").id("n1"), NewMessage::new("q").id("a")]).await;
+        assert_eq!(code(clash), ErrorCode::Conflict);
+        assert!(ob.get("n1").await.unwrap().is_none(), "a conflict rolls back the whole batch");
+        assert!(ob.lease(10).await.unwrap().is_empty(), "a delivered id is not queued again");
+
+        // At-most-once: a message whose one attempt failed left the queue for good too.
+        let amo =
+            open(OutboxConfig::new("q-amo").mode(Mode::AtMostOnce).dedup_window(Duration::from_secs(60)));
+        amo.enqueue(NewMessage::new("p").id("c")).await.unwrap();
+        let [d] = <[_; 1]>::try_from(amo.lease(10).await.unwrap()).ok().unwrap();
+        assert_eq!(d.retry(None, "down").await.unwrap(), Settled::Dropped);
+        assert_eq!(amo.enqueue(NewMessage::new("p").id("c")).await.unwrap(), Enqueued::AlreadyDelivered);
+
+        // A dead letter is still in the queue (a replay brings it back).
+        ob.enqueue(NewMessage::new("p").id("d")).await.unwrap();
+        let [d] = <[_; 1]>::try_from(ob.lease(10).await.unwrap()).ok().unwrap();
+        d.fail("bad").await.unwrap();
+        assert_eq!(ob.enqueue(NewMessage::new("p").id("d")).await.unwrap(), Enqueued::AlreadyQueued);
+        assert_eq!(
+            code(ob.enqueue(NewMessage::new("q").id("d")).await.map(|e| vec![e])),
+            ErrorCode::Conflict
+        );
+
+        // The window ends: the id is new again (and the lease that finds the queue idle
+        // collects the ended marks).
+        clock.advance(Duration::from_secs(60));
+        assert!(ob.lease(10).await.unwrap().is_empty());
+        assert_eq!(ob.enqueue(NewMessage::new("other").id("a")).await.unwrap(), Enqueued::Queued);
+        assert_eq!(amo.enqueue(NewMessage::new("p").id("c")).await.unwrap(), Enqueued::Queued);
+
+        // No window: nothing is remembered.
+        let forgetful = open(OutboxConfig::new("q0").dedup_window(Duration::ZERO));
+        forgetful.enqueue(NewMessage::new("p").id("e")).await.unwrap();
+        let [d] = <[_; 1]>::try_from(forgetful.lease(10).await.unwrap()).ok().unwrap();
+        d.ack().await.unwrap();
+        assert_eq!(forgetful.enqueue(NewMessage::new("p").id("e")).await.unwrap(), Enqueued::Queued);
     }
 
     /// The counters are the store's: a handle opened afterwards (another process, the CLI,
@@ -436,6 +497,7 @@ macro_rules! outbox_suite {
     ($runner:ident, $backend:ident, $make:expr) => {
         $runner!($backend, $make;
             enqueue_is_idempotent_per_id,
+            dedup_window_outlives_delivery,
             the_mode_travels_with_the_message,
             counters_are_kept_by_the_store,
             ack_removes_and_stale_ack_is_refused,

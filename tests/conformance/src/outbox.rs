@@ -41,6 +41,9 @@ pub struct OutboxSpec {
     pub retry_budget: Option<BudgetSpec>,
     /// The largest payload accepted (default 1 MiB).
     pub max_payload_bytes: Option<usize>,
+    /// How long a delivered id is remembered against a second enqueue (default 300,000 ms; 0
+    /// remembers nothing).
+    pub dedup_window_ms: Option<u64>,
 }
 
 /// A retry budget as a scenario writes it.
@@ -112,10 +115,7 @@ fn off(t: Timestamp) -> i64 {
 }
 
 fn enqueued(e: Enqueued) -> &'static str {
-    match e {
-        Enqueued::Queued => "queued",
-        Enqueued::AlreadyQueued => "already_queued",
-    }
+    e.as_str()
 }
 
 fn render_event(e: &Event) -> Value {
@@ -256,6 +256,9 @@ fn config(spec: &OutboxSpec) -> Result<Result<OutboxConfig, ErrorCode>, String> 
     }
     if let Some(n) = spec.max_payload_bytes {
         cfg.max_payload_bytes = n;
+    }
+    if let Some(ms) = spec.dedup_window_ms {
+        cfg = cfg.dedup_window(Duration::from_millis(ms));
     }
     if let Some(p) = &spec.retry {
         match serde_json::from_value::<RetryPolicy>(p.clone()) {

@@ -32,6 +32,12 @@ pub struct OutboxConfig {
     pub retry_budget: Option<RetryBudget>,
     /// The largest payload accepted. Default: 1 MiB.
     pub max_payload_bytes: usize,
+    /// How long an id is remembered after its message left the queue — acknowledged, or (at
+    /// most once) attempted and dropped: within this window an enqueue of the same id is
+    /// answered [`crate::outbox::Enqueued::AlreadyDelivered`] instead of queueing it again, and
+    /// one with another payload is a conflict. Zero remembers nothing. Default: 5 minutes (SQS
+    /// FIFO's deduplication interval).
+    pub dedup_window: Duration,
 }
 
 impl OutboxConfig {
@@ -46,6 +52,7 @@ impl OutboxConfig {
             seed: 0,
             retry_budget: None,
             max_payload_bytes: crate::limits::DEFAULT_MAX_BYTES,
+            dedup_window: Duration::from_secs(5 * 60),
         }
     }
 
@@ -79,6 +86,12 @@ impl OutboxConfig {
         self
     }
 
+    /// Sets the dedup window (zero: none).
+    pub fn dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window;
+        self
+    }
+
     /// Sets a retry budget.
     pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
         self.retry_budget = Some(budget);
@@ -91,6 +104,9 @@ impl OutboxConfig {
         }
         self.retry.validate()?;
         require_positive("lease", self.lease)?;
+        if !self.dedup_window.is_zero() {
+            require_positive("dedup_window", self.dedup_window)?;
+        }
         if let Ordering::FifoPerKey(PoisonPolicy::Park { after }) = self.ordering {
             require_positive("ordering.park.after", after)?;
         }

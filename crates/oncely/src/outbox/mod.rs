@@ -80,8 +80,13 @@ impl<S: OutboxStore> Outbox<S> {
             true => OutboxStore::deadline_clock(&store).unwrap_or(clock),
             false => clock,
         };
-        let rules =
-            Rules { mode: config.mode, retry: config.retry, ordering: config.ordering, seed: config.seed };
+        let rules = Rules {
+            mode: config.mode,
+            retry: config.retry,
+            ordering: config.ordering,
+            seed: config.seed,
+            dedup_window: config.dedup_window,
+        };
         let budget = config.retry_budget.map(|b| Mutex::new(BudgetState::new(b, clock.now())));
         Ok(Outbox {
             inner: Arc::new(Inner {
@@ -164,19 +169,23 @@ impl<S: OutboxStore> Outbox<S> {
         Ok(result)
     }
 
-    /// Adds `message` unless a message with its id is already in the queue. Returns once durable.
+    /// Adds `message` unless its id is known: already in the queue (pending or dead:
+    /// [`Enqueued::AlreadyQueued`]) or delivered within the dedup window
+    /// ([`Enqueued::AlreadyDelivered`]). The same id with a different payload is
+    /// [`Error::Conflict`] and nothing is written. Returns once durable.
     pub async fn enqueue(&self, message: NewMessage) -> Result<Enqueued> {
         let mut r = self.enqueue_many(vec![message]).await?;
         r.pop().ok_or_else(|| Error::Storage("enqueue answered nothing".into()))
     }
 
-    /// Adds many messages in one commit. Every message is checked first: one bad message fails
-    /// the whole call and nothing is written.
+    /// Adds many messages in one commit, each answered as by [`Outbox::enqueue`] (an id twice
+    /// in one batch counts as already queued the second time). Every message is checked first:
+    /// one bad message, or one conflict, fails the whole call and nothing is written.
     pub async fn enqueue_many(&self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
         let now = self.now();
         let max = self.inner.config.max_payload_bytes;
         let messages = messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?;
-        self.run(move |tx, r, events| rules::enqueue(tx, messages, r.mode, now, events)).await
+        self.run(move |tx, r, events| rules::enqueue(tx, messages, r, now, events)).await
     }
 
     /// Enqueues `messages` through `tx`, a step of some transaction oncely does not commit
@@ -191,7 +200,7 @@ impl<S: OutboxStore> Outbox<S> {
         let max = self.inner.config.max_payload_bytes;
         let messages = messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?;
         let mut events = Vec::new();
-        let out = rules::enqueue(tx, messages, self.inner.config.mode, now, &mut events)?;
+        let out = rules::enqueue(tx, messages, &self.inner.rules, now, &mut events)?;
         count(tx, &events)?;
         self.publish_events(events);
         Ok(out)

@@ -1,12 +1,13 @@
 //! The outbox's rules, written once against [`OutboxTx`]: every store runs exactly this code
 //! inside its own atomic step, so no backend can deliver differently.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::backoff::{AttemptHistory, GiveUp, JitterRng, RetryDecision, RetryPolicy};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 use crate::message::Message;
 use crate::mode::Mode;
 use crate::outbox::{Event, EventKind};
@@ -92,6 +93,7 @@ pub(crate) struct Rules {
     pub retry: RetryPolicy,
     pub ordering: Ordering,
     pub seed: u64,
+    pub dedup_window: Duration,
 }
 
 /// How a worker settles a delivery.
@@ -170,21 +172,27 @@ impl Settle {
     }
 }
 
-/// The result of an enqueue.
+/// The result of an enqueue. (The same id with a different payload is not an answer but
+/// [`Error::Conflict`], as in the inbox.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
     /// The message was added.
     Queued,
-    /// A message with this id is already in the queue (pending or dead): no second copy.
+    /// A message with this id and payload is already in the queue (pending, in flight, or a
+    /// dead letter, which a replay brings back), or earlier in the same batch: no second copy.
     AlreadyQueued,
+    /// A message with this id and payload left the queue within the dedup window — acknowledged,
+    /// or attempted once under at-most-once: it is not queued again.
+    AlreadyDelivered,
 }
 
 impl Enqueued {
-    /// The stable snake_case name: `"queued"` or `"already_queued"`.
+    /// The stable snake_case name: `"queued"`, `"already_queued"` or `"already_delivered"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Enqueued::Queued => "queued",
             Enqueued::AlreadyQueued => "already_queued",
+            Enqueued::AlreadyDelivered => "already_delivered",
         }
     }
 }
@@ -218,21 +226,45 @@ fn event(events: &mut Vec<Event>, id: &str, at: Timestamp, kind: EventKind) {
 pub(crate) fn enqueue(
     tx: &mut dyn OutboxTx,
     messages: Vec<Message>,
-    mode: Mode,
+    rules: &Rules,
     now: Timestamp,
     events: &mut Vec<Event>,
 ) -> Result<Vec<Enqueued>> {
     let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
     let stored = tx.get_many(&ids)?;
-    // A message is new if its id is not stored, nor earlier in this batch.
-    let mut taken = std::collections::HashSet::with_capacity(ids.len());
-    let fresh: Vec<bool> =
-        ids.iter().zip(&stored).map(|(id, rec)| rec.is_none() && taken.insert(*id)).collect();
-    let mut seqs = tx.next_seqs(fresh.iter().filter(|f| **f).count())?.into_iter();
-    let mut out = Vec::with_capacity(messages.len());
-    for (message, fresh) in messages.into_iter().zip(fresh) {
-        if !fresh {
-            out.push(Enqueued::AlreadyQueued);
+    // Ids not in the queue may have left it within the dedup window (of whichever handle
+    // delivered them: the mark carries its own end).
+    let absent: Vec<&str> = ids.iter().zip(&stored).filter(|(_, r)| r.is_none()).map(|(id, _)| *id).collect();
+    let marks = if absent.is_empty() { Vec::new() } else { tx.sent_marks(&absent, now)? };
+    let mut sent: HashMap<&str, Fingerprint> =
+        absent.iter().zip(marks).filter_map(|(id, m)| m.map(|fp| (*id, fp))).collect();
+    // What each id stands for so far: the stored message, an earlier one of this batch, or a
+    // sent mark. The same id with another payload is a conflict wherever it was seen.
+    let mut known: HashMap<&str, (&[u8], Enqueued)> = HashMap::with_capacity(ids.len());
+    let mut answers = Vec::with_capacity(messages.len());
+    for ((message, id), rec) in messages.iter().zip(&ids).zip(&stored) {
+        let answer = if let Some((payload, answer)) = known.get(id) {
+            same_payload(id, payload, &message.payload)?;
+            *answer
+        } else if let Some(rec) = rec {
+            same_payload(id, &rec.message.payload, &message.payload)?;
+            Enqueued::AlreadyQueued
+        } else if let Some(fp) = sent.remove(id) {
+            if fp != Fingerprint::of(&message.payload) {
+                return Err(Error::Conflict { id: (*id).to_owned() });
+            }
+            Enqueued::AlreadyDelivered
+        } else {
+            Enqueued::Queued
+        };
+        let again = if answer == Enqueued::Queued { Enqueued::AlreadyQueued } else { answer };
+        known.entry(id).or_insert((&message.payload, again));
+        answers.push(answer);
+    }
+    let fresh = answers.iter().filter(|a| **a == Enqueued::Queued).count();
+    let mut seqs = tx.next_seqs(fresh)?.into_iter();
+    for (message, answer) in messages.into_iter().zip(&answers) {
+        if *answer != Enqueued::Queued {
             continue;
         }
         let seq =
@@ -243,14 +275,33 @@ pub(crate) fn enqueue(
             first_attempt_at: None,
             last_delay: None,
             last_error: None,
-            mode: Some(mode),
+            mode: Some(rules.mode),
             message,
         };
         tx.insert(&rec)?;
         event(events, &rec.message.id, now, EventKind::Enqueued);
-        out.push(Enqueued::Queued);
     }
-    Ok(out)
+    Ok(answers)
+}
+
+/// An id seen again must come with the payload it was first seen with.
+fn same_payload(id: &str, first: &[u8], again: &[u8]) -> Result<()> {
+    if first == again { Ok(()) } else { Err(Error::Conflict { id: id.to_owned() }) }
+}
+
+/// Removes a message that left the queue for good (acknowledged, or dropped under
+/// at-most-once), remembering its id for the dedup window so that an enqueue of it is answered
+/// from the mark instead of queueing it again.
+fn remove_sent(tx: &mut dyn OutboxTx, rec: &OutboxRecord, rules: &Rules, now: Timestamp) -> Result<()> {
+    tx.delete(&rec.message.id)?;
+    if !rules.dedup_window.is_zero() {
+        tx.remember_sent(
+            &rec.message.id,
+            Fingerprint::of(&rec.message.payload),
+            now.after(rules.dedup_window),
+        )?;
+    }
+    Ok(())
 }
 
 fn exhausted(rec: &OutboxRecord, policy: &RetryPolicy, now: Timestamp) -> Option<GiveUp> {
@@ -314,7 +365,7 @@ pub(crate) fn lease(
         event(events, &rec.message.id, now, EventKind::LeaseExpired);
         if rec.mode_or(rules.mode) == Mode::AtMostOnce {
             // Marked done when leased: never delivered again. Its attempt is lost.
-            tx.delete(&rec.message.id)?;
+            remove_sent(tx, &rec, rules, now)?;
             event(events, &rec.message.id, now, EventKind::Dropped);
         } else if let Some(why) = exhausted(&rec, &rules.retry, now) {
             let reason = match why {
@@ -367,6 +418,11 @@ pub(crate) fn lease(
         if exhausted_page {
             break;
         }
+    }
+    if chosen.len() < max {
+        // The queue has room to spare: collect sent marks whose window ended (a queue that is
+        // always full collects them at its next lull; an ended mark is ignored meanwhile).
+        tx.forget_sent(now, 256)?;
     }
     let tokens = tx.next_tokens(chosen.len())?;
     if tokens.len() != chosen.len() {
@@ -460,12 +516,12 @@ pub(crate) fn settle(
                 Settled::Extended { until }
             }
             Settle::Ack => {
-                tx.delete(id)?;
+                remove_sent(tx, &rec, rules, now)?;
                 event(events, id, now, EventKind::Acked);
                 Settled::Acked
             }
             _ => {
-                tx.delete(id)?;
+                remove_sent(tx, &rec, rules, now)?;
                 event(events, id, now, EventKind::Dropped);
                 Settled::Dropped
             }
@@ -473,7 +529,7 @@ pub(crate) fn settle(
     }
     match how {
         Settle::Ack => {
-            tx.delete(id)?;
+            remove_sent(tx, &rec, rules, now)?;
             event(events, id, now, EventKind::Acked);
             Ok(Settled::Acked)
         }

@@ -6,6 +6,7 @@ use std::future::Future;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 use crate::records::{InboxOp, InboxRecord, OpAnswer};
 
 mod any;
@@ -141,6 +142,14 @@ pub trait OutboxTx {
     /// Adds `counts` to the queue's totals ([`crate::records::QueueCounts`]), in this step:
     /// they commit with the changes they count, or not at all.
     fn add_counts(&mut self, counts: crate::records::QueueCounts) -> Result<()>;
+    /// Remembers until `until` that `id`, with a payload of this fingerprint, left the queue
+    /// (replacing an older mark of the same id).
+    fn remember_sent(&mut self, id: &str, fingerprint: Fingerprint, until: Timestamp) -> Result<()>;
+    /// The fingerprints of the marks of these ids, in the same order, that still hold at `now`
+    /// (their `until` is later than `now`).
+    fn sent_marks(&mut self, ids: &[&str], now: Timestamp) -> Result<Vec<Option<Fingerprint>>>;
+    /// Deletes up to `limit` marks that ended at or before `now`; says how many went.
+    fn forget_sent(&mut self, now: Timestamp, limit: usize) -> Result<u64>;
     /// A fencing token larger than every one the store handed out before.
     fn next_token(&mut self) -> Result<u64>;
     /// A queue position larger than every one the store handed out before.

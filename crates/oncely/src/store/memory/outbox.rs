@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 
 use crate::clock::Timestamp;
 use crate::error::Result;
+use crate::fingerprint::Fingerprint;
 use crate::records::{MessageState, OutboxRecord, QueueCounts, QueueStats};
 use crate::store::memory::MemoryStore;
 use crate::store::{OutboxStore, OutboxTx};
@@ -27,6 +28,10 @@ struct Queue {
     /// Per key: (seq, is dead) of its ready, leased and dead messages.
     keys: HashMap<String, BTreeSet<(u64, bool)>>,
     counts: QueueCounts,
+    /// Ids that left the queue: their payload's fingerprint and the end of their dedup window.
+    sent: HashMap<String, (Fingerprint, i64)>,
+    /// The same marks ordered by the end of their window.
+    sent_until: BTreeSet<(i64, String)>,
 }
 
 impl Queue {
@@ -85,6 +90,19 @@ impl Queue {
         }
         old
     }
+
+    /// Replaces (or removes, with `None`) the sent mark of `id`, and returns what was there.
+    fn set_sent(&mut self, id: &str, mark: Option<(Fingerprint, i64)>) -> Option<(Fingerprint, i64)> {
+        let old = self.sent.remove(id);
+        if let Some((_, until)) = old {
+            self.sent_until.remove(&(until, id.to_owned()));
+        }
+        if let Some(mark) = mark {
+            self.sent_until.insert((mark.1, id.to_owned()));
+            self.sent.insert(id.to_owned(), mark);
+        }
+        old
+    }
 }
 
 struct MemTx<'a> {
@@ -92,6 +110,8 @@ struct MemTx<'a> {
     store: &'a MemoryStore,
     /// The first value of every id this step touched, to put back if the step fails.
     undo: HashMap<String, Option<OutboxRecord>>,
+    /// Likewise for sent marks.
+    undo_sent: HashMap<String, Option<(Fingerprint, i64)>>,
 }
 
 impl MemTx<'_> {
@@ -100,9 +120,17 @@ impl MemTx<'_> {
         self.undo.entry(id.to_owned()).or_insert(old);
     }
 
+    fn set_sent(&mut self, id: &str, mark: Option<(Fingerprint, i64)>) {
+        let old = self.queue.set_sent(id, mark);
+        self.undo_sent.entry(id.to_owned()).or_insert(old);
+    }
+
     fn rollback(self) {
         for (id, old) in self.undo {
             self.queue.set(&id, old);
+        }
+        for (id, old) in self.undo_sent {
+            self.queue.set_sent(&id, old);
         }
     }
 
@@ -197,6 +225,33 @@ impl OutboxTx for MemTx<'_> {
         Ok(())
     }
 
+    fn remember_sent(&mut self, id: &str, fingerprint: Fingerprint, until: Timestamp) -> Result<()> {
+        self.set_sent(id, Some((fingerprint, until.0)));
+        Ok(())
+    }
+
+    fn sent_marks(&mut self, ids: &[&str], now: Timestamp) -> Result<Vec<Option<Fingerprint>>> {
+        Ok(ids
+            .iter()
+            .map(|id| self.queue.sent.get(*id).filter(|(_, until)| *until > now.0).map(|(fp, _)| *fp))
+            .collect())
+    }
+
+    fn forget_sent(&mut self, now: Timestamp, limit: usize) -> Result<u64> {
+        let ended: Vec<String> = self
+            .queue
+            .sent_until
+            .iter()
+            .take_while(|(t, _)| *t <= now.0)
+            .take(limit)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in &ended {
+            self.set_sent(id, None);
+        }
+        Ok(ended.len() as u64)
+    }
+
     fn next_token(&mut self) -> Result<u64> {
         Ok(self.store.next_token())
     }
@@ -214,7 +269,7 @@ impl OutboxStore for MemoryStore {
     ) -> Result<R> {
         let mut queues = self.outbox.queues.lock();
         let queue = queues.entry(queue.to_owned()).or_default();
-        let mut tx = MemTx { queue, store: self, undo: HashMap::new() };
+        let mut tx = MemTx { queue, store: self, undo: HashMap::new(), undo_sent: HashMap::new() };
         match work(&mut tx) {
             Ok(r) => Ok(r),
             Err(e) => {

@@ -18,6 +18,7 @@ use postgres::types::ToSql;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 use crate::message::Message;
 use crate::records::{MessageState, OutboxRecord, QueueCounts, QueueStats, mode_column, mode_from_column};
 
@@ -49,6 +50,8 @@ pub(crate) struct PgOutboxTx<'a, C: GenericClient> {
     /// Ids written since the last flush, each once.
     dirty: Vec<String>,
     dirty_set: HashSet<String>,
+    /// Sent marks written since the last flush: id, fingerprint, end of the window.
+    sent: Vec<(String, Vec<u8>, i64)>,
 }
 
 /// PostgreSQL text cannot hold NUL: free text (errors, reasons) is stored with U+FFFD instead.
@@ -108,6 +111,7 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
             stored: HashSet::new(),
             dirty: Vec::new(),
             dirty_set: HashSet::new(),
+            sent: Vec::new(),
         }
     }
 
@@ -166,8 +170,37 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
         Ok(())
     }
 
-    /// Sends the buffered writes: at most one DELETE, one UPDATE and one INSERT statement.
+    /// Sends the buffered sent marks, as one statement.
+    fn flush_sent(&mut self) -> Result<()> {
+        if self.sent.is_empty() {
+            return Ok(());
+        }
+        // One row per id (the last mark wins), or the upsert would touch a row twice.
+        let mut last: HashMap<String, (Vec<u8>, i64)> = HashMap::new();
+        for (id, fp, until) in std::mem::take(&mut self.sent) {
+            last.insert(id, (fp, until));
+        }
+        let (mut ids, mut fps, mut untils) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, (fp, until)) in last {
+            ids.push(id);
+            fps.push(fp);
+            untils.push(until);
+        }
+        let queue = self.queue;
+        let stmt = self.statements.get(
+            self.client,
+            "INSERT INTO oncely_outbox_sent (queue, id, fingerprint, until)
+             SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::int8[])
+             ON CONFLICT (queue, id) DO UPDATE SET fingerprint = excluded.fingerprint, until = excluded.until",
+        )?;
+        self.client.execute(&stmt, &[&queue, &ids, &fps, &untils]).map_err(pg_error)?;
+        Ok(())
+    }
+
+    /// Sends the buffered writes: at most one DELETE, one UPDATE and one INSERT statement, and
+    /// one for the sent marks.
     pub(crate) fn flush(&mut self) -> Result<()> {
+        self.flush_sent()?;
         if self.dirty.is_empty() {
             return Ok(());
         }
@@ -427,6 +460,47 @@ impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
         ];
         self.client.execute(&stmt, &params).map_err(pg_error)?;
         Ok(())
+    }
+
+    fn remember_sent(&mut self, id: &str, fingerprint: Fingerprint, until: Timestamp) -> Result<()> {
+        self.sent.push((id.to_owned(), fingerprint.0.to_vec(), until.0));
+        Ok(())
+    }
+
+    fn sent_marks(&mut self, ids: &[&str], now: Timestamp) -> Result<Vec<Option<Fingerprint>>> {
+        self.flush_sent()?;
+        let queue = self.queue;
+        let rows = self.query(
+            "SELECT id, fingerprint FROM oncely_outbox_sent WHERE queue = $1 AND id = ANY($2) AND until > $3",
+            &[&queue, &ids, &now.0],
+        )?;
+        let mut found: HashMap<String, Fingerprint> = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.get(0);
+            let fp: Vec<u8> = r.get(1);
+            let fp = <[u8; 16]>::try_from(fp.as_slice()).map_err(|_| {
+                Error::CorruptStore(format!(
+                    "the sent mark of `{}` has a damaged fingerprint",
+                    crate::text::quote(&id)
+                ))
+            })?;
+            found.insert(id, Fingerprint(fp));
+        }
+        Ok(ids.iter().map(|id| found.get(*id).copied()).collect())
+    }
+
+    fn forget_sent(&mut self, now: Timestamp, limit: usize) -> Result<u64> {
+        self.flush_sent()?;
+        let queue = self.queue;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(
+            "DELETE FROM oncely_outbox_sent WHERE queue = $1 AND id IN
+               (SELECT id FROM oncely_outbox_sent WHERE queue = $1 AND until <= $2 ORDER BY until LIMIT $3
+                FOR UPDATE SKIP LOCKED)
+             RETURNING 1",
+            &[&queue, &now.0, &limit],
+        )?;
+        Ok(rows.len() as u64)
     }
 
     fn next_token(&mut self) -> Result<u64> {

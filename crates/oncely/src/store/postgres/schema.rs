@@ -13,7 +13,7 @@ use crate::store::postgres::pool::{describe, permission_denied, pg_error};
 use crate::store::sqlite::APPLICATION_ID;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Step `n` brings the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &["
@@ -79,6 +79,19 @@ const MIGRATIONS: &[&str] = &["
         dropped       BIGINT NOT NULL,
         PRIMARY KEY (queue, shard)
     );
+", "
+    -- 2 -> 3: the ids that left each queue (acknowledged, or dropped under at-most-once), with
+    -- their payload's fingerprint, until the end of their dedup window.
+    CREATE TABLE oncely_outbox_sent (
+        queue       TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        fingerprint BYTEA NOT NULL,
+        until       BIGINT NOT NULL,
+        PRIMARY KEY (queue, id)
+    );
+    CREATE INDEX oncely_outbox_sent_until ON oncely_outbox_sent (queue, until);
+    ALTER TABLE oncely_outbox_sent SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02,
+        autovacuum_vacuum_insert_scale_factor = 0.02);
 "];
 
 /// The lock key every opening process takes while it checks and migrates.

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 use crate::message::Message;
 use crate::records::{MessageState, OutboxRecord, QueueCounts, QueueStats, mode_column, mode_from_column};
 use crate::store::sqlite::SqliteStore;
@@ -218,6 +219,48 @@ impl OutboxTx for SqliteOutboxTx<'_> {
             )?
             .execute(params![self.queue, n(c.enqueued), n(c.delivered), n(c.retried), n(c.dead_lettered), n(c.dropped)])?;
         Ok(())
+    }
+
+    fn remember_sent(&mut self, id: &str, fingerprint: Fingerprint, until: Timestamp) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO oncely_outbox_sent (queue, id, fingerprint, until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (queue, id) DO UPDATE SET fingerprint = excluded.fingerprint, until = excluded.until",
+            )?
+            .execute(params![self.queue, id, &fingerprint.0[..], until.0])?;
+        Ok(())
+    }
+
+    fn sent_marks(&mut self, ids: &[&str], now: Timestamp) -> Result<Vec<Option<Fingerprint>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT fingerprint FROM oncely_outbox_sent WHERE queue = ?1 AND id = ?2 AND until > ?3",
+        )?;
+        ids.iter()
+            .map(|id| {
+                let fp: Option<Vec<u8>> =
+                    stmt.query_row(params![self.queue, id, now.0], |r| r.get(0)).optional()?;
+                fp.map(|b| {
+                    <[u8; 16]>::try_from(b.as_slice()).map(Fingerprint).map_err(|_| {
+                        Error::CorruptStore(format!(
+                            "the sent mark of `{}` has a damaged fingerprint",
+                            crate::text::quote(id)
+                        ))
+                    })
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    fn forget_sent(&mut self, now: Timestamp, limit: usize) -> Result<u64> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM oncely_outbox_sent WHERE queue = ?1 AND id IN
+                   (SELECT id FROM oncely_outbox_sent WHERE queue = ?1 AND until <= ?2 ORDER BY until LIMIT ?3)",
+            )?
+            .execute(params![self.queue, now.0, limit as i64])?;
+        Ok(n as u64)
     }
 
     fn next_token(&mut self) -> Result<u64> {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 pub const APPLICATION_ID: i64 = 0x6f6e_6365;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Each migration takes the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -70,6 +70,16 @@ const MIGRATIONS: &[&str] = &[
         dead_lettered INTEGER NOT NULL,
         dropped       INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 3 -> 4: the ids that left each queue (acknowledged, or dropped under at-most-once), with
+    // their payload's fingerprint, until the end of their dedup window.
+    "CREATE TABLE oncely_outbox_sent (
+        queue       TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        fingerprint BLOB NOT NULL,
+        until       INTEGER NOT NULL,
+        PRIMARY KEY (queue, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX oncely_outbox_sent_until ON oncely_outbox_sent (queue, until);",
 ];
 
 struct Identity {
