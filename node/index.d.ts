@@ -248,16 +248,21 @@ export declare class NativeWorker {
 export declare class Outbox {
   /**
    * Options: `mode`, `retry` (a retry-policy object, e.g. `{maxAttempts...}` in the core's
-   * snake_case JSON form), `lease` (seconds), `seed`, `maxPayloadBytes`, `clock`.
+   * snake_case JSON form), `lease` (seconds), `seed`, `maxPayloadBytes`, `dedupWindow`
+   * (seconds an id is remembered once delivered; 0: not at all), `clock`.
    */
   constructor(store: string | Store, queue: string, options?: OutboxOptions)
   get queue(): string
   /** The outbox clock's time in ms. */
   nowMs(): number
-  /** Enqueues one message; `"queued"` or `"already_queued"` (same id). */
-  enqueue(payload: Buffer | string, options?: EnqueueOptions): Promise<'queued' | 'already_queued'>
+  /**
+   * Enqueues one message; `"queued"`, `"already_queued"` (same id and payload in the queue) or
+   * `"already_delivered"` (delivered within the dedup window); another payload under a known
+   * id is a `ConflictError`.
+   */
+  enqueue(payload: Buffer | string, options?: EnqueueOptions): Promise<'queued' | 'already_queued' | 'already_delivered'>
   /** Enqueues several messages in one transaction. */
-  enqueueMany(messages: Array<NewMessageOptions>): Promise<Array<'queued' | 'already_queued'>>
+  enqueueMany(messages: Array<NewMessageOptions>): Promise<Array<'queued' | 'already_queued' | 'already_delivered'>>
   /**
    * Settles a leased message by id and fencing token (e.g. after a restart): `action` is
    * `ack`, `retry`, `snooze` (needs `after`), `fail`, `extend` (needs `lease`) or `release`.
@@ -346,11 +351,11 @@ export declare class Transaction {
   /**
    * The transactional outbox: enqueues a message in `outbox` (which must use this same
    * store) inside this transaction, so it becomes deliverable if and only if the transaction
-   * commits. `"queued"` or `"already_queued"`.
+   * commits. `"queued"`, `"already_queued"` or `"already_delivered"`.
    */
-  enqueue(outbox: Outbox, payload: Buffer | string, options?: EnqueueOptions): 'queued' | 'already_queued'
+  enqueue(outbox: Outbox, payload: Buffer | string, options?: EnqueueOptions): 'queued' | 'already_queued' | 'already_delivered'
   /** `enqueue` for several messages (each as in `Outbox.enqueueMany`): all of them or none. */
-  enqueueMany(outbox: Outbox, messages: Array<NewMessageOptions>): Array<'queued' | 'already_queued'>
+  enqueueMany(outbox: Outbox, messages: Array<NewMessageOptions>): Array<'queued' | 'already_queued' | 'already_delivered'>
   /** Whether the handler that got this transaction is still running. */
   get open(): boolean
 }
@@ -509,6 +514,8 @@ export interface OutboxOptions {
   retryBudget?: RetryBudgetOptions
   seed?: number
   maxPayloadBytes?: number
+  /** Seconds a delivered id is remembered against a second enqueue (default 300; 0: none). */
+  dedupWindow?: number
   clock?: ManualClock
 }
 

@@ -291,6 +291,7 @@ const OUTBOX_OPTIONS: &[&str] = &[
     "retryBudget",
     "seed",
     "maxPayloadBytes",
+    "dedupWindow",
     "clock",
 ];
 /// The options of `settle` ([`SettleOptions`]).
@@ -351,7 +352,8 @@ pub struct SettleOptions {
 #[napi]
 impl Outbox {
     /// Options: `mode`, `retry` (a retry-policy object, e.g. `{maxAttempts...}` in the core's
-    /// snake_case JSON form), `lease` (seconds), `seed`, `maxPayloadBytes`, `clock`.
+    /// snake_case JSON form), `lease` (seconds), `seed`, `maxPayloadBytes`, `dedupWindow`
+    /// (seconds an id is remembered once delivered; 0: not at all), `clock`.
     #[napi(constructor, ts_args_type = "store: string | Store, queue: string, options?: OutboxOptions")]
     pub fn new(
         env: Env,
@@ -377,6 +379,9 @@ impl Outbox {
         }
         if let Some(n) = options.size("maxPayloadBytes")? {
             cfg.max_payload_bytes = n;
+        }
+        if let Some(w) = options.secs("dedupWindow")? {
+            cfg = cfg.dedup_window(w);
         }
         cfg = cfg.ordering(ordering_of(
             options.text("ordering")?.as_deref(),
@@ -424,10 +429,12 @@ impl Outbox {
         self.inner.now().0
     }
 
-    /// Enqueues one message; `"queued"` or `"already_queued"` (same id).
+    /// Enqueues one message; `"queued"`, `"already_queued"` (same id and payload in the queue) or
+    /// `"already_delivered"` (delivered within the dedup window); another payload under a known
+    /// id is a `ConflictError`.
     #[napi(
         ts_args_type = "payload: Buffer | string, options?: EnqueueOptions",
-        ts_return_type = "Promise<'queued' | 'already_queued'>"
+        ts_return_type = "Promise<'queued' | 'already_queued' | 'already_delivered'>"
     )]
     pub fn enqueue(
         &self,
@@ -444,7 +451,7 @@ impl Outbox {
     /// Enqueues several messages in one transaction.
     #[napi(
         ts_args_type = "messages: Array<NewMessageOptions>",
-        ts_return_type = "Promise<Array<'queued' | 'already_queued'>>"
+        ts_return_type = "Promise<Array<'queued' | 'already_queued' | 'already_delivered'>>"
     )]
     pub fn enqueue_many(&self, env: &Env, messages: Unknown) -> Result<AsyncBlock<Vec<String>>> {
         let ms = new_messages(messages)?;
@@ -621,6 +628,8 @@ pub struct OutboxOptions {
     pub retry_budget: Option<RetryBudgetOptions>,
     pub seed: Option<f64>,
     pub max_payload_bytes: Option<f64>,
+    /// Seconds a delivered id is remembered against a second enqueue (default 300; 0: none).
+    pub dedup_window: Option<f64>,
     #[napi(ts_type = "ManualClock")]
     pub clock: Option<()>,
 }

@@ -134,10 +134,10 @@ impl Transaction {
 
     /// The transactional outbox: enqueues a message in `outbox` (which must use this same
     /// store) inside this transaction, so it becomes deliverable if and only if the transaction
-    /// commits. `"queued"` or `"already_queued"`.
+    /// commits. `"queued"`, `"already_queued"` or `"already_delivered"`.
     #[napi(
         ts_args_type = "outbox: Outbox, payload: Buffer | string, options?: EnqueueOptions",
-        ts_return_type = "'queued' | 'already_queued'"
+        ts_return_type = "'queued' | 'already_queued' | 'already_delivered'"
     )]
     pub fn enqueue(
         &self,
@@ -163,7 +163,7 @@ impl Transaction {
     /// `enqueue` for several messages (each as in `Outbox.enqueueMany`): all of them or none.
     #[napi(
         ts_args_type = "outbox: Outbox, messages: Array<NewMessageOptions>",
-        ts_return_type = "Array<'queued' | 'already_queued'>"
+        ts_return_type = "Array<'queued' | 'already_queued' | 'already_delivered'>"
     )]
     pub fn enqueue_many(&self, env: Env, outbox: Unknown, messages: Unknown) -> Result<Vec<String>> {
         if outbox.get_type().napi()? != ValueType::Object || !Outbox::instance_of(&env, &outbox).napi()? {

@@ -66,7 +66,7 @@ const STEPS = {
 }
 const TOP = ['description', 'requires', 'inbox', 'outbox', 'steps']
 const INBOX_FIELDS = ['scope', 'mode', 'lease_ms', 'retention_ms', 'cache_policy']
-const OUTBOX_FIELDS = ['queue', 'mode', 'lease_ms', 'retry', 'ordering', 'seed', 'retry_budget', 'max_payload_bytes']
+const OUTBOX_FIELDS = ['queue', 'mode', 'lease_ms', 'retry', 'ordering', 'seed', 'retry_budget', 'max_payload_bytes', 'dedup_window_ms']
 const HANDLER_FIELDS = ['returns', 'fails', 'permanent']
 const BEGIN_FIELDS = ['id', 'payload', 'mode', 'lease_ms', 'ticket']
 const MESSAGE_FIELDS = ['id', 'payload', 'key', 'headers', 'delay_ms']
@@ -179,6 +179,7 @@ function outboxOptions(spec) {
     o.retryBudget = { ratio: b.ratio, minPerSecond: b.min_per_second ?? undefined, burst: b.burst ?? undefined }
   }
   if (spec.max_payload_bytes != null) o.maxPayloadBytes = spec.max_payload_bytes
+  if (spec.dedup_window_ms != null) o.dedupWindow = spec.dedup_window_ms / 1000
   return o
 }
 

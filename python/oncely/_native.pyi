@@ -355,6 +355,7 @@ class Outbox:
         seed: Optional[int] = None,
         retry_budget: Optional[Dict[str, float]] = None,
         max_payload_bytes: Optional[int] = None,
+        dedup_window: Optional[float] = None,
         clock: Optional[ManualClock] = None,
     ) -> Outbox: ...
     @property

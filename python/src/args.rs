@@ -262,7 +262,7 @@ calls! {
     // outbox
     OutboxKw = "outbox options" [
         "store", "queue", "mode", "retry", "lease", "ordering", "poison", "park_after", "seed", "retry_budget",
-        "max_payload_bytes", "clock",
+        "max_payload_bytes", "dedup_window", "clock",
     ];
     RetryBudgetKw = "retry budget options" ["ratio", "min_per_second", "burst"];
     EnqueueKw = "enqueue options" ["payload", "id", "key", "headers", "delay"]; // also an enqueue_many dict

@@ -465,8 +465,8 @@ pub struct Outbox {
 #[pymethods]
 impl Outbox {
     #[new]
-    #[pyo3(signature = (store, queue, *, mode = None, retry = None, lease = None, ordering = None, poison = None, park_after = None, seed = None, retry_budget = None, max_payload_bytes = None, clock = None, **extra),
-        text_signature = "(store, queue, *, mode=None, retry=None, lease=None, ordering=None, poison=None, park_after=None, seed=None, retry_budget=None, max_payload_bytes=None, clock=None, **extra)")]
+    #[pyo3(signature = (store, queue, *, mode = None, retry = None, lease = None, ordering = None, poison = None, park_after = None, seed = None, retry_budget = None, max_payload_bytes = None, dedup_window = None, clock = None, **extra),
+        text_signature = "(store, queue, *, mode=None, retry=None, lease=None, ordering=None, poison=None, park_after=None, seed=None, retry_budget=None, max_payload_bytes=None, dedup_window=None, clock=None, **extra)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -481,12 +481,16 @@ impl Outbox {
         seed: Option<Int<args::Seed>>,
         retry_budget: Option<&Bound<'_, PyDict>>,
         max_payload_bytes: Option<Int<args::MaxPayloadBytes>>,
+        dedup_window: Option<Num>,
         clock: Option<&Bound<'_, ManualClock>>,
         extra: Option<Extra<args::OutboxKw>>,
     ) -> PyResult<Self> {
         let _ = extra;
-        let mut cfg =
-            OutboxConfig::new(queue.0).ordering(ordering_of(ordering.as_deref(), poison.as_deref(), park_after)?);
+        let mut cfg = OutboxConfig::new(queue.0).ordering(ordering_of(
+            ordering.as_deref(),
+            poison.as_deref(),
+            park_after,
+        )?);
         if let Some(s) = seed {
             cfg = cfg.seed(s.0);
         }
@@ -507,6 +511,9 @@ impl Outbox {
         if let Some(n) = max_payload_bytes {
             cfg.max_payload_bytes = n.0 as usize;
         }
+        if let Some(w) = opt_secs("dedup_window", dedup_window)? {
+            cfg = cfg.dedup_window(w);
+        }
         let store = store_of(py, store)?;
         let clock = shared_clock(clock);
         let inner = CoreOutbox::with_clock(store, cfg, clock).map_err(to_py)?;
@@ -524,8 +531,9 @@ impl Outbox {
         self.inner.now().0
     }
 
-    /// Adds a message unless one with its id is already queued. Returns `"queued"` or
-    /// `"already_queued"`. `id` defaults to a fresh UUIDv7; `delay` is in seconds.
+    /// Adds a message unless its id is known. Returns `"queued"`, `"already_queued"` (the same id
+    /// and payload is in the queue) or `"already_delivered"` (delivered within the outbox's
+    /// `dedup_window`); the same id with another payload raises `Conflict`. `id` defaults to a fresh UUIDv7; `delay` is in seconds.
     #[pyo3(signature = (payload, *, id = None, key = None, headers = None, delay = None, **extra))]
     fn enqueue(
         &self,

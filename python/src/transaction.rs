@@ -123,7 +123,7 @@ impl Transaction {
 
     /// The transactional outbox: enqueues a message in `outbox` (on the same store) within
     /// this transaction, so it is queued if and only if the handler's work commits. Returns
-    /// `"queued"` or `"already_queued"`. Its `enqueued` event is published at once, before the
+    /// `"queued"`, `"already_queued"` or `"already_delivered"`. Its `enqueued` event is published at once, before the
     /// commit.
     #[pyo3(signature = (outbox, payload, *, id = None, key = None, headers = None, delay = None, **extra))]
     #[allow(clippy::too_many_arguments)]

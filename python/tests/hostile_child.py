@@ -370,7 +370,7 @@ def run_case(case, conn, workdir):
             _claim(fx, handlers, same)     # the same id's claim, nested
             return b"outer"
         if "worker" in name:
-            return fx["outbox"].enqueue(b"again", id="m2")
+            return fx["outbox"].enqueue(b"p2", id="m2")  # the same id and payload: already queued
         if "transaction" in name:
             return b""       # a nested store call would wait for the writer thread (documented)
         return b""

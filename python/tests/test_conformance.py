@@ -85,7 +85,7 @@ TOP = {"description", "requires", "inbox", "outbox", "steps"}
 # What this runner's language can express (a handler may return any value, hints any number).
 CAPABILITIES = {"dynamic_handlers"}
 INBOX_FIELDS = {"scope", "mode", "lease_ms", "retention_ms", "cache_policy"}
-OUTBOX_FIELDS = {"queue", "mode", "lease_ms", "retry", "ordering", "seed", "retry_budget", "max_payload_bytes"}
+OUTBOX_FIELDS = {"queue", "mode", "lease_ms", "retry", "ordering", "seed", "retry_budget", "max_payload_bytes", "dedup_window_ms"}
 HANDLER_FIELDS = {"returns", "fails", "permanent"}
 BEGIN_FIELDS = {"id", "payload", "mode", "lease_ms", "ticket"}
 MESSAGE_FIELDS = {"id", "payload", "key", "headers", "delay_ms"}
@@ -352,6 +352,8 @@ def outbox_kwargs(spec):
         kw["retry_budget"] = {k: float(v) for k, v in b.items() if v is not None}
     if spec.get("max_payload_bytes") is not None:
         kw["max_payload_bytes"] = spec["max_payload_bytes"]
+    if spec.get("dedup_window_ms") is not None:
+        kw["dedup_window"] = secs(spec["dedup_window_ms"])
     return kw
 
 

@@ -84,6 +84,10 @@ pub struct OutboxOptions {
     /// The largest payload accepted.
     #[uniffi(default = None)]
     pub max_payload_bytes: Option<u64>,
+    /// How long a delivered id is remembered against a second enqueue (default 300,000 ms;
+    /// 0: not at all).
+    #[uniffi(default = None)]
+    pub dedup_window_ms: Option<i64>,
 }
 
 /// One message to enqueue.
@@ -134,14 +138,19 @@ pub(crate) fn new_message(m: NewMessage) -> Result<CoreNewMessage, OncelyError> 
 pub enum Enqueued {
     /// Added.
     Queued,
-    /// A message with this id is in the queue (pending, in flight or dead); nothing was added.
+    /// A message with this id and payload is in the queue (pending, in flight or dead); nothing
+    /// was added.
     AlreadyQueued,
+    /// A message with this id and payload left the queue within the dedup window (delivered);
+    /// nothing was added.
+    AlreadyDelivered,
 }
 
 pub(crate) fn enqueued(e: CoreEnqueued) -> Enqueued {
     match e {
         CoreEnqueued::Queued => Enqueued::Queued,
         CoreEnqueued::AlreadyQueued => Enqueued::AlreadyQueued,
+        CoreEnqueued::AlreadyDelivered => Enqueued::AlreadyDelivered,
     }
 }
 
@@ -589,6 +598,9 @@ impl Outbox {
         }
         if let Some(n) = o.max_payload_bytes {
             cfg.max_payload_bytes = size("max_payload_bytes", n)?;
+        }
+        if let Some(w) = o.dedup_window_ms {
+            cfg = cfg.dedup_window(ms("dedup_window_ms", w)?);
         }
         let inner = CoreOutbox::with_clock(store.inner.clone(), cfg, clock_of(clock))?;
         Ok(Arc::new(Outbox { inner }))

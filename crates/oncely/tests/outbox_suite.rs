@@ -171,6 +171,42 @@ mod suite {
         assert!(most.get("sure").await.unwrap().is_some());
     }
 
+    /// The attempt limit and the dedup window a message was enqueued under are kept with it: a
+    /// handle with a more generous policy does not retry it past its limit (nor a stingier one
+    /// dead-letter it early), and the window it was enqueued with is the one its id is
+    /// remembered for, whichever handle acks it.
+    pub async fn the_limits_travel_with_the_message<S: OutboxStore + Clone>(store: S) {
+        let clock = ManualClock::new(T0);
+        let open =
+            |cfg: OutboxConfig| Outbox::with_clock(store.clone(), cfg, Arc::new(clock.clone())).unwrap();
+        let strict = open(cfg(Mode::AtLeastOnce).retry(fixed(1, 1)).dedup_window(Duration::ZERO));
+        let lenient = open(cfg(Mode::AtLeastOnce).retry(fixed(1, 5)).dedup_window(Duration::from_secs(600)));
+        strict.enqueue(NewMessage::new("p").id("one-try")).await.unwrap();
+        lenient.enqueue(NewMessage::new("p").id("five-tries")).await.unwrap();
+        assert_eq!(strict.get("one-try").await.unwrap().unwrap().max_attempts, Some(1));
+        // The lenient handle fails the strict message's only attempt: it is a dead letter.
+        let mut leased = lenient.lease(10).await.unwrap();
+        leased.sort_by(|a, b| a.id().cmp(b.id()));
+        assert_eq!(ids(&leased), ["five-tries", "one-try"]);
+        assert_eq!(leased[1].retry(None, "down").await.unwrap(), Settled::GaveUp, "retried past its limit");
+        // The strict handle fails the lenient message's first attempt: it is retried.
+        let settled = strict.settle(
+            "five-tries",
+            leased[0].token(),
+            oncely::outbox::Settle::Retry { after: None, error: "down".into() },
+        );
+        assert!(matches!(settled.await.unwrap(), Settled::Retrying { .. }), "dead-lettered before its limit");
+        clock.advance(Duration::from_millis(1));
+        // Acked by the strict handle (no window of its own), remembered for the lenient window.
+        let [d] = <[_; 1]>::try_from(strict.lease(10).await.unwrap()).ok().unwrap();
+        d.ack().await.unwrap();
+        clock.advance(Duration::from_secs(300));
+        assert_eq!(
+            strict.enqueue(NewMessage::new("p").id("five-tries")).await.unwrap(),
+            Enqueued::AlreadyDelivered
+        );
+    }
+
     pub async fn ack_removes_and_stale_ack_is_refused<S: OutboxStore>(store: S) {
         let (ob, clock) = outbox(store, cfg(Mode::AtLeastOnce));
         ob.enqueue(NewMessage::new("p").id("a")).await.unwrap();
@@ -499,6 +535,7 @@ macro_rules! outbox_suite {
             enqueue_is_idempotent_per_id,
             dedup_window_outlives_delivery,
             the_mode_travels_with_the_message,
+            the_limits_travel_with_the_message,
             counters_are_kept_by_the_store,
             ack_removes_and_stale_ack_is_refused,
             retries_follow_the_policy_then_dead_letter,

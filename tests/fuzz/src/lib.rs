@@ -9,7 +9,9 @@
 //! - [`records`]: the store decoders, on an oncely store whose rows hold arbitrary column values.
 
 use oncely::backoff::RetryPolicy;
-use oncely::{AnyStore, Inbox, InboxConfig, NewMessage, Outbox, OutboxConfig, Request, SqliteConfig, SqliteStore};
+use oncely::{
+    AnyStore, Inbox, InboxConfig, NewMessage, Outbox, OutboxConfig, Request, SqliteConfig, SqliteStore,
+};
 
 /// The targets by name, as `fuzz/fuzz_targets/*.rs` and the replay test call them.
 pub const TARGETS: &[(&str, fn(&[u8]))] =
@@ -102,7 +104,14 @@ pub fn records(data: &[u8]) {
         conn.execute(
             "INSERT INTO oncely_inbox (scope, id, fingerprint, token, state, lease_until, result, expires_at)
              VALUES ('s', 'a', ?1, ?2, ?3, ?4, ?5, ?6)",
-            oncely::rusqlite::params![blob_or_null(ints[0]), ints[1], ints[2], ints[3], blob_or_null(ints[0] >> 1), ints[4]],
+            oncely::rusqlite::params![
+                blob_or_null(ints[0]),
+                ints[1],
+                ints[2],
+                ints[3],
+                blob_or_null(ints[0] >> 1),
+                ints[4]
+            ],
         )
         .expect("insert an inbox row");
         conn.execute(

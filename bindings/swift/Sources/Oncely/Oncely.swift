@@ -4009,6 +4009,11 @@ public struct OutboxOptions {
      * The largest payload accepted.
      */
     public var maxPayloadBytes: UInt64?
+    /**
+     * How long a delivered id is remembered against a second enqueue (default 300,000 ms;
+     * 0: not at all).
+     */
+    public var dedupWindowMs: Int64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4033,7 +4038,11 @@ public struct OutboxOptions {
          */retryBudget: RetryBudget? = nil, 
         /**
          * The largest payload accepted.
-         */maxPayloadBytes: UInt64? = nil) {
+         */maxPayloadBytes: UInt64? = nil, 
+        /**
+         * How long a delivered id is remembered against a second enqueue (default 300,000 ms;
+         * 0: not at all).
+         */dedupWindowMs: Int64? = nil) {
         self.mode = mode
         self.retry = retry
         self.leaseMs = leaseMs
@@ -4041,6 +4050,7 @@ public struct OutboxOptions {
         self.seed = seed
         self.retryBudget = retryBudget
         self.maxPayloadBytes = maxPayloadBytes
+        self.dedupWindowMs = dedupWindowMs
     }
 
     
@@ -4065,7 +4075,8 @@ public struct FfiConverterTypeOutboxOptions: FfiConverterRustBuffer {
                 ordering: FfiConverterOptionTypeOrdering.read(from: &buf), 
                 seed: FfiConverterOptionUInt64.read(from: &buf), 
                 retryBudget: FfiConverterOptionTypeRetryBudget.read(from: &buf), 
-                maxPayloadBytes: FfiConverterOptionUInt64.read(from: &buf)
+                maxPayloadBytes: FfiConverterOptionUInt64.read(from: &buf), 
+                dedupWindowMs: FfiConverterOptionInt64.read(from: &buf)
         )
     }
 
@@ -4077,6 +4088,7 @@ public struct FfiConverterTypeOutboxOptions: FfiConverterRustBuffer {
         FfiConverterOptionUInt64.write(value.seed, into: &buf)
         FfiConverterOptionTypeRetryBudget.write(value.retryBudget, into: &buf)
         FfiConverterOptionUInt64.write(value.maxPayloadBytes, into: &buf)
+        FfiConverterOptionInt64.write(value.dedupWindowMs, into: &buf)
     }
 }
 
@@ -5247,9 +5259,15 @@ public enum Enqueued: Equatable, Hashable {
      */
     case queued
     /**
-     * A message with this id is in the queue (pending, in flight or dead); nothing was added.
+     * A message with this id and payload is in the queue (pending, in flight or dead); nothing
+     * was added.
      */
     case alreadyQueued
+    /**
+     * A message with this id and payload left the queue within the dedup window (delivered);
+     * nothing was added.
+     */
+    case alreadyDelivered
 
 
 
@@ -5275,6 +5293,8 @@ public struct FfiConverterTypeEnqueued: FfiConverterRustBuffer {
         
         case 2: return .alreadyQueued
         
+        case 3: return .alreadyDelivered
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -5289,6 +5309,10 @@ public struct FfiConverterTypeEnqueued: FfiConverterRustBuffer {
         
         case .alreadyQueued:
             writeInt(&buf, Int32(2))
+        
+        
+        case .alreadyDelivered:
+            writeInt(&buf, Int32(3))
         
         }
     }

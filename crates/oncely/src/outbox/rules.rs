@@ -276,6 +276,8 @@ pub(crate) fn enqueue(
             last_delay: None,
             last_error: None,
             mode: Some(rules.mode),
+            max_attempts: Some(rules.retry.max_attempts),
+            dedup_window: Some(rules.dedup_window),
             message,
         };
         tx.insert(&rec)?;
@@ -294,18 +296,15 @@ fn same_payload(id: &str, first: &[u8], again: &[u8]) -> Result<()> {
 /// from the mark instead of queueing it again.
 fn remove_sent(tx: &mut dyn OutboxTx, rec: &OutboxRecord, rules: &Rules, now: Timestamp) -> Result<()> {
     tx.delete(&rec.message.id)?;
-    if !rules.dedup_window.is_zero() {
-        tx.remember_sent(
-            &rec.message.id,
-            Fingerprint::of(&rec.message.payload),
-            now.after(rules.dedup_window),
-        )?;
+    let window = rec.dedup_window_or(rules.dedup_window);
+    if !window.is_zero() {
+        tx.remember_sent(&rec.message.id, Fingerprint::of(&rec.message.payload), now.after(window))?;
     }
     Ok(())
 }
 
 fn exhausted(rec: &OutboxRecord, policy: &RetryPolicy, now: Timestamp) -> Option<GiveUp> {
-    if rec.message.attempts >= policy.max_attempts {
+    if rec.message.attempts >= rec.max_attempts_or(policy.max_attempts) {
         return Some(GiveUp::MaxAttempts);
     }
     match (policy.deadline, rec.first_attempt_at) {
@@ -541,7 +540,10 @@ pub(crate) fn settle(
             };
             let mut rng = JitterRng::for_key(rules.seed, &format!("{id}#{attempts}"));
             rec.last_error = Some(error.clone());
-            match rules.retry.decide(&history, now, after, &mut rng) {
+            // The message's own attempt limit, whatever this handle's policy says.
+            let policy =
+                RetryPolicy { max_attempts: rec.max_attempts_or(rules.retry.max_attempts), ..rules.retry };
+            match policy.decide(&history, now, after, &mut rng) {
                 RetryDecision::RetryIn(delay) => {
                     // A hint can be anything; every store keeps delays up to 2^53 - 1 ms exactly.
                     let delay = delay.min(Duration::from_millis(crate::backoff::MAX_BACKOFF_MS));

@@ -11,4 +11,7 @@ pub mod outbox;
 pub(crate) use decide::decide_with;
 pub use decide::{InboxOp, OpAnswer, Write, decide};
 pub use inbox::{CachePolicy, InboxRecord, RecordState, Status, StoredOutcome};
-pub use outbox::{MessageState, OutboxRecord, QueueCounts, QueueStats, mode_column, mode_from_column};
+pub use outbox::{
+    MessageState, OutboxRecord, QueueCounts, QueueStats, limit_columns, limits_from_columns, mode_column,
+    mode_from_column,
+};

@@ -61,6 +61,14 @@ pub struct OutboxRecord {
     /// message into a second delivery, or an at-least-once one into a loss. `None` only for a
     /// message stored before oncely kept its mode (it follows the handle's mode).
     pub mode: Option<Mode>,
+    /// The attempt limit it was enqueued under, kept with it like its mode: a handle whose retry
+    /// policy allows more (or fewer) attempts still dead-letters it after this many. `None` only
+    /// for a message stored before oncely kept it (it follows the handle's policy).
+    pub max_attempts: Option<u32>,
+    /// The dedup window it was enqueued under: how long its id is remembered once it leaves the
+    /// queue, whichever handle settles it. `None` only for a message stored before oncely kept
+    /// it (the settling handle's window).
+    pub dedup_window: Option<Duration>,
 }
 
 impl OutboxRecord {
@@ -68,6 +76,42 @@ impl OutboxRecord {
     pub fn mode_or(&self, handle: Mode) -> Mode {
         self.mode.unwrap_or(handle)
     }
+
+    /// The attempt limit this message is delivered by: its own, or `handle`'s for an old record.
+    pub fn max_attempts_or(&self, handle: u32) -> u32 {
+        self.max_attempts.unwrap_or(handle)
+    }
+
+    /// The dedup window of this message: its own, or `handle`'s for an old record.
+    pub fn dedup_window_or(&self, handle: Duration) -> Duration {
+        self.dedup_window.unwrap_or(handle)
+    }
+}
+
+/// A message's attempt limit and dedup window as store columns (integers; the window in
+/// milliseconds), `None` where the record has none.
+pub fn limit_columns(rec: &OutboxRecord) -> (Option<i64>, Option<i64>) {
+    (
+        rec.max_attempts.map(i64::from),
+        rec.dedup_window.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+    )
+}
+
+/// [`limit_columns`]' inverse: a negative or oversized value is a damaged store.
+pub fn limits_from_columns(
+    id: &str,
+    max_attempts: Option<i64>,
+    dedup_ms: Option<i64>,
+) -> Result<(Option<u32>, Option<Duration>)> {
+    let damaged = |what: &str, v: i64| {
+        Error::CorruptStore(format!("message `{}` has an impossible {what} {v}", crate::text::quote(id)))
+    };
+    let attempts =
+        max_attempts.map(|v| u32::try_from(v).map_err(|_| damaged("attempt limit", v))).transpose()?;
+    let window = dedup_ms
+        .map(|v| u64::try_from(v).map(Duration::from_millis).map_err(|_| damaged("dedup window", v)))
+        .transpose()?;
+    Ok((attempts, window))
 }
 
 /// A mode as a store column: 0 at-most-once, 1 at-least-once, 2 exactly-once.

@@ -20,7 +20,10 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::message::Message;
-use crate::records::{MessageState, OutboxRecord, QueueCounts, QueueStats, mode_column, mode_from_column};
+use crate::records::{
+    MessageState, OutboxRecord, QueueCounts, QueueStats, limit_columns, limits_from_columns, mode_column,
+    mode_from_column,
+};
 
 /// Rows per queue in `oncely_counts` (see `add_counts`).
 const COUNT_SHARDS: u32 = 8;
@@ -31,7 +34,8 @@ macro_rules! select {
     ($($rest:literal),*) => {
         concat!(
             "SELECT id, seq, key, state, token, lease_until, dead_reason, available_at, created_at, attempts,
-               first_attempt_at, last_delay_ms, last_error, payload, headers, mode FROM oncely_outbox ",
+               first_attempt_at, last_delay_ms, last_error, payload, headers, mode, max_attempts, dedup_ms
+             FROM oncely_outbox ",
             $($rest),*
         )
     };
@@ -63,6 +67,7 @@ fn from_row(r: &postgres::Row) -> Result<OutboxRecord> {
     let state: i64 = r.get(3);
     let headers: Option<String> = r.get(14);
     let id: String = r.get(0);
+    let (max_attempts, dedup_window) = limits_from_columns(&id, r.get(16), r.get(17))?;
     let headers = match headers {
         None => Default::default(),
         Some(h) => serde_json::from_str(&h)
@@ -84,6 +89,8 @@ fn from_row(r: &postgres::Row) -> Result<OutboxRecord> {
         last_delay: r.get::<_, Option<i64>>(11).map(|ms| Duration::from_millis(ms.max(0) as u64)),
         last_error: r.get(12),
         mode: mode_from_column(&r.get::<_, String>(0), r.get(15))?,
+        max_attempts,
+        dedup_window,
     })
 }
 
@@ -259,12 +266,13 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
             let stmt = self.statements.get(
                 self.client,
                 "INSERT INTO oncely_outbox (queue, id, seq, key, state, token, lease_until, dead_reason, available_at,
-                   created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers, mode)
+                   created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers, mode,
+                   max_attempts, dedup_ms)
                  SELECT $1, * FROM unnest($2::text[], $3::int8[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
                    $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::text[],
-                   $15::bytea[], $16::text[], $17::int8[])",
+                   $15::bytea[], $16::text[], $17::int8[], $18::int8[], $19::int8[])",
             )?;
-            let params: [&(dyn ToSql + Sync); 17] = [
+            let params: [&(dyn ToSql + Sync); 19] = [
                 &queue,
                 &c.id,
                 &c.seq,
@@ -282,6 +290,8 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
                 &c.payload,
                 &c.headers,
                 &c.mode,
+                &c.max_attempts,
+                &c.dedup_ms,
             ];
             self.client.execute(&stmt, &params).map_err(pg_error)?;
         }
@@ -308,7 +318,7 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
 // ORDER BY id` would lock in order too, but its generic plan scans the whole queue.)
 const LOAD: &str = concat!(
     "SELECT id, seq, key, state, token, lease_until, dead_reason, available_at, created_at, attempts,
-       first_attempt_at, last_delay_ms, last_error, payload, headers, mode
+       first_attempt_at, last_delay_ms, last_error, payload, headers, mode, max_attempts, dedup_ms
      FROM unnest($2::text[]) AS w(wanted) JOIN oncely_outbox AS o ON o.queue = $1 AND o.id = w.wanted
      FOR UPDATE OF o"
 );
@@ -560,6 +570,8 @@ struct Columns<'r> {
     payload: Vec<&'r [u8]>,
     headers: Vec<Option<String>>,
     mode: Vec<Option<i64>>,
+    max_attempts: Vec<Option<i64>>,
+    dedup_ms: Vec<Option<i64>>,
 }
 
 impl<'r> Columns<'r> {
@@ -581,6 +593,8 @@ impl<'r> Columns<'r> {
             payload: Vec::new(),
             headers: Vec::new(),
             mode: Vec::new(),
+            max_attempts: Vec::new(),
+            dedup_ms: Vec::new(),
         };
         for rec in recs {
             let (state, token, lease_until, reason) = rec.state.columns();
@@ -601,6 +615,9 @@ impl<'r> Columns<'r> {
             c.last_error.push(rec.last_error.as_deref().map(|e| text(e).into_owned()));
             c.payload.push(&m.payload);
             c.mode.push(mode_column(rec.mode));
+            let (max_attempts, dedup_ms) = limit_columns(rec);
+            c.max_attempts.push(max_attempts);
+            c.dedup_ms.push(dedup_ms);
             c.headers.push(if m.headers.is_empty() {
                 None
             } else {

@@ -80,8 +80,10 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (queue, shard)
     );
 ", "
-    -- 2 -> 3: the ids that left each queue (acknowledged, or dropped under at-most-once), with
-    -- their payload's fingerprint, until the end of their dedup window.
+    -- 2 -> 3: each message keeps its attempt limit and dedup window (NULL: stored before, follows
+    -- the handle's); and the ids that left each queue (acknowledged, or dropped under
+    -- at-most-once), with their payload's fingerprint, until the end of their dedup window.
+    ALTER TABLE oncely_outbox ADD COLUMN max_attempts BIGINT, ADD COLUMN dedup_ms BIGINT;
     CREATE TABLE oncely_outbox_sent (
         queue       TEXT NOT NULL,
         id          TEXT NOT NULL,

@@ -9,14 +9,17 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::message::Message;
-use crate::records::{MessageState, OutboxRecord, QueueCounts, QueueStats, mode_column, mode_from_column};
+use crate::records::{
+    MessageState, OutboxRecord, QueueCounts, QueueStats, limit_columns, limits_from_columns, mode_column,
+    mode_from_column,
+};
 use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite::counters::Counters;
 use crate::store::{OutboxStore, OutboxTx};
 
 const COLUMNS: &str =
     "id, seq, key, state, token, lease_until, dead_reason, available_at, created_at, attempts,
-     first_attempt_at, last_delay_ms, last_error, payload, headers, mode";
+     first_attempt_at, last_delay_ms, last_error, payload, headers, mode, max_attempts, dedup_ms";
 
 pub(crate) struct SqliteOutboxTx<'a> {
     pub conn: &'a Connection,
@@ -24,7 +27,11 @@ pub(crate) struct SqliteOutboxTx<'a> {
     pub queue: &'a str,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(OutboxRecord, Option<String>, Option<i64>)> {
+/// A row as read: the record, and the columns still to decode (headers, mode, attempt limit,
+/// dedup window).
+type RawRow = (OutboxRecord, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
     let state = r.get::<_, i64>(3)?;
     let headers: Option<String> = r.get(14)?;
     let mode: Option<i64> = r.get(15)?;
@@ -44,13 +51,16 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(OutboxRecord, Option<String>, Opti
         last_delay: r.get::<_, Option<i64>>(11)?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         last_error: r.get(12)?,
         mode: None,
+        max_attempts: None,
+        dedup_window: None,
     };
-    Ok((rec, headers, mode))
+    Ok((rec, headers, mode, r.get(16)?, r.get(17)?))
 }
 
-fn finish_row(row: (OutboxRecord, Option<String>, Option<i64>)) -> Result<OutboxRecord> {
-    let (mut rec, headers, mode) = row;
+fn finish_row(row: RawRow) -> Result<OutboxRecord> {
+    let (mut rec, headers, mode, max_attempts, dedup_ms) = row;
     rec.mode = mode_from_column(&rec.message.id, mode)?;
+    (rec.max_attempts, rec.dedup_window) = limits_from_columns(&rec.message.id, max_attempts, dedup_ms)?;
     if let Some(h) = headers {
         rec.message.headers = serde_json::from_str(&h).map_err(|e| {
             Error::CorruptStore(format!("message `{}` has unreadable headers: {e}", rec.message.id))
@@ -74,6 +84,7 @@ impl SqliteOutboxTx<'_> {
             Some(serde_json::to_string(&rec.message.headers).map_err(|e| Error::Storage(e.to_string()))?)
         };
         let m = &rec.message;
+        let (max_attempts, dedup_ms) = limit_columns(rec);
         self.conn.prepare_cached(sql)?.execute(params![
             self.queue,
             m.id,
@@ -92,6 +103,8 @@ impl SqliteOutboxTx<'_> {
             m.payload,
             headers,
             mode_column(rec.mode),
+            max_attempts,
+            dedup_ms,
         ])?;
         Ok(())
     }
@@ -107,8 +120,9 @@ impl OutboxTx for SqliteOutboxTx<'_> {
     fn insert(&mut self, rec: &OutboxRecord) -> Result<()> {
         self.write(
             "INSERT INTO oncely_outbox (queue, id, seq, key, state, token, lease_until, dead_reason, available_at,
-               created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers, mode)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+               created_at, attempts, first_attempt_at, last_delay_ms, last_error, payload, headers, mode,
+               max_attempts, dedup_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             rec,
         )
     }
@@ -117,7 +131,8 @@ impl OutboxTx for SqliteOutboxTx<'_> {
         self.write(
             "UPDATE oncely_outbox SET seq = ?3, key = ?4, state = ?5, token = ?6, lease_until = ?7,
                dead_reason = ?8, available_at = ?9, created_at = ?10, attempts = ?11, first_attempt_at = ?12,
-               last_delay_ms = ?13, last_error = ?14, payload = ?15, headers = ?16, mode = ?17
+               last_delay_ms = ?13, last_error = ?14, payload = ?15, headers = ?16, mode = ?17,
+               max_attempts = ?18, dedup_ms = ?19
              WHERE queue = ?1 AND id = ?2",
             rec,
         )

@@ -70,9 +70,12 @@ const MIGRATIONS: &[&str] = &[
         dead_lettered INTEGER NOT NULL,
         dropped       INTEGER NOT NULL
     ) WITHOUT ROWID;",
-    // 3 -> 4: the ids that left each queue (acknowledged, or dropped under at-most-once), with
-    // their payload's fingerprint, until the end of their dedup window.
-    "CREATE TABLE oncely_outbox_sent (
+    // 3 -> 4: each message keeps its attempt limit and dedup window (NULL: stored before, follows
+    // the handle's); and the ids that left each queue (acknowledged, or dropped under
+    // at-most-once), with their payload's fingerprint, until the end of their dedup window.
+    "ALTER TABLE oncely_outbox ADD COLUMN max_attempts INTEGER;
+    ALTER TABLE oncely_outbox ADD COLUMN dedup_ms INTEGER;
+    CREATE TABLE oncely_outbox_sent (
         queue       TEXT NOT NULL,
         id          TEXT NOT NULL,
         fingerprint BLOB NOT NULL,

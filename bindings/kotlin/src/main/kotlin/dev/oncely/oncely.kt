@@ -6862,6 +6862,12 @@ data class OutboxOptions (
      * The largest payload accepted.
      */
     var `maxPayloadBytes`: kotlin.ULong? = null 
+    , 
+    /**
+     * How long a delivered id is remembered against a second enqueue (default 300,000 ms;
+     * 0: not at all).
+     */
+    var `dedupWindowMs`: kotlin.Long? = null 
     
 ): Disposable{
     
@@ -6879,7 +6885,8 @@ data class OutboxOptions (
         this.`ordering`,
         this.`seed`,
         this.`retryBudget`,
-        this.`maxPayloadBytes`
+        this.`maxPayloadBytes`,
+        this.`dedupWindowMs`
     )
     }
     
@@ -6899,6 +6906,7 @@ public object FfiConverterTypeOutboxOptions: FfiConverterRustBuffer<OutboxOption
             FfiConverterOptionalULong.read(buf),
             FfiConverterOptionalTypeRetryBudget.read(buf),
             FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalLong.read(buf),
         )
     }
 
@@ -6909,7 +6917,8 @@ public object FfiConverterTypeOutboxOptions: FfiConverterRustBuffer<OutboxOption
             FfiConverterOptionalTypeOrdering.allocationSize(value.`ordering`) +
             FfiConverterOptionalULong.allocationSize(value.`seed`) +
             FfiConverterOptionalTypeRetryBudget.allocationSize(value.`retryBudget`) +
-            FfiConverterOptionalULong.allocationSize(value.`maxPayloadBytes`)
+            FfiConverterOptionalULong.allocationSize(value.`maxPayloadBytes`) +
+            FfiConverterOptionalLong.allocationSize(value.`dedupWindowMs`)
     )
 
     override fun write(value: OutboxOptions, buf: ByteBuffer) {
@@ -6920,6 +6929,7 @@ public object FfiConverterTypeOutboxOptions: FfiConverterRustBuffer<OutboxOption
             FfiConverterOptionalULong.write(value.`seed`, buf)
             FfiConverterOptionalTypeRetryBudget.write(value.`retryBudget`, buf)
             FfiConverterOptionalULong.write(value.`maxPayloadBytes`, buf)
+            FfiConverterOptionalLong.write(value.`dedupWindowMs`, buf)
     }
 }
 
@@ -7923,9 +7933,15 @@ enum class Enqueued {
      */
     QUEUED,
     /**
-     * A message with this id is in the queue (pending, in flight or dead); nothing was added.
+     * A message with this id and payload is in the queue (pending, in flight or dead); nothing
+     * was added.
      */
-    ALREADY_QUEUED;
+    ALREADY_QUEUED,
+    /**
+     * A message with this id and payload left the queue within the dedup window (delivered);
+     * nothing was added.
+     */
+    ALREADY_DELIVERED;
 
     
 

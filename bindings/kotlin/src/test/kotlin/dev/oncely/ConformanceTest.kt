@@ -96,7 +96,7 @@ private val WORK_HANDLERS: Map<String, Pair<List<String>, List<String>>> = mapOf
     "raise" to (listOf("message") to listOf()),
 )
 private val INBOX_FIELDS = listOf("scope", "mode", "lease_ms", "retention_ms", "cache_policy")
-private val OUTBOX_FIELDS = listOf("queue", "mode", "lease_ms", "retry", "ordering", "seed", "retry_budget", "max_payload_bytes")
+private val OUTBOX_FIELDS = listOf("queue", "mode", "lease_ms", "retry", "ordering", "seed", "retry_budget", "max_payload_bytes", "dedup_window_ms")
 private val HANDLER_FIELDS = listOf("returns", "fails", "permanent")
 private val BEGIN_FIELDS = listOf("id", "payload", "mode", "lease_ms", "ticket")
 private val MESSAGE_FIELDS = listOf("id", "payload", "key", "headers", "delay_ms")
@@ -263,6 +263,7 @@ private fun statusName(s: Status) = when (s) {
 private fun enqueuedName(e: Enqueued) = when (e) {
     Enqueued.QUEUED -> "queued"
     Enqueued.ALREADY_QUEUED -> "already_queued"
+    Enqueued.ALREADY_DELIVERED -> "already_delivered"
 }
 
 /** One run of one scenario on one backend. */
@@ -348,6 +349,7 @@ class Run(scenario: JsonObject, private val backend: Backend) {
             seed = s.str("seed")?.toULong(),
             retryBudget = budget,
             maxPayloadBytes = s.str("max_payload_bytes")?.toULong(),
+            dedupWindowMs = s.long("dedup_window_ms"),
         )
         val o = own(Outbox(backend.store(), q, options, clock))
         o.onEvent(object : OutboxListener {

@@ -509,7 +509,7 @@ suspend fun Ctx.runHandler(kind: HKind, act: Act, thrown: Throwable, outcome: Wo
                     Act.RETURN -> if (message.attempt == 1u) outcome else WorkerOutcome.Success
                     Act.THROW -> throw thrown
                     Act.REENTER -> {
-                        val again = runBlocking { outbox.enqueue(NewMessage(byteArrayOf(), id = message.id)) }
+                        val again = runBlocking { outbox.enqueue(NewMessage(message.payload, id = message.id)) }
                         val cancel = runBlocking { outbox.cancel(message.id) }
                         if (again == Enqueued.ALREADY_QUEUED && cancel == Cancelled.IN_FLIGHT) WorkerOutcome.Success
                         else WorkerOutcome.Fail("re-entered: $again, $cancel")
