@@ -7,6 +7,7 @@
 
 mod cache;
 mod transactional;
+mod weather;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -243,7 +244,6 @@ impl<S: InboxStore> Ticket<S> {
         let result = result.into();
         let inner = &self.inbox.inner;
         crate::limits::result(result.len(), inner.config.max_result_bytes)?;
-        let now = self.inbox.now();
         let outcome = StoredOutcome { status: Status::Succeeded, result: Some(result) };
         let op = InboxOp::Finish {
             id: self.id.clone(),
@@ -253,7 +253,7 @@ impl<S: InboxStore> Ticket<S> {
             outcome: outcome.clone(),
             retention: inner.config.retention,
         };
-        let answer = self.inbox.store().apply_one(&inner.config.scope, now, op).await?;
+        let (answer, now) = weather::apply_one(&self.inbox, op).await?;
         self.finished(answer, outcome, now)
     }
 
@@ -265,7 +265,6 @@ impl<S: InboxStore> Ticket<S> {
         if policy.stores_failures() {
             crate::limits::result(reason.len(), inner.config.max_result_bytes)?;
         }
-        let now = self.inbox.now();
         let stored = StoredOutcome { status: Status::Failed, result: Some(reason.clone()) };
         let op = InboxOp::Fail {
             id: self.id.clone(),
@@ -276,9 +275,9 @@ impl<S: InboxStore> Ticket<S> {
             policy,
             retention: inner.config.retention,
         };
-        match self.inbox.store().apply_one(&inner.config.scope, now, op).await? {
-            OpAnswer::Released => Ok(()),
-            answer => self.finished(answer, stored, now),
+        match weather::apply_one(&self.inbox, op).await? {
+            (OpAnswer::Released, _) => Ok(()),
+            (answer, now) => self.finished(answer, stored, now),
         }
     }
 
@@ -318,8 +317,7 @@ impl<S: InboxStore> Ticket<S> {
     /// id is never delivered again); at-least-once holds nothing to give back.
     pub async fn release(&self) -> Result<()> {
         let op = InboxOp::Release { id: self.id.clone(), token: self.token, mode: self.mode };
-        let now = self.inbox.now();
-        let answer = self.inbox.store().apply_one(&self.inbox.inner.config.scope, now, op).await?;
+        let (answer, _) = weather::apply_one(&self.inbox, op).await?;
         self.expect(answer, OpAnswer::Released)
     }
 
@@ -564,7 +562,7 @@ impl<S: InboxStore> Inbox<S> {
             Err(answered) => return Ok(answered),
         };
         self.collect_garbage_if_due(now).await;
-        let answer = self.store().apply_one(&self.inner.config.scope, now, op).await?;
+        let (answer, _) = weather::apply_one(self, op).await?;
         self.answer(&req, answer)
     }
 
@@ -580,7 +578,7 @@ impl<S: InboxStore> Inbox<S> {
         let mut answers = if ops.is_empty() {
             Vec::new().into_iter()
         } else {
-            self.store().apply(&self.inner.config.scope, now, ops).await?.into_iter()
+            weather::apply(self, ops).await?.0.into_iter()
         };
         let mut out = Vec::with_capacity(reqs.len());
         for (req, p) in reqs.iter().zip(prepared) {
@@ -600,7 +598,6 @@ impl<S: InboxStore> Inbox<S> {
     /// Finishes many claims in one store round trip (one commit). Each gets its own answer (a
     /// stale token fails only its own entry).
     pub async fn finish_many(&self, items: Vec<(&Ticket<S>, Vec<u8>)>) -> Result<Vec<Result<()>>> {
-        let now = self.now();
         let config = &self.inner.config;
         for (ticket, result) in &items {
             if !Arc::ptr_eq(&ticket.inbox.inner, &self.inner) {
@@ -619,7 +616,7 @@ impl<S: InboxStore> Inbox<S> {
                 retention: config.retention,
             })
             .collect();
-        let answers = self.store().apply(&config.scope, now, ops).await?;
+        let (answers, now) = weather::apply(self, ops).await?;
         Ok(items
             .into_iter()
             .zip(answers)
@@ -720,7 +717,7 @@ async fn extend_claim<S: InboxStore>(
 ) -> Result<Timestamp> {
     let config = &inbox.inner.config;
     let op = InboxOp::Extend { id: id.to_owned(), token, lease, retention: config.retention };
-    match inbox.store().apply_one(&config.scope, inbox.now(), op).await? {
+    match weather::apply_one(inbox, op).await?.0 {
         OpAnswer::Extended { lease_until } => Ok(lease_until),
         OpAnswer::LeaseLost => Err(Error::LeaseLost { id: id.to_owned(), token }),
         other => Err(Error::Storage(format!("store gave an unexpected answer: {other:?}"))),
