@@ -33,6 +33,10 @@ use oncely_crash_tests::pg;
 /// Attempts made by this process, for their ids.
 static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
 
+/// Locks an attempt id until the transaction ends (a two-key advisory lock of class 4242: apart
+/// from oncely's own locks).
+const LOCK_ATTEMPT: &str = "SELECT 1 FROM (SELECT pg_advisory_xact_lock(4242, hashtext($1))) AS locked";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, url, life] = args.as_slice() else {
@@ -109,12 +113,16 @@ async fn run(mode: Mode, url: &str, life: i64) -> String {
 }
 
 /// The at-least-once effect: the row, then (by the worker) the ack. A failed transaction whose
-/// row is there committed after all: that attempt succeeded.
+/// row is there committed after all: that attempt succeeded. The transaction holds an advisory
+/// lock on its attempt id, which the check takes first: when the client was cut off right after
+/// its COMMIT, the server may not have run that COMMIT yet, and a check that ran before it would
+/// see no row and write a second one.
 async fn at_least_once_effect(store: &PostgresStore, m: &Message, life: i64) -> Outcome {
     let attempt = format!("{life}.{}", ATTEMPTS.fetch_add(1, Ordering::Relaxed));
     let (payment, id) = (m.id.clone(), attempt.clone());
     let written = store
         .in_transaction(move |tx| {
+            tx.execute(LOCK_ATTEMPT, &[SqlValue::Text(id.clone())])?;
             tx.execute(
                 "INSERT INTO ledger (payment, life, attempt) VALUES ($1, $2, $3)",
                 &[SqlValue::Text(payment), SqlValue::Integer(life), SqlValue::Text(id)],
@@ -128,6 +136,9 @@ async fn at_least_once_effect(store: &PostgresStore, m: &Message, life: i64) -> 
         let id = attempt.clone();
         let found = store
             .in_transaction(move |tx| {
+                // Waits for the failed transaction if the server still runs it (its COMMIT may
+                // be on its way): the row's absence is only an answer once it has ended.
+                tx.execute(LOCK_ATTEMPT, &[SqlValue::Text(id.clone())])?;
                 tx.execute("SELECT count(*) FROM ledger WHERE attempt = $1", &[SqlValue::Text(id)])
             })
             .await;
