@@ -29,6 +29,9 @@
 //!   kept and settled again with its still-valid lease (the lease, 10 s, outlasts the outages),
 //!   and never makes the message come back.
 //!
+//! First, the store is opened 200 times through a proxy that resets 3% of the packets:
+//! every failure must be transient, or a worker starting during trouble would give up.
+//!
 //! A `harness = false` test that prints its table and a final `N passed, M failed`, and exits
 //! non-zero on a broken guarantee. It needs a server (`ONCELY_POSTGRES_URL`) and a way to
 //! restart it (`ONCELY_POSTGRES_PGCTL`: a `pg_ctl -D DATADIR -l LOG` command line, without the
@@ -112,6 +115,15 @@ fn upstream(server: &str) -> Result<(String, SocketAddr), String> {
     Ok((hostport.to_string(), addr))
 }
 
+/// A fault proxy to `server`, and `url` (a URL of that server) leading through it, in plaintext
+/// (the proxy reads the protocol).
+fn through_proxy(server: &str, url: &str, rates: FaultRates, seed: u64) -> Result<(Proxy, String), String> {
+    let (hostport, addr) = upstream(server)?;
+    let proxy = Proxy::start(addr, rates, seed).map_err(|e| format!("cannot start the proxy: {e}"))?;
+    let url = format!("{}&sslmode=disable", url.replacen(&hostport, &proxy.addr().to_string(), 1));
+    Ok((proxy, url))
+}
+
 /// Restarts the server the hard way: an immediate shutdown (no checkpoint, crash recovery at
 /// start), then a start with its previous options. Returns how long it took.
 fn restart_server(pgctl: &str) -> Result<f64, String> {
@@ -169,11 +181,8 @@ fn run_mode(run: &Run, mode: Mode) -> Result<Report, String> {
     let outbox = Outbox::open(store, OutboxConfig::new("payments").mode(mode)).map_err(|e| e.to_string())?;
     enqueue(&outbox, run.messages)?;
 
-    // The workers see the server only through the proxy, in plaintext (the proxy reads it).
-    let (hostport, addr) = upstream(run.server)?;
-    let proxy = Proxy::start(addr, RATES, run.seed ^ mode.as_str().len() as u64)
-        .map_err(|e| format!("cannot start the proxy: {e}"))?;
-    let worker_url = format!("{}&sslmode=disable", url.replacen(&hostport, &proxy.addr().to_string(), 1));
+    // The workers see the server only through the proxy.
+    let (proxy, worker_url) = through_proxy(run.server, &url, RATES, run.seed ^ mode.as_str().len() as u64)?;
 
     let started = Instant::now();
     let mut rng = JitterRng::for_key(run.seed, mode.as_str());
@@ -354,6 +363,30 @@ fn violations(r: &Report) -> Vec<String> {
     v
 }
 
+/// Opens through a proxy that resets often.
+const OPEN_RATES: FaultRates = FaultRates { reset: 0.03, commit: 0.5, delay: 0.05, max_delay_ms: 10 };
+/// How many times the store is opened through it.
+const OPENS: u32 = 200;
+
+/// Opens an existing store through a proxy that resets 3% of the packets, again and again:
+/// every failure must be transient (a lost connection is weather, never a damaged store), or a
+/// worker that is starting would give up. Returns (opened, transient failures, other failures).
+fn open_through_faults(server: &str, seed: u64) -> Result<(u32, u32, Vec<String>), String> {
+    let url = PostgresStore::schema_url(server, &format!("faults_open_{}", std::process::id()))
+        .map_err(|e| e.to_string())?;
+    drop(PostgresStore::open(&url, PostgresConfig::default()).map_err(|e| e.to_string())?);
+    let (_proxy, url) = through_proxy(server, &url, OPEN_RATES, seed)?;
+    let (mut opened, mut transient, mut other) = (0, 0, Vec::new());
+    for _ in 0..OPENS {
+        match PostgresStore::open(&url, PostgresConfig { pool_size: 1, ..PostgresConfig::default() }) {
+            Ok(_) => opened += 1,
+            Err(e) if e.is_transient() => transient += 1,
+            Err(e) => other.push(e.to_string()),
+        }
+    }
+    Ok((opened, transient, other))
+}
+
 /// The reason the test cannot run here, if any.
 fn missing() -> Option<&'static str> {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
@@ -415,6 +448,25 @@ fn main() -> ExitCode {
         "conns"
     );
     let (mut passed, mut failed) = (0, 0);
+    match open_through_faults(&server, run.seed) {
+        Ok((opened, transient, other)) => {
+            let mut v = other.iter().take(3).map(|e| format!("not transient: {e}")).collect::<Vec<_>>();
+            if opened == 0 || transient == 0 {
+                v.push("the proxy's resets never (or always) broke an open: nothing was tested".into());
+            }
+            println!(
+                "{:<14} {OPENS} opens through resets: {opened} opened, {transient} transient errors, {} other  {}",
+                "open",
+                other.len(),
+                if v.is_empty() { "ok".to_string() } else { format!("BROKEN: {}", v.join("; ")) }
+            );
+            if v.is_empty() { passed += 1 } else { failed += 1 }
+        }
+        Err(e) => {
+            println!("{:<14} FAILED: {e}", "open");
+            failed += 1;
+        }
+    }
     let mut faults = Vec::new();
     for mode in [Mode::AtLeastOnce, Mode::ExactlyOnce] {
         match run_mode(&run, mode) {

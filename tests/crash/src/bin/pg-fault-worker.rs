@@ -7,8 +7,9 @@
 //! goes on). If `run` returns at all, this process prints why and exits 1, which the parent
 //! counts as a broken guarantee. Only a SIGKILL from the parent ends it otherwise.
 //!
-//! Opening the store is retried (the proxy may cut the first connection too, and the server may
-//! be restarting): that is before the worker exists.
+//! Opening the store is retried on transient errors (the proxy may cut the first connection too,
+//! and the server may be restarting): that is before the worker exists. Any other error there
+//! ends the process too (the store must not call a lost connection anything but transient).
 //!
 //! Per delivery, the effect is one row in `ledger` (no unique key), written with this process's
 //! LIFE and an attempt id of its own:
@@ -59,13 +60,14 @@ fn main() -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Opens the store, retrying storage errors (the proxy and the restarting server cause them).
+/// Opens the store, retrying transient errors (the proxy and the restarting server cause them)
+/// for up to a minute; any other error is the store's to explain.
 fn open(url: &str, life: i64) -> Result<PostgresStore, Error> {
     let mut tries = 0u32;
     loop {
         match PostgresStore::open(url, PostgresConfig { pool_size: 4, ..PostgresConfig::default() }) {
             Ok(store) => return Ok(store),
-            Err(e @ (Error::Storage(_) | Error::StorageUnavailable(_))) if tries < 600 => {
+            Err(e) if e.is_transient() && tries < 600 => {
                 tries += 1;
                 if tries % 20 == 1 {
                     eprintln!("pg-fault-worker (life {life}): opening the store failed ({tries}): {e}");
