@@ -101,3 +101,49 @@ pub fn sql<T: Send + 'static>(
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+/// A worker process's start: its arguments `MODE URL LIFE` and a runtime, or the exit code of a
+/// process that cannot start (said on stderr, as `name: ...`).
+pub fn start(name: &str) -> Result<(Mode, String, i64, tokio::runtime::Runtime), std::process::ExitCode> {
+    let fail = |why: String| {
+        eprintln!("{name}: {why}");
+        std::process::ExitCode::from(2)
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [mode, url, life] = args.as_slice() else {
+        return Err(fail("usage: MODE URL LIFE".into()));
+    };
+    let (Ok(mode), Ok(life)) = (mode.parse::<Mode>(), life.parse::<i64>()) else {
+        return Err(fail("bad MODE or LIFE".into()));
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start a runtime: {e}")))?;
+    Ok((mode, url.clone(), life, rt))
+}
+
+/// What breaks exactly-once, given `n` payments, the effects (`rows`, `distinct` payments among
+/// them), the inbox's completed marks and its suppressed redeliveries (`replays`; `cause` is
+/// what should have caused some).
+pub fn exactly_once_violations(
+    n: i64,
+    rows: i64,
+    distinct: i64,
+    marks: i64,
+    replays: i64,
+    cause: &str,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    if rows != n || rows != distinct {
+        v.push(format!("{} duplicate effects", rows - distinct));
+    }
+    if marks != n {
+        v.push(format!("{marks} completed inbox marks for {n} payments"));
+    }
+    if replays == 0 {
+        v.push(format!("no redelivery of a committed effect: the {cause} never tested the inbox"));
+    }
+    v
+}

@@ -52,7 +52,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use oncely::backoff::JitterRng;
 use oncely::{Mode, NewMessage, Outbox, OutboxConfig, PostgresConfig, PostgresStore};
-use oncely_crash_tests::pg::{env_or, sql};
+use oncely_crash_tests::pg::{self, env_or, sql};
 use oncely_crash_tests::proxy::{FaultCounts, FaultRates, Proxy};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_pg-fault-worker");
@@ -344,15 +344,7 @@ fn violations(r: &Report) -> Vec<String> {
     }
     match r.mode {
         Mode::ExactlyOnce => {
-            if r.rows != r.distinct {
-                v.push(format!("{} duplicate effects", r.rows - r.distinct));
-            }
-            if r.marks != n {
-                v.push(format!("{} completed inbox marks for {n} payments", r.marks));
-            }
-            if r.replays == 0 {
-                v.push("no redelivery of a committed effect: the faults never tested the inbox".into());
-            }
+            v.extend(pg::exactly_once_violations(n, r.rows, r.distinct, r.marks, r.replays, "faults"))
         }
         _ => {
             if r.unexplained != 0 {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use oncely::backoff::JitterRng;
 use oncely::{Mode, NewMessage, Outbox, OutboxConfig, PostgresConfig, PostgresStore};
-use oncely_crash_tests::pg::{env_or, sql};
+use oncely_crash_tests::pg::{self, env_or, sql};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_pg-worker");
 /// Longest a mode may take before the test gives up.
@@ -187,15 +187,7 @@ fn violations(r: &Report) -> Vec<String> {
     }
     match r.mode {
         Mode::ExactlyOnce => {
-            if r.rows != n {
-                v.push(format!("{} duplicate effects", r.rows - r.distinct));
-            }
-            if r.marks != n {
-                v.push(format!("{} completed inbox marks for {n} payments", r.marks));
-            }
-            if r.replays == 0 {
-                v.push("no redelivery of a committed effect: the kills never tested the inbox".into());
-            }
+            v.extend(pg::exactly_once_violations(n, r.rows, r.distinct, r.marks, r.replays, "kills"))
         }
         _ => {
             if r.rows <= n {

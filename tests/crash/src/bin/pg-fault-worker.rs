@@ -39,23 +39,11 @@ static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
 const LOCK_ATTEMPT: &str = "SELECT 1 FROM (SELECT pg_advisory_xact_lock(4242, hashtext($1))) AS locked";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [mode, url, life] = args.as_slice() else {
-        eprintln!("usage: pg-fault-worker MODE URL LIFE");
-        return ExitCode::from(2);
+    let (mode, url, life, rt) = match pg::start("pg-fault-worker") {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let (Ok(mode), Ok(life)) = (mode.parse::<Mode>(), life.parse::<i64>()) else {
-        eprintln!("pg-fault-worker: bad MODE or LIFE");
-        return ExitCode::from(2);
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("pg-fault-worker: cannot start a runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let e = rt.block_on(run(mode, url, life));
+    let e = rt.block_on(run(mode, &url, life));
     eprintln!("pg-fault-worker (life {life}): the worker stopped: {e}");
     ExitCode::from(1)
 }

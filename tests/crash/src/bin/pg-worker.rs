@@ -25,23 +25,11 @@ use oncely_crash_tests::{SCOPE, pg};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [mode, url, life] = args.as_slice() else {
-        eprintln!("usage: pg-worker MODE URL LIFE");
-        return ExitCode::from(2);
+    let (mode, url, life, rt) = match pg::start("pg-worker") {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let (Ok(mode), Ok(life)) = (mode.parse::<Mode>(), life.parse::<i64>()) else {
-        eprintln!("pg-worker: bad MODE or LIFE");
-        return ExitCode::from(2);
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("pg-worker: cannot start a runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match rt.block_on(run(mode, url, life)) {
+    match rt.block_on(run(mode, &url, life)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pg-worker (life {life}): {e}");
