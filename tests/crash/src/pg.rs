@@ -11,7 +11,7 @@ use oncely::{Failure, Inbox, Message, Mode, OutboxConfig, Outcome, PostgresStore
 /// The fault test's outbox lease: longer than any outage a worker rides out (a server restart,
 /// a run of resets), so that a settle kept through the outage still holds its lease and only a
 /// killed process's messages are delivered again.
-pub const FAULT_LEASE: Duration = Duration::from_secs(10);
+pub const FAULT_LEASE: Duration = Duration::from_secs(20);
 
 /// Retries without end (the queue must drain), quickly.
 pub fn retry_policy() -> RetryPolicy {

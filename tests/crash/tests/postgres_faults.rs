@@ -26,7 +26,7 @@
 //!   another row of the same payment, the process that wrote it was SIGKILLed before the next
 //!   one was written. The handler resolves its own ambiguity (a failed `COMMIT` whose row is
 //!   there counts as done), so what remains is the core's part: an ack whose answer was lost is
-//!   kept and settled again with its still-valid lease (the lease, 10 s, outlasts the outages),
+//!   kept and settled again with its still-valid lease (the lease, 20 s, outlasts the outages),
 //!   and never makes the message come back.
 //!
 //! First, the store is opened 200 times through a proxy that resets 3% of the packets:
@@ -226,7 +226,7 @@ fn run_mode(run: &Run, mode: Mode) -> Result<Report, String> {
         if restart.is_none() && left * 3 <= total * 2 {
             restart = Some(restart_server(run.pgctl)?);
         }
-        // Kills stop near the end: a killed worker's leases take 10 s to run out.
+        // Kills stop near the end: a killed worker's leases take 20 s to run out.
         if Instant::now() >= next_kill && left * 100 > total * 15 {
             let victim = (rng.next_unit() * lives.len() as f64) as usize % lives.len();
             let l = &mut lives[victim];
@@ -341,6 +341,13 @@ fn violations(r: &Report) -> Vec<String> {
         if count == 0 {
             v.push(format!("no {kind} was injected: the test proved nothing about it"));
         }
+    }
+    if r.restart.is_some_and(|secs| secs * 2.0 > pg::FAULT_LEASE.as_secs_f64()) {
+        // The accounting below counts on leases outlasting every outage.
+        v.push(format!(
+            "the server restart took {:.1} s: too long for the lease to outlast",
+            r.restart.unwrap_or(0.0)
+        ));
     }
     match r.mode {
         Mode::ExactlyOnce => {
