@@ -27,9 +27,12 @@ test-rust:
 	$(CARGO) run -q -p oncely --example inbox_modes -- 300 0.3 11
 
 ## The PostgreSQL fleet: 8 worker processes, 100,000 messages per mode, SIGKILLs and terminated
-## connections (release build: the debug one takes minutes longer).
+## connections (release build: the debug one takes minutes longer). Then the fault test: 5
+## workers through a proxy that resets connections and loses COMMIT answers, SIGKILLs, a server
+## restart.
 test-fleet:
 	$(CARGO) test --release -q -p oncely-crash-tests --test postgres_fleet
+	$(CARGO) test --release -q -p oncely-crash-tests --test postgres_faults
 
 ## Every fuzz target for 10 s (cargo-fuzz, libFuzzer, nightly Rust; debug build). Committed
 ## inputs are replayed by `cargo test` (tests/fuzz).

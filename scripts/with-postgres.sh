@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs a command with a throwaway PostgreSQL cluster on loopback, on a port of its own, and
 # stops and removes the cluster afterwards (also on failure or Ctrl-C). The command sees the
-# server's URL in ONCELY_POSTGRES_URL.
+# server's URL in ONCELY_POSTGRES_URL, and in ONCELY_POSTGRES_PGCTL a pg_ctl command line for the
+# cluster without its action (the fault test appends `-m immediate -w restart` to crash and
+# restart the server).
 #
 #   scripts/with-postgres.sh make test-all
 #
@@ -72,6 +74,7 @@ trap stop EXIT INT TERM
 echo "== PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (throwaway cluster in $dir)"
 
 export ONCELY_POSTGRES_URL="postgres://oncely@127.0.0.1:$port/postgres"
+export ONCELY_POSTGRES_PGCTL="${run_as[*]} $bindir/pg_ctl -D $dir/data -l $dir/server.log"
 set +e
 "$@"
 status=$?

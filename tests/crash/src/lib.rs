@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use oncely::backoff::JitterRng;
 
+pub mod pg;
+pub mod proxy;
+
 /// The sender's SQLite file: the outbox (and the `crash_rounds` enqueue markers).
 pub const SENDER_DB: &str = "sender.db";
 /// The bank's SQLite file: the `ledger` (and, in exactly-once, the transactional inbox).

@@ -27,16 +27,12 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use oncely::backoff::JitterRng;
-use oncely::postgres::{Client, NoTls};
 use oncely::{Mode, NewMessage, Outbox, OutboxConfig, PostgresConfig, PostgresStore};
+use oncely_crash_tests::pg::{self, env_or, sql};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_pg-worker");
 /// Longest a mode may take before the test gives up.
 const TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 struct Report {
     mode: Mode,
@@ -50,20 +46,6 @@ struct Report {
     marks: i64,
     left: u64,
     dead: u64,
-}
-
-/// Runs `f` on a thread of its own (the synchronous client must not run inside a runtime).
-fn sql<T: Send + 'static>(
-    url: &str,
-    f: impl FnOnce(&mut Client) -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    let url = url.to_owned();
-    std::thread::spawn(move || {
-        let mut c = Client::connect(&url, NoTls).map_err(|e| format!("connect: {e}"))?;
-        f(&mut c)
-    })
-    .join()
-    .map_err(|_| "the SQL thread panicked".to_string())?
 }
 
 fn spawn(mode: Mode, url: &str, life: u32) -> Result<Child, String> {
@@ -205,15 +187,7 @@ fn violations(r: &Report) -> Vec<String> {
     }
     match r.mode {
         Mode::ExactlyOnce => {
-            if r.rows != n {
-                v.push(format!("{} duplicate effects", r.rows - r.distinct));
-            }
-            if r.marks != n {
-                v.push(format!("{} completed inbox marks for {n} payments", r.marks));
-            }
-            if r.replays == 0 {
-                v.push("no redelivery of a committed effect: the kills never tested the inbox".into());
-            }
+            v.extend(pg::exactly_once_violations(n, r.rows, r.distinct, r.marks, r.replays, "kills"))
         }
         _ => {
             if r.rows <= n {

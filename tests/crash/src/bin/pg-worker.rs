@@ -18,56 +18,23 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use oncely::backoff::{Backoff, Jitter, RetryPolicy};
 use oncely::sql::{SqlValue, TransactionalStore};
-use oncely::{
-    Failure, Inbox, InboxConfig, Message, Mode, Outbox, OutboxConfig, Outcome, PostgresConfig, PostgresStore,
-    Request, Worker, WorkerConfig,
-};
-
-/// The queue every process works on.
-const QUEUE: &str = "payments";
-/// The bank's inbox scope.
-const SCOPE: &str = "bank";
+use oncely::{Inbox, InboxConfig, Message, Mode, Outbox, Outcome, PostgresConfig, PostgresStore, Worker};
+use oncely_crash_tests::{SCOPE, pg};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [mode, url, life] = args.as_slice() else {
-        eprintln!("usage: pg-worker MODE URL LIFE");
-        return ExitCode::from(2);
+    let (mode, url, life, rt) = match pg::start("pg-worker") {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let (Ok(mode), Ok(life)) = (mode.parse::<Mode>(), life.parse::<i64>()) else {
-        eprintln!("pg-worker: bad MODE or LIFE");
-        return ExitCode::from(2);
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("pg-worker: cannot start a runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match rt.block_on(run(mode, url, life)) {
+    match rt.block_on(run(mode, &url, life)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pg-worker (life {life}): {e}");
             ExitCode::from(1)
         }
-    }
-}
-
-fn retry_policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 1_000_000,
-        deadline: None,
-        backoff: Backoff::Exponential {
-            initial: Duration::from_millis(5),
-            factor: 2.0,
-            max: Duration::from_millis(200),
-        },
-        jitter: Jitter::Full,
     }
 }
 
@@ -79,68 +46,30 @@ async fn deliver(
     m: &Message,
     life: i64,
 ) -> Outcome {
+    if mode == Mode::ExactlyOnce {
+        return pg::exactly_once_effect(store, inbox, m, life).await;
+    }
     let payment = m.id.clone();
-    let r: Result<(), String> = match mode {
-        Mode::ExactlyOnce => {
-            let id = payment.clone();
-            let processed = inbox
-                .process_in_transaction(Request::new(&payment).payload(&m.payload), move |tx| {
-                    tx.execute(
-                        "INSERT INTO ledger (payment, life) VALUES ($1, $2)",
-                        &[SqlValue::Text(payment), SqlValue::Integer(life)],
-                    )
-                    .map_err(Failure::retryable)?;
-                    Ok(Vec::new())
-                })
-                .await
-                .map_err(|e| e.to_string());
-            match processed {
-                // A redelivery of an effect that already committed: the inbox answered from its
-                // record instead of running the effect again. Noted, so the parent can tell that
-                // duplicates were really suppressed.
-                Ok(p) if p.replayed => store
-                    .in_transaction(move |tx| {
-                        tx.execute("INSERT INTO replays (payment) VALUES ($1)", &[SqlValue::Text(id)])
-                            .map(|_| ())
-                    })
-                    .await
-                    .map_err(|e| e.to_string()),
-                Ok(_) => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        _ => store
-            .in_transaction(move |tx| {
-                tx.execute(
-                    "INSERT INTO ledger (payment, life) VALUES ($1, $2)",
-                    &[SqlValue::Text(payment), SqlValue::Integer(life)],
-                )
-                .map(|_| ())
-            })
-            .await
-            .map_err(|e| e.to_string()),
-    };
+    let r = store
+        .in_transaction(move |tx| {
+            tx.execute(
+                "INSERT INTO ledger (payment, life) VALUES ($1, $2)",
+                &[SqlValue::Text(payment), SqlValue::Integer(life)],
+            )
+            .map(|_| ())
+        })
+        .await;
     match r {
         Ok(()) => Outcome::Success,
-        Err(e) => Outcome::retry(e),
+        Err(e) => Outcome::retry(e.to_string()),
     }
 }
 
 async fn run(mode: Mode, url: &str, life: i64) -> Result<(), BoxError> {
     let store = PostgresStore::open(url, PostgresConfig { pool_size: 4, ..PostgresConfig::default() })?;
-    let outbox = Outbox::open(
-        store.clone(),
-        OutboxConfig::new(QUEUE).mode(mode).lease(Duration::from_secs(2)).retry(retry_policy()),
-    )?;
+    let outbox = Outbox::open(store.clone(), pg::outbox_config(mode, Duration::from_secs(2)))?;
     let inbox = Inbox::open(store.clone(), InboxConfig::new(SCOPE))?;
-    let worker = Worker::new(
-        outbox.clone(),
-        WorkerConfig {
-            concurrency: 8,
-            poll_interval: Duration::from_millis(20),
-            shutdown_timeout: Duration::from_secs(1),
-        },
-    )?;
+    let worker = Worker::new(outbox.clone(), pg::worker_config())?;
     let mut failures = 0u32;
     loop {
         let (s, i) = (store.clone(), inbox.clone());

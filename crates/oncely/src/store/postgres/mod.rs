@@ -123,7 +123,8 @@ impl PostgresStore {
         let tls_for_open = tls.clone();
         std::thread::spawn(move || -> Result<()> {
             let mut client = tls_for_open.connect(&config_for_open).map_err(|e| {
-                Error::Storage(format!("cannot connect to PostgreSQL at {shown}: {}", pool::describe(&e)))
+                let text = format!("cannot connect to PostgreSQL at {shown}: {}", pool::describe(&e));
+                if pool::transient(&e) { Error::StorageUnavailable(text) } else { Error::Storage(text) }
             })?;
             schema::prepare(&mut client, create)?;
             measured.measure(&mut client)

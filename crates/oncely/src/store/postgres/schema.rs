@@ -9,7 +9,7 @@
 use postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::store::postgres::pool::{describe, permission_denied, pg_error};
+use crate::store::postgres::pool::{describe, permission_denied, pg_error, transient};
 use crate::store::sqlite::APPLICATION_ID;
 
 /// The schema version this build writes and understands.
@@ -104,9 +104,13 @@ fn meta(client: &mut Client, key: &str) -> std::result::Result<Option<i64>, post
     Ok(row.map(|r| r.get(0)))
 }
 
-/// A failed read of `oncely_meta`: a role without rights on it is told so — a matter of grants,
-/// never `corrupt_store` — and anything else is `otherwise(e)`.
+/// A failed read of `oncely_meta`: a lost connection is passing weather (transient, never
+/// `corrupt_store`), a role without rights on it is told so — a matter of grants, never
+/// `corrupt_store` either — and anything else is `otherwise(e)`.
 fn unreadable(e: postgres::Error, otherwise: impl FnOnce(postgres::Error) -> Error) -> Error {
+    if transient(&e) {
+        return pg_error(e);
+    }
     if permission_denied(&e) {
         return Error::Storage(format!(
             "the role may not use oncely's tables (GRANT SELECT, INSERT, UPDATE, DELETE on them and USAGE on its sequences): {}",
