@@ -157,13 +157,13 @@ impl From<rusqlite::Error> for Error {
             rusqlite::Error::SqliteFailure(f, _)
                 if matches!(f.code, C::NotADatabase | C::DatabaseCorrupt) =>
             {
-                Error::CorruptStore(e.to_string())
+                Error::CorruptStore(crate::text::store_message(&e.to_string()))
             }
             // Still locked by another connection after the busy timeout: weather.
             rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, C::DatabaseBusy | C::DatabaseLocked) => {
-                Error::StorageUnavailable(e.to_string())
+                Error::StorageUnavailable(crate::text::store_message(&e.to_string()))
             }
-            _ => Error::Storage(e.to_string()),
+            _ => Error::Storage(crate::text::store_message(&e.to_string())),
         }
     }
 }

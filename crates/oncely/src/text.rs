@@ -18,9 +18,23 @@ pub const QUOTE_LIMIT: usize = 64;
 /// first [`QUOTE_LIMIT`] characters followed by `…` and the full length in bytes. Control
 /// characters are escaped, so a quote never breaks a log line.
 pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(QUOTE_LIMIT * 4) + 24);
+    quote_up_to(s, QUOTE_LIMIT)
+}
+
+/// The most characters of a store's own error message that oncely passes on: a database may
+/// repeat caller input in its messages (SQLite's `near "…": syntax error` quotes the token,
+/// `no such table: …` the name), so its text is bounded like a quote, only more generously.
+pub const MESSAGE_LIMIT: usize = 256;
+
+/// A store's error text bounded by [`MESSAGE_LIMIT`], as [`quote`] bounds caller input.
+pub fn store_message(s: &str) -> String {
+    quote_up_to(s, MESSAGE_LIMIT)
+}
+
+fn quote_up_to(s: &str, limit: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(limit * 4) + 24);
     let mut chars = s.chars();
-    for c in chars.by_ref().take(QUOTE_LIMIT) {
+    for c in chars.by_ref().take(limit) {
         if c.is_control() {
             out.extend(c.escape_debug());
         } else {

@@ -99,7 +99,7 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
         }
         cause = c.source();
     }
-    text
+    crate::text::store_message(&text)
 }
 
 /// Whether `e` says the role may not use oncely's tables (SQLSTATE 42501): a matter of grants,

@@ -62,9 +62,11 @@ fn from_value(v: ValueRef<'_>) -> SqlValue {
 pub(crate) fn execute(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>> {
     let mut stmt = conn.prepare(sql).map_err(|e| match e {
         // rusqlite's own text repeats the whole statement: quote a bounded prefix instead.
-        rusqlite::Error::SqlInputError { msg, offset, .. } => {
-            Error::Storage(format!("{msg} at offset {offset} of {}", crate::text::quote(sql)))
-        }
+        rusqlite::Error::SqlInputError { msg, offset, .. } => Error::Storage(format!(
+            "{} at offset {offset} of {}",
+            crate::text::quote(&msg),
+            crate::text::quote(sql)
+        )),
         other => Error::from(other),
     })?;
     let columns = stmt.column_count();
