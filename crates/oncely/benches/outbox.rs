@@ -38,12 +38,13 @@ fn main() {
             rate,
             "-"
         );
+        let open = |file: String| {
+            SqliteStore::open(dir.path().join(file), SqliteConfig { synchronous: sync, ..Default::default() })
+                .unwrap()
+        };
         for conc in [1, 8, 64] {
-            let path = dir.path().join(format!("outbox-{name}-{conc}.db"));
-            let store =
-                SqliteStore::open(&path, SqliteConfig { synchronous: sync, ..Default::default() }).unwrap();
             let n = if conc == 1 { messages / 5 } else { messages };
-            let rate = rt.block_on(outbox_run(store, conc, n));
+            let rate = rt.block_on(outbox_run(open(format!("outbox-{name}-{conc}.db")), conc, n, None));
             println!(
                 "{:<52} {:>10} {:>12.0} {:>8.1}x",
                 format!("oncely outbox + worker, {name}, concurrency {conc}"),
@@ -52,6 +53,42 @@ fn main() {
                 rate / naive[name]
             );
         }
+        // What the dedup window's sent marks cost: the same run without them (window 0) and with
+        // the default window, interleaved twice; the best of each.
+        let (mut with, mut without) = (0f64, 0f64);
+        for round in 0..2 {
+            let off = Some(Duration::ZERO);
+            without = without.max(rt.block_on(outbox_run(
+                open(format!("nomarks-{name}-{round}.db")),
+                64,
+                messages,
+                off,
+            )));
+            with = with.max(rt.block_on(outbox_run(
+                open(format!("marks-{name}-{round}.db")),
+                64,
+                messages,
+                None,
+            )));
+        }
+        for (case, rate) in
+            [("dedup window 0 (no sent marks)", without), ("default dedup window (5 min)", with)]
+        {
+            println!(
+                "{:<52} {:>10} {:>12.0} {:>8.1}x",
+                format!("  {name}, concurrency 64, {case}"),
+                messages,
+                rate,
+                rate / naive[name]
+            );
+        }
+        println!(
+            "{:<52} {:>10} {:>12} {:>8.2}x",
+            format!("  {name}: with marks / without"),
+            "",
+            "",
+            with / without
+        );
     }
     if only.is_some() {
         return;
@@ -65,11 +102,15 @@ fn main() {
 }
 
 /// Enqueues `n` messages (batches of 500, as a producer would), then a worker with `conc`
-/// handlers drains them; the rate is messages fully delivered (enqueued, leased, handled, acked)
+/// handlers drains them (with the given dedup window, else the default); the rate is messages fully delivered (enqueued, leased, handled, acked)
 /// per second of the whole run. Producing first and then draining keeps the measurement stable
 /// (a producer racing the worker makes it idle and poll).
-async fn outbox_run(store: SqliteStore, conc: usize, n: usize) -> f64 {
-    let outbox = Outbox::open(store, OutboxConfig::new("bench")).unwrap();
+async fn outbox_run(store: SqliteStore, conc: usize, n: usize, dedup_window: Option<Duration>) -> f64 {
+    let mut config = OutboxConfig::new("bench");
+    if let Some(w) = dedup_window {
+        config = config.dedup_window(w);
+    }
+    let outbox = Outbox::open(store, config).unwrap();
     let start = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         let batch = chunk.iter().map(|i| NewMessage::new(vec![7u8; 100]).id(format!("m{i}"))).collect();
