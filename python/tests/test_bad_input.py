@@ -78,3 +78,15 @@ def test_garbage_gives_typed_errors():
         except BaseException as e:  # noqa: BLE001 - anything else is a bug
             unexpected.append((name, repr(value)[:40], type(e).__name__, str(e)[:80]))
     assert not unexpected, unexpected
+
+
+def test_a_wrong_typed_field_of_a_batch_message_is_a_type_error_naming_it():
+    outbox = Outbox("memory", "q")
+    with pytest.raises(TypeError, match=r"^message 1: `headers`: "):
+        outbox.enqueue_many([{"payload": b"a", "id": "m0"}, {"payload": b"b", "headers": "h: v"}])
+    with pytest.raises(TypeError, match=r"^message 0: `delay`: "):
+        outbox.enqueue_many([{"payload": b"a", "delay": "soon"}])
+    # A field of the right type but a bad value stays the core's typed error.
+    with pytest.raises(oncely.InvalidArgument):
+        outbox.enqueue_many([{"payload": b"a", "id": "\ud800"}])
+    assert outbox.stats()["ready"] == 0, "a refused batch writes nothing"

@@ -254,13 +254,24 @@ ELEMENTS = {"messages": (bytes, bytearray, dict), "requests": (str, dict), "ids"
             "params": (type(None), int, float, str, bytes, bytearray)}
 
 
+# The fields of a dict element, by list kind, and the types each takes (None stands for absent).
+ELEMENT_FIELDS = {
+    "messages": {"payload": (bytes, bytearray), "id": (str,), "key": (str,), "headers": (dict,), "delay": (int, float)},
+    "requests": {"id": (str,), "payload": (bytes, bytearray), "mode": (str,), "lease": (int, float)},
+}
+
+
 def wrong_element(v, kind):
     if isinstance(v, Huge):
         v = {"str": "", "bytes": b"", "ids": [], "int": 0}[v.kind]
     if not isinstance(v, ELEMENTS.get(kind, (object,))) or isinstance(v, (StrSub, BadKeys, BadIter)):
         return True
     if isinstance(v, dict):
-        return wrong(v, "headers")
+        fields = ELEMENT_FIELDS.get(kind, {})
+        return wrong(v, "headers") or any(
+            k in fields and f is not None and not isinstance(f, (*fields[k], Huge))
+            or k == "headers" and isinstance(f, dict) and wrong(f, "headers")
+            for k, f in v.items())
     if isinstance(v, tuple):
         return len(v) != 2 or not isinstance(v[0], Ref) or v[0].name != "ticket" or wrong(v[1], "bytes")
     return False
