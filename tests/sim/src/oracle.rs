@@ -24,7 +24,8 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in table order.
-    pub const ALL: [Kind; 5] = [Kind::Duplicate, Kind::Lost, Kind::TwoLiveClaims, Kind::StaleSettle, Kind::TwoStates];
+    pub const ALL: [Kind; 5] =
+        [Kind::Duplicate, Kind::Lost, Kind::TwoLiveClaims, Kind::StaleSettle, Kind::TwoStates];
 
     /// A short name for tables.
     pub fn name(self) -> &'static str {
@@ -111,9 +112,15 @@ impl Oracle {
         let live = held.iter().find(|h| h.open && h.until > now).map(|h| h.token);
         supersede(held, Held { token, at: now, until, open: true, finished_at: None });
         if self.mode == SimMode::AtMostOnce && earlier > 0 {
-            self.violation(Kind::TwoStates, format!("at-most-once {id} was marked done, then leased again (token {token})"));
+            self.violation(
+                Kind::TwoStates,
+                format!("at-most-once {id} was marked done, then leased again (token {token})"),
+            );
         } else if let Some(other) = live {
-            self.violation(Kind::TwoLiveClaims, format!("{id} leased with token {token} while token {other}'s lease was live"));
+            self.violation(
+                Kind::TwoLiveClaims,
+                format!("{id} leased with token {token} while token {other}'s lease was live"),
+            );
         }
     }
 
@@ -126,7 +133,10 @@ impl Oracle {
             h.finished_at = Some(now);
         }
         if ok && newest > token {
-            self.violation(Kind::StaleSettle, format!("{id}: token {token} settled after token {newest} was leased"));
+            self.violation(
+                Kind::StaleSettle,
+                format!("{id}: token {token} settled after token {newest} was leased"),
+            );
         }
         if ok && ack {
             self.acked.insert(id.to_owned());
@@ -140,7 +150,10 @@ impl Oracle {
         let live = held.iter().find(|h| h.open && h.until > now).map(|h| h.token);
         supersede(held, Held { token, at: now, until, open: true, finished_at: None });
         if let (true, Some(other)) = (exactly_once, live) {
-            self.violation(Kind::TwoLiveClaims, format!("{id} claimed with token {token} while token {other}'s lease was live"));
+            self.violation(
+                Kind::TwoLiveClaims,
+                format!("{id} claimed with token {token} while token {other}'s lease was live"),
+            );
         }
     }
 
@@ -155,7 +168,10 @@ impl Oracle {
             }
         }
         if ok && token != 0 && newest > token {
-            self.violation(Kind::StaleSettle, format!("{id}: claim token {token} settled after token {newest} was claimed"));
+            self.violation(
+                Kind::StaleSettle,
+                format!("{id}: claim token {token} settled after token {newest} was claimed"),
+            );
         }
     }
 
@@ -166,7 +182,13 @@ impl Oracle {
 
     /// Judges the run once it healed: `ledger` is the transactional inbox's rows per id,
     /// `queued` the ids still in the outbox.
-    pub fn judge(&mut self, drained: bool, ledger: Option<BTreeMap<String, u64>>, queued: &BTreeSet<String>, dead: usize) {
+    pub fn judge(
+        &mut self,
+        drained: bool,
+        ledger: Option<BTreeMap<String, u64>>,
+        queued: &BTreeSet<String>,
+        dead: usize,
+    ) {
         let counts: BTreeMap<String, u64> = match ledger {
             Some(rows) => rows,
             None => self.effects.iter().map(|(id, e)| (id.clone(), e.len() as u64)).collect(),
@@ -206,9 +228,15 @@ impl Oracle {
             for pair in tokens.windows(2) {
                 let (Some(first), Some(second)) = (of(pair[0]), of(pair[1])) else { continue };
                 if second.at < first.until {
-                    found.push(format!("{id}: effect of token {} claimed at {} within token {}'s lease (until {})", second.token, second.at.0, first.token, first.until.0));
+                    found.push(format!(
+                        "{id}: effect of token {} claimed at {} within token {}'s lease (until {})",
+                        second.token, second.at.0, first.token, first.until.0
+                    ));
                 } else if first.finished_at.is_some_and(|f| f <= second.at) {
-                    found.push(format!("{id}: effect of token {} after token {} had finished", second.token, first.token));
+                    found.push(format!(
+                        "{id}: effect of token {} after token {} had finished",
+                        second.token, first.token
+                    ));
                 }
             }
         }

@@ -123,7 +123,12 @@ unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
     ffi::SQLITE_OK
 }
 
-unsafe extern "C" fn x_read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amt: c_int, offset: i64) -> c_int {
+unsafe extern "C" fn x_read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    offset: i64,
+) -> c_int {
     unsafe {
         with_file(file, |_, f| {
             let out = std::slice::from_raw_parts_mut(buf as *mut u8, amt as usize);
@@ -140,7 +145,12 @@ unsafe extern "C" fn x_read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amt:
     }
 }
 
-unsafe extern "C" fn x_write(file: *mut ffi::sqlite3_file, buf: *const c_void, amt: c_int, offset: i64) -> c_int {
+unsafe extern "C" fn x_write(
+    file: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    amt: c_int,
+    offset: i64,
+) -> c_int {
     unsafe {
         with_file(file, |_, f| {
             let src = std::slice::from_raw_parts(buf as *const u8, amt as usize);
@@ -304,7 +314,12 @@ unsafe extern "C" fn x_shm_map(
     }
 }
 
-unsafe extern "C" fn x_shm_lock(file: *mut ffi::sqlite3_file, offset: c_int, n: c_int, flags: c_int) -> c_int {
+unsafe extern "C" fn x_shm_lock(
+    file: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
     unsafe {
         with_file(file, |h, f| {
             let slots = offset as usize..(offset + n) as usize;
@@ -433,7 +448,12 @@ unsafe extern "C" fn x_delete(_vfs: *mut ffi::sqlite3_vfs, name: *const c_char, 
     ffi::SQLITE_OK
 }
 
-unsafe extern "C" fn x_access(_vfs: *mut ffi::sqlite3_vfs, name: *const c_char, flags: c_int, out: *mut c_int) -> c_int {
+unsafe extern "C" fn x_access(
+    _vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    flags: c_int,
+    out: *mut c_int,
+) -> c_int {
     // SAFETY: a NUL-terminated name; `out` is writable.
     unsafe {
         let name = CStr::from_ptr(name).to_string_lossy();
@@ -477,7 +497,8 @@ unsafe extern "C" fn x_sleep(_vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_in
 }
 
 unsafe extern "C" fn x_current_time(_vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
     // SAFETY: `out` is writable.
     unsafe { *out = 2_440_587.5 + ms as f64 / 86_400_000.0 };
     ffi::SQLITE_OK
@@ -557,6 +578,18 @@ pub fn restart(node: &str, power_lost: bool) -> usize {
         }
     }
     lost
+}
+
+/// The operating system writes the node's dirty pages back on its own (as Linux does within
+/// about 30 s): what was written so far survives a later power cut, synced or not.
+pub fn write_back(node: &str) {
+    if let Some(disk) = disk().as_mut() {
+        let prefix = format!("{node}/");
+        for (_, f) in disk.files.iter_mut().filter(|(name, f)| f.dirty && name.starts_with(&prefix)) {
+            f.durable.clone_from(&f.data);
+            f.dirty = false;
+        }
+    }
 }
 
 /// Forgets every file of the node (at the end of a run, once its handles are closed).

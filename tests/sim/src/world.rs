@@ -49,8 +49,15 @@ pub fn run(seed: u64, mode: SimMode, store: StoreKind, trace: bool) -> RunReport
     match store {
         StoreKind::Memory => {
             let (sender, receiver) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
-            World::new(seed, mode, store, trace, Box::new(move || Ok(sender.clone())), Box::new(move || Ok(receiver.clone())))
-                .run()
+            World::new(
+                seed,
+                mode,
+                store,
+                trace,
+                Box::new(move || Ok(sender.clone())),
+                Box::new(move || Ok(receiver.clone())),
+            )
+            .run()
         }
         StoreKind::SqliteFull | StoreKind::SqliteNormal => {
             crate::vfs::register();
@@ -62,7 +69,8 @@ pub fn run(seed: u64, mode: SimMode, store: StoreKind, trace: bool) -> RunReport
                 let path = format!("{root}/{node}/store.db");
                 Box::new(move || {
                     // The open-time page check only costs time here: every file is in memory.
-                    let config = SqliteConfig { synchronous: sync, verify_on_open: false, ..SqliteConfig::default() };
+                    let config =
+                        SqliteConfig { synchronous: sync, verify_on_open: false, ..SqliteConfig::default() };
                     SqliteStore::open(&path, config)
                 })
             };
@@ -81,7 +89,12 @@ type Opener<S> = Box<dyn Fn() -> oncely::Result<S>>;
 /// A store the simulator can run the receiver's transactional inbox on (SQLite), or not.
 pub trait SimStore: oncely::InboxStore + oncely::OutboxStore + Clone {
     /// Runs the transactional inbox: the ledger row, the mark and the result in one commit.
-    fn process_transactional(inbox: &Inbox<Faulty<Self>>, id: &str, payload: &[u8], fail: bool) -> Result<(), String>;
+    fn process_transactional(
+        inbox: &Inbox<Faulty<Self>>,
+        id: &str,
+        payload: &[u8],
+        fail: bool,
+    ) -> Result<(), String>;
     /// The ledger rows per id, read from the receiver's store.
     fn ledger(inbox: &Inbox<Faulty<Self>>) -> BTreeMap<String, u64>;
 }
@@ -97,14 +110,21 @@ impl SimStore for Arc<MemoryStore> {
 }
 
 impl SimStore for SqliteStore {
-    fn process_transactional(inbox: &Inbox<Faulty<Self>>, id: &str, payload: &[u8], fail: bool) -> Result<(), String> {
+    fn process_transactional(
+        inbox: &Inbox<Faulty<Self>>,
+        id: &str,
+        payload: &[u8],
+        fail: bool,
+    ) -> Result<(), String> {
         let row = id.to_owned();
         let call = inbox.process_in_transaction(Request::new(id).payload(payload), move |tx| {
             if fail {
                 return Err(Failure::retryable("the handler failed".to_owned()));
             }
             tx.execute("CREATE TABLE IF NOT EXISTS sim_ledger (id TEXT NOT NULL)", &[])
-                .and_then(|_| tx.execute("INSERT INTO sim_ledger (id) VALUES (?1)", &[oncely::sql::SqlValue::Text(row)]))
+                .and_then(|_| {
+                    tx.execute("INSERT INTO sim_ledger (id) VALUES (?1)", &[oncely::sql::SqlValue::Text(row)])
+                })
                 .map_err(|e| Failure::retryable(e.to_string()))?;
             Ok(b"done".to_vec())
         });
@@ -120,7 +140,9 @@ impl SimStore for SqliteStore {
         let rows = pollster::block_on(read).expect("the ledger reads");
         rows.into_iter()
             .filter_map(|row| match (&row[0], &row[1]) {
-                (oncely::sql::SqlValue::Text(id), oncely::sql::SqlValue::Integer(n)) => Some((id.clone(), *n as u64)),
+                (oncely::sql::SqlValue::Text(id), oncely::sql::SqlValue::Integer(n)) => {
+                    Some((id.clone(), *n as u64))
+                }
                 _ => None,
             })
             .collect()
@@ -189,10 +211,25 @@ struct World<S: SimStore> {
 }
 
 impl<S: SimStore> World<S> {
-    fn new(seed: u64, mode: SimMode, store_kind: StoreKind, trace: bool, sender: Opener<S>, receiver: Opener<S>) -> Self {
+    fn new(
+        seed: u64,
+        mode: SimMode,
+        store_kind: StoreKind,
+        trace: bool,
+        sender: Opener<S>,
+        receiver: Opener<S>,
+    ) -> Self {
         let mut rng = SimRng::new(seed, 0);
         let count = rng.range(3, 8) as usize;
-        let host = |open| Host { open, disk: None, clock: ManualClock::new(Timestamp(EPOCH)), skew: 0, life: 0, up: false, reboot: None };
+        let host = |open| Host {
+            open,
+            disk: None,
+            clock: ManualClock::new(Timestamp(EPOCH)),
+            skew: 0,
+            life: 0,
+            up: false,
+            reboot: None,
+        };
         let power = store_kind != StoreKind::Memory;
         World {
             mode,
@@ -304,7 +341,10 @@ impl<S: SimStore> World<S> {
                     backoff: Backoff::Fixed { delay: Duration::from_millis(15) },
                     jitter: Jitter::Equal,
                 };
-                let config = OutboxConfig::new("sim").mode(mode).retry(retry).lease(Duration::from_millis(OUTBOX_LEASE));
+                let config = OutboxConfig::new("sim")
+                    .mode(mode)
+                    .retry(retry)
+                    .lease(Duration::from_millis(OUTBOX_LEASE));
                 self.outbox = Some(Outbox::with_clock(store, config, clock).expect("outbox opens"));
             }
             Node::Receiver => {
@@ -422,6 +462,14 @@ impl<S: SimStore> World<S> {
             if self.roll(Fault::Crash, &format!("{node:?} tick")) {
                 self.crash(node, false);
             }
+            // (Not while the power is off: the machine's memory is already gone.)
+            if let (Some(disk), false) = (self.host(node).disk.clone(), self.host(node).reboot == Some(true))
+            {
+                if self.rng.chance(0.2) {
+                    crate::vfs::write_back(&disk);
+                    self.note(|| format!("{node:?}: the OS writes its dirty pages back"));
+                }
+            }
             if self.store_kind != StoreKind::Memory && self.roll(Fault::PowerCut, &format!("{node:?}")) {
                 self.crash(node, true);
             }
@@ -474,7 +522,11 @@ impl<S: SimStore> World<S> {
         }
         match leased {
             Ok(deliveries) => {
-                if deliveries.is_empty() && self.now > FAULTY_UNTIL && self.in_flight.is_empty() && self.drained_at.is_none() {
+                if deliveries.is_empty()
+                    && self.now > FAULTY_UNTIL
+                    && self.in_flight.is_empty()
+                    && self.drained_at.is_none()
+                {
                     let stats = pollster::block_on(outbox.stats()).expect("stats read");
                     if stats.queue.depth() == 0 {
                         self.drained_at = Some(self.now);

@@ -2,7 +2,7 @@
 //! store, a replay check, and every deliberately broken rule, which must be caught. Prints the
 //! table and `N passed, M failed`; exits non-zero on any violation.
 //!
-//! Replay one seed with its schedule: `SIM_SEED=<seed> cargo test -q -p oncely-sim --test sim`
+//! Replay one seed with its schedule: `SIM_SEED=<seed> cargo test --release -q -p oncely-sim --test sim`
 //! (add `SIM_BROKEN=<rule>` to replay a broken rule's seed).
 
 use std::sync::Mutex;
@@ -22,7 +22,12 @@ const BROKEN: [(Broken, &str, SimMode, StoreKind); 4] = [
     (Broken::AtLeastOnceMarksBefore, "at_least_once_marks_before", SimMode::AtLeastOnce, StoreKind::Memory),
     (Broken::AtMostOnceMarksAfter, "at_most_once_marks_after", SimMode::AtMostOnce, StoreKind::Memory),
     (Broken::SkipFencing, "skip_fencing", SimMode::ExactlyOnce, StoreKind::Memory),
-    (Broken::CompleteOutsideTransaction, "complete_outside_transaction", SimMode::Transactional, StoreKind::SqliteFull),
+    (
+        Broken::CompleteOutsideTransaction,
+        "complete_outside_transaction",
+        SimMode::Transactional,
+        StoreKind::SqliteFull,
+    ),
 ];
 
 fn env(name: &str) -> Option<String> {
@@ -35,7 +40,7 @@ fn config_of(seed: u64) -> (SimMode, StoreKind) {
 
 fn replay_command(seed: u64, broken: Option<&str>) -> String {
     let broken = broken.map(|b| format!("SIM_BROKEN={b} ")).unwrap_or_default();
-    format!("SIM_SEED={seed} {broken}cargo test -q -p oncely-sim --test sim")
+    format!("SIM_SEED={seed} {broken}cargo test --release -q -p oncely-sim --test sim")
 }
 
 /// Whether a violation counts: at NORMAL, a run in which a node lost unsynced data in a power
@@ -102,7 +107,10 @@ fn main() {
     let elapsed = started.elapsed();
     let (mut passed, mut failed) = (0, 0);
 
-    println!("\noncely simulator: {seeds} seeds from {first} in {:.1} s ({threads} threads)", elapsed.as_secs_f64());
+    println!(
+        "\noncely simulator: {seeds} seeds from {first} in {:.1} s ({threads} threads)",
+        elapsed.as_secs_f64()
+    );
     print!("{:<14} {:<14} {:>6} {:>7}", "mode", "store", "seeds", "steps");
     for k in Kind::ALL {
         print!(" {:>12}", k.name());
@@ -113,9 +121,16 @@ fn main() {
         for n in row.violations {
             print!(" {n:>12}");
         }
-        let limits: Vec<String> =
-            Kind::ALL.iter().filter(|k| row.limits[**k as usize] > 0).map(|k| format!("{} {}", k.name(), row.limits[*k as usize])).collect();
-        println!("  {:>10} {}", row.power_runs, if limits.is_empty() { "-".into() } else { limits.join(", ") });
+        let limits: Vec<String> = Kind::ALL
+            .iter()
+            .filter(|k| row.limits[**k as usize] > 0)
+            .map(|k| format!("{} {}", k.name(), row.limits[*k as usize]))
+            .collect();
+        println!(
+            "  {:>10} {}",
+            row.power_runs,
+            if limits.is_empty() { "-".into() } else { limits.join(", ") }
+        );
     }
     println!("\nfaults injected by kind:");
     print!("{:<14} {:<14}", "mode", "store");
@@ -163,13 +178,28 @@ fn main() {
         match caught {
             Some(seed) => {
                 passed += 1;
-                let report = { sim_broken::set(rule); let r = run(seed, mode, store, false); sim_broken::set(Broken::Nothing); r };
+                let report = {
+                    sim_broken::set(rule);
+                    let r = run(seed, mode, store, false);
+                    sim_broken::set(Broken::Nothing);
+                    r
+                };
                 let kinds: Vec<&str> = report.violations.iter().map(|v| v.kind.name()).collect();
-                println!("broken rule {name:<30} caught after {:>4} seeds ({} on {}; seed {seed}: {})", seed + 1, mode.name(), store.name(), kinds.join(", "));
+                println!(
+                    "broken rule {name:<30} caught after {:>4} seeds ({} on {}; seed {seed}: {})",
+                    seed + 1,
+                    mode.name(),
+                    store.name(),
+                    kinds.join(", ")
+                );
             }
             None => {
                 failed += 1;
-                println!("BROKEN RULE NOT CAUGHT: {name} in {CATCH_WITHIN} seeds ({} on {})", mode.name(), store.name());
+                println!(
+                    "BROKEN RULE NOT CAUGHT: {name} in {CATCH_WITHIN} seeds ({} on {})",
+                    mode.name(),
+                    store.name()
+                );
             }
         }
     }
@@ -185,7 +215,8 @@ fn replay(seed: u64) {
     let broken = env("SIM_BROKEN");
     let (rule, mode, store) = match &broken {
         Some(name) => {
-            let (rule, _, mode, store) = *BROKEN.iter().find(|b| b.1 == name).expect("SIM_BROKEN names a broken rule");
+            let (rule, _, mode, store) =
+                *BROKEN.iter().find(|b| b.1 == name).expect("SIM_BROKEN names a broken rule");
             (rule, mode, store)
         }
         None => {
@@ -199,8 +230,19 @@ fn replay(seed: u64) {
     for line in &report.trace {
         println!("{line}");
     }
-    println!("\nseed {seed}: {} on {}, {} steps, power lost: {}", mode.name(), store.name(), report.steps, report.lost_power);
-    let injected: Vec<String> = Fault::ALL.iter().zip(report.injected).filter(|(_, n)| *n > 0).map(|(f, n)| format!("{} {n}", f.name())).collect();
+    println!(
+        "\nseed {seed}: {} on {}, {} steps, power lost: {}",
+        mode.name(),
+        store.name(),
+        report.steps,
+        report.lost_power
+    );
+    let injected: Vec<String> = Fault::ALL
+        .iter()
+        .zip(report.injected)
+        .filter(|(_, n)| *n > 0)
+        .map(|(f, n)| format!("{} {n}", f.name()))
+        .collect();
     println!("faults: {}", injected.join(", "));
     for v in &report.violations {
         println!("VIOLATION {:?}: {}", v.kind, v.detail);
