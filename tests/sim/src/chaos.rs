@@ -214,13 +214,8 @@ fn injected(what: &str) -> Error {
 }
 
 impl<S: InboxStore + Clone> InboxStore for Faulty<S> {
-    fn apply(
-        &self,
-        scope: &str,
-        now: Timestamp,
-        ops: Vec<InboxOp>,
-    ) -> impl Future<Output = Result<Vec<OpAnswer>>> + Send {
-        async move { self.with_faults("inbox apply", self.inner.apply(scope, now, ops)).await }
+    async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
+        self.with_faults("inbox apply", self.inner.apply(scope, now, ops)).await
     }
 
     fn get(&self, scope: &str, id: &str) -> impl Future<Output = Result<Option<InboxRecord>>> + Send {
@@ -233,12 +228,12 @@ impl<S: InboxStore + Clone> InboxStore for Faulty<S> {
 }
 
 impl<S: OutboxStore + Clone> OutboxStore for Faulty<S> {
-    fn transact<R: Send + 'static>(
+    async fn transact<R: Send + 'static>(
         &self,
         queue: &str,
         work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
-    ) -> impl Future<Output = Result<R>> + Send {
-        async move { self.with_faults("outbox step", self.inner.transact(queue, work)).await }
+    ) -> Result<R> {
+        self.with_faults("outbox step", self.inner.transact(queue, work)).await
     }
 
     fn queue_names(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
@@ -247,10 +242,10 @@ impl<S: OutboxStore + Clone> OutboxStore for Faulty<S> {
 }
 
 impl<S: TransactionalStore + Clone> TransactionalStore for Faulty<S> {
-    fn transaction<R: Send + 'static>(
+    async fn transaction<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut dyn StoreTx) -> Result<R> + Send + 'static,
-    ) -> impl Future<Output = Result<R>> + Send {
-        async move { self.with_faults("transaction", self.inner.transaction(job)).await }
+    ) -> Result<R> {
+        self.with_faults("transaction", self.inner.transaction(job)).await
     }
 }

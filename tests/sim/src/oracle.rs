@@ -58,13 +58,26 @@ struct Held {
     finished_at: Option<Timestamp>,
 }
 
-/// A new lease or claim was granted: the store let every earlier one go (it ran out, or was
-/// settled), whatever the clock says later, after it jumped back.
-fn supersede(held: &mut Vec<Held>, new: Held) {
+/// Records a lease or claim granted at `now`, and answers the token of an earlier one that was
+/// still live then. The store let every earlier one go (it ran out, or was settled), so none of
+/// them counts as live afterwards, whatever the clock says after it jumped back.
+fn grant(held: &mut Vec<Held>, token: u64, now: Timestamp, until: Timestamp) -> Option<u64> {
+    let live = held.iter().find(|h| h.open && h.until > now).map(|h| h.token);
     for h in held.iter_mut() {
         h.open = false;
     }
-    held.push(new);
+    held.push(Held { token, at: now, until, open: true, finished_at: None });
+    live
+}
+
+/// Closes the grant of `token` (finished at `finished`, if it was), and answers the newest token
+/// granted for the id.
+fn close(held: &mut [Held], token: u64, finished: Option<Timestamp>) -> u64 {
+    for h in held.iter_mut().filter(|h| h.token == token && h.open) {
+        h.open = false;
+        h.finished_at = finished;
+    }
+    held.iter().map(|h| h.token).max().unwrap_or(0)
 }
 
 /// The run's observations.
@@ -108,36 +121,20 @@ impl Oracle {
             self.violation(Kind::TwoStates, format!("{id} was acked, then leased again (token {token})"));
         }
         let held = self.leases.entry(id.to_owned()).or_default();
-        let earlier = held.len();
-        let live = held.iter().find(|h| h.open && h.until > now).map(|h| h.token);
-        supersede(held, Held { token, at: now, until, open: true, finished_at: None });
-        if self.mode == SimMode::AtMostOnce && earlier > 0 {
-            self.violation(
-                Kind::TwoStates,
-                format!("at-most-once {id} was marked done, then leased again (token {token})"),
-            );
-        } else if let Some(other) = live {
-            self.violation(
-                Kind::TwoLiveClaims,
-                format!("{id} leased with token {token} while token {other}'s lease was live"),
-            );
+        let earlier = !held.is_empty();
+        let live = grant(held, token, now, until);
+        if self.mode == SimMode::AtMostOnce && earlier {
+            let detail = format!("at-most-once {id} was marked done, then leased again (token {token})");
+            self.violation(Kind::TwoStates, detail);
+        } else {
+            self.two_live("leased", id, token, live);
         }
     }
 
     /// The worker settled a delivery (`ack`: it tried to ack; `ok`: the store said done).
     pub fn settled(&mut self, id: &str, token: u64, ack: bool, ok: bool, now: Timestamp) {
-        let held = self.leases.entry(id.to_owned()).or_default();
-        let newest = held.iter().map(|h| h.token).max().unwrap_or(0);
-        for h in held.iter_mut().filter(|h| h.token == token) {
-            h.open = false;
-            h.finished_at = Some(now);
-        }
-        if ok && newest > token {
-            self.violation(
-                Kind::StaleSettle,
-                format!("{id}: token {token} settled after token {newest} was leased"),
-            );
-        }
+        let newest = close(self.leases.entry(id.to_owned()).or_default(), token, Some(now));
+        self.stale(ok, id, token, newest);
         if ok && ack {
             self.acked.insert(id.to_owned());
         }
@@ -145,33 +142,31 @@ impl Oracle {
 
     /// The receiver claimed `id`.
     pub fn claimed(&mut self, id: &str, token: u64, now: Timestamp, until: Timestamp) {
-        let exactly_once = self.mode == SimMode::ExactlyOnce;
-        let held = self.claims.entry(id.to_owned()).or_default();
-        let live = held.iter().find(|h| h.open && h.until > now).map(|h| h.token);
-        supersede(held, Held { token, at: now, until, open: true, finished_at: None });
-        if let (true, Some(other)) = (exactly_once, live) {
-            self.violation(
-                Kind::TwoLiveClaims,
-                format!("{id} claimed with token {token} while token {other}'s lease was live"),
-            );
+        let live = grant(self.claims.entry(id.to_owned()).or_default(), token, now, until);
+        if self.mode == SimMode::ExactlyOnce {
+            self.two_live("claimed", id, token, live);
         }
     }
 
     /// The receiver finished (`finish`) or released its claim; `ok`: the store agreed.
     pub fn inbox_settled(&mut self, id: &str, token: u64, ok: bool, finish: bool, now: Timestamp) {
-        let held = self.claims.entry(id.to_owned()).or_default();
-        let newest = held.iter().map(|h| h.token).max().unwrap_or(0);
-        for h in held.iter_mut().filter(|h| h.token == token && h.open) {
-            h.open = false;
-            if ok && finish {
-                h.finished_at = Some(now);
-            }
+        let finished = (ok && finish).then_some(now);
+        let newest = close(self.claims.entry(id.to_owned()).or_default(), token, finished);
+        // At-least-once claims hold no token (0): nothing to fence.
+        self.stale(ok && token != 0, id, token, newest);
+    }
+
+    fn two_live(&mut self, granted: &str, id: &str, token: u64, live: Option<u64>) {
+        if let Some(other) = live {
+            let detail = format!("{id} {granted} with token {token} while token {other}'s lease was live");
+            self.violation(Kind::TwoLiveClaims, detail);
         }
-        if ok && token != 0 && newest > token {
-            self.violation(
-                Kind::StaleSettle,
-                format!("{id}: claim token {token} settled after token {newest} was claimed"),
-            );
+    }
+
+    fn stale(&mut self, settled: bool, id: &str, token: u64, newest: u64) {
+        if settled && newest > token {
+            let detail = format!("{id}: token {token} settled after token {newest} was handed out");
+            self.violation(Kind::StaleSettle, detail);
         }
     }
 

@@ -463,12 +463,11 @@ impl<S: SimStore> World<S> {
                 self.crash(node, false);
             }
             // (Not while the power is off: the machine's memory is already gone.)
-            if let (Some(disk), false) = (self.host(node).disk.clone(), self.host(node).reboot == Some(true))
-            {
-                if self.rng.chance(0.2) {
-                    crate::vfs::write_back(&disk);
-                    self.note(|| format!("{node:?}: the OS writes its dirty pages back"));
-                }
+            let powered = self.host(node).reboot != Some(true);
+            let disk = self.host(node).disk.clone().filter(|_| powered);
+            if let Some(disk) = disk.filter(|_| self.rng.chance(0.2)) {
+                crate::vfs::write_back(&disk);
+                self.note(|| format!("{node:?}: the OS writes its dirty pages back"));
             }
             if self.store_kind != StoreKind::Memory && self.roll(Fault::PowerCut, &format!("{node:?}")) {
                 self.crash(node, true);
