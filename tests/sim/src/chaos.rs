@@ -133,12 +133,12 @@ pub fn new_chaos(seed: u64, trace: bool, power_cuts: bool) -> Chaos {
 
 impl ChaosState {
     /// Whether `fault` strikes now (counted and traced when it does).
-    pub fn roll(&mut self, fault: Fault, what: &str) -> bool {
+    pub fn roll(&mut self, fault: Fault, what: &dyn std::fmt::Debug) -> bool {
         if !self.enabled || !self.rng.chance(self.probability[fault as usize]) {
             return false;
         }
         self.injected[fault as usize] += 1;
-        self.note(|| format!("FAULT {} {what}", fault.name()));
+        self.note(|| format!("FAULT {} {what:?}", fault.name()));
         true
     }
 
@@ -187,9 +187,9 @@ impl<S> Faulty<S> {
 
     fn verdict(&self, what: &str) -> Verdict {
         let mut chaos = self.chaos.lock().unwrap();
-        if chaos.roll(Fault::WriteFailure, what) {
+        if chaos.roll(Fault::WriteFailure, &what) {
             Verdict::Fail
-        } else if chaos.roll(Fault::AmbiguousCommit, what) {
+        } else if chaos.roll(Fault::AmbiguousCommit, &what) {
             Verdict::Ambiguous
         } else {
             Verdict::Commit

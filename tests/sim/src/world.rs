@@ -269,7 +269,7 @@ impl<S: SimStore> World<S> {
         self.chaos.lock().unwrap().note(line);
     }
 
-    fn roll(&self, fault: Fault, what: &str) -> bool {
+    fn roll(&self, fault: Fault, what: &dyn std::fmt::Debug) -> bool {
         self.chaos.lock().unwrap().roll(fault, what)
     }
 
@@ -388,7 +388,7 @@ impl<S: SimStore> World<S> {
     /// "A crash at any step": after a call into the core, the node may die before it acts on
     /// the answer. Says whether it did.
     fn crashed_after(&mut self, node: Node, what: &str) -> bool {
-        if self.roll(Fault::Crash, what) {
+        if self.roll(Fault::Crash, &what) {
             self.crash(node, false);
             true
         } else {
@@ -401,19 +401,18 @@ impl<S: SimStore> World<S> {
             Node::Receiver => Fault::RequestLost,
             Node::Sender => Fault::ReplyLost,
         };
-        if self.roll(lost, &format!("{event:?}")) {
+        if self.roll(lost, &event) {
             return;
         }
-        let copies = if self.roll(Fault::Duplicated, &format!("{event:?}")) { 2 } else { 1 };
-        for copy in 0..copies {
+        let copies = if self.roll(Fault::Duplicated, &event) { 2 } else { 1 };
+        for _ in 0..copies {
             let mut delay = self.rng.range(1, 5);
-            if self.roll(Fault::Reordered, &format!("{event:?}")) {
+            if self.roll(Fault::Reordered, &event) {
                 delay += self.rng.range(5, 60);
             }
-            if self.roll(Fault::DelayPastLease, &format!("{event:?}")) {
+            if self.roll(Fault::DelayPastLease, &event) {
                 delay += OUTBOX_LEASE.max(INBOX_LEASE) + self.rng.range(10, 300);
             }
-            let _ = copy;
             self.at(delay, clone_event(&event));
         }
     }
@@ -459,7 +458,7 @@ impl<S: SimStore> World<S> {
             return;
         }
         for node in [Node::Sender, Node::Receiver] {
-            if self.roll(Fault::Crash, &format!("{node:?} tick")) {
+            if self.roll(Fault::Crash, &node) {
                 self.crash(node, false);
             }
             // (Not while the power is off: the machine's memory is already gone.)
@@ -469,14 +468,14 @@ impl<S: SimStore> World<S> {
                 crate::vfs::write_back(&disk);
                 self.note(|| format!("{node:?}: the OS writes its dirty pages back"));
             }
-            if self.store_kind != StoreKind::Memory && self.roll(Fault::PowerCut, &format!("{node:?}")) {
+            if self.store_kind != StoreKind::Memory && self.roll(Fault::PowerCut, &node) {
                 self.crash(node, true);
             }
-            if self.roll(Fault::ClockForward, &format!("{node:?}")) {
+            if self.roll(Fault::ClockForward, &node) {
                 let by = self.rng.range(50, 1_000) as i64;
                 self.host(node).skew += by;
             }
-            if self.roll(Fault::ClockBackward, &format!("{node:?}")) {
+            if self.roll(Fault::ClockBackward, &node) {
                 let by = self.rng.range(50, 1_000) as i64;
                 self.host(node).skew -= by;
             }
