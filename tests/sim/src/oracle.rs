@@ -212,25 +212,27 @@ impl Oracle {
     }
 
     /// The plain exactly-once inbox runs an effect again only once the earlier claim's lease
-    /// ran out unfinished: "at most once per lease expiry".
+    /// ran out unfinished: "at most once per lease expiry". Judged on the first claim of the id
+    /// after the earlier effect's claim (the store granted it, by its clock at that moment).
     fn duplicates_only_after_lease_expiry(&mut self) {
         let mut found = Vec::new();
         for (id, tokens) in &self.effects {
-            let claims = &self.claims[id];
-            let of = |t: u64| claims.iter().find(|h| h.token == t).cloned();
+            let mut claims = self.claims[id].clone();
+            claims.sort_unstable_by_key(|h| h.token); // claim order: tokens only grow
             let mut tokens = tokens.clone();
-            tokens.sort_unstable(); // claim order: tokens only grow
+            tokens.sort_unstable();
             for pair in tokens.windows(2) {
-                let (Some(first), Some(second)) = (of(pair[0]), of(pair[1])) else { continue };
-                if second.at < first.until {
+                let Some(first) = claims.iter().find(|h| h.token == pair[0]) else { continue };
+                let Some(next) = claims.iter().find(|h| h.token > pair[0]) else { continue };
+                if next.at < first.until {
                     found.push(format!(
-                        "{id}: effect of token {} claimed at {} within token {}'s lease (until {})",
-                        second.token, second.at.0, first.token, first.until.0
+                        "{id}: token {} claimed at {} within token {}'s lease (until {}), whose effect ran; token {} ran it again",
+                        next.token, next.at.0, first.token, first.until.0, pair[1]
                     ));
-                } else if first.finished_at.is_some_and(|f| f <= second.at) {
+                } else if first.finished_at.is_some_and(|f| f <= next.at) {
                     found.push(format!(
-                        "{id}: effect of token {} after token {} had finished",
-                        second.token, first.token
+                        "{id}: token {} claimed after token {} had finished",
+                        next.token, first.token
                     ));
                 }
             }
