@@ -72,6 +72,10 @@ struct Handle {
     shm_shared: u8,
     shm_exclusive: u8,
     delete_on_close: bool,
+    /// A database opened without `SQLITE_OPEN_CREATE`: the store's WAL checkpointer thread
+    /// (`Synchronous::Normal`). It may read, never lock or write: a checkpoint on a thread of
+    /// its own would run at a moment no seed decides.
+    passive: bool,
 }
 
 impl Handle {
@@ -84,6 +88,19 @@ impl Handle {
         // SAFETY: as for `name`.
         unsafe { &*self.node }
     }
+}
+
+/// Runs `f` on the handle's file to change it (or lock it), as [`with_file`] does; a passive
+/// handle is refused with SQLITE_IOERR.
+unsafe fn change_file(
+    file: *mut ffi::sqlite3_file,
+    f: impl FnOnce(&mut Handle, &mut File) -> c_int,
+) -> c_int {
+    // SAFETY: SQLite passes back the handle x_open initialised.
+    if unsafe { (*(file as *mut Handle)).passive } {
+        return ffi::SQLITE_IOERR;
+    }
+    unsafe { with_file(file, f) }
 }
 
 /// Runs `f` on the handle's file, or fails with SQLITE_IOERR when the handle's process is dead
@@ -152,7 +169,7 @@ unsafe extern "C" fn x_write(
     offset: i64,
 ) -> c_int {
     unsafe {
-        with_file(file, |_, f| {
+        change_file(file, |_, f| {
             let src = std::slice::from_raw_parts(buf as *const u8, amt as usize);
             let end = offset as usize + src.len();
             if f.data.len() < end {
@@ -167,7 +184,7 @@ unsafe extern "C" fn x_write(
 
 unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
     unsafe {
-        with_file(file, |_, f| {
+        change_file(file, |_, f| {
             f.data.truncate(size as usize);
             f.dirty = true;
             ffi::SQLITE_OK
@@ -177,7 +194,7 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_in
 
 unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, _flags: c_int) -> c_int {
     unsafe {
-        with_file(file, |_, f| {
+        change_file(file, |_, f| {
             if f.dirty {
                 f.durable.clone_from(&f.data);
                 f.dirty = false;
@@ -198,7 +215,7 @@ unsafe extern "C" fn x_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -
 
 unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     unsafe {
-        with_file(file, |h, f| {
+        change_file(file, |h, f| {
             if h.lock >= level {
                 return ffi::SQLITE_OK;
             }
@@ -300,7 +317,7 @@ unsafe extern "C" fn x_shm_map(
 ) -> c_int {
     unsafe {
         *out = std::ptr::null_mut();
-        with_file(file, |_, f| {
+        change_file(file, |_, f| {
             let region = region as usize;
             if f.shm.len() <= region {
                 if extend == 0 {
@@ -321,7 +338,7 @@ unsafe extern "C" fn x_shm_lock(
     flags: c_int,
 ) -> c_int {
     unsafe {
-        with_file(file, |h, f| {
+        change_file(file, |h, f| {
             let slots = offset as usize..(offset + n) as usize;
             let bit = |s: usize| 1u8 << s;
             if flags & ffi::SQLITE_SHM_UNLOCK != 0 {
@@ -428,6 +445,7 @@ unsafe extern "C" fn x_open(
         shm_shared: 0,
         shm_exclusive: 0,
         delete_on_close: flags & ffi::SQLITE_OPEN_DELETEONCLOSE != 0,
+        passive: flags & ffi::SQLITE_OPEN_MAIN_DB != 0 && flags & ffi::SQLITE_OPEN_CREATE == 0,
     };
     // SAFETY: as above.
     unsafe {

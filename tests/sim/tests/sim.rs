@@ -160,13 +160,13 @@ fn main() {
     }
 
     // The same seed must give the same schedule.
-    let same = (0..CONFIGS.len() as u64 * 2).all(|seed| {
+    let same = (0..CONFIGS.len() as u64 * 4).all(|seed| {
         let (mode, store) = config_of(seed);
         run(seed, mode, store, true).trace == run(seed, mode, store, true).trace
     });
     if same {
         passed += 1;
-        println!("replay: {} seeds run twice gave identical schedules", CONFIGS.len() * 2);
+        println!("replay: {} seeds run twice gave identical schedules", CONFIGS.len() * 4);
     } else {
         failed += 1;
         println!("REPLAY FAILED: a seed gave two different schedules");
