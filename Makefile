@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test test-all test-rust test-fleet test-fuzz fuzz test-hostile bench fmt
+.PHONY: demo test test-all test-rust test-fleet test-fuzz fuzz test-hostile bench fmt sim
 
 ## Run the demo: 1,000 payments per delivery mode through an outbox to a simulated bank, on
 ## temporary SQLite files, over a network with seeded faults.
@@ -25,6 +25,13 @@ test-rust:
 	$(CARGO) run -q -p oncely --example quickstart
 	$(CARGO) run -q -p oncely --example outbox_quickstart
 	$(CARGO) run -q -p oncely --example inbox_modes -- 300 0.3 11
+	SIM_SEEDS=$${SIM_SEEDS:-10000} $(CARGO) test --release -q -p oncely-sim --test sim
+
+## The deterministic simulator on more seeds (docs/simulation.md): `make sim SEEDS=1000000`.
+## A failing seed prints the one command that replays it with its schedule.
+SEEDS ?= 100000
+sim:
+	SIM_SEEDS=$(SEEDS) $(CARGO) test --release -q -p oncely-sim --test sim
 
 ## The PostgreSQL fleet: 8 worker processes, 100,000 messages per mode, SIGKILLs and terminated
 ## connections (release build: the debug one takes minutes longer). Then the fault test: 5

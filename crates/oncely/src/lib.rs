@@ -17,6 +17,8 @@ pub mod mode;
 pub mod outbox;
 pub mod records;
 pub mod runtime;
+#[doc(hidden)]
+pub mod sim_broken;
 pub mod sql;
 pub mod store;
 pub mod text;

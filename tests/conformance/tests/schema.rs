@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 fn schema() -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenario.schema.json");
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{}: not a valid schema: {e}", path.display()))
+    jsonschema::draft202012::new(&schema)
+        .unwrap_or_else(|e| panic!("{}: not a valid schema: {e}", path.display()))
 }
 
 #[test]
@@ -35,7 +36,11 @@ fn the_schema_refuses_what_a_runner_could_misread() {
         {"op": "enqueue", "id": "a", "expect": {"enqueued": "queued"}},
         {"op": "work", "handler": {"does": "raise_retry", "message": "m", "after_ms": 5}, "expect": {}}
     ]});
-    assert!(validator.is_valid(&ok), "{:?}", validator.iter_errors(&ok).map(|e| e.to_string()).collect::<Vec<_>>());
+    assert!(
+        validator.is_valid(&ok),
+        "{:?}",
+        validator.iter_errors(&ok).map(|e| e.to_string()).collect::<Vec<_>>()
+    );
     let broken = [
         ("an unknown op", json!({"op": "enqueu", "id": "a", "expect": {}})),
         ("an unknown field", json!({"op": "enqueue", "id": "a", "delay": 5, "expect": {}})),
@@ -44,8 +49,14 @@ fn the_schema_refuses_what_a_runner_could_misread() {
         ("a wrong type", json!({"op": "advance", "ms": "5"})),
         ("a mode that is not text", json!({"op": "begin", "id": "a", "mode": 2, "expect": {}})),
         ("an unknown handler kind", json!({"op": "work", "handler": {"does": "explode"}, "expect": {}})),
-        ("a handler field of another kind", json!({"op": "work", "handler": {"does": "return_true", "message": "m"}, "expect": {}})),
-        ("a misspelt message field", json!({"op": "enqueue_many", "messages": [{"id": "a", "dealy_ms": 1}], "expect": {}})),
+        (
+            "a handler field of another kind",
+            json!({"op": "work", "handler": {"does": "return_true", "message": "m"}, "expect": {}}),
+        ),
+        (
+            "a misspelt message field",
+            json!({"op": "enqueue_many", "messages": [{"id": "a", "dealy_ms": 1}], "expect": {}}),
+        ),
     ];
     for (what, step) in broken {
         let doc = json!({"description": "d", "steps": [step]});

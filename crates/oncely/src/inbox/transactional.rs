@@ -16,6 +16,8 @@ use crate::store::SqliteStore;
 
 enum Done {
     Finished(StoredOutcome),
+    /// The simulator's broken rule (`crate::sim_broken`): the claim is still to be completed.
+    Outside(InboxOp, StoredOutcome),
     Answered(OpAnswer),
 }
 
@@ -115,6 +117,9 @@ impl<S: TransactionalStore> Inbox<S> {
                 outcome: outcome.clone(),
                 retention: config.retention,
             };
+            if crate::sim_broken::is(crate::sim_broken::Broken::CompleteOutsideTransaction) {
+                return Ok(Done::Outside(finish, outcome));
+            }
             match tx.apply_inbox(&scope, now, &finish)? {
                 OpAnswer::Finished => Ok(Done::Finished(outcome)),
                 other => Err(Error::Storage(format!("store gave an unexpected answer: {other:?}"))),
@@ -129,7 +134,15 @@ impl<S: TransactionalStore> Inbox<S> {
                 });
             }
         };
+        let done = match done {
+            Done::Outside(finish, outcome) => {
+                self.store().apply_one(&self.config().scope, now, finish).await?;
+                Done::Finished(outcome)
+            }
+            done => done,
+        };
         match done {
+            Done::Outside(..) => unreachable!("completed above"),
             Done::Finished(outcome) => {
                 self.remember(&req.id, req.fingerprint, outcome.clone(), now.after(self.config().retention));
                 match retryable.lock().take() {

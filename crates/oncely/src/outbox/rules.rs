@@ -362,7 +362,7 @@ pub(crate) fn lease(
     for mut rec in tx.expired_leases(now, 1024)? {
         let MessageState::Leased { lease_until, .. } = rec.state else { continue };
         event(events, &rec.message.id, now, EventKind::LeaseExpired);
-        if rec.mode_or(rules.mode) == Mode::AtMostOnce {
+        if rec.mode_or(rules.mode) == Mode::AtMostOnce && !marks_after() {
             // Marked done when leased: never delivered again. Its attempt is lost.
             remove_sent(tx, &rec, rules, now)?;
             event(events, &rec.message.id, now, EventKind::Dropped);
@@ -501,11 +501,13 @@ pub(crate) fn settle(
     events: &mut Vec<Event>,
 ) -> Result<Settled> {
     let mut rec = match tx.get(id)? {
-        Some(rec) if matches!(rec.state, MessageState::Leased { token: t, .. } if t == token) => rec,
+        Some(rec) if matches!(rec.state, MessageState::Leased { token: t, .. } if crate::sim_broken::fenced(t, token)) => {
+            rec
+        }
         _ => return Err(Error::LeaseLost { id: id.to_owned(), token }),
     };
     let attempts = rec.message.attempts;
-    if rec.mode_or(rules.mode) == Mode::AtMostOnce {
+    if rec.mode_or(rules.mode) == Mode::AtMostOnce && !marks_after() {
         // Never retried: an ack completes it, any other outcome loses it (by design).
         return Ok(match how {
             Settle::Extend { lease } => {
@@ -682,4 +684,9 @@ pub(crate) fn purge_dead(
         }
     }
     Ok(purged)
+}
+
+/// The simulator's broken at-most-once (`crate::sim_broken`): treated as at-least-once.
+fn marks_after() -> bool {
+    crate::sim_broken::is(crate::sim_broken::Broken::AtMostOnceMarksAfter)
 }

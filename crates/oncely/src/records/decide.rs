@@ -177,8 +177,15 @@ pub fn decide(
                     RecordState::InProgress { .. } => {} // lease ran out: claimable
                 }
             }
+            use crate::sim_broken::{Broken, is};
             match mode {
-                Mode::AtMostOnce => {
+                Mode::AtMostOnce if is(Broken::AtMostOnceMarksAfter) => {
+                    (Write::Keep, OpAnswer::Claimed { token: next_token() })
+                }
+                Mode::AtLeastOnce if !is(Broken::AtLeastOnceMarksBefore) => {
+                    (Write::Keep, OpAnswer::Claimed { token: 0 })
+                }
+                Mode::AtMostOnce | Mode::AtLeastOnce => {
                     let token = next_token();
                     let rec = InboxRecord {
                         fingerprint: *fingerprint,
@@ -188,7 +195,6 @@ pub fn decide(
                     };
                     (Write::Put(rec), OpAnswer::Claimed { token })
                 }
-                Mode::AtLeastOnce => (Write::Keep, OpAnswer::Claimed { token: 0 }),
                 Mode::ExactlyOnce => {
                     let token = next_token();
                     let lease_until = now.after(*lease);
@@ -221,6 +227,11 @@ pub fn decide(
                     (Write::Keep, answer)
                 }
                 (Mode::AtLeastOnce, _) => (Write::Put(completed(0, *fingerprint)), OpAnswer::Finished),
+                (Mode::AtMostOnce, _)
+                    if crate::sim_broken::is(crate::sim_broken::Broken::AtMostOnceMarksAfter) =>
+                {
+                    (Write::Put(completed(*token, *fingerprint)), OpAnswer::Finished)
+                }
                 (Mode::AtMostOnce, Some(rec))
                     if rec.token == *token
                         && matches!(&rec.state, RecordState::Completed(o) if o.status == Status::Seen) =>
@@ -228,7 +239,8 @@ pub fn decide(
                     (Write::Put(completed(rec.token, rec.fingerprint)), OpAnswer::Finished)
                 }
                 (Mode::ExactlyOnce, Some(rec))
-                    if rec.token == *token && matches!(rec.state, RecordState::InProgress { .. }) =>
+                    if crate::sim_broken::fenced(rec.token, *token)
+                        && matches!(rec.state, RecordState::InProgress { .. }) =>
                 {
                     (Write::Put(completed(rec.token, rec.fingerprint)), OpAnswer::Finished)
                 }
@@ -274,7 +286,10 @@ pub fn decide(
                 _ => (Write::Keep, OpAnswer::LeaseLost),
             },
             Mode::ExactlyOnce => match live {
-                Some(rec) if rec.token == *token && matches!(rec.state, RecordState::InProgress { .. }) => {
+                Some(rec)
+                    if crate::sim_broken::fenced(rec.token, *token)
+                        && matches!(rec.state, RecordState::InProgress { .. }) =>
+                {
                     (Write::Delete, OpAnswer::Released)
                 }
                 _ => (Write::Keep, OpAnswer::LeaseLost),
