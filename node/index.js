@@ -322,7 +322,7 @@ for (const name of ['on', 'once', 'off']) {
     // Events are named by their kind: any other key would be turned into a string by the
     // emitter (an array of 2^32 - 1 holes into a RangeError), so it is refused here.
     if (typeof event !== 'string' && typeof event !== 'symbol') {
-      throw new InvalidArgumentError('invalid argument `event`: must be an event name (a string), got a ' + typeof event, 'ONCELY_INVALID_ARGUMENT')
+      throw new InvalidArgumentError(`invalid argument \`event\`: must be an event name (a string), not ${typeof event}`, 'ONCELY_INVALID_ARGUMENT')
     }
     eventsOf(this)[name](event, listener)
     return this

@@ -330,3 +330,22 @@ pub(crate) fn _check_keywords(what: &Bound<'_, PyString>, extra: &Bound<'_, PyDi
     })?;
     keywords(what, extra, known)
 }
+
+/// The field `key` of the `index`-th `item` of a batch (`"message"`, `"request"`), extracted:
+/// a value of the wrong Python type is a TypeError that names the item and the field
+/// (`message 1: `headers`: …`); any other error (the core's, for a bad value) is passed on.
+pub(crate) fn item_field<'py, T>(
+    item: &'static str,
+    index: usize,
+    key: &str,
+    v: &Bound<'py, PyAny>,
+) -> PyResult<T>
+where
+    T: for<'a> FromPyObject<'a, 'py, Error = PyErr>,
+{
+    use pyo3::exceptions::PyTypeError;
+    v.extract::<T>().map_err(|e| match e.is_instance_of::<PyTypeError>(v.py()) {
+        true => PyTypeError::new_err(format!("{item} {index}: `{key}`: {}", e.value(v.py()))),
+        false => e,
+    })
+}

@@ -359,13 +359,14 @@ fn requests_of(requests: &Bound<'_, PyList>) -> PyResult<Vec<Request>> {
             pyo3::exceptions::PyTypeError::new_err("each request must be an id (str) or a dict")
         })?;
         args::keywords(<args::BeginKw as args::Call>::WHAT, d, <args::BeginKw as args::Call>::KNOWN)?;
-        let id: Text<args::Id> = d
-            .get_item("id")?
-            .ok_or_else(|| to_py(oncely::Error::invalid("id", "is required")))? // Node's text
-            .extract()?;
+        let i = reqs.len();
+        let id = d.get_item("id")?.ok_or_else(|| to_py(oncely::Error::invalid("id", "is required")))?; // Node's text
+        let id: Text<args::Id> = args::item_field("request", i, "id", &id)?;
         let payload = d.get_item("payload")?;
-        let m: Option<Text<args::ModeName>> = d.get_item("mode")?.map(|v| v.extract()).transpose()?;
-        let lease: Option<Num> = d.get_item("lease")?.map(|v| v.extract()).transpose()?;
+        let m: Option<Text<args::ModeName>> =
+            d.get_item("mode")?.map(|v| args::item_field("request", i, "mode", &v)).transpose()?;
+        let lease: Option<Num> =
+            d.get_item("lease")?.map(|v| args::item_field("request", i, "lease", &v)).transpose()?;
         reqs.push(request(id, payload.as_ref(), m, lease)?);
     }
     Ok(reqs)

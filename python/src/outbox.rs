@@ -418,25 +418,14 @@ pub(crate) fn messages_of(messages: &Bound<'_, PyList>) -> PyResult<Vec<NewMessa
                 Some(p) => to_bytes("payload", &p)?,
                 None => Vec::new(),
             };
-            // A field of the wrong Python type is a TypeError that names the message and field.
-            fn field<'py, T>(d: &Bound<'py, PyDict>, i: usize, k: &str) -> PyResult<Option<T>>
-            where
-                T: for<'a> FromPyObject<'a, 'py, Error = PyErr>,
-            {
-                use pyo3::exceptions::PyTypeError;
-                let Some(v) = d.get_item(k)?.filter(|v| !v.is_none()) else { return Ok(None) };
-                v.extract::<T>().map(Some).map_err(|e| match e.is_instance_of::<PyTypeError>(d.py()) {
-                    true => PyTypeError::new_err(format!("message {i}: `{k}`: {}", e.value(d.py()))),
-                    false => e,
-                })
-            }
             let i = batch.len();
+            let get = |k: &str| d.get_item(k).map(|v| v.filter(|v| !v.is_none()));
             batch.push(new_message(
                 payload,
-                field(d, i, "id")?,
-                field(d, i, "key")?,
-                field(d, i, "headers")?,
-                field(d, i, "delay")?,
+                get("id")?.map(|v| args::item_field("message", i, "id", &v)).transpose()?,
+                get("key")?.map(|v| args::item_field("message", i, "key", &v)).transpose()?,
+                get("headers")?.map(|v| args::item_field("message", i, "headers", &v)).transpose()?,
+                get("delay")?.map(|v| args::item_field("message", i, "delay", &v)).transpose()?,
             )?);
         } else {
             batch.push(NewMessage::new(to_bytes("message", &item)?));

@@ -80,7 +80,7 @@ def test_garbage_gives_typed_errors():
     assert not unexpected, unexpected
 
 
-def test_a_wrong_typed_field_of_a_batch_message_is_a_type_error_naming_it():
+def test_a_wrong_typed_field_of_a_batch_item_is_a_type_error_naming_it():
     outbox = Outbox("memory", "q")
     with pytest.raises(TypeError, match=r"^message 1: `headers`: "):
         outbox.enqueue_many([{"payload": b"a", "id": "m0"}, {"payload": b"b", "headers": "h: v"}])
@@ -90,3 +90,6 @@ def test_a_wrong_typed_field_of_a_batch_message_is_a_type_error_naming_it():
     with pytest.raises(oncely.InvalidArgument):
         outbox.enqueue_many([{"payload": b"a", "id": "\ud800"}])
     assert outbox.stats()["ready"] == 0, "a refused batch writes nothing"
+    inbox = Inbox("memory", "s")
+    with pytest.raises(TypeError, match=r"^request 1: `lease`: "):
+        inbox.begin_many(["a", {"id": "b", "lease": "long"}])
