@@ -28,6 +28,14 @@ impl Fingerprint {
         Fingerprint::of(&serde_json::to_vec(value).unwrap_or_default())
     }
 
+    /// A fingerprint as a store keeps it (16 bytes); other bytes are a damaged store,
+    /// [`crate::Error::CorruptStore`] naming `owner` (`record \`a\``, `the sent mark of \`a\``).
+    pub fn from_column(owner: impl FnOnce() -> String, bytes: &[u8]) -> crate::Result<Fingerprint> {
+        bytes.try_into().map(Fingerprint).map_err(|_| {
+            crate::Error::CorruptStore(format!("{} has a fingerprint of {} bytes", owner(), bytes.len()))
+        })
+    }
+
     /// Lower-case hex, 32 characters.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

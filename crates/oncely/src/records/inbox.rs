@@ -129,15 +129,8 @@ impl InboxRecord {
         result: Option<Vec<u8>>,
         expires_at: i64,
     ) -> crate::Result<InboxRecord> {
-        let fingerprint = match fingerprint {
-            None => None,
-            Some(bytes) => Some(Fingerprint(bytes.as_slice().try_into().map_err(|_| {
-                crate::Error::CorruptStore(format!(
-                    "record `{id}` has a fingerprint of {} bytes",
-                    bytes.len()
-                ))
-            })?)),
-        };
+        let fingerprint =
+            fingerprint.map(|b| Fingerprint::from_column(|| format!("record `{id}`"), &b)).transpose()?;
         let state = if state == STATE_IN_PROGRESS {
             RecordState::InProgress { lease_until: Timestamp(lease_until) }
         } else {

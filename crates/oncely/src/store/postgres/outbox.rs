@@ -54,8 +54,9 @@ pub(crate) struct PgOutboxTx<'a, C: GenericClient> {
     /// Ids written since the last flush, each once.
     dirty: Vec<String>,
     dirty_set: HashSet<String>,
-    /// Sent marks written since the last flush: id, fingerprint, end of the window.
-    sent: Vec<(String, Vec<u8>, i64)>,
+    /// Sent marks written since the last flush, by id (a later mark of an id replaces an
+    /// earlier one): fingerprint, end of the window.
+    sent: HashMap<String, (Vec<u8>, i64)>,
 }
 
 /// PostgreSQL text cannot hold NUL: free text (errors, reasons) is stored with U+FFFD instead.
@@ -118,7 +119,7 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
             stored: HashSet::new(),
             dirty: Vec::new(),
             dirty_set: HashSet::new(),
-            sent: Vec::new(),
+            sent: HashMap::new(),
         }
     }
 
@@ -182,13 +183,8 @@ impl<'a, C: GenericClient> PgOutboxTx<'a, C> {
         if self.sent.is_empty() {
             return Ok(());
         }
-        // One row per id (the last mark wins), or the upsert would touch a row twice.
-        let mut last: HashMap<String, (Vec<u8>, i64)> = HashMap::new();
-        for (id, fp, until) in std::mem::take(&mut self.sent) {
-            last.insert(id, (fp, until));
-        }
         let (mut ids, mut fps, mut untils) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, (fp, until)) in last {
+        for (id, (fp, until)) in std::mem::take(&mut self.sent) {
             ids.push(id);
             fps.push(fp);
             untils.push(until);
@@ -473,7 +469,7 @@ impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
     }
 
     fn remember_sent(&mut self, id: &str, fingerprint: Fingerprint, until: Timestamp) -> Result<()> {
-        self.sent.push((id.to_owned(), fingerprint.0.to_vec(), until.0));
+        self.sent.insert(id.to_owned(), (fingerprint.0.to_vec(), until.0));
         Ok(())
     }
 
@@ -488,13 +484,9 @@ impl<C: GenericClient> OutboxTx for PgOutboxTx<'_, C> {
         for r in rows {
             let id: String = r.get(0);
             let fp: Vec<u8> = r.get(1);
-            let fp = <[u8; 16]>::try_from(fp.as_slice()).map_err(|_| {
-                Error::CorruptStore(format!(
-                    "the sent mark of `{}` has a damaged fingerprint",
-                    crate::text::quote(&id)
-                ))
-            })?;
-            found.insert(id, Fingerprint(fp));
+            let fp =
+                Fingerprint::from_column(|| format!("the sent mark of `{}`", crate::text::quote(&id)), &fp)?;
+            found.insert(id, fp);
         }
         Ok(ids.iter().map(|id| found.get(*id).copied()).collect())
     }

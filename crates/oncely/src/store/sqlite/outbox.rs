@@ -255,12 +255,7 @@ impl OutboxTx for SqliteOutboxTx<'_> {
                 let fp: Option<Vec<u8>> =
                     stmt.query_row(params![self.queue, id, now.0], |r| r.get(0)).optional()?;
                 fp.map(|b| {
-                    <[u8; 16]>::try_from(b.as_slice()).map(Fingerprint).map_err(|_| {
-                        Error::CorruptStore(format!(
-                            "the sent mark of `{}` has a damaged fingerprint",
-                            crate::text::quote(id)
-                        ))
-                    })
+                    Fingerprint::from_column(|| format!("the sent mark of `{}`", crate::text::quote(id)), &b)
                 })
                 .transpose()
             })
