@@ -25,7 +25,7 @@ test-rust:
 	$(CARGO) run -q -p oncely --example quickstart
 	$(CARGO) run -q -p oncely --example outbox_quickstart
 	$(CARGO) run -q -p oncely --example inbox_modes -- 300 0.3 11
-	SIM_SEEDS=$${SIM_SEEDS:-10000} $(CARGO) test --release -q -p oncely-sim --test sim
+	SIM_SEEDS=$${SIM_SEEDS:-10000} $(CARGO) test --release -q -p oncely-sim --test sim --test power_cut
 
 ## The deterministic simulator on more seeds (docs/simulation.md): `make sim SEEDS=1000000`.
 ## A failing seed prints the one command that replays it with its schedule.

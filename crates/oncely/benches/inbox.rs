@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use oncely::rusqlite::{Connection, params};
+use oncely::rusqlite::{Connection, OptionalExtension, params};
 use oncely::{
     Begin, Inbox, InboxConfig, InboxStore, MemoryStore, Mode, Request, SqliteConfig, SqliteStore, Synchronous,
 };
@@ -54,6 +54,23 @@ fn main() {
     };
     row("baseline rusqlite INSERT OR IGNORE, 1 txn/op, FULL", base_full, None);
     row("baseline rusqlite INSERT OR IGNORE, 1 txn/op, NORMAL", base_normal, None);
+    // The peer of a begin+finish pair: plain rusqlite writing the claim and the completion as
+    // two transactions (what a hand-written inbox does), and the floor: the very statements
+    // oncely runs for a pair, on its own schema, with no oncely around them.
+    let mut pair_base = [f64::NAN; 2];
+    let mut floor = [f64::NAN; 2];
+    for (i, sync) in ["FULL", "NORMAL"].into_iter().enumerate() {
+        let case = format!("baseline rusqlite claim + completion, 2 txns/pair, {sync}");
+        if wanted(&case) {
+            pair_base[i] = two_transactions(&dir.path().join(format!("pair-{sync}.db")), sync, s.cell);
+        }
+        row(&case, pair_base[i], None);
+        let case = format!("floor: oncely's SQL for a pair, 512 pairs/txn, {sync}");
+        if wanted(&case) {
+            floor[i] = floor_pairs(&dir.path().join(format!("floor-{sync}.db")), sync, s.cell);
+        }
+        row(&case, floor[i], None);
+    }
 
     for conc in [1, 8, 64] {
         let name = format!("memory begin+finish, concurrency {conc}");
@@ -62,20 +79,27 @@ fn main() {
         }
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    for (sync, name, base) in
-        [(Synchronous::Full, "FULL", base_full), (Synchronous::Normal, "NORMAL", base_normal)]
-    {
+    println!();
+    println!("{:<58} {:>14} {:>10} {:>10}", "case", "pairs/s", "vs 2 txns", "vs floor");
+    for (i, (sync, name)) in [(Synchronous::Full, "FULL"), (Synchronous::Normal, "NORMAL")].into_iter().enumerate() {
+        let open = |tag: &str| {
+            let path = dir.path().join(format!("oncely-{name}-{tag}.db"));
+            SqliteStore::open(&path, SqliteConfig { synchronous: sync, ..Default::default() }).unwrap()
+        };
+        // A lone caller on its own thread (a blocking call from Python, Kotlin or Rust).
+        let case = format!("sqlite {name} begin+finish, 1 caller thread");
+        if wanted(&case) {
+            pair_row(&case, lone_thread(open("thread"), s.cell), pair_base[i], floor[i]);
+        }
         for conc in [1, 8, 64] {
-            let case = format!("sqlite {name} begin+finish, concurrency {conc}");
-            if !wanted(&case) {
-                continue;
+            let case = format!("sqlite {name} begin+finish, {conc} async tasks");
+            if wanted(&case) {
+                let store = open(&conc.to_string());
+                pair_row(&case, rt.block_on(tasks(store, conc, s.cell)), pair_base[i], floor[i]);
             }
-            let path = dir.path().join(format!("oncely-{name}-{conc}.db"));
-            let store =
-                SqliteStore::open(&path, SqliteConfig { synchronous: sync, ..Default::default() }).unwrap();
-            row(&case, rt.block_on(tasks(store, conc, s.cell)), Some(base));
         }
     }
+    println!();
     let case = "sqlite duplicate of a recent id (in-memory front), 1 thread";
     if wanted(case) {
         let store = SqliteStore::open(dir.path().join("dup.db"), SqliteConfig::default()).unwrap();
@@ -93,6 +117,10 @@ fn main() {
 fn row(name: &str, ops: f64, base: Option<f64>) {
     let ratio = base.map_or(String::from("-"), |b| format!("{:.1}x", ops / b));
     println!("{name:<58} {ops:>14.0} {ratio:>10}");
+}
+
+fn pair_row(name: &str, pairs: f64, two_txns: f64, floor: f64) {
+    println!("{name:<58} {pairs:>14.0} {:>9.2}x {:>9.2}x", pairs / two_txns, pairs / floor);
 }
 
 fn fmt_dur(d: Duration) -> String {
@@ -123,6 +151,109 @@ fn baseline(path: &std::path::Path, sync: &str, cell: Duration) -> f64 {
             n += 1;
         }
     }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Plain rusqlite: a claim (INSERT) and a completion (UPDATE) per id, each its own transaction.
+fn two_transactions(path: &std::path::Path, sync: &str, cell: Duration) -> f64 {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync};
+         CREATE TABLE processed (id TEXT PRIMARY KEY, done INTEGER NOT NULL, result BLOB) WITHOUT ROWID;"
+    ))
+    .unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < cell {
+        for _ in 0..16 {
+            let id = format!("id-{n}");
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            let claimed = conn
+                .prepare_cached("INSERT OR IGNORE INTO processed (id, done) VALUES (?1, 0)")
+                .unwrap()
+                .execute(params![id])
+                .unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+            assert_eq!(claimed, 1);
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.prepare_cached("UPDATE processed SET done = 1, result = ?2 WHERE id = ?1")
+                .unwrap()
+                .execute(params![id, &b"ok"[..]])
+                .unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+            n += 1;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The floor: the statements oncely's SQLite store runs for a begin+finish pair (read the id's
+/// record, bump the token counter, write the claim; read it again, write the completion; save
+/// the counter), on oncely's own schema, 512 pairs per transaction as a full group commit
+/// carries them — the cost of the SQL alone, with no oncely code around it.
+fn floor_pairs(path: &std::path::Path, sync: &str, cell: Duration) -> f64 {
+    drop(SqliteStore::open(path, SqliteConfig::default()).unwrap()); // creates oncely's schema
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA cache_size = -65536;")).unwrap();
+    let read = "SELECT fingerprint, token, state, lease_until, result, expires_at
+                FROM oncely_inbox WHERE scope = ?1 AND id = ?2";
+    let write = "INSERT INTO oncely_inbox
+         (scope, id, fingerprint, token, state, lease_until, result, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (scope, id) DO UPDATE SET
+           fingerprint = excluded.fingerprint, token = excluded.token, state = excluded.state,
+           lease_until = excluded.lease_until, result = excluded.result, expires_at = excluded.expires_at";
+    let fingerprint = [9u8; 16];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < cell {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut token: i64 =
+            conn.query_row("SELECT value FROM oncely_meta WHERE key = 'last_token'", [], |r| r.get(0)).unwrap();
+        for _ in 0..512 {
+            let id = format!("floor-{n}");
+            let found = |conn: &Connection| {
+                conn.prepare_cached(read).unwrap().query_row(params!["bench", id], |_| Ok(())).optional().unwrap()
+            };
+            let put = |token: i64, state: i64, result: Option<&[u8]>| {
+                conn.prepare_cached(write)
+                    .unwrap()
+                    .execute(params!["bench", id, &fingerprint[..], token, state, 1i64, result, 2i64])
+                    .unwrap();
+            };
+            assert!(found(&conn).is_none());
+            token += 1;
+            put(token, 0, None);
+            assert!(found(&conn).is_some());
+            put(token, 1, Some(&b"ok"[..]));
+            n += 1;
+        }
+        conn.prepare_cached("UPDATE oncely_meta SET value = max(value, ?1) WHERE key = 'last_token'")
+            .unwrap()
+            .execute([token])
+            .unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// One OS thread claiming and finishing fresh ids with blocking calls (no async runtime).
+fn lone_thread(store: SqliteStore, cell: Duration) -> f64 {
+    let inbox = Inbox::open(store, config(Mode::ExactlyOnce).recent_capacity(0)).unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    pollster::block_on(async {
+        while start.elapsed() < cell {
+            for _ in 0..16 {
+                let req = Request::new(format!("lone-{n}")).payload(b"payload");
+                let Begin::Claimed(ticket) = inbox.begin(req).await.unwrap() else {
+                    panic!("fresh ids are claimed")
+                };
+                ticket.finish(b"ok".to_vec()).await.unwrap();
+                n += 1;
+            }
+        }
+    });
     n as f64 / start.elapsed().as_secs_f64()
 }
 

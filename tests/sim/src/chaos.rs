@@ -236,6 +236,15 @@ impl<S: OutboxStore + Clone> OutboxStore for Faulty<S> {
         self.with_faults("outbox step", self.inner.transact(queue, work)).await
     }
 
+    async fn transact_with<R: Send + 'static>(
+        &self,
+        queue: &str,
+        durability: oncely::records::Durability,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.with_faults("outbox step", self.inner.transact_with(queue, durability, work)).await
+    }
+
     fn queue_names(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
         self.inner.queue_names()
     }

@@ -56,6 +56,8 @@ struct Held {
     until: Timestamp,
     open: bool,
     finished_at: Option<Timestamp>,
+    /// Its node lost power while it was held: it ended there at the latest.
+    cut: bool,
 }
 
 /// Records a lease or claim granted at `now`, and answers the token of an earlier one that was
@@ -66,7 +68,7 @@ fn grant(held: &mut Vec<Held>, token: u64, now: Timestamp, until: Timestamp) -> 
     for h in held.iter_mut() {
         h.open = false;
     }
-    held.push(Held { token, at: now, until, open: true, finished_at: None });
+    held.push(Held { token, at: now, until, open: true, finished_at: None, cut: false });
     live
 }
 
@@ -137,6 +139,19 @@ impl Oracle {
         self.stale(ok, id, token, newest);
         if ok && ack {
             self.acked.insert(id.to_owned());
+        }
+    }
+
+    /// A node lost power: every lease (`sender`) or claim (receiver) held there ends
+    /// with it. Its holder died with the machine, and the store may have lost the grant itself —
+    /// a claim or lease commits without an fsync, since losing one only ends it early, as its
+    /// expiry would (docs/semantics.md, "Durability per operation"). At-most-once grants are
+    /// durable marks and still count: leasing one again is caught as before.
+    pub fn power_cut(&mut self, sender: bool) {
+        let held = if sender { &mut self.leases } else { &mut self.claims };
+        for h in held.values_mut().flatten() {
+            h.open = false;
+            h.cut = true;
         }
     }
 
@@ -212,7 +227,8 @@ impl Oracle {
     }
 
     /// The plain exactly-once inbox runs an effect again only once the earlier claim's lease
-    /// ran out unfinished: "at most once per lease expiry". Judged on the first claim of the id
+    /// ran out unfinished, or ended with its machine in a power cut: "at most once per lease
+    /// expiry". Judged on the first claim of the id
     /// after the earlier effect's claim (the store granted it, by its clock at that moment).
     fn duplicates_only_after_lease_expiry(&mut self) {
         let mut found = Vec::new();
@@ -224,7 +240,7 @@ impl Oracle {
             for pair in tokens.windows(2) {
                 let Some(first) = claims.iter().find(|h| h.token == pair[0]) else { continue };
                 let Some(next) = claims.iter().find(|h| h.token > pair[0]) else { continue };
-                if next.at < first.until {
+                if next.at < first.until && !first.cut {
                     found.push(format!(
                         "{id}: token {} claimed at {} within token {}'s lease (until {}), whose effect ran; token {} ran it again",
                         next.token, next.at.0, first.token, first.until.0, pair[1]

@@ -29,6 +29,9 @@ struct File {
     durable: Vec<u8>,
     /// Whether `data` differs from `durable`.
     dirty: bool,
+    /// How many times SQLite synced this file (`xSync`), counted for tests of how many fsyncs
+    /// an operation costs.
+    syncs: u64,
     /// Which handle holds RESERVED, PENDING, EXCLUSIVE; how many hold SHARED.
     shared: u32,
     reserved: Option<u64>,
@@ -195,6 +198,7 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_in
 unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, _flags: c_int) -> c_int {
     unsafe {
         change_file(file, |_, f| {
+            f.syncs += 1;
             if f.dirty {
                 f.durable.clone_from(&f.data);
                 f.dirty = false;
@@ -608,6 +612,14 @@ pub fn write_back(node: &str) {
             f.dirty = false;
         }
     }
+}
+
+/// How many syncs SQLite asked for on the node's files so far.
+pub fn syncs(node: &str) -> u64 {
+    let prefix = format!("{node}/");
+    disk().as_ref().map_or(0, |d| {
+        d.files.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(_, f)| f.syncs).sum()
+    })
 }
 
 /// Forgets every file of the node (at the end of a run, once its handles are closed).

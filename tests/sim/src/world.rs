@@ -322,6 +322,10 @@ impl<S: SimStore> World<S> {
     fn start(&mut self, node: Node) {
         if let (Some(power), Some(disk)) = (self.host(node).reboot.take(), self.host(node).disk.clone()) {
             let lost = crate::vfs::restart(&disk, power);
+            if power {
+                // The machine rebooted: what the store tells a new boot by.
+                oncely::store::simulate_reboot();
+            }
             if power && lost > 0 {
                 self.lost_power = true;
                 self.note(|| format!("{node:?}: {lost} files lost their unsynced writes"));
@@ -363,6 +367,9 @@ impl<S: SimStore> World<S> {
             return;
         }
         self.note(|| format!("{node:?} {}", if power { "LOSES POWER" } else { "CRASHES" }));
+        if power {
+            self.oracle.power_cut(node == Node::Sender);
+        }
         let disk = self.host(node).disk.clone();
         if let Some(disk) = &disk {
             crate::vfs::crash(disk);

@@ -31,6 +31,7 @@ pub use rules::{Cancelled, Enqueued, Ordering, PoisonPolicy, Settle, SettleField
 use crate::clock::{SharedClock, SystemClock, Timestamp, require_positive};
 use crate::error::{Error, Result};
 use crate::message::validate_id;
+use crate::records::Durability;
 use crate::store::OutboxStore;
 use budget::BudgetState;
 use rules::Rules;
@@ -149,16 +150,26 @@ impl<S: OutboxStore> Outbox<S> {
         }
     }
 
-    /// Runs one rule inside the store's atomic step and publishes its events once committed.
+    /// Runs one rule inside the store's atomic step, durable, and publishes its events once
+    /// committed.
     async fn run<R: Send + 'static>(
         &self,
+        work: impl FnOnce(&mut dyn crate::store::OutboxTx, &Rules, &mut Vec<Event>) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.run_with(Durability::Durable, work).await
+    }
+
+    /// [`Outbox::run`] with a commit that needs to reach only `durability`.
+    async fn run_with<R: Send + 'static>(
+        &self,
+        durability: Durability,
         work: impl FnOnce(&mut dyn crate::store::OutboxTx, &Rules, &mut Vec<Event>) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let rules = self.inner.rules.clone();
         let (result, events) = self
             .inner
             .store
-            .transact(&self.inner.config.queue, move |tx| {
+            .transact_with(&self.inner.config.queue, durability, move |tx| {
                 let mut events = Vec::new();
                 let r = work(tx, &rules, &mut events)?;
                 count(tx, &events)?;
@@ -235,10 +246,14 @@ impl<S: OutboxStore> Outbox<S> {
         let now = self.now();
         let lease = self.inner.config.lease;
         let allowed = self.inner.budget.as_ref().map_or(usize::MAX, |b| b.lock().reserve(now));
+        // Leasing is an attempt mark of the outbox's mode (each message's own mode raises it
+        // inside the step); settles add what each needs.
+        let leasing = if max == 0 { Durability::Visible } else { Durability::of_attempt(self.inner.config.mode) };
+        let durability = items.iter().fold(leasing, |d, (_, how)| d.and(how.durability()));
         let work: Vec<(String, u64, Settle)> =
             items.iter().map(|(d, how)| (d.record.message.id.clone(), d.token, how.clone())).collect();
         let done = self
-            .run(move |tx, rules, events| {
+            .run_with(durability, move |tx, rules, events| {
                 let ids: Vec<&str> = work.iter().map(|(id, _, _)| id.as_str()).collect();
                 tx.prefetch(&ids)?;
                 let mut answers = Vec::with_capacity(work.len());
@@ -293,7 +308,8 @@ impl<S: OutboxStore> Outbox<S> {
         check_settle(&how)?;
         let now = self.now();
         let id = id.to_owned();
-        self.run(move |tx, rules, events| rules::settle(tx, &id, token, how, rules, now, events)).await
+        self.run_with(how.durability(), move |tx, rules, events| rules::settle(tx, &id, token, how, rules, now, events))
+            .await
     }
 
     /// Settles many deliveries in one store step (one commit). Each gets its own answer: a stale

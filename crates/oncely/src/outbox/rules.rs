@@ -11,7 +11,7 @@ use crate::fingerprint::Fingerprint;
 use crate::message::Message;
 use crate::mode::Mode;
 use crate::outbox::{Event, EventKind};
-use crate::records::{MessageState, OutboxRecord};
+use crate::records::{Durability, MessageState, OutboxRecord};
 use crate::store::OutboxTx;
 
 /// What happens to a message whose retries are exhausted (or that failed permanently) when the
@@ -141,6 +141,16 @@ pub struct SettleFields {
 }
 
 impl Settle {
+    /// How far this settle's commit must reach (see [`Durability`]): extending or releasing a
+    /// lease needs only to be visible — lost in a power cut, the lease simply runs out, as it
+    /// may anyway; every other settle ends or reschedules an attempt and is durable.
+    pub fn durability(&self) -> Durability {
+        match self {
+            Settle::Extend { .. } | Settle::Release => Durability::Visible,
+            Settle::Ack | Settle::Retry { .. } | Settle::Snooze { .. } | Settle::Fail { .. } => Durability::Durable,
+        }
+    }
+
     /// The stable names of the settle actions, as every binding spells them.
     pub const ACTIONS: [&'static str; 6] = ["ack", "retry", "snooze", "fail", "extend", "release"];
 
@@ -434,6 +444,9 @@ pub(crate) fn lease(
         // happens next (failure, crash, lease running out), the message is never delivered
         // again. It still holds its key (FIFO) until it is settled or its lease runs out.
         rec.state = MessageState::Leased { token, lease_until: now.after(lease) };
+        if Durability::of_attempt(rec.mode_or(rules.mode)) == Durability::Durable {
+            tx.require_durable(); // the at-most-once mark must be on disk before the attempt
+        }
         tx.update(rec)?;
         event(events, &rec.message.id, now, EventKind::Leased { attempt: rec.message.attempts });
     }

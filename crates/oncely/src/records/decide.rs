@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::fingerprint::Fingerprint;
 use crate::mode::Mode;
+use crate::records::durability::Durability;
 use crate::records::inbox::{CachePolicy, InboxRecord, RecordState, Status, StoredOutcome};
 
 /// One operation on one id, as a store receives it.
@@ -84,6 +85,18 @@ pub enum InboxOp {
 }
 
 impl InboxOp {
+    /// How far the commit of this operation must reach (see [`Durability`]): a claim,
+    /// a lease extension or a release needs only to be visible — losing one in a power cut
+    /// leaves a claim that ran out, or no claim — except an at-most-once claim, the mark that
+    /// must be on disk before its effect runs; an outcome (finish, fail) must be durable.
+    pub fn durability(&self) -> Durability {
+        match self {
+            InboxOp::Begin { mode, .. } => Durability::of_attempt(*mode),
+            InboxOp::Extend { .. } | InboxOp::Release { .. } => Durability::Visible,
+            InboxOp::Finish { .. } | InboxOp::Fail { .. } => Durability::Durable,
+        }
+    }
+
     /// The id the operation is about.
     pub fn id(&self) -> &str {
         match self {

@@ -5,11 +5,13 @@
 //! `crate::outbox`.
 
 mod decide;
+mod durability;
 pub mod inbox;
 pub mod outbox;
 
 pub(crate) use decide::decide_with;
 pub use decide::{InboxOp, OpAnswer, Write, decide};
+pub use durability::Durability;
 pub use inbox::{CachePolicy, InboxRecord, RecordState, Status, StoredOutcome};
 pub use outbox::{
     MessageState, OutboxRecord, QueueCounts, QueueStats, limit_columns, limits_from_columns, mode_column,

@@ -170,6 +170,15 @@ impl OutboxStore for AnyStore {
         dispatch!(self, s => s.transact(queue, work).await)
     }
 
+    async fn transact_with<R: Send + 'static>(
+        &self,
+        queue: &str,
+        durability: crate::records::Durability,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        dispatch!(self, s => s.transact_with(queue, durability, work).await)
+    }
+
     async fn queue_names(&self) -> Result<Vec<String>> {
         dispatch!(self, s => s.queue_names().await)
     }

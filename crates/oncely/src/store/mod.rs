@@ -22,6 +22,8 @@ pub use any::AnyStore;
 pub use self::postgres::{PostgresConfig, PostgresStore};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
+#[doc(hidden)]
+pub use sqlite::simulate_reboot;
 
 /// A durable (or, for [`MemoryStore`], process-lifetime) home for inbox records.
 ///
@@ -168,6 +170,11 @@ pub trait OutboxTx {
         Ok(())
     }
 
+    /// Says that this step must be durable (see [`crate::records::Durability`]) whatever its
+    /// caller asked for: the step wrote something — an at-most-once attempt mark — that must be
+    /// on disk before anyone is answered. Stores that make every step durable ignore it.
+    fn require_durable(&mut self) {}
+
     /// `n` fencing tokens, as [`OutboxTx::next_token`] gives each.
     fn next_tokens(&mut self, n: usize) -> Result<Vec<u64>> {
         (0..n).map(|_| self.next_token()).collect()
@@ -190,6 +197,19 @@ pub trait OutboxStore: Send + Sync + 'static {
         work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
     ) -> impl Future<Output = Result<R>> + Send;
 
+    /// [`OutboxStore::transact`], where the step's commit needs to reach only `durability`
+    /// (the step may still raise it with [`OutboxTx::require_durable`]). A store that cannot
+    /// tell the levels apart makes every step durable, which is what this default does.
+    fn transact_with<R: Send + 'static>(
+        &self,
+        queue: &str,
+        durability: crate::records::Durability,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> impl Future<Output = Result<R>> + Send {
+        let _ = durability;
+        self.transact(queue, work)
+    }
+
     /// The names of the queues holding at least one message (in any state), sorted.
     fn queue_names(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 
@@ -209,6 +229,15 @@ impl<S: OutboxStore> OutboxStore for std::sync::Arc<S> {
         work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
     ) -> impl Future<Output = Result<R>> + Send {
         (**self).transact(queue, work)
+    }
+
+    fn transact_with<R: Send + 'static>(
+        &self,
+        queue: &str,
+        durability: crate::records::Durability,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> impl Future<Output = Result<R>> + Send {
+        (**self).transact_with(queue, durability, work)
     }
 
     fn queue_names(&self) -> impl Future<Output = Result<Vec<String>>> + Send {

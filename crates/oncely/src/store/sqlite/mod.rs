@@ -1,5 +1,6 @@
 //! The embedded default store: one SQLite file (or `:memory:`), WAL, group commit.
 
+mod boot;
 mod checkpoint;
 mod counters;
 pub(crate) mod outbox;
@@ -13,11 +14,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use boot::simulate_reboot;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::records::{InboxOp, InboxRecord, OpAnswer, Write, decide_with};
+use crate::records::{Durability, InboxOp, InboxRecord, OpAnswer, Write, decide_with};
 use crate::store::InboxStore;
 pub(crate) use writer::Batch;
 use writer::Writer;
@@ -134,7 +136,7 @@ impl SqliteStore {
         if !in_memory && config.synchronous == Synchronous::Normal {
             checkpoint::start(&mut conn, &path, config.busy_timeout)?;
         }
-        let (writer, thread) = Writer::start(conn, config.max_batch)?;
+        let (writer, thread) = Writer::start(conn, config.synchronous, config.max_batch)?;
         Ok(SqliteStore { shared: Arc::new(Shared { writer: Some(writer), thread: Some(thread), path }) })
     }
 
@@ -232,23 +234,28 @@ pub(crate) fn apply_op(batch: &mut Batch<'_>, scope: &str, now: Timestamp, op: &
 impl InboxStore for SqliteStore {
     async fn apply(&self, scope: &str, now: Timestamp, ops: Vec<InboxOp>) -> Result<Vec<OpAnswer>> {
         let scope = scope.to_owned();
-        self.writer()?.run(move |batch| ops.iter().map(|op| apply_op(batch, &scope, now, op)).collect()).await
+        let durability = ops.iter().fold(Durability::Visible, |d, op| d.and(op.durability()));
+        self.writer()?
+            .run(durability, move |batch| ops.iter().map(|op| apply_op(batch, &scope, now, op)).collect())
+            .await
     }
 
     async fn apply_one(&self, scope: &str, now: Timestamp, op: InboxOp) -> Result<OpAnswer> {
         let scope = scope.to_owned();
-        self.writer()?.run_single_write(move |batch| apply_op(batch, &scope, now, &op)).await
+        self.writer()?.run_single_write(op.durability(), move |batch| apply_op(batch, &scope, now, &op)).await
     }
 
     async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
         let (scope, id) = (scope.to_owned(), id.to_owned());
-        self.writer()?.run_single_write(move |batch| read_record(batch.conn, &scope, &id)).await
+        self.writer()?
+            .run_single_write(Durability::Visible, move |batch| read_record(batch.conn, &scope, &id))
+            .await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.writer()?
-            .run(move |batch| {
+            .run(Durability::Durable, move |batch| {
                 let n = batch
                     .conn
                     .prepare_cached(

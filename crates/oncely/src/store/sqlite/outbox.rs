@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::message::Message;
 use crate::records::{
-    MessageState, OutboxRecord, QueueCounts, QueueStats, limit_columns, limits_from_columns, mode_column,
+    Durability,    MessageState, OutboxRecord, QueueCounts, QueueStats, limit_columns, limits_from_columns, mode_column,
     mode_from_column,
 };
 use crate::store::sqlite::SqliteStore;
@@ -25,6 +25,8 @@ pub(crate) struct SqliteOutboxTx<'a> {
     pub conn: &'a Connection,
     pub counters: &'a mut Counters,
     pub queue: &'a str,
+    /// Raised when the step wrote something that must be durable whatever was declared.
+    pub must_sync: &'a mut bool,
 }
 
 /// A row as read: the record, and the columns still to decode (headers, mode, attempt limit,
@@ -280,6 +282,10 @@ impl OutboxTx for SqliteOutboxTx<'_> {
     fn next_seq(&mut self) -> Result<u64> {
         self.counters.next_seq(self.conn)
     }
+
+    fn require_durable(&mut self) {
+        *self.must_sync = true;
+    }
 }
 
 impl OutboxStore for SqliteStore {
@@ -288,19 +294,27 @@ impl OutboxStore for SqliteStore {
         queue: &str,
         work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
     ) -> Result<R> {
+        self.transact_with(queue, Durability::Durable, work).await
+    }
+
+    async fn transact_with<R: Send + 'static>(
+        &self,
+        queue: &str,
+        durability: Durability,
+        work: impl FnOnce(&mut dyn OutboxTx) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
         let queue = queue.to_owned();
         self.writer()?
-            .run(move |batch| {
-                let mut tx =
-                    SqliteOutboxTx { conn: batch.conn, counters: &mut batch.counters, queue: &queue };
-                work(&mut tx)
+            .run(durability, move |batch| {
+                let (conn, counters, must_sync) = batch.parts();
+                work(&mut SqliteOutboxTx { conn, counters, queue: &queue, must_sync })
             })
             .await
     }
 
     async fn queue_names(&self) -> Result<Vec<String>> {
         self.writer()?
-            .run_single_write(|batch| {
+            .run_single_write(Durability::Visible, |batch| {
                 let mut stmt =
                     batch.conn.prepare_cached("SELECT DISTINCT queue FROM oncely_outbox ORDER BY queue")?;
                 let names =
@@ -320,7 +334,9 @@ pub(crate) fn step_on<R>(
     work: impl FnOnce(&mut dyn OutboxTx) -> Result<R>,
 ) -> Result<R> {
     let mut counters = Counters::default();
-    let out = work(&mut SqliteOutboxTx { conn, counters: &mut counters, queue })?;
+    // The transaction it runs in is committed durably by whoever owns it.
+    let mut must_sync = true;
+    let out = work(&mut SqliteOutboxTx { conn, counters: &mut counters, queue, must_sync: &mut must_sync })?;
     counters.save(conn)?;
     Ok(out)
 }

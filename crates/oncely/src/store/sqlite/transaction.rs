@@ -11,7 +11,7 @@ use rusqlite::{Connection, params_from_iter};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::records::{InboxOp, OpAnswer};
+use crate::records::{Durability, InboxOp, OpAnswer};
 use crate::sql::{SqlTx, SqlValue, StoreTx, TransactionalStore};
 use crate::store::sqlite::outbox::step_on;
 use crate::store::sqlite::{Batch, SqliteStore, apply_op};
@@ -150,6 +150,6 @@ impl TransactionalStore for SqliteStore {
         job: impl FnOnce(&mut dyn StoreTx) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let identity = self.identity();
-        self.writer()?.run(move |batch| job(&mut SqliteTx { batch, identity: &identity })).await
+        self.writer()?.run(Durability::Durable, move |batch| job(&mut SqliteTx { batch, identity: &identity })).await
     }
 }
