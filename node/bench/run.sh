@@ -31,23 +31,34 @@ if ! command -v redis-server >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 stop() {
-    if [ -s "$work/redis.pid" ]; then
-        local pid
-        pid="$(cat "$work/redis.pid")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
+    for name in redis redis-aof; do
+        if [ -s "$work/$name.pid" ]; then
+            local pid
+            pid="$(cat "$work/$name.pid")"
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        fi
+    done
     rm -rf "$work"
 }
 trap stop EXIT
+# Two servers: one without persistence (BullMQ's fastest), and one with the append-only file
+# synced every second (`appendfsync everysec`, Redis's recommended durable setting), so that
+# BullMQ is also measured at a durability closer to SQLite's.
+aof_port=$((port + 1))
+mkdir -p "$work/aof"
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
     --pidfile "$work/redis.pid" --dir "$work" --logfile "$work/redis.log"
-for _ in $(seq 50); do
-    if [ -s "$work/redis.pid" ] && redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
-        break
-    fi
-    sleep 0.1
+redis-server --port "$aof_port" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec \
+    --daemonize yes --pidfile "$work/redis-aof.pid" --dir "$work/aof" --logfile "$work/redis-aof.log"
+for p in "$port" "$aof_port"; do
+    for _ in $(seq 50); do
+        if redis-cli -h 127.0.0.1 -p "$p" ping >/dev/null 2>&1; then
+            break
+        fi
+        sleep 0.1
+    done
 done
 
 echo "== peer benchmark" >&2
-node "$here/run.js" --redis-port "$port" "$@"
+node "$here/run.js" --redis-port "$port" --redis-aof-port "$aof_port" "$@"

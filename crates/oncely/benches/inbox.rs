@@ -189,8 +189,9 @@ fn two_transactions(path: &std::path::Path, sync: &str, cell: Duration) -> f64 {
 
 /// The floor: the statements oncely's SQLite store runs for a begin+finish pair (read the id's
 /// record, bump the token counter, write the claim; read it again, write the completion; save
-/// the counter), on oncely's own schema, 512 pairs per transaction as a full group commit
-/// carries them — the cost of the SQL alone, with no oncely code around it.
+/// the counter), on oncely's own schema, for the ids the 64-task cells use (`{task}-{n}`, so
+/// each commit touches as many index pages as theirs do), 512 pairs per transaction — the cost of
+/// the SQL alone, with no oncely code around it.
 fn floor_pairs(path: &std::path::Path, sync: &str, cell: Duration) -> f64 {
     drop(SqliteStore::open(path, SqliteConfig::default()).unwrap()); // creates oncely's schema
     let conn = Connection::open(path).unwrap();
@@ -211,7 +212,7 @@ fn floor_pairs(path: &std::path::Path, sync: &str, cell: Duration) -> f64 {
         let mut token: i64 =
             conn.query_row("SELECT value FROM oncely_meta WHERE key = 'last_token'", [], |r| r.get(0)).unwrap();
         for _ in 0..512 {
-            let id = format!("floor-{n}");
+            let id = format!("{}-{}", n % 64, n / 64);
             let found = |conn: &Connection| {
                 conn.prepare_cached(read).unwrap().query_row(params!["bench", id], |_| Ok(())).optional().unwrap()
             };
