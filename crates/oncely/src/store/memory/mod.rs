@@ -52,6 +52,9 @@ struct Slot {
     expires_at: i64,
     lease_until: i64,
     fingerprint: [u8; 16],
+    /// The id's hash within its table ([`IdHash::table`]): kept so that growing the table and
+    /// probing it never read the id's bytes, except to confirm a match.
+    hash: u32,
     id_len: u16,
     /// Low nibble: 0 in progress, else a `Status` code; plus the HAS_* bits. A free slot has
     /// an empty `data`.
@@ -79,7 +82,7 @@ impl Slot {
         }
     }
 
-    fn new(id: &str, rec: &InboxRecord) -> Slot {
+    fn new(id: &str, hash: u32, rec: &InboxRecord) -> Slot {
         let mut flags = 0;
         let (lease_until, result) = match &rec.state {
             RecordState::InProgress { lease_until } => (lease_until.0, None),
@@ -106,6 +109,7 @@ impl Slot {
             expires_at: rec.expires_at.0,
             lease_until,
             fingerprint: rec.fingerprint.map_or([0; 16], |f| f.0),
+            hash,
             // Ids are validated to at most 512 bytes before they reach a store.
             id_len: u16::try_from(id.len()).unwrap_or(u16::MAX),
             flags,
@@ -144,26 +148,30 @@ impl MemoryStore {
         self.tokens.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn shard_of(&self, hash: u64) -> &Mutex<Shard> {
-        &self.shards[(hash >> 60) as usize % SHARDS]
+    fn hash_of(&self, id: &str) -> IdHash {
+        IdHash(self.hasher.hash_one(id.as_bytes()))
+    }
+
+    fn shard_of(&self, hash: IdHash) -> &Mutex<Shard> {
+        &self.shards[hash.shard()]
     }
 
     fn apply_sync(&self, scope: &str, now: Timestamp, op: &InboxOp) -> OpAnswer {
         let id = op.id();
-        let hash = self.hasher.hash_one(id.as_bytes());
+        let hash = self.hash_of(id);
         let mut shard = self.shard_of(hash).lock();
         let table = match shard.scopes.get_mut(scope) {
             Some(t) => t,
             None => shard.scopes.entry(scope.into()).or_default(),
         };
-        let found = table.index.find(hash, |&i| table.slots[i as usize].id() == id.as_bytes()).copied();
+        let found = table.find(hash.table(), id);
         let existing = found.map(|i| table.slots[i as usize].record());
         let (write, answer) = decide(op, existing.as_ref(), now, &mut || self.next_token());
         match (write, found) {
             (Write::Keep, _) => {}
-            (Write::Put(rec), Some(i)) => table.slots[i as usize] = Slot::new(id, &rec),
+            (Write::Put(rec), Some(i)) => table.slots[i as usize] = Slot::new(id, hash.table(), &rec),
             (Write::Put(rec), None) => {
-                let slot = Slot::new(id, &rec);
+                let slot = Slot::new(id, hash.table(), &rec);
                 let i = match table.free.pop() {
                     Some(i) => {
                         table.slots[i as usize] = slot;
@@ -174,18 +182,51 @@ impl MemoryStore {
                         (table.slots.len() - 1) as u32
                     }
                 };
-                let (slots, hasher) = (&table.slots, &self.hasher);
-                table.index.insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].id()));
+                let slots = &table.slots;
+                table.index.insert_unique(widen(hash.table()), i, |&j| widen(slots[j as usize].hash));
             }
-            (Write::Delete, Some(i)) => table.remove(hash, i),
+            (Write::Delete, Some(i)) => table.remove(i),
             (Write::Delete, None) => {}
         }
         answer
     }
 }
 
+/// The hash of an id. Its low bits choose the shard; its high 32 bits are the id's hash within
+/// the shard's table, so the two are independent (a table whose hashes all shared their top
+/// bits would match many slots on every probe).
+#[derive(Clone, Copy)]
+struct IdHash(u64);
+
+impl IdHash {
+    fn shard(self) -> usize {
+        self.0 as usize % SHARDS
+    }
+
+    fn table(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// A slot's 32-bit table hash as the 64 bits the index wants: the low bits (the bucket) are the
+/// hash's own, the top bits (the probe's tag) a mix of all of them.
+fn widen(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl Table {
-    fn remove(&mut self, hash: u64, i: u32) {
+    /// The slot holding `id`, whose table hash is `hash`.
+    fn find(&self, hash: u32, id: &str) -> Option<u32> {
+        self.index
+            .find(widen(hash), |&i| {
+                let slot = &self.slots[i as usize];
+                slot.hash == hash && slot.id() == id.as_bytes()
+            })
+            .copied()
+    }
+
+    fn remove(&mut self, i: u32) {
+        let hash = widen(self.slots[i as usize].hash);
         if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
             entry.remove();
         }
@@ -195,6 +236,7 @@ impl Table {
             expires_at: 0,
             lease_until: 0,
             fingerprint: [0; 16],
+            hash: 0,
             id_len: 0,
             flags: 0,
         };
@@ -213,14 +255,14 @@ impl InboxStore for MemoryStore {
         Ok(self.apply_sync(scope, now, &op))
     }
 
+    async fn apply_ref(&self, scope: &str, now: Timestamp, op: &InboxOp) -> Result<OpAnswer> {
+        Ok(self.apply_sync(scope, now, op))
+    }
+
     async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
-        let hash = self.hasher.hash_one(id.as_bytes());
+        let hash = self.hash_of(id);
         let shard = self.shard_of(hash).lock();
-        Ok(shard.scopes.get(scope).and_then(|t| {
-            t.index
-                .find(hash, |&i| t.slots[i as usize].id() == id.as_bytes())
-                .map(|&i| t.slots[i as usize].record())
-        }))
+        Ok(shard.scopes.get(scope).and_then(|t| t.find(hash.table(), id).map(|i| t.slots[i as usize].record())))
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
@@ -236,8 +278,7 @@ impl InboxStore for MemoryStore {
                     .take(limit.saturating_sub(purged as usize))
                     .collect();
                 for i in expired {
-                    let hash = self.hasher.hash_one(table.slots[i as usize].id());
-                    table.remove(hash, i);
+                    table.remove(i);
                     purged += 1;
                 }
             }
