@@ -1,12 +1,13 @@
 //! The in-memory store: for tests, at-most-once use, and as the reference for the others.
 //!
 //! Records live in compact slots (id and result bytes in one allocation) indexed by a hash table
-//! of slot numbers, spread over shards so that concurrent callers rarely contend.
+//! of slot numbers (`index.rs`: a probe and its insert touch one cache line), spread over shards
+//! so that concurrent callers rarely contend.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
 use parking_lot::Mutex;
 
 use crate::clock::Timestamp;
@@ -15,7 +16,10 @@ use crate::fingerprint::Fingerprint;
 use crate::records::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
 use crate::store::InboxStore;
 
+mod index;
 mod outbox;
+
+use index::{Entry, Index};
 
 const SHARDS: usize = 16;
 
@@ -35,7 +39,7 @@ struct Shard {
 
 #[derive(Default)]
 struct Table {
-    index: HashTable<u32>,
+    index: Index,
     slots: Vec<Slot>,
     free: Vec<u32>,
 }
@@ -64,6 +68,11 @@ struct Slot {
 impl Slot {
     fn id(&self) -> &[u8] {
         &self.data[..self.id_len as usize]
+    }
+
+    /// Whether this slot holds `id`, whose table hash is `hash`.
+    fn is(&self, hash: u32, id: &str) -> bool {
+        self.hash == hash && self.id() == id.as_bytes()
     }
 
     fn record(&self) -> InboxRecord {
@@ -164,29 +173,37 @@ impl MemoryStore {
             Some(t) => t,
             None => shard.scopes.entry(scope.into()).or_default(),
         };
-        let found = table.find(hash.table(), id);
-        let existing = found.map(|i| table.slots[i as usize].record());
+        // One probe finds the id's slot or the place its index entry goes.
+        let Table { index, slots, free } = table;
+        let h = hash.table();
+        let entry = index.entry(widen(h), |i| slots[i as usize].is(h, id), |j| widen(slots[j as usize].hash));
+        let existing = match entry {
+            Entry::Occupied(_, i) => Some(slots[i as usize].record()),
+            Entry::Vacant(_) => None,
+        };
         let (write, answer) = decide(op, existing.as_ref(), now, &mut || self.next_token());
-        match (write, found) {
+        match (write, entry) {
             (Write::Keep, _) => {}
-            (Write::Put(rec), Some(i)) => table.slots[i as usize] = Slot::new(id, hash.table(), &rec),
-            (Write::Put(rec), None) => {
-                let slot = Slot::new(id, hash.table(), &rec);
-                let i = match table.free.pop() {
+            (Write::Put(rec), Entry::Occupied(_, i)) => slots[i as usize] = Slot::new(id, h, &rec),
+            (Write::Put(rec), Entry::Vacant(pos)) => {
+                let slot = Slot::new(id, h, &rec);
+                let i = match free.pop() {
                     Some(i) => {
-                        table.slots[i as usize] = slot;
+                        slots[i as usize] = slot;
                         i
                     }
                     None => {
-                        table.slots.push(slot);
-                        (table.slots.len() - 1) as u32
+                        slots.push(slot);
+                        (slots.len() - 1) as u32
                     }
                 };
-                let slots = &table.slots;
-                table.index.insert_unique(widen(hash.table()), i, |&j| widen(slots[j as usize].hash));
+                index.insert(pos, widen(h), i);
             }
-            (Write::Delete, Some(i)) => table.remove(i),
-            (Write::Delete, None) => {}
+            (Write::Delete, Entry::Occupied(pos, i)) => {
+                index.remove_at(pos);
+                Table::free_slot(slots, free, i);
+            }
+            (Write::Delete, Entry::Vacant(_)) => {}
         }
         answer
     }
@@ -218,19 +235,17 @@ impl Table {
     /// The slot holding `id`, whose table hash is `hash`.
     fn find(&self, hash: u32, id: &str) -> Option<u32> {
         self.index
-            .find(widen(hash), |&i| {
-                let slot = &self.slots[i as usize];
-                slot.hash == hash && slot.id() == id.as_bytes()
-            })
-            .copied()
+            .find(widen(hash), |i| self.slots[i as usize].is(hash, id))
     }
 
     fn remove(&mut self, i: u32) {
-        let hash = widen(self.slots[i as usize].hash);
-        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
-            entry.remove();
-        }
-        self.slots[i as usize] = Slot {
+        self.index.remove(widen(self.slots[i as usize].hash), i);
+        Table::free_slot(&mut self.slots, &mut self.free, i);
+    }
+
+    /// Empties slot `i` (already out of the index) for reuse.
+    fn free_slot(slots: &mut [Slot], free: &mut Vec<u32>, i: u32) {
+        slots[i as usize] = Slot {
             data: Box::default(),
             token: 0,
             expires_at: 0,
@@ -240,7 +255,7 @@ impl Table {
             id_len: 0,
             flags: 0,
         };
-        self.free.push(i);
+        free.push(i);
     }
 }
 
