@@ -11,16 +11,71 @@
 const LANES: usize = 12;
 const EMPTY: u8 = 0;
 const DELETED: u8 = 1;
+/// The tag of the four bytes after the last lane's (they fill the line, and let a group's tags
+/// be compared 16 at a time); never a lane's tag.
+const PAD: u8 = 2;
 
-/// One cache line: `LANES` tags, then `LANES` slot numbers.
+/// One cache line: `LANES` tags (and padding), then `LANES` slot numbers.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Group {
-    tags: [u8; LANES],
+    tags: [u8; 16],
     slots: [u32; LANES],
 }
 
-const EMPTY_GROUP: Group = Group { tags: [EMPTY; LANES], slots: [0; LANES] };
+const EMPTY_GROUP: Group = Group {
+    tags: [EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, PAD, PAD, PAD, PAD],
+    slots: [0; LANES],
+};
+
+impl Group {
+    /// The lanes whose tag passes `test`, as bits (written to compile to one vector compare).
+    #[inline(always)]
+    fn lanes(&self, test: impl Fn(u8) -> bool) -> Lanes {
+        let mut bits = 0u16;
+        for (i, &t) in self.tags.iter().enumerate() {
+            bits |= u16::from(test(t)) << i;
+        }
+        Lanes(bits & ((1 << LANES) - 1))
+    }
+
+    fn with_tag(&self, tag: u8) -> Lanes {
+        self.lanes(|t| t == tag)
+    }
+
+    fn empty(&self) -> Lanes {
+        self.lanes(|t| t == EMPTY)
+    }
+
+    /// Empty or deleted.
+    fn free(&self) -> Lanes {
+        self.lanes(|t| t <= DELETED)
+    }
+}
+
+/// A set of lanes of one group.
+#[derive(Clone, Copy)]
+struct Lanes(u16);
+
+impl Lanes {
+    fn any(self) -> bool {
+        self.0 != 0
+    }
+
+    fn first(self) -> Option<usize> {
+        self.any().then(|| self.0.trailing_zeros() as usize)
+    }
+}
+
+impl Iterator for Lanes {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let lane = self.first()?;
+        self.0 &= self.0 - 1;
+        Some(lane)
+    }
+}
 
 /// Where an entry is, or goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,9 +101,9 @@ pub(super) struct Index {
     growth_left: usize,
 }
 
-/// The tag of a hash: never EMPTY or DELETED.
+/// The tag of a hash: never EMPTY, DELETED or PAD.
 fn tag(hash: u64) -> u8 {
-    ((hash >> 56) as u8).max(DELETED + 1)
+    ((hash >> 56) as u8).max(PAD + 1)
 }
 
 impl Index {
@@ -78,12 +133,10 @@ impl Index {
         let tag = tag(hash);
         for g in self.probe(hash) {
             let group = &self.groups[g];
-            for lane in 0..LANES {
-                if group.tags[lane] == tag && eq(group.slots[lane]) {
-                    return Some(group.slots[lane]);
-                }
+            if let Some(lane) = group.with_tag(tag).find(|&lane| eq(group.slots[lane])) {
+                return Some(group.slots[lane]);
             }
-            if group.tags.contains(&EMPTY) {
+            if group.empty().any() {
                 return None;
             }
         }
@@ -91,30 +144,28 @@ impl Index {
     }
 
     /// The entry with `hash` that `eq` accepts, or the lane where it would go. Makes room first
-    /// (so the vacant lane can be filled), rehashing every entry by `rehash(slot)`.
-    pub fn entry(
+    /// (so the vacant lane can be filled) when it must, rebuilding from `entries()`: every entry
+    /// the index holds, as (slot number, hash), each once.
+    pub fn entry<I: IntoIterator<Item = (u32, u64)>>(
         &mut self,
         hash: u64,
         mut eq: impl FnMut(u32) -> bool,
-        rehash: impl Fn(u32) -> u64,
+        entries: impl FnOnce() -> I,
     ) -> Entry {
         if self.growth_left == 0 {
-            self.grow(rehash);
+            self.grow(entries());
         }
         let tag = tag(hash);
         let mut vacant = None;
         for g in self.probe(hash) {
             let group = &self.groups[g];
-            for lane in 0..LANES {
-                let t = group.tags[lane];
-                if t == tag && eq(group.slots[lane]) {
-                    return Entry::Occupied(Pos { group: g, lane }, group.slots[lane]);
-                }
-                if (t == EMPTY || t == DELETED) && vacant.is_none() {
-                    vacant = Some(Pos { group: g, lane });
-                }
+            if let Some(lane) = group.with_tag(tag).find(|&lane| eq(group.slots[lane])) {
+                return Entry::Occupied(Pos { group: g, lane }, group.slots[lane]);
             }
-            if group.tags.contains(&EMPTY) {
+            if vacant.is_none() {
+                vacant = group.free().first().map(|lane| Pos { group: g, lane });
+            }
+            if group.empty().any() {
                 break;
             }
         }
@@ -137,7 +188,7 @@ impl Index {
         let group = &mut self.groups[pos.group];
         // A group that already has an empty lane ends every probe that reaches it, so a second
         // empty lane hides nothing; otherwise probes must go on past this lane: a tombstone.
-        if group.tags.contains(&EMPTY) {
+        if group.empty().any() {
             group.tags[pos.lane] = EMPTY;
             self.growth_left += 1;
         } else {
@@ -153,15 +204,13 @@ impl Index {
         }
         let tag = tag(hash);
         let mut found = None;
-        'probe: for g in self.probe(hash) {
+        for g in self.probe(hash) {
             let group = &self.groups[g];
-            for lane in 0..LANES {
-                if group.tags[lane] == tag && group.slots[lane] == slot {
-                    found = Some(Pos { group: g, lane });
-                    break 'probe;
-                }
+            if let Some(lane) = group.with_tag(tag).find(|&lane| group.slots[lane] == slot) {
+                found = Some(Pos { group: g, lane });
+                break;
             }
-            if group.tags.contains(&EMPTY) {
+            if group.empty().any() {
                 break;
             }
         }
@@ -170,32 +219,29 @@ impl Index {
 
     /// Rebuilds the index with room for at least one more entry: twice as large when more than
     /// half full of entries, else the same size without tombstones.
-    fn grow(&mut self, rehash: impl Fn(u32) -> u64) {
+    /// (The caller's list of entries is read in its own order — for the memory store, its
+    /// slots in turn — rather than by following the old groups to each slot.)
+    fn grow(&mut self, entries: impl IntoIterator<Item = (u32, u64)>) {
         let lanes = self.groups.len() * LANES;
         let groups = if self.items + 1 > capacity(lanes) / 2 {
             (self.groups.len() * 2).max(1)
         } else {
             self.groups.len()
         };
-        let old = std::mem::replace(&mut self.groups, vec![EMPTY_GROUP; groups]);
-        self.growth_left = capacity(groups * LANES) - self.items;
-        for group in &old {
-            for lane in 0..LANES {
-                if group.tags[lane] > DELETED {
-                    let slot = group.slots[lane];
-                    let hash = rehash(slot);
-                    let pos = self
-                        .probe(hash)
-                        .find_map(|g| {
-                            self.groups[g].tags.iter().position(|&t| t == EMPTY).map(|lane| Pos { group: g, lane })
-                        })
-                        .expect("a grown index has empty lanes");
-                    let g = &mut self.groups[pos.group];
-                    g.tags[pos.lane] = tag(hash);
-                    g.slots[pos.lane] = slot;
-                }
-            }
+        self.groups = vec![EMPTY_GROUP; groups];
+        let mut items = 0;
+        for (slot, hash) in entries {
+            let pos = self
+                .probe(hash)
+                .find_map(|g| self.groups[g].empty().first().map(|lane| Pos { group: g, lane }))
+                .expect("a grown index has empty lanes");
+            let g = &mut self.groups[pos.group];
+            g.tags[pos.lane] = tag(hash);
+            g.slots[pos.lane] = slot;
+            items += 1;
         }
+        debug_assert_eq!(items, self.items, "the entries given to rebuild from are the index's own");
+        self.growth_left = capacity(groups * LANES) - self.items;
     }
 }
 
@@ -236,12 +282,13 @@ mod tests {
                 if next() % 3 == 0 {
                     assert_eq!(index.remove(hash, slot), model.remove(&slot).is_some());
                 } else {
-                    match index.entry(hash, |s| s == slot, hash_of) {
+                    let entries = || model.keys().map(|&s| (s, hash_of(s))).collect::<Vec<_>>();
+                    match index.entry(hash, |s| s == slot, entries) {
                         Entry::Occupied(_, s) => {
                             assert_eq!(s, slot);
                             assert!(model.contains_key(&slot));
                             if next() % 2 == 0 {
-                                let Entry::Occupied(pos, _) = index.entry(hash, |s| s == slot, hash_of) else {
+                                let Entry::Occupied(pos, _) = index.entry(hash, |s| s == slot, Vec::new) else {
                                     panic!()
                                 };
                                 index.remove_at(pos);

@@ -47,6 +47,7 @@ struct Table {
 const IN_PROGRESS: u8 = 0;
 const HAS_FINGERPRINT: u8 = 0x10;
 const HAS_RESULT: u8 = 0x20;
+const FREE: u8 = 0x40;
 const STATE_MASK: u8 = 0x0f;
 
 /// One record, 64 bytes plus one heap block holding the id followed by the result.
@@ -60,14 +61,18 @@ struct Slot {
     /// probing it never read the id's bytes, except to confirm a match.
     hash: u32,
     id_len: u16,
-    /// Low nibble: 0 in progress, else a `Status` code; plus the HAS_* bits. A free slot has
-    /// an empty `data`.
+    /// Low nibble: 0 in progress, else a `Status` code; plus the HAS_* bits. A free slot (in no
+    /// index entry, waiting for reuse) is FREE alone, with an empty `data`.
     flags: u8,
 }
 
 impl Slot {
     fn id(&self) -> &[u8] {
         &self.data[..self.id_len as usize]
+    }
+
+    fn is_free(&self) -> bool {
+        self.flags & FREE != 0
     }
 
     /// Whether this slot holds `id`, whose table hash is `hash`.
@@ -176,7 +181,17 @@ impl MemoryStore {
         // One probe finds the id's slot or the place its index entry goes.
         let Table { index, slots, free } = table;
         let h = hash.table();
-        let entry = index.entry(widen(h), |i| slots[i as usize].is(h, id), |j| widen(slots[j as usize].hash));
+        let entry = index.entry(
+            widen(h),
+            |i| slots[i as usize].is(h, id),
+            // Rebuilding when it grows: every slot in use, read in order.
+            || {
+                let slots = &*slots;
+                (0..slots.len() as u32)
+                    .filter(|&i| !slots[i as usize].is_free())
+                    .map(|i| (i, widen(slots[i as usize].hash)))
+            },
+        );
         let existing = match entry {
             Entry::Occupied(_, i) => Some(slots[i as usize].record()),
             Entry::Vacant(_) => None,
@@ -253,7 +268,7 @@ impl Table {
             fingerprint: [0; 16],
             hash: 0,
             id_len: 0,
-            flags: 0,
+            flags: FREE,
         };
         free.push(i);
     }
@@ -288,7 +303,7 @@ impl InboxStore for MemoryStore {
                 let expired: Vec<u32> = (0..table.slots.len() as u32)
                     .filter(|&i| {
                         let s = &table.slots[i as usize];
-                        !s.data.is_empty() && s.expires_at <= now.0
+                        !s.is_free() && s.expires_at <= now.0
                     })
                     .take(limit.saturating_sub(purged as usize))
                     .collect();
