@@ -83,7 +83,10 @@ async fn retrying<S: InboxStore, T, F: std::future::Future<Output = Result<T>>>(
     loop {
         match attempt(now).await {
             Ok(answer) => return Ok((answer, now, ambiguous)),
-            Err(e) if e.is_transient() && started.get_or_insert_with(Instant::now).elapsed() + pause <= PATIENCE => {
+            Err(e)
+                if e.is_transient()
+                    && started.get_or_insert_with(Instant::now).elapsed() + pause <= PATIENCE =>
+            {
                 tracing::info!(scope = %inbox.inner.config.scope, error = %e, "oncely: store unavailable; the inbox retries");
                 crate::clock::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);

@@ -23,9 +23,14 @@ struct Group {
     slots: [u32; LANES],
 }
 
-const EMPTY_GROUP: Group = Group {
-    tags: [EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, PAD, PAD, PAD, PAD],
-    slots: [0; LANES],
+const EMPTY_GROUP: Group = {
+    let mut tags = [EMPTY; 16];
+    let mut i = LANES;
+    while i < tags.len() {
+        tags[i] = PAD;
+        i += 1;
+    }
+    Group { tags, slots: [0; LANES] }
 };
 
 impl Group {
@@ -288,7 +293,8 @@ mod tests {
                             assert_eq!(s, slot);
                             assert!(model.contains_key(&slot));
                             if next() % 2 == 0 {
-                                let Entry::Occupied(pos, _) = index.entry(hash, |s| s == slot, Vec::new) else {
+                                let Entry::Occupied(pos, _) = index.entry(hash, |s| s == slot, Vec::new)
+                                else {
                                     panic!()
                                 };
                                 index.remove_at(pos);

@@ -249,8 +249,7 @@ fn widen(hash: u32) -> u64 {
 impl Table {
     /// The slot holding `id`, whose table hash is `hash`.
     fn find(&self, hash: u32, id: &str) -> Option<u32> {
-        self.index
-            .find(widen(hash), |i| self.slots[i as usize].is(hash, id))
+        self.index.find(widen(hash), |i| self.slots[i as usize].is(hash, id))
     }
 
     fn remove(&mut self, i: u32) {
@@ -292,7 +291,10 @@ impl InboxStore for MemoryStore {
     async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
         let hash = self.hash_of(id);
         let shard = self.shard_of(hash).lock();
-        Ok(shard.scopes.get(scope).and_then(|t| t.find(hash.table(), id).map(|i| t.slots[i as usize].record())))
+        Ok(shard
+            .scopes
+            .get(scope)
+            .and_then(|t| t.find(hash.table(), id).map(|i| t.slots[i as usize].record())))
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
