@@ -9,6 +9,7 @@ mod cache;
 mod transactional;
 mod weather;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -244,16 +245,16 @@ impl<S: InboxStore> Ticket<S> {
         let result = result.into();
         let inner = &self.inbox.inner;
         crate::limits::result(result.len(), inner.config.max_result_bytes)?;
-        let outcome = StoredOutcome { status: Status::Succeeded, result: Some(result) };
         let op = InboxOp::Finish {
             id: self.id.clone(),
             token: self.token,
             fingerprint: self.fingerprint,
             mode: self.mode,
-            outcome: outcome.clone(),
+            outcome: StoredOutcome { status: Status::Succeeded, result: Some(result) },
             retention: inner.config.retention,
         };
-        let (answer, now) = weather::apply_one(&self.inbox, op).await?;
+        let (answer, now) = weather::apply_one(&self.inbox, &op, self.inbox.now()).await?;
+        let InboxOp::Finish { outcome, .. } = op else { unreachable!("built as a finish above") };
         self.finished(answer, outcome, now)
     }
 
@@ -275,7 +276,7 @@ impl<S: InboxStore> Ticket<S> {
             policy,
             retention: inner.config.retention,
         };
-        match weather::apply_one(&self.inbox, op).await? {
+        match weather::apply_one(&self.inbox, &op, self.inbox.now()).await? {
             (OpAnswer::Released, _) => Ok(()),
             (answer, now) => self.finished(answer, stored, now),
         }
@@ -317,7 +318,7 @@ impl<S: InboxStore> Ticket<S> {
     /// id is never delivered again); at-least-once holds nothing to give back.
     pub async fn release(&self) -> Result<()> {
         let op = InboxOp::Release { id: self.id.clone(), token: self.token, mode: self.mode };
-        let (answer, _) = weather::apply_one(&self.inbox, op).await?;
+        let (answer, _) = weather::apply_one(&self.inbox, &op, self.inbox.now()).await?;
         self.expect(answer, OpAnswer::Released)
     }
 
@@ -505,34 +506,49 @@ impl<S: InboxStore> Inbox<S> {
         req: &Request,
         now: Timestamp,
     ) -> Result<std::result::Result<InboxOp, Begin<S>>> {
+        Ok(match self.screen(req, now)? {
+            Some(answered) => Err(answered),
+            None => Ok(self.begin_op(req, req.id.clone())),
+        })
+    }
+
+    /// Checks a request, and answers it when the in-memory front can.
+    fn screen(&self, req: &Request, now: Timestamp) -> Result<Option<Begin<S>>> {
         validate_id(&req.id)?;
-        let lease = match req.lease {
-            Some(lease) => require_positive("lease", lease)?,
-            None => self.inner.config.lease,
-        };
-        if let Some(hit) = self.inner.recent.as_ref().and_then(|r| r.get(&req.id, now)) {
-            return Ok(Err(match (hit.fingerprint, req.fingerprint) {
-                (Some(a), Some(b)) if a != b => Begin::Conflict,
-                _ => Begin::Duplicate(Replay {
-                    status: hit.outcome.status,
-                    result: hit.outcome.result.clone(),
-                }),
-            }));
+        if let Some(lease) = req.lease {
+            require_positive("lease", lease)?;
         }
-        Ok(Ok(InboxOp::Begin {
-            id: req.id.clone(),
-            fingerprint: req.fingerprint,
-            mode: req.mode.unwrap_or(self.inner.config.mode),
-            lease,
-            retention: self.inner.config.retention,
+        let Some(hit) = self.inner.recent.as_ref().and_then(|r| r.get(&req.id, now)) else {
+            return Ok(None);
+        };
+        Ok(Some(match (hit.fingerprint, req.fingerprint) {
+            (Some(a), Some(b)) if a != b => Begin::Conflict,
+            _ => Begin::Duplicate(Replay { status: hit.outcome.status, result: hit.outcome.result.clone() }),
         }))
     }
 
+    /// The store operation of a checked request, for `id` (the request's own).
+    fn begin_op(&self, req: &Request, id: String) -> InboxOp {
+        InboxOp::Begin {
+            id,
+            fingerprint: req.fingerprint,
+            mode: req.mode.unwrap_or(self.inner.config.mode),
+            lease: req.lease.unwrap_or(self.inner.config.lease),
+            retention: self.inner.config.retention,
+        }
+    }
+
     pub(crate) fn answer(&self, req: &Request, answer: OpAnswer) -> Result<Begin<S>> {
+        self.answer_as(req, Cow::Borrowed(&req.id), answer)
+    }
+
+    /// [`Inbox::answer`] with the request's `id` given apart, owned when the caller can give it
+    /// up (a ticket then keeps it without a copy).
+    fn answer_as(&self, req: &Request, id: Cow<'_, str>, answer: OpAnswer) -> Result<Begin<S>> {
         Ok(match answer {
             OpAnswer::Claimed { token } => Begin::Claimed(Ticket {
                 inbox: self.clone(),
-                id: req.id.clone(),
+                id: id.into_owned(),
                 token,
                 mode: req.mode.unwrap_or(self.inner.config.mode),
                 fingerprint: req.fingerprint,
@@ -541,7 +557,7 @@ impl<S: InboxStore> Inbox<S> {
             OpAnswer::Duplicate { outcome, fingerprint, expires_at } => {
                 // Remember the stored fingerprint, never the request's: a duplicate without a
                 // payload must not switch off conflict checks for later requests.
-                self.remember(&req.id, fingerprint, outcome.clone(), expires_at);
+                self.remember(&id, fingerprint, outcome.clone(), expires_at);
                 Begin::Duplicate(Replay { status: outcome.status, result: outcome.result })
             }
             OpAnswer::InProgress { lease_until } => Begin::InProgress { lease_until },
@@ -555,15 +571,20 @@ impl<S: InboxStore> Inbox<S> {
     /// Tries to claim `req.id`. See [`Begin`] for the answers. In at-most-once the id is marked
     /// done here, before the effect; in exactly-once a fenced lease is taken; in at-least-once
     /// nothing is written until [`Ticket::finish`].
-    pub async fn begin(&self, req: Request) -> Result<Begin<S>> {
-        let now = self.now();
-        let op = match self.prepare(&req, now)? {
-            Ok(op) => op,
-            Err(answered) => return Ok(answered),
-        };
-        self.collect_garbage_if_due(now).await;
-        let (answer, _) = weather::apply_one(self, op).await?;
-        self.answer(&req, answer)
+    pub async fn begin(&self, mut req: Request) -> Result<Begin<S>> {
+        let mut now = self.now();
+        if let Some(answered) = self.screen(&req, now)? {
+            return Ok(answered);
+        }
+        if self.collect_garbage_if_due(now).await {
+            now = self.now(); // collecting took a while: claim at the time it ended
+        }
+        // The request's id travels into the operation and on into the ticket, never copied.
+        let id = std::mem::take(&mut req.id);
+        let op = self.begin_op(&req, id);
+        let (answer, _) = weather::apply_one(self, &op, now).await?;
+        let InboxOp::Begin { id, .. } = op else { unreachable!("built as a begin above") };
+        self.answer_as(&req, Cow::Owned(id), answer)
     }
 
     /// Claims many ids in one store round trip (one commit). Every request is checked first: one
@@ -578,7 +599,7 @@ impl<S: InboxStore> Inbox<S> {
         let mut answers = if ops.is_empty() {
             Vec::new().into_iter()
         } else {
-            weather::apply(self, ops).await?.0.into_iter()
+            weather::apply(self, ops, now).await?.0.into_iter()
         };
         let mut out = Vec::with_capacity(reqs.len());
         for (req, p) in reqs.iter().zip(prepared) {
@@ -616,7 +637,7 @@ impl<S: InboxStore> Inbox<S> {
                 retention: config.retention,
             })
             .collect();
-        let (answers, now) = weather::apply(self, ops).await?;
+        let (answers, now) = weather::apply(self, ops, self.now()).await?;
         Ok(items
             .into_iter()
             .zip(answers)
@@ -686,17 +707,20 @@ impl<S: InboxStore> Inbox<S> {
         self.store().purge_expired(self.now(), usize::MAX).await
     }
 
-    pub(crate) async fn collect_garbage_if_due(&self, now: Timestamp) {
+    /// Collects expired records when due; says whether it did (and so took a while).
+    pub(crate) async fn collect_garbage_if_due(&self, now: Timestamp) -> bool {
         let due = self.inner.next_gc.load(Ordering::Relaxed);
         if now.0 < due {
-            return;
+            return false;
         }
         let next = now.after(self.inner.config.gc_interval).0;
-        if self.inner.next_gc.compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            if let Err(e) = self.store().purge_expired(now, 10_000).await {
-                tracing::warn!(error = %e, "oncely: collecting expired inbox records failed");
-            }
+        if self.inner.next_gc.compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return false;
         }
+        if let Err(e) = self.store().purge_expired(now, 10_000).await {
+            tracing::warn!(error = %e, "oncely: collecting expired inbox records failed");
+        }
+        true
     }
 }
 
@@ -717,7 +741,7 @@ async fn extend_claim<S: InboxStore>(
 ) -> Result<Timestamp> {
     let config = &inbox.inner.config;
     let op = InboxOp::Extend { id: id.to_owned(), token, lease, retention: config.retention };
-    match weather::apply_one(inbox, op).await?.0 {
+    match weather::apply_one(inbox, &op, inbox.now()).await?.0 {
         OpAnswer::Extended { lease_until } => Ok(lease_until),
         OpAnswer::LeaseLost => Err(Error::LeaseLost { id: id.to_owned(), token }),
         other => Err(Error::Storage(format!("store gave an unexpected answer: {other:?}"))),

@@ -30,17 +30,21 @@ use super::Inbox;
 const FIRST_PAUSE: Duration = Duration::from_millis(25);
 /// The longest pause between two tries.
 const MAX_PAUSE: Duration = Duration::from_millis(500);
-/// How long an operation keeps trying before the transient error is given to the caller.
+/// How long an operation keeps trying, from its first transient error, before that error is
+/// given to the caller. (Counted from the first error rather than the first try, so that a try
+/// that works — nearly every one — costs no reading of the clock.)
 const PATIENCE: Duration = Duration::from_secs(3);
 
-/// The answers to `ops`, applied in one commit, and the time they were applied at.
+/// The answers to `ops`, applied in one commit, and the time they were applied at: `now` (the
+/// caller's reading of the inbox's clock) on the first try, the clock's time on a retry.
 pub(super) async fn apply<S: InboxStore>(
     inbox: &Inbox<S>,
     ops: Vec<InboxOp>,
+    now: Timestamp,
 ) -> Result<(Vec<OpAnswer>, Timestamp)> {
     let scope = &inbox.inner.config.scope;
     let (answers, now, ambiguous) =
-        retrying(inbox, |now| inbox.store().apply(scope, now, ops.clone())).await?;
+        retrying(inbox, now, |now| inbox.store().apply(scope, now, ops.clone())).await?;
     if !ambiguous {
         return Ok((answers, now));
     }
@@ -51,33 +55,43 @@ pub(super) async fn apply<S: InboxStore>(
     Ok((confirmed, now))
 }
 
-/// One operation, as [`apply`] does it (through the store's single-operation path).
-pub(super) async fn apply_one<S: InboxStore>(inbox: &Inbox<S>, op: InboxOp) -> Result<(OpAnswer, Timestamp)> {
+/// One operation, as [`apply`] does it (through the store's single-operation path, which
+/// borrows the operation: a retry needs no copy of it).
+pub(super) async fn apply_one<S: InboxStore>(
+    inbox: &Inbox<S>,
+    op: &InboxOp,
+    now: Timestamp,
+) -> Result<(OpAnswer, Timestamp)> {
     let scope = &inbox.inner.config.scope;
     let (answer, now, ambiguous) =
-        retrying(inbox, |now| inbox.store().apply_one(scope, now, op.clone())).await?;
-    let answer = if ambiguous { confirm(inbox, &op, answer).await? } else { answer };
+        retrying(inbox, now, |now| inbox.store().apply_ref(scope, now, op)).await?;
+    let answer = if ambiguous { confirm(inbox, op, answer).await? } else { answer };
     Ok((answer, now))
 }
 
-/// Runs `attempt` at the inbox's current time until it succeeds, fails for good, or runs out of
-/// patience; says whether an earlier try failed transiently (its write may have been applied).
+/// Runs `attempt` until it succeeds, fails for good, or runs out of patience — first at `now`,
+/// then at the inbox's current time for each retry; says whether an earlier try failed
+/// transiently (its write may have been applied).
 async fn retrying<S: InboxStore, T, F: std::future::Future<Output = Result<T>>>(
     inbox: &Inbox<S>,
+    mut now: Timestamp,
     mut attempt: impl FnMut(Timestamp) -> F,
 ) -> Result<(T, Timestamp, bool)> {
-    let started = Instant::now();
+    let mut started = None;
     let mut pause = FIRST_PAUSE;
     let mut ambiguous = false;
     loop {
-        let now = inbox.now();
         match attempt(now).await {
             Ok(answer) => return Ok((answer, now, ambiguous)),
-            Err(e) if e.is_transient() && started.elapsed() + pause <= PATIENCE => {
+            Err(e)
+                if e.is_transient()
+                    && started.get_or_insert_with(Instant::now).elapsed() + pause <= PATIENCE =>
+            {
                 tracing::info!(scope = %inbox.inner.config.scope, error = %e, "oncely: store unavailable; the inbox retries");
                 crate::clock::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);
                 ambiguous = true;
+                now = inbox.now();
             }
             Err(e) => return Err(e),
         }

@@ -148,6 +148,10 @@ impl InboxStore for AnyStore {
         dispatch!(self, s => s.apply_one(scope, now, op).await)
     }
 
+    async fn apply_ref(&self, scope: &str, now: Timestamp, op: &InboxOp) -> Result<OpAnswer> {
+        dispatch!(self, s => s.apply_ref(scope, now, op).await)
+    }
+
     async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
         dispatch!(self, s => s.get(scope, id).await)
     }

@@ -58,6 +58,18 @@ pub trait InboxStore: Send + Sync + 'static {
         }
     }
 
+    /// Applies a single operation that the caller keeps, as [`InboxStore::apply_one`] does
+    /// (a fast path for a store that needs no operation of its own: the caller may retry it
+    /// without a copy). By default, a copy goes to [`InboxStore::apply_one`].
+    fn apply_ref(
+        &self,
+        scope: &str,
+        now: Timestamp,
+        op: &InboxOp,
+    ) -> impl Future<Output = Result<OpAnswer>> + Send {
+        self.apply_one(scope, now, op.clone())
+    }
+
     /// The id's record as stored (expired or not), for inspection.
     fn get(&self, scope: &str, id: &str) -> impl Future<Output = Result<Option<InboxRecord>>> + Send;
 
@@ -92,6 +104,15 @@ impl<S: InboxStore> InboxStore for std::sync::Arc<S> {
         op: InboxOp,
     ) -> impl Future<Output = Result<OpAnswer>> + Send {
         (**self).apply_one(scope, now, op)
+    }
+
+    fn apply_ref(
+        &self,
+        scope: &str,
+        now: Timestamp,
+        op: &InboxOp,
+    ) -> impl Future<Output = Result<OpAnswer>> + Send {
+        (**self).apply_ref(scope, now, op)
     }
 
     fn get(&self, scope: &str, id: &str) -> impl Future<Output = Result<Option<InboxRecord>>> + Send {

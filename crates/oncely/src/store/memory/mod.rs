@@ -1,12 +1,13 @@
 //! The in-memory store: for tests, at-most-once use, and as the reference for the others.
 //!
 //! Records live in compact slots (id and result bytes in one allocation) indexed by a hash table
-//! of slot numbers, spread over shards so that concurrent callers rarely contend.
+//! of slot numbers (`index.rs`: a probe and its insert touch one cache line), spread over shards
+//! so that concurrent callers rarely contend.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
 use parking_lot::Mutex;
 
 use crate::clock::Timestamp;
@@ -15,7 +16,10 @@ use crate::fingerprint::Fingerprint;
 use crate::records::{InboxOp, InboxRecord, OpAnswer, RecordState, Status, StoredOutcome, Write, decide};
 use crate::store::InboxStore;
 
+mod index;
 mod outbox;
+
+use index::{Entry, Index};
 
 const SHARDS: usize = 16;
 
@@ -35,7 +39,7 @@ struct Shard {
 
 #[derive(Default)]
 struct Table {
-    index: HashTable<u32>,
+    index: Index,
     slots: Vec<Slot>,
     free: Vec<u32>,
 }
@@ -43,6 +47,7 @@ struct Table {
 const IN_PROGRESS: u8 = 0;
 const HAS_FINGERPRINT: u8 = 0x10;
 const HAS_RESULT: u8 = 0x20;
+const FREE: u8 = 0x40;
 const STATE_MASK: u8 = 0x0f;
 
 /// One record, 64 bytes plus one heap block holding the id followed by the result.
@@ -52,15 +57,27 @@ struct Slot {
     expires_at: i64,
     lease_until: i64,
     fingerprint: [u8; 16],
+    /// The id's hash within its table ([`IdHash::table`]): kept so that growing the table and
+    /// probing it never read the id's bytes, except to confirm a match.
+    hash: u32,
     id_len: u16,
-    /// Low nibble: 0 in progress, else a `Status` code; plus the HAS_* bits. A free slot has
-    /// an empty `data`.
+    /// Low nibble: 0 in progress, else a `Status` code; plus the HAS_* bits. A free slot (in no
+    /// index entry, waiting for reuse) is FREE alone, with an empty `data`.
     flags: u8,
 }
 
 impl Slot {
     fn id(&self) -> &[u8] {
         &self.data[..self.id_len as usize]
+    }
+
+    fn is_free(&self) -> bool {
+        self.flags & FREE != 0
+    }
+
+    /// Whether this slot holds `id`, whose table hash is `hash`.
+    fn is(&self, hash: u32, id: &str) -> bool {
+        self.hash == hash && self.id() == id.as_bytes()
     }
 
     fn record(&self) -> InboxRecord {
@@ -79,7 +96,7 @@ impl Slot {
         }
     }
 
-    fn new(id: &str, rec: &InboxRecord) -> Slot {
+    fn new(id: &str, hash: u32, rec: &InboxRecord) -> Slot {
         let mut flags = 0;
         let (lease_until, result) = match &rec.state {
             RecordState::InProgress { lease_until } => (lease_until.0, None),
@@ -106,6 +123,7 @@ impl Slot {
             expires_at: rec.expires_at.0,
             lease_until,
             fingerprint: rec.fingerprint.map_or([0; 16], |f| f.0),
+            hash,
             // Ids are validated to at most 512 bytes before they reach a store.
             id_len: u16::try_from(id.len()).unwrap_or(u16::MAX),
             flags,
@@ -144,61 +162,114 @@ impl MemoryStore {
         self.tokens.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn shard_of(&self, hash: u64) -> &Mutex<Shard> {
-        &self.shards[(hash >> 60) as usize % SHARDS]
+    fn hash_of(&self, id: &str) -> IdHash {
+        IdHash(self.hasher.hash_one(id.as_bytes()))
+    }
+
+    fn shard_of(&self, hash: IdHash) -> &Mutex<Shard> {
+        &self.shards[hash.shard()]
     }
 
     fn apply_sync(&self, scope: &str, now: Timestamp, op: &InboxOp) -> OpAnswer {
         let id = op.id();
-        let hash = self.hasher.hash_one(id.as_bytes());
+        let hash = self.hash_of(id);
         let mut shard = self.shard_of(hash).lock();
         let table = match shard.scopes.get_mut(scope) {
             Some(t) => t,
             None => shard.scopes.entry(scope.into()).or_default(),
         };
-        let found = table.index.find(hash, |&i| table.slots[i as usize].id() == id.as_bytes()).copied();
-        let existing = found.map(|i| table.slots[i as usize].record());
+        // One probe finds the id's slot or the place its index entry goes.
+        let Table { index, slots, free } = table;
+        let h = hash.table();
+        let entry = index.entry(
+            widen(h),
+            |i| slots[i as usize].is(h, id),
+            // Rebuilding when it grows: every slot in use, read in order.
+            || {
+                let slots = &*slots;
+                (0..slots.len() as u32)
+                    .filter(|&i| !slots[i as usize].is_free())
+                    .map(|i| (i, widen(slots[i as usize].hash)))
+            },
+        );
+        let existing = match entry {
+            Entry::Occupied(_, i) => Some(slots[i as usize].record()),
+            Entry::Vacant(_) => None,
+        };
         let (write, answer) = decide(op, existing.as_ref(), now, &mut || self.next_token());
-        match (write, found) {
+        match (write, entry) {
             (Write::Keep, _) => {}
-            (Write::Put(rec), Some(i)) => table.slots[i as usize] = Slot::new(id, &rec),
-            (Write::Put(rec), None) => {
-                let slot = Slot::new(id, &rec);
-                let i = match table.free.pop() {
+            (Write::Put(rec), Entry::Occupied(_, i)) => slots[i as usize] = Slot::new(id, h, &rec),
+            (Write::Put(rec), Entry::Vacant(pos)) => {
+                let slot = Slot::new(id, h, &rec);
+                let i = match free.pop() {
                     Some(i) => {
-                        table.slots[i as usize] = slot;
+                        slots[i as usize] = slot;
                         i
                     }
                     None => {
-                        table.slots.push(slot);
-                        (table.slots.len() - 1) as u32
+                        slots.push(slot);
+                        (slots.len() - 1) as u32
                     }
                 };
-                let (slots, hasher) = (&table.slots, &self.hasher);
-                table.index.insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].id()));
+                index.insert(pos, widen(h), i);
             }
-            (Write::Delete, Some(i)) => table.remove(hash, i),
-            (Write::Delete, None) => {}
+            (Write::Delete, Entry::Occupied(pos, i)) => {
+                index.remove_at(pos);
+                Table::free_slot(slots, free, i);
+            }
+            (Write::Delete, Entry::Vacant(_)) => {}
         }
         answer
     }
 }
 
+/// The hash of an id. Its low bits choose the shard; its high 32 bits are the id's hash within
+/// the shard's table, so the two are independent (a table whose hashes all shared their top
+/// bits would match many slots on every probe).
+#[derive(Clone, Copy)]
+struct IdHash(u64);
+
+impl IdHash {
+    fn shard(self) -> usize {
+        self.0 as usize % SHARDS
+    }
+
+    fn table(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// A slot's 32-bit table hash as the 64 bits the index wants: the low bits (the bucket) are the
+/// hash's own, the top bits (the probe's tag) a mix of all of them.
+fn widen(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl Table {
-    fn remove(&mut self, hash: u64, i: u32) {
-        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
-            entry.remove();
-        }
-        self.slots[i as usize] = Slot {
+    /// The slot holding `id`, whose table hash is `hash`.
+    fn find(&self, hash: u32, id: &str) -> Option<u32> {
+        self.index.find(widen(hash), |i| self.slots[i as usize].is(hash, id))
+    }
+
+    fn remove(&mut self, i: u32) {
+        self.index.remove(widen(self.slots[i as usize].hash), i);
+        Table::free_slot(&mut self.slots, &mut self.free, i);
+    }
+
+    /// Empties slot `i` (already out of the index) for reuse.
+    fn free_slot(slots: &mut [Slot], free: &mut Vec<u32>, i: u32) {
+        slots[i as usize] = Slot {
             data: Box::default(),
             token: 0,
             expires_at: 0,
             lease_until: 0,
             fingerprint: [0; 16],
+            hash: 0,
             id_len: 0,
-            flags: 0,
+            flags: FREE,
         };
-        self.free.push(i);
+        free.push(i);
     }
 }
 
@@ -213,14 +284,17 @@ impl InboxStore for MemoryStore {
         Ok(self.apply_sync(scope, now, &op))
     }
 
+    async fn apply_ref(&self, scope: &str, now: Timestamp, op: &InboxOp) -> Result<OpAnswer> {
+        Ok(self.apply_sync(scope, now, op))
+    }
+
     async fn get(&self, scope: &str, id: &str) -> Result<Option<InboxRecord>> {
-        let hash = self.hasher.hash_one(id.as_bytes());
+        let hash = self.hash_of(id);
         let shard = self.shard_of(hash).lock();
-        Ok(shard.scopes.get(scope).and_then(|t| {
-            t.index
-                .find(hash, |&i| t.slots[i as usize].id() == id.as_bytes())
-                .map(|&i| t.slots[i as usize].record())
-        }))
+        Ok(shard
+            .scopes
+            .get(scope)
+            .and_then(|t| t.find(hash.table(), id).map(|i| t.slots[i as usize].record())))
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
@@ -231,13 +305,12 @@ impl InboxStore for MemoryStore {
                 let expired: Vec<u32> = (0..table.slots.len() as u32)
                     .filter(|&i| {
                         let s = &table.slots[i as usize];
-                        !s.data.is_empty() && s.expires_at <= now.0
+                        !s.is_free() && s.expires_at <= now.0
                     })
                     .take(limit.saturating_sub(purged as usize))
                     .collect();
                 for i in expired {
-                    let hash = self.hasher.hash_one(table.slots[i as usize].id());
-                    table.remove(hash, i);
+                    table.remove(i);
                     purged += 1;
                 }
             }
