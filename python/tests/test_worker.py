@@ -231,7 +231,10 @@ def test_ctrl_c_stops_run_gracefully(tmp_path):
 
     script = tmp_path / "w.py"
     script.write_text(
-        "import sys, oncely\n"
+        "import signal, sys, oncely\n"
+        # A process started in the background by a non-interactive shell inherits SIGINT as
+        # ignored, and Python then installs no KeyboardInterrupt handler: restore Python's own.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "o = oncely.Outbox(sys.argv[1], 'q')\n"
         "o.enqueue(b'x', id='m')\n"
         "w = oncely.Worker(o, poll_interval=0.01, shutdown_timeout=5)\n"
