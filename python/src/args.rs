@@ -97,6 +97,23 @@ impl<'a, 'py, P: Param> FromPyObject<'a, 'py> for Int<P> {
     }
 }
 
+/// A flag: a `bool`, or an `int` taken by its truth value (`permanent=1`), as Python's own flags
+/// are; anything else is a `TypeError` naming its type. (pyo3's `bool` refuses every `int`.)
+/// `permanent` is the only flag a call takes, so its name is in the message.
+pub(crate) struct Flag(pub bool);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Flag {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<PyInt>() {
+            // `bool` is a subclass of `int`: both are read by their truth value.
+            return Ok(Flag(obj.is_truthy()?));
+        }
+        Err(pyo3::exceptions::PyTypeError::new_err(format!("`permanent` must be bool, not {}", crate::type_name(&obj))))
+    }
+}
+
 /// `obj` (an `int` or an object with `__index__`; anything else is a `TypeError`) as a whole
 /// number from `min` to `max`, by the core's rule.
 pub(crate) fn integer(name: &'static str, obj: &Bound<'_, PyAny>, min: u64, max: u64) -> PyResult<u64> {

@@ -81,13 +81,13 @@ impl Ticket {
     /// Settles the claim by a handler's outcome, exactly as `Inbox.process` does: without
     /// `error`, finishes it with `result`; with `error`, a permanent failure is stored or
     /// released by the cache policy and a retryable one releases the id.
-    #[pyo3(signature = (result=None, error=None, permanent=false, **extra))]
+    #[pyo3(signature = (result=None, error=None, permanent=args::Flag(false), **extra))]
     fn settle(
         &self,
         py: Python<'_>,
         result: Option<&Bound<'_, PyAny>>,
         error: Option<Text<args::ErrorText>>,
-        permanent: bool,
+        permanent: args::Flag,
         extra: Option<Extra<args::TicketSettleKw>>,
     ) -> PyResult<()> {
         let _ = extra;
@@ -108,7 +108,7 @@ impl Ticket {
         block(py, async move {
             match error {
                 None => t.settle::<String>(Ok(result)).await,
-                Some(error) => t.settle(Err(&oncely::Failure { error: error.0, permanent })).await,
+                Some(error) => t.settle(Err(&oncely::Failure { error: error.0, permanent: permanent.0 })).await,
             }
         })
     }

@@ -82,6 +82,18 @@ def test_ticket_settle_with_a_result_that_is_not_bytes_releases():
     assert inbox.begin("r").outcome == "claimed"
 
 
+def test_ticket_settle_permanent_takes_a_bool_or_an_int_by_its_truth():
+    inbox = Inbox("memory", "s", cache_policy="success_and_failure")
+    inbox.begin("a").ticket.settle(error="boom", permanent=2**63)  # an int: true
+    assert inbox.begin("a").outcome == "duplicate"  # the permanent failure is stored
+    inbox.begin("b").ticket.settle(error="boom", permanent=0)  # false: retryable, released
+    assert inbox.begin("b").outcome == "claimed"
+    t = inbox.begin("c").ticket
+    with pytest.raises(TypeError, match="`permanent` must be bool, not str"):
+        t.settle(error="boom", permanent="yes")
+    assert inbox.begin("c").outcome == "in_progress"  # refused before anything was settled
+
+
 # --- (b) KeyboardInterrupt in an async handler: released before it propagates ----------------
 
 def test_keyboard_interrupt_in_an_async_handler_releases_first():

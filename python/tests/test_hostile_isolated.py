@@ -234,6 +234,9 @@ def wrong(value, kind):
     if kind == "handler":
         return False
     ok = TYPES.get(kind, ())
+    if isinstance(value, Ref) and kind in ("outbox", "clock", "store"):
+        # A fixture of another class (an Inbox where an Outbox goes) is a wrong type too.
+        return value.name != kind
     if isinstance(value, Huge):
         if value.kind == "ids":     # a list of str
             return list not in ok or kind not in ("requests", "ids")
