@@ -81,7 +81,10 @@ impl Ticket {
     /// Settles the claim by a handler's outcome, exactly as `Inbox.process` does: without
     /// `error`, finishes it with `result`; with `error`, a permanent failure is stored or
     /// released by the cache policy and a retryable one releases the id.
-    #[pyo3(signature = (result=None, error=None, permanent=args::Flag(false), **extra))]
+    #[pyo3(
+        signature = (result=None, error=None, permanent=args::Flag(false), **extra),
+        text_signature = "(self, /, result=None, error=None, permanent=False, **extra)"
+    )]
     fn settle(
         &self,
         py: Python<'_>,
