@@ -92,9 +92,10 @@ pub(crate) struct Counters {
 
 impl Counters {
     /// Counters for a transaction of a store that has not handed out a token since it was
-    /// opened: its first token starts above the on-disk reservation.
-    pub fn resuming() -> Self {
-        Counters { resume: Some(super::boot::boot_id()), ..Counters::default() }
+    /// opened, running on the machine's `boot` (see `boot.rs`; `None`: unknown): on another boot
+    /// than the last tokens were handed out on, its first token starts above the reservation.
+    pub fn resuming(boot: Option<i64>) -> Self {
+        Counters { resume: Some(boot), ..Counters::default() }
     }
 
     /// A fencing token larger than every one handed out before in this file — also before a

@@ -74,6 +74,8 @@ struct Leader {
     syncing: bool,
     /// Whether this store has handed out a token since it was opened (see `counters.rs`).
     resumed: bool,
+    /// The machine's boot, read once when the store opened (see `boot.rs`).
+    boot: Option<i64>,
 }
 
 struct Core {
@@ -127,7 +129,13 @@ impl Writer {
         max_batch: usize,
     ) -> Result<(Writer, std::thread::JoinHandle<()>)> {
         let core = Arc::new(Core {
-            leader: Mutex::new(Leader { conn, level, syncing: level == Synchronous::Full, resumed: false }),
+            leader: Mutex::new(Leader {
+                conn,
+                level,
+                syncing: level == Synchronous::Full,
+                resumed: false,
+                boot: crate::store::sqlite::boot::boot_id(),
+            }),
             queued: AtomicUsize::new(0),
         });
         let (jobs, rx) = mpsc::channel::<Job>();
@@ -238,7 +246,7 @@ impl Leader {
             }
             return;
         }
-        let counters = if self.resumed { Counters::default() } else { Counters::resuming() };
+        let counters = if self.resumed { Counters::default() } else { Counters::resuming(self.boot) };
         let mut batch = Batch { conn: &mut self.conn, counters, must_sync: false };
         let mut answered: Vec<(oneshot::Sender<Result<Reply>>, Result<Reply>)> = Vec::with_capacity(jobs.len());
         let mut jobs = jobs.into_iter();
