@@ -81,7 +81,9 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!();
     println!("{:<58} {:>14} {:>10} {:>10}", "case", "pairs/s", "vs 2 txns", "vs floor");
-    for (i, (sync, name)) in [(Synchronous::Full, "FULL"), (Synchronous::Normal, "NORMAL")].into_iter().enumerate() {
+    for (i, (sync, name)) in
+        [(Synchronous::Full, "FULL"), (Synchronous::Normal, "NORMAL")].into_iter().enumerate()
+    {
         let open = |tag: &str| {
             let path = dir.path().join(format!("oncely-{name}-{tag}.db"));
             SqliteStore::open(&path, SqliteConfig { synchronous: sync, ..Default::default() }).unwrap()
@@ -209,12 +211,17 @@ fn floor_pairs(path: &std::path::Path, sync: &str, cell: Duration) -> f64 {
     let mut n = 0u64;
     while start.elapsed() < cell {
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let mut token: i64 =
-            conn.query_row("SELECT value FROM oncely_meta WHERE key = 'last_token'", [], |r| r.get(0)).unwrap();
+        let mut token: i64 = conn
+            .query_row("SELECT value FROM oncely_meta WHERE key = 'last_token'", [], |r| r.get(0))
+            .unwrap();
         for _ in 0..512 {
             let id = format!("{}-{}", n % 64, n / 64);
             let found = |conn: &Connection| {
-                conn.prepare_cached(read).unwrap().query_row(params!["bench", id], |_| Ok(())).optional().unwrap()
+                conn.prepare_cached(read)
+                    .unwrap()
+                    .query_row(params!["bench", id], |_| Ok(()))
+                    .optional()
+                    .unwrap()
             };
             let put = |token: i64, state: i64, result: Option<&[u8]>| {
                 conn.prepare_cached(write)

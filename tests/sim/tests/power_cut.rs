@@ -24,7 +24,8 @@ fn node() -> (String, MutexGuard<'static, ()>) {
 }
 
 fn open(node: &str) -> SqliteStore {
-    let config = SqliteConfig { synchronous: Synchronous::Full, verify_on_open: false, ..SqliteConfig::default() };
+    let config =
+        SqliteConfig { synchronous: Synchronous::Full, verify_on_open: false, ..SqliteConfig::default() };
     SqliteStore::open(format!("{node}/store.db"), config).unwrap()
 }
 

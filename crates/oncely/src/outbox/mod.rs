@@ -248,7 +248,8 @@ impl<S: OutboxStore> Outbox<S> {
         let allowed = self.inner.budget.as_ref().map_or(usize::MAX, |b| b.lock().reserve(now));
         // Leasing is an attempt mark of the outbox's mode (each message's own mode raises it
         // inside the step); settles add what each needs.
-        let leasing = if max == 0 { Durability::Visible } else { Durability::of_attempt(self.inner.config.mode) };
+        let leasing =
+            if max == 0 { Durability::Visible } else { Durability::of_attempt(self.inner.config.mode) };
         let durability = items.iter().fold(leasing, |d, (_, how)| d.and(how.durability()));
         let work: Vec<(String, u64, Settle)> =
             items.iter().map(|(d, how)| (d.record.message.id.clone(), d.token, how.clone())).collect();
@@ -308,8 +309,10 @@ impl<S: OutboxStore> Outbox<S> {
         check_settle(&how)?;
         let now = self.now();
         let id = id.to_owned();
-        self.run_with(how.durability(), move |tx, rules, events| rules::settle(tx, &id, token, how, rules, now, events))
-            .await
+        self.run_with(how.durability(), move |tx, rules, events| {
+            rules::settle(tx, &id, token, how, rules, now, events)
+        })
+        .await
     }
 
     /// Settles many deliveries in one store step (one commit). Each gets its own answer: a stale

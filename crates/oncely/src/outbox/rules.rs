@@ -147,7 +147,9 @@ impl Settle {
     pub fn durability(&self) -> Durability {
         match self {
             Settle::Extend { .. } | Settle::Release => Durability::Visible,
-            Settle::Ack | Settle::Retry { .. } | Settle::Snooze { .. } | Settle::Fail { .. } => Durability::Durable,
+            Settle::Ack | Settle::Retry { .. } | Settle::Snooze { .. } | Settle::Fail { .. } => {
+                Durability::Durable
+            }
         }
     }
 

@@ -21,9 +21,9 @@ pub use any::AnyStore;
 #[cfg(feature = "postgres")]
 pub use self::postgres::{PostgresConfig, PostgresStore};
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
 #[doc(hidden)]
 pub use sqlite::simulate_reboot;
+pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
 
 /// A durable (or, for [`MemoryStore`], process-lifetime) home for inbox records.
 ///

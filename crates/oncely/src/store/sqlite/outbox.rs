@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::message::Message;
 use crate::records::{
-    Durability,    MessageState, OutboxRecord, QueueCounts, QueueStats, limit_columns, limits_from_columns, mode_column,
-    mode_from_column,
+    Durability, MessageState, OutboxRecord, QueueCounts, QueueStats, limit_columns, limits_from_columns,
+    mode_column, mode_from_column,
 };
 use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite::counters::Counters;

@@ -150,6 +150,8 @@ impl TransactionalStore for SqliteStore {
         job: impl FnOnce(&mut dyn StoreTx) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let identity = self.identity();
-        self.writer()?.run(Durability::Durable, move |batch| job(&mut SqliteTx { batch, identity: &identity })).await
+        self.writer()?
+            .run(Durability::Durable, move |batch| job(&mut SqliteTx { batch, identity: &identity }))
+            .await
     }
 }

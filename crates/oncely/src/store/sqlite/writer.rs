@@ -248,7 +248,8 @@ impl Leader {
         }
         let counters = if self.resumed { Counters::default() } else { Counters::resuming(self.boot) };
         let mut batch = Batch { conn: &mut self.conn, counters, must_sync: false };
-        let mut answered: Vec<(oneshot::Sender<Result<Reply>>, Result<Reply>)> = Vec::with_capacity(jobs.len());
+        let mut answered: Vec<(oneshot::Sender<Result<Reply>>, Result<Reply>)> =
+            Vec::with_capacity(jobs.len());
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
             let result =
@@ -267,7 +268,10 @@ impl Leader {
             }
             answered.push((
                 job.reply,
-                Err(Error::invalid("transaction", "a transactional handler must not end the transaction it was given")),
+                Err(Error::invalid(
+                    "transaction",
+                    "a transactional handler must not end the transaction it was given",
+                )),
             ));
             // What the cache held belonged to the transaction that ended; others may have moved on.
             batch.counters.mark_stale();
