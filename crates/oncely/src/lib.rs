@@ -10,6 +10,7 @@ pub mod error;
 pub use error::{Error, ErrorCode, Result};
 pub mod fingerprint;
 pub mod handler;
+pub mod http;
 pub mod inbox;
 pub mod limits;
 pub mod message;

@@ -309,7 +309,7 @@ impl<S: InboxStore> Ticket<S> {
 
     /// Starts keeping this claim alive until the returned guard is dropped (see
     /// [`Ticket::keep_alive`]); `None` for a claim that holds no lease.
-    fn heartbeat(&self) -> Option<Heartbeat> {
+    pub(crate) fn heartbeat(&self) -> Option<Heartbeat> {
         (self.mode == Mode::ExactlyOnce)
             .then(|| Heartbeat::start(self.inbox.clone(), self.id.clone(), self.token, self.lease))
     }
@@ -752,7 +752,7 @@ async fn extend_claim<S: InboxStore>(
 /// the timer starts a thread that extends the claim every third of the lease until the heartbeat
 /// is dropped — so two extensions in a row can be late (a loaded machine, a slow store) before
 /// the claim runs out.
-struct Heartbeat {
+pub(crate) struct Heartbeat {
     _first: crate::timer::After,
     stop: Arc<HeartbeatStop>,
 }
