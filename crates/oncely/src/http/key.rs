@@ -13,12 +13,20 @@ pub const MAX_KEY_CHARS: usize = 255;
 /// The IETF draft makes the value a structured-field string (RFC 8941: `"…"`, printable ASCII,
 /// with `\"` and `\\` as the only escapes); that form is read as such. Many clients (Stripe's
 /// among them) send the bare key instead, so a value without quotes is taken whole when it is
-/// printable ASCII without spaces at its ends. Either way the key is 1 to [`MAX_KEY_CHARS`]
+/// printable ASCII without spaces at its ends and without a comma (two headers joined into one
+/// line read `a, b`). Either way the key is 1 to [`MAX_KEY_CHARS`]
 /// printable ASCII characters; anything else is refused with [`Error::InvalidArgument`] naming
 /// `Idempotency-Key`.
 pub fn parse_key(value: &str) -> Result<String> {
     let value = value.trim_matches([' ', '\t']);
-    let key = if let Some(rest) = value.strip_prefix('"') { unquote(rest)? } else { value.to_owned() };
+    let key = if let Some(rest) = value.strip_prefix('"') {
+        unquote(rest)?
+    } else if value.contains(',') {
+        // Two key headers joined into one line by a client or a server (`a, b`): not one key.
+        return Err(Error::invalid("Idempotency-Key", "holds a comma: a bare key is one value, sent once"));
+    } else {
+        value.to_owned()
+    };
     if key.is_empty() {
         return Err(Error::invalid("Idempotency-Key", "must not be empty"));
     }
@@ -86,6 +94,8 @@ mod tests {
             ("\"a\"b", "has text after its closing quote"),
             ("\"a\\nb\"", "has a backslash"),
             ("caf\u{e9}", "a key is printable ASCII"),
+            ("a, b", "holds a comma"),
+            ("\"a\", \"b\"", "has text after its closing quote"),
         ] {
             let e = parse_key(value).unwrap_err().to_string();
             assert!(e.contains(reason), "{value:?}: {e}");
