@@ -59,7 +59,11 @@ impl AnyStore {
     /// for a private in-memory SQLite database, and otherwise an SQLite file path (optionally
     /// written `sqlite:PATH` or `sqlite://PATH`); `postgres://…` or `postgresql://…` for a
     /// PostgreSQL database (with [`crate::store::PostgresConfig`]'s defaults).
-    pub fn open(location: &str, sqlite: SqliteConfig) -> Result<Self> {
+    ///
+    /// The `sqlite:` forms take one option after a `?`: `synchronous=full` (the default) or
+    /// `synchronous=normal` ([`crate::Synchronous`]), so that every binding can choose the
+    /// durability level with the location alone. A plain path is taken whole, `?` included.
+    pub fn open(location: &str, mut sqlite: SqliteConfig) -> Result<Self> {
         if location.is_empty() {
             return Err(Error::invalid("location", "must not be empty (\"memory\" or an SQLite file path)"));
         }
@@ -76,14 +80,35 @@ impl AnyStore {
             ));
         }
         Self::check_location(location)?;
-        let path = location
-            .strip_prefix("sqlite://")
-            .or_else(|| location.strip_prefix("sqlite:"))
-            .unwrap_or(location);
+        let path = match location.strip_prefix("sqlite://").or_else(|| location.strip_prefix("sqlite:")) {
+            Some(rest) => match rest.rsplit_once('?') {
+                Some((path, options)) => {
+                    sqlite.synchronous = synchronous_option(options)?;
+                    path
+                }
+                None => rest,
+            },
+            None => location,
+        };
         if path.is_empty() {
             return Err(Error::invalid("location", "names no SQLite file"));
         }
         Ok(AnyStore::Sqlite(SqliteStore::open(path, sqlite)?))
+    }
+}
+
+/// The one option of an `sqlite:` location: `synchronous=full` or `synchronous=normal`.
+fn synchronous_option(options: &str) -> Result<crate::Synchronous> {
+    match options.to_ascii_lowercase().as_str() {
+        "synchronous=full" => Ok(crate::Synchronous::Full),
+        "synchronous=normal" => Ok(crate::Synchronous::Normal),
+        _ => Err(Error::invalid(
+            "location",
+            format!(
+                "has the option `{}`; an sqlite: location takes synchronous=full or synchronous=normal",
+                crate::text::quote(options)
+            ),
+        )),
     }
 }
 
@@ -215,5 +240,31 @@ impl AnyStore {
         work: impl FnOnce(&mut dyn crate::sql::SqlTx) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         crate::sql::TransactionalStore::in_transaction(self, work).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sqlite_location_may_choose_its_durability() {
+        let dir = tempfile::tempdir().unwrap();
+        for option in ["synchronous=normal", "synchronous=FULL"] {
+            let location = format!("sqlite:{}?{option}", dir.path().join("a.db").display());
+            assert!(matches!(
+                AnyStore::open(&location, SqliteConfig::default()).unwrap(),
+                AnyStore::Sqlite(_)
+            ));
+        }
+        assert!(dir.path().join("a.db").exists(), "the option is not part of the file name");
+        let bad = format!("sqlite:{}?synchronous=off", dir.path().join("b.db").display());
+        let e = AnyStore::open(&bad, SqliteConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("takes synchronous=full or synchronous=normal"), "{e}");
+        assert!(!dir.path().join("b.db").exists(), "nothing is created for a refused location");
+        // A plain path is taken whole.
+        let plain = dir.path().join("c?d.db");
+        AnyStore::open(plain.to_str().unwrap(), SqliteConfig::default()).unwrap();
+        assert!(plain.exists());
     }
 }
