@@ -159,6 +159,11 @@ mod suite {
             let ran = runs.load(Ordering::SeqCst) - before;
             assert_eq!(ran, if stored { 1 } else { 2 }, "status {status}");
         }
+        // A response that is not one (status 600) is refused, and the key is given back.
+        let Admission::Run(claim) = gate.admit(&post(Some("s600"), "{}")).await.unwrap() else { panic!() };
+        let bad = HttpResponse { status: 600, headers: vec![], body: vec![] };
+        assert_eq!(claim.complete(&bad).await.unwrap_err().code(), oncely::ErrorCode::InvalidArgument);
+        assert!(matches!(gate.admit(&post(Some("s600"), "{}")).await.unwrap(), Admission::Run(_)));
         // A handler that raised gives the key back at once.
         let Admission::Run(claim) = gate.admit(&post(Some("boom"), "{}")).await.unwrap() else { panic!() };
         claim.abandon().await.unwrap();

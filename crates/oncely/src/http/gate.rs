@@ -235,10 +235,16 @@ impl<S: InboxStore> HttpClaim<S> {
     /// replay (`Ok(true)`); otherwise — a 5xx, a "try again" status, a body over
     /// `max_response_bytes` — the key is given back so a retry runs the handler again
     /// (`Ok(false)`). [`Error::LeaseLost`] when the claim was taken over meanwhile (the lease ran
-    /// out unextended), so the handler may have run twice.
+    /// out unextended), so the handler may have run twice. A status outside 100–599 is an
+    /// [`Error::InvalidArgument`], and the key is given back.
     pub async fn complete(&self, response: &HttpResponse) -> Result<bool> {
-        response.check()?;
         drop(self.alive.lock().take());
+        if let Err(e) = response.check() {
+            // Not a response: the key is given back (a retry runs the handler again) and the
+            // server's code hears why.
+            self.ticket.release().await?;
+            return Err(e);
+        }
         if !self.policy.stores(response.status) || response.body.len() > self.policy.max_response_bytes {
             self.ticket.release().await?;
             return Ok(false);
