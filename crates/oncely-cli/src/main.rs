@@ -8,6 +8,7 @@ mod admin;
 mod demo;
 mod error;
 mod fmt;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,23 @@ enum Command {
     DeadLetters(DeadLetters),
     /// Delete the inbox records whose retention (dedup window) has run out.
     Gc(GcArgs),
+    /// Serve the store's numbers over HTTP: /metrics in the Prometheus text format.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The oncely store: an SQLite file, or a PostgreSQL URL (postgres://user@host/db). It must
+    /// exist.
+    #[arg(long, value_name = "PATH|URL")]
+    db: PathBuf,
+    /// The address to listen on. Any address but a loopback one needs a token.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464")]
+    bind: std::net::SocketAddr,
+    /// The token every request must carry (`Authorization: Bearer TOKEN`); required when bound
+    /// to an address other than loopback. Prefer the environment variable: a flag shows in `ps`.
+    #[arg(long, env = "ONCELY_SERVE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// The store an admin command works on. It must exist: these commands never create a store.
@@ -131,6 +149,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             DeadLetters::Purge { ids, store } => admin::dead_purge(&store, ids).await,
         },
         Command::Gc(args) => admin::gc(&args.db, args.scope.as_deref()).await,
+        Command::Serve(args) => {
+            serve::serve(serve::ServeOptions { db: args.db, bind: args.bind, token: args.token }).await
+        }
     }
 }
 

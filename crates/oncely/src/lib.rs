@@ -14,6 +14,7 @@ pub mod http;
 pub mod inbox;
 pub mod limits;
 pub mod message;
+pub mod metrics;
 pub mod mode;
 pub mod outbox;
 pub mod records;

@@ -231,7 +231,9 @@ pub trait OutboxStore: Send + Sync + 'static {
         self.transact(queue, work)
     }
 
-    /// The names of the queues holding at least one message (in any state), sorted.
+    /// The names of the queues holding at least one message (in any state) or having counted
+    /// one (see [`crate::records::QueueCounts`]: a queue that delivered everything still has its
+    /// totals), sorted.
     fn queue_names(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 
     /// The clock this store judges deadlines by when the caller asks for real time (a facade

@@ -340,7 +340,7 @@ impl OutboxStore for PostgresStore {
         self.pool()
             .transaction(|client, statements| {
                 let stmt =
-                    statements.get(client, "SELECT DISTINCT queue FROM oncely_outbox ORDER BY queue")?;
+                    statements.get(client, "SELECT queue FROM oncely_outbox UNION SELECT queue FROM oncely_counts ORDER BY 1")?;
                 Ok(client.query(&stmt, &[]).map_err(pg_error)?.iter().map(|r| r.get(0)).collect())
             })
             .await

@@ -316,7 +316,7 @@ impl OutboxStore for SqliteStore {
         self.writer()?
             .run_single_write(Durability::Visible, |batch| {
                 let mut stmt =
-                    batch.conn.prepare_cached("SELECT DISTINCT queue FROM oncely_outbox ORDER BY queue")?;
+                    batch.conn.prepare_cached("SELECT queue FROM oncely_outbox UNION SELECT queue FROM oncely_counts ORDER BY 1")?;
                 let names =
                     stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(names)
