@@ -29,15 +29,29 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ["none", "oncely", "fik-sqlite", "aih-redis", "aih-memory"]
-PEERS = ["fik-sqlite", "aih-redis", "aih-memory"]
+NODE_APP = HERE.parent.parent / "node" / "bench" / "http_app.js"
+STACKS = {
+    # The same endpoint in each language: Starlette on uvicorn, Express on Node.
+    "python": {
+        "variants": ["none", "oncely", "fik-sqlite", "aih-redis", "aih-memory"],
+        "peers": ["fik-sqlite", "aih-redis", "aih-memory"],
+        "server": "uvicorn (httptools, uvloop) + Starlette",
+    },
+    "node": {
+        "variants": ["none", "oncely", "express-idempotency"],
+        "peers": ["express-idempotency"],
+        "server": "Node http + Express 5",
+    },
+}
 NAMES = {
     "none": "no middleware (no-op handler)",
     "oncely": "oncely (SQLite NORMAL)",
     "fik-sqlite": "fastapi-idempotency-key (SQLite)",
     "aih-redis": "asgi-idempotency-header (Redis)",
     "aih-memory": "asgi-idempotency-header (memory)",
+    "express-idempotency": "express-idempotency (memory)",
 }
+PEERS = []
 BODY = b'{"amount":10,"to":"bob"}'
 
 FIRST_LUA = """
@@ -79,7 +93,7 @@ def post(port, key, timeout=10.0):
 
 
 class Server:
-    def __init__(self, variant, workers, env_extra, redis_port):
+    def __init__(self, stack, variant, workers, env_extra, redis_port):
         self.dir = tempfile.TemporaryDirectory(prefix="oncely-http-bench-")
         self.port = free_port()
         env = dict(os.environ)
@@ -88,16 +102,20 @@ class Server:
             ONCELY_BENCH_DB=os.path.join(self.dir.name, "keys.db"),
             ONCELY_BENCH_REDIS_PORT=str(redis_port),
             PYTHONPATH=str(HERE),
+            ONCELY_BENCH_PORT=str(self.port),
+            ONCELY_BENCH_WORKERS=str(workers),
         )
         env.update(env_extra)
         if variant == "aih-redis":
             subprocess.run(["redis-cli", "-p", str(redis_port), "flushall"], check=True, stdout=subprocess.DEVNULL)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "http_app:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--http", "httptools",
-             "--loop", "uvloop"],
-            cwd=HERE, env=env, start_new_session=True,
-        )
+        if stack == "python":
+            cmd = [sys.executable, "-m", "uvicorn", "http_app:app", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--http", "httptools",
+                   "--loop", "uvloop"]
+        else:
+            cmd = ["node", str(NODE_APP)]
+        # The servers' own logs (a peer's refusals print stack traces) are not part of the table.
+        self.proc = subprocess.Popen(cmd, cwd=HERE, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -135,8 +153,8 @@ def wrk(port, script, seconds, connections, run_id):
     return rps, int(bad.group(1)) if bad else 0, errors.group(1) if errors else ""
 
 
-def throughput(variant, seconds, connections, redis_port, run_id):
-    server = Server(variant, 1, {}, redis_port)
+def throughput(stack, variant, seconds, connections, redis_port, run_id):
+    server = Server(stack, variant, 1, {}, redis_port)
     try:
         first, first_bad, first_err = wrk(server.port, FIRST_LUA, seconds, connections, run_id)
         for i in range(64):
@@ -147,10 +165,10 @@ def throughput(variant, seconds, connections, redis_port, run_id):
     return first, replay, first_bad + replay_bad, (first_err + " " + replay_err).strip()
 
 
-def race(variant, rounds, width, redis_port):
+def race(stack, variant, rounds, width, redis_port):
     runs_dir = tempfile.TemporaryDirectory()
     runs = os.path.join(runs_dir.name, "runs.log")
-    server = Server(variant, 2, {"ONCELY_BENCH_HANDLER_MS": "50", "ONCELY_BENCH_RUNS": runs}, redis_port)
+    server = Server(stack, variant, 2, {"ONCELY_BENCH_HANDLER_MS": "50", "ONCELY_BENCH_RUNS": runs}, redis_port)
     statuses = Counter()
     try:
         for r in range(rounds):
@@ -185,10 +203,13 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--race-rounds", type=int, default=40)
-    ap.add_argument("--redis-port", type=int, required=True)
+    ap.add_argument("--redis-port", type=int, default=0)
+    ap.add_argument("--stack", choices=sorted(STACKS), default="python")
     ap.add_argument("--only", default="")
     args = ap.parse_args()
-    variants = [v for v in VARIANTS if not args.only or v in args.only.split(",") or v == "none"]
+    stack = STACKS[args.stack]
+    PEERS[:] = stack["peers"]
+    variants = [v for v in stack["variants"] if not args.only or v in args.only.split(",") or v == "none"]
 
     first = {v: [] for v in variants}
     replay = {v: [] for v in variants}
@@ -196,7 +217,7 @@ def main():
     for rep in range(args.repeat):
         order = variants[rep % len(variants):] + variants[:rep % len(variants)]  # interleaved
         for v in order:
-            f, r, bad, err = throughput(v, args.seconds, args.connections, args.redis_port, rep)
+            f, r, bad, err = throughput(args.stack, v, args.seconds, args.connections, args.redis_port, rep)
             first[v].append(f)
             replay[v].append(r)
             if bad or err:
@@ -206,12 +227,12 @@ def main():
     races = {}
     for v in variants:
         if v != "none":
-            races[v] = race(v, args.race_rounds, 8, args.redis_port)
+            races[v] = race(args.stack, v, args.race_rounds, 8, args.redis_port)
 
     med = lambda xs: statistics.median(xs)  # noqa: E731
     base = med(first["none"])
     print()
-    print(f"HTTP Idempotency-Key middleware, uvicorn 1 worker (race: 2 workers), wrk -c{args.connections}, "
+    print(f"HTTP Idempotency-Key middleware, {stack['server']}, 1 process (race: 2), wrk -c{args.connections}, "
           f"{args.seconds} s per cell, median of {args.repeat} interleaved rounds")
     print()
     print("| middleware | first calls (req/s) | request time vs no middleware | replays (req/s) | "
