@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test test-all test-rust test-fleet test-fuzz fuzz test-hostile bench fmt sim
+.PHONY: demo test test-all test-rust test-fleet test-fuzz fuzz test-hostile bench bench-http fmt sim
 
 ## Run the demo: 1,000 payments per delivery mode through an outbox to a simulated bank, on
 ## temporary SQLite files, over a network with seeded faults.
@@ -64,6 +64,11 @@ bench:
 	$(CARGO) bench -p oncely --bench inbox
 	$(CARGO) bench -p oncely --bench outbox
 	scripts/with-postgres.sh $(CARGO) bench -p oncely --bench postgres
+
+## The HTTP Idempotency-Key middleware against its peers, Python then Node (release builds; wrk).
+bench-http:
+	python/bench/run-http.sh
+	node/bench/run-http.sh
 
 fmt:
 	$(CARGO) fmt --all
