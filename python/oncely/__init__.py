@@ -14,12 +14,16 @@ from typing import Any, Callable, ContextManager, Iterator, NoReturn, Optional, 
 
 from . import _native
 from ._native import (
+    Admission,
     BeginResult,
     Closed,
     Conflict,
     CorruptStore,
     Delivery,
     Event,
+    HttpClaim,
+    HttpGate,
+    HttpRetry,
     InboxRecord,
     InProgress,
     InvalidArgument,
@@ -43,6 +47,7 @@ from ._native import (
     Worker,
     __version__,
     fingerprint,
+    http_verdict,
 )
 
 MODES = ("at_most_once", "at_least_once", "exactly_once")
@@ -206,6 +211,7 @@ class Inbox(_native.Inbox):
         return decorate
 
 __all__ = [
+    "Admission",
     "BeginResult",
     "Claim",
     "Closed",
@@ -213,6 +219,9 @@ __all__ = [
     "CorruptStore",
     "Delivery",
     "Event",
+    "HttpClaim",
+    "HttpGate",
+    "HttpRetry",
     "Inbox",
     "InboxRecord",
     "InProgress",
@@ -240,4 +249,5 @@ __all__ = [
     "Worker",
     "__version__",
     "fingerprint",
+    "http_verdict",
 ]

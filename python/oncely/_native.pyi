@@ -14,12 +14,16 @@ _T = TypeVar("_T")
 
 __version__: str
 __all__ = [
+    "Admission",
     "BeginResult",
     "Closed",
     "Conflict",
     "CorruptStore",
     "Delivery",
     "Event",
+    "HttpClaim",
+    "HttpGate",
+    "HttpRetry",
     "InProgress",
     "Inbox",
     "InboxRecord",
@@ -44,6 +48,7 @@ __all__ = [
     "Worker",
     "__version__",
     "fingerprint",
+    "http_verdict",
 ]
 
 # --- errors ------------------------------------------------------------------------------------
@@ -488,3 +493,81 @@ class Worker:
     def stop(self) -> None: ...
     @property
     def stopped(self) -> bool: ...
+
+# --- http --------------------------------------------------------------------------------------
+
+_Headers = Union[Sequence[Tuple[str, str]], Mapping[str, str]]
+_Response = Tuple[int, List[Tuple[str, str]], bytes]
+
+@final
+class HttpClaim:
+    """A claim on one key while its handler runs: settle it with ``complete`` or ``abandon``."""
+    @property
+    def id(self) -> str: ...
+    @property
+    def token(self) -> int: ...
+    def complete(self, status: int, headers: _Headers, body: _BytesLike) -> bool: ...
+    def complete_async(self, status: int, headers: _Headers, body: _BytesLike) -> Awaitable[bool]: ...
+    def abandon(self) -> None: ...
+    def abandon_async(self) -> Awaitable[None]: ...
+
+@final
+class Admission:
+    """What to do with a request: ``kind`` is ``"pass"``, ``"run"`` (see ``claim``) or
+    ``"respond"`` (see ``response``)."""
+    @property
+    def kind(self) -> str: ...
+    @property
+    def response(self) -> Optional[_Response]: ...
+    @property
+    def claim(self) -> Optional[HttpClaim]: ...
+
+@final
+class HttpGate:
+    """The ``Idempotency-Key`` gate over a store, by the HTTP options (``policy``)."""
+    def __new__(
+        cls,
+        store: _StoreLike,
+        policy: Optional[Union[Mapping[str, Any], str]] = None,
+        *,
+        clock: Optional[ManualClock] = None,
+    ) -> HttpGate: ...
+    def admit(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: _Headers,
+        body: _BytesLike = b"",
+        query: str = "",
+        scope: Optional[str] = None,
+    ) -> Admission: ...
+    def admit_async(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: _Headers,
+        body: _BytesLike = b"",
+        query: str = "",
+        scope: Optional[str] = None,
+    ) -> Awaitable[Admission]: ...
+    def respond_in_transaction(
+        self,
+        method: str,
+        path: str,
+        handler: Callable[[Transaction], Tuple[int, _Headers, _BytesLike]],
+        *,
+        headers: _Headers,
+        body: _BytesLike = b"",
+        query: str = "",
+        scope: Optional[str] = None,
+    ) -> _Response: ...
+
+@final
+class HttpRetry:
+    """One keyed request's retries by a retry policy (``Outbox(retry=...)``'s form)."""
+    def __new__(cls, key: str, retry: Optional[Union[Mapping[str, Any], str]] = None) -> HttpRetry: ...
+    def next(self, status: Optional[int], retry_after: Optional[str] = None) -> Optional[float]: ...
+
+def http_verdict(status: Optional[int], retry_after: Optional[str] = None) -> Tuple[str, Optional[float]]: ...

@@ -60,6 +60,7 @@ params! {
     LastDelayMs = "last_delay_ms", 0, MAX;
     RetryAfterMs = "retry_after_ms", 0, MAX;
     Concurrency = "concurrency", 1, MAX;
+    Status = "status", 0, u16::MAX as u64; // the core checks a response's 100-599
     // text
     Location = "location";
     Url = "url";
@@ -77,6 +78,10 @@ params! {
     Reason = "reason";
     Action = "action";
     Sql = "sql";
+    Method = "method";
+    Path = "path";
+    Query = "query";
+    RetryAfter = "retry_after";
 }
 
 /// An integer parameter, range-checked by the core (see the module doc).
@@ -308,6 +313,14 @@ calls! {
     RunKw = "run options" ["handler"];
     RetryExcKw = "Retry options" ["error", "after"];
     SnoozeExcKw = "Snooze arguments" ["seconds"];
+    // http
+    HttpGateKw = "HttpGate options" ["store", "policy", "clock"];
+    AdmitKw = "admit options" ["method", "path", "headers", "body", "query", "scope"];
+    RespondTxKw = "respond_in_transaction options" ["method", "path", "handler", "headers", "body", "query", "scope"];
+    HttpCompleteKw = "complete arguments" ["status", "headers", "body"];
+    HttpRetryKw = "HttpRetry arguments" ["key", "retry"];
+    HttpNextKw = "next arguments" ["status", "retry_after"];
+    HttpVerdictKw = "http_verdict arguments" ["status", "retry_after"];
 }
 
 /// The keyword arguments a call's signature does not name (its `**extra`, which pyo3 fills with

@@ -9,6 +9,7 @@
 mod aio;
 mod args;
 mod errors;
+mod http;
 mod inbox;
 mod outbox;
 mod transaction;
@@ -290,6 +291,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     inbox::register(m)?;
     outbox::register(m)?;
     worker::register(m)?;
+    http::register(m)?;
     // Private (not in `__all__`): for `oncely.Inbox.claim`.
     m.setattr("_exception_text", wrap_pyfunction!(_exception_text, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint, m)?)?;

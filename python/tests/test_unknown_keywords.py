@@ -32,6 +32,9 @@ def objects():
         "inbox": inbox, "outbox": outbox, "delivery": delivery, "ticket": ticket, "tx": txs[0],
         "policy": RetryPolicy(POLICY), "worker": worker, "clock": ManualClock(),
         "store": Store("memory"),
+        "gate": oncely.HttpGate("memory"),
+        "claim": oncely.HttpGate("memory").admit("POST", "/p", headers=[("Idempotency-Key", "k")]).claim,
+        "retry": oncely.HttpRetry("k"),
     }
 
 
@@ -113,6 +116,18 @@ CALLS = [
     ("run options", Worker.run_until_idle_async, lambda **k: O["worker"].run_until_idle_async(H, **k)),
     ("Retry options", oncely.Retry, lambda **k: oncely.Retry("e", **k)),
     ("Snooze arguments", oncely.Snooze, lambda **k: oncely.Snooze(1, **k)),
+    # http
+    ("HttpGate options", oncely.HttpGate, lambda **k: oncely.HttpGate("memory", **k)),
+    ("admit options", oncely.HttpGate.admit, lambda **k: O["gate"].admit("GET", "/", headers=[], **k)),
+    ("admit options", oncely.HttpGate.admit_async, lambda **k: O["gate"].admit_async("GET", "/", headers=[], **k)),
+    ("respond_in_transaction options", oncely.HttpGate.respond_in_transaction,
+     lambda **k: O["gate"].respond_in_transaction("GET", "/", H, headers=[], **k)),
+    ("complete arguments", oncely.HttpClaim.complete, lambda **k: O["claim"].complete(200, [], b"", **k)),
+    ("complete arguments", oncely.HttpClaim.complete_async,
+     lambda **k: O["claim"].complete_async(200, [], b"", **k)),
+    ("HttpRetry arguments", oncely.HttpRetry, lambda **k: oncely.HttpRetry("k", **k)),
+    ("next arguments", oncely.HttpRetry.next, lambda **k: O["retry"].next(None, **k)),
+    ("http_verdict arguments", oncely.http_verdict, lambda **k: oncely.http_verdict(None, **k)),
 ]
 IDS = [f"{i}-{getattr(c[1], '__qualname__', c[0])}" for i, c in enumerate(CALLS)]
 
