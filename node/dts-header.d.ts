@@ -140,3 +140,40 @@ export declare namespace Store {
    */
   function postgresSchemaUrl(url: string, schema: string): Promise<string>
 }
+export interface HttpGate {
+  /**
+   * Answers `request` with the synchronous `handler(tx)` run inside one transaction of the
+   * store (SQLite or PostgreSQL): its `tx.execute` writes, the key's claim and the stored
+   * response commit together. Resolves to the response to send (the handler's, a replay or a
+   * refusal); a thrown error rolls everything back, gives the key back and is re-thrown as it
+   * was thrown. The handler must not return a Promise (`InvalidArgumentError`).
+   */
+  respondInTransaction(
+    request: HttpRequest,
+    handler: (tx: Transaction) => HttpResponseInit,
+  ): Promise<HttpResponse>
+}
+/** A response as a handler returns it: `headers` as `[name, value]` pairs, `body` a Buffer or a string. */
+export interface HttpResponseInit {
+  status: number
+  headers?: Array<[string, string]> | null
+  body?: Buffer | Uint8Array | string | null
+}
+/**
+ * The HTTP options (`oncely::http::HttpPolicy`, durations in seconds): which methods take a key,
+ * whether it is required, what the fingerprint covers, which statuses are stored or released,
+ * which headers are kept, retention, lease, wait and the largest stored body.
+ */
+export interface HttpPolicy {
+  name?: string
+  methods?: string[]
+  required?: boolean
+  fingerprint?: string[]
+  store?: string[]
+  release?: string[]
+  stored_headers?: string[]
+  retention?: number
+  lease?: number
+  wait?: number
+  max_response_bytes?: number
+}

@@ -140,6 +140,43 @@ export declare namespace Store {
    */
   function postgresSchemaUrl(url: string, schema: string): Promise<string>
 }
+export interface HttpGate {
+  /**
+   * Answers `request` with the synchronous `handler(tx)` run inside one transaction of the
+   * store (SQLite or PostgreSQL): its `tx.execute` writes, the key's claim and the stored
+   * response commit together. Resolves to the response to send (the handler's, a replay or a
+   * refusal); a thrown error rolls everything back, gives the key back and is re-thrown as it
+   * was thrown. The handler must not return a Promise (`InvalidArgumentError`).
+   */
+  respondInTransaction(
+    request: HttpRequest,
+    handler: (tx: Transaction) => HttpResponseInit,
+  ): Promise<HttpResponse>
+}
+/** A response as a handler returns it: `headers` as `[name, value]` pairs, `body` a Buffer or a string. */
+export interface HttpResponseInit {
+  status: number
+  headers?: Array<[string, string]> | null
+  body?: Buffer | Uint8Array | string | null
+}
+/**
+ * The HTTP options (`oncely::http::HttpPolicy`, durations in seconds): which methods take a key,
+ * whether it is required, what the fingerprint covers, which statuses are stored or released,
+ * which headers are kept, retention, lease, wait and the largest stored body.
+ */
+export interface HttpPolicy {
+  name?: string
+  methods?: string[]
+  required?: boolean
+  fingerprint?: string[]
+  store?: string[]
+  release?: string[]
+  stored_headers?: string[]
+  retention?: number
+  lease?: number
+  wait?: number
+  max_response_bytes?: number
+}
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -189,6 +226,64 @@ export declare class Delivery {
   extend(lease: number): Promise<Settled>
   /** Gives the message back, no attempt used up. */
   release(): Promise<Settled>
+}
+
+/** A claim on one key while its handler runs (kept alive until it is completed or abandoned). */
+export declare class HttpClaim {
+  /** The key's record id in the gate's inbox (the scope's length, a colon, the scope, the key). */
+  get id(): string
+  /** The claim's fencing token: larger than every token handed out for this key before. */
+  get token(): number
+  /**
+   * Settles the claim by the handler's response, which the caller then sends as it is:
+   * stored for replay (`true`) or, by the policy (a 5xx, a "try again" status, a body too
+   * large), the key given back (`false`). `LeaseLostError` when the claim was taken over. A
+   * response that is not one (a status outside 100–599) is an `InvalidArgumentError`, and the
+   * key is given back.
+   */
+  complete(response: HttpResponseInit): Promise<boolean>
+  /**
+   * Gives the key back at once: the handler failed without a response, so a retry may run
+   * it again.
+   */
+  abandon(): Promise<void>
+}
+
+/**
+ * Decides, for each request, whether its handler runs, and stores what it answered
+ * (`oncely::http::HttpGate`): a keyed request runs its handler once; its retries get the first
+ * response; a different request under the same key is refused.
+ */
+export declare class HttpGate {
+  /**
+   * A gate over `store` (a `Store` or a location) with `policy` (the HTTP options as JSON
+   * text; index.js makes it of the options object).
+   */
+  constructor(store: string | Store, policy?: HttpPolicy | null)
+  /**
+   * Decides what to do with `request` (see `Admission`). A store out of reach is answered
+   * 503 with `Retry-After`; a bad argument of the server's own (a scope over 200 bytes) is an
+   * `InvalidArgumentError`.
+   */
+  admit(request: HttpRequest): Promise<Admission>
+}
+
+/**
+ * One keyed request's retries by a retry policy (`oncely::http::HttpRetry`): after each
+ * attempt, `next` says whether to hand the answer to the caller or to wait and send it again.
+ */
+export declare class HttpRetry {
+  /**
+   * Retries for the request with `key`, by `retry` (a retry-policy object as the Outbox's
+   * `retry` option takes; index.js passes it as JSON text; default the core's policy).
+   */
+  constructor(key: string, retry?: object | string | null)
+  /**
+   * After an attempt that ended now with `status` (null: no answer — a network error or a
+   * timeout) and its `Retry-After` header: null to hand the answer (or the error) to the
+   * caller, else the seconds to wait before sending the request again.
+   */
+  next(status: number | null, retryAfter?: string | null): number | null
 }
 
 /** The receiver's processed-ID store, in one `scope`. */
@@ -360,6 +455,20 @@ export declare class Transaction {
   get open(): boolean
 }
 
+/**
+ * What to do with a request (the answer of `gate.admit`): `kind` is `"pass"` (run the handler
+ * untouched), `"run"` (run it, then `claim.complete(response)` before sending it, or
+ * `claim.abandon()` when it failed) or `"respond"` (send `response` as it is, without running
+ * the handler).
+ */
+export interface Admission {
+  kind: 'pass' | 'run' | 'respond'
+  /** For `"respond"`: the response to send. */
+  response: HttpResponse | null
+  /** For `"run"`: the claim on the key while the handler runs. */
+  claim: HttpClaim | null
+}
+
 /** One request of `Inbox.beginMany`. */
 export interface BeginRequest {
   id: string
@@ -429,6 +538,52 @@ export interface HandlerAnswer {
   message?: string
   /** The thrown value's type name (its constructor's name, or `typeof`). */
   typeName?: string
+}
+
+/** A request as the server received it (the argument of `gate.admit`). */
+export interface HttpRequest {
+  /** The method (any case). */
+  method: string
+  /** The path, without the query. */
+  path: string
+  /** The query string without its `?` (default empty). */
+  query?: string
+  /** The headers in the order received, as `[name, value]` pairs. */
+  headers: Array<[string, string]>
+  /** The whole body (default empty). */
+  body?: Buffer | string | null
+  /** Whose key space the key lives in (a tenant, a user); null: one shared space. */
+  scope?: string | null
+}
+
+/**
+ * A response: what a handler answered, a replay (with `idempotent-replayed: true`) or a
+ * refusal (an RFC 9457 problem). `headers` are `[name, value]` pairs in order.
+ */
+export interface HttpResponse {
+  /** The status code (100–599). */
+  status: number
+  /** The headers in order, as `[name, value]` pairs. */
+  headers: Array<[string, string]>
+  /** The body. */
+  body: Buffer
+}
+
+/**
+ * The verdict on an answer: its `status` (null when none came: a network error, a timeout) and
+ * its `Retry-After` header.
+ */
+export declare function httpVerdict(status: number | null, retryAfter?: string | null): HttpVerdict
+
+/**
+ * What a client does with an answer: `kind` `"done"` (settled), `"final"` (settled, not as
+ * hoped: trying again cannot help) or `"again"` (try again with the same key, after `after`
+ * seconds when the server said when).
+ */
+export interface HttpVerdict {
+  kind: 'done' | 'final' | 'again'
+  /** For `"again"`: the server's `Retry-After` in seconds, if it gave a usable one. */
+  after: number | null
 }
 
 /** Options of `new Inbox(store, scope, options)`. */

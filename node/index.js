@@ -708,6 +708,69 @@ native.Store.prototype.transaction.adapted = true
 delete native.Store.prototype._transaction
 const EMPTY_BUFFER = Buffer.alloc(0)
 
+// ---------------------------------------------------------------------------------------------
+// HTTP (node/src/http.rs): the policy and the retry policy as JSON text; the transactional
+// handler adapted as the inbox's is. Every rule is the core's (oncely::http).
+
+// An options object as JSON text for the native side (which reads it with the core's parser and
+// refuses unknown fields); undefined/null stays absent, a string is passed as it is.
+function jsonArg(name, value) {
+  if (value === undefined || value === null || typeof value === 'string') return value ?? undefined
+  let json
+  try {
+    json = JSON.stringify(value)
+  } catch (e) {
+    throw new InvalidArgumentError(`invalid argument \`${name}\`: ${e.message}`, 'ONCELY_INVALID_ARGUMENT')
+  }
+  if (typeof json !== 'string') {
+    throw new InvalidArgumentError(`invalid argument \`${name}\`: must be an object`, 'ONCELY_INVALID_ARGUMENT')
+  }
+  return json
+}
+
+const gateArgs = ([store, policy, ...rest]) => [store, jsonArg('policy', policy), ...rest]
+const httpRetryArgs = ([key, retry, ...rest]) => [key, jsonArg('retry', retry), ...rest]
+
+const nativeRespondInTransaction = native.HttpGate.prototype._respondInTransaction
+/**
+ * Answers `request` with the synchronous `handler(tx)` run inside one transaction of the store
+ * (SQLite or PostgreSQL): its `tx.execute` writes, the key's claim and the stored response
+ * commit together (`oncely::http::HttpGate::respond_in_transaction`). Resolves to the response
+ * to send: the handler's, a replay or a refusal. A thrown error rolls everything back, gives the
+ * key back and is re-thrown as it was thrown.
+ */
+native.HttpGate.prototype.respondInTransaction = async function respondInTransaction(request, handler) {
+  checkHandler(handler)
+  const state = { failed: false, thrown: undefined }
+  const adapted = (tx) => {
+    try {
+      const r = handler(tx)
+      if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function') {
+        Promise.resolve(r).catch(() => {})
+        throw new InvalidArgumentError(ASYNC_TX_HANDLER, 'ONCELY_INVALID_ARGUMENT')
+      }
+      return { response: r }
+    } catch (e) {
+      state.failed = true
+      state.thrown = e
+      return failureAnswer(e)
+    }
+  }
+  try {
+    return await nativeRespondInTransaction.call(this, request, adapted)
+  } catch (e) {
+    if (state.failed && e?.code === HANDLER_FAILED) throw state.thrown
+    throw translate(e)
+  }
+}
+native.HttpGate.prototype.respondInTransaction.adapted = true
+delete native.HttpGate.prototype._respondInTransaction
+
+const HttpGate = wrapClass(native.HttpGate, gateArgs, true)
+const HttpRetry = wrapClass(native.HttpRetry, httpRetryArgs)
+wrapClass(native.HttpClaim, undefined, true)
+const httpVerdict = wrapMethod(native.httpVerdict, false)
+
 const ManualClock = wrapClass(native.ManualClock)
 const RetryPolicy = wrapClass(native.RetryPolicy, policyArgs)
 /**
@@ -733,6 +796,7 @@ const Transaction = handedOut(native.Transaction, 'a Transaction is handed to th
 const Ticket = handedOut(native.Ticket, 'a Ticket is handed out by inbox.begin')
 const Delivery = handedOut(native.Delivery, 'a Delivery is handed out by outbox.lease')
 const Begin = handedOut(native.Begin, 'a Begin is the answer of inbox.begin')
+const HttpClaim = handedOut(native.HttpClaim, 'an HttpClaim is handed out by gate.admit')
 const version = native.version
 const fingerprint = wrapMethod(native.fingerprint, false)
 
@@ -740,5 +804,5 @@ module.exports = {
   ManualClock, RetryPolicy, Store, Inbox, Outbox, Ticket, Delivery, Begin, version,
   OncelyError, InvalidArgumentError, ConflictError, InProgressError, LeaseLostError, StorageError,
   CorruptStoreError, ClosedError, TimeoutError, ReplayedFailureError, Permanent, Retry, Snooze,
-  Worker, idempotent, Transaction, fingerprint,
+  Worker, idempotent, Transaction, fingerprint, HttpGate, HttpClaim, HttpRetry, httpVerdict,
 }

@@ -16,6 +16,7 @@ use oncely::{AnyStore, Mode};
 
 mod conv;
 mod errors;
+mod http;
 mod inbox;
 mod outbox;
 mod store;
@@ -24,6 +25,7 @@ mod worker;
 
 use conv::{Options, bytes, number, present};
 pub(crate) use errors::{Napi, Result, coded, err, invalid, promise};
+pub use http::*;
 pub use inbox::*;
 pub use outbox::*;
 pub use store::*;

@@ -269,7 +269,7 @@ fn ordering_of(
 }
 
 /// A retry policy in the core's JSON form (the text index.js made of the `retry` object).
-fn retry_policy(json: Unknown<'_>) -> Result<oncely::backoff::RetryPolicy> {
+pub(crate) fn retry_policy(json: Unknown<'_>) -> Result<oncely::backoff::RetryPolicy> {
     let p: oncely::backoff::RetryPolicy =
         serde_json::from_str(&text("retry", json)?).map_err(|e| invalid("retry", e.to_string()))?;
     p.validate().map_err(err)?;

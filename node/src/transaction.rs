@@ -189,6 +189,22 @@ type TxHandlerFn = ThreadsafeFunction<Transaction, ProcessAnswer, Transaction, S
 /// Calls the JS handler with `tx` on the JS thread and waits (this is the store's writer
 /// thread) for its answer; `tx` is invalidated before the answer comes back.
 fn call_on_js_thread(handler: &TxHandlerFn, tx: &mut dyn SqlTx) -> Answer {
+    lend_to_js(handler, tx, |r, _| r.map(answer_of).map_err(|e| e.reason.clone()))
+        .unwrap_or_else(|reason| Err(Failure::retryable(reason)))
+}
+
+/// Calls `handler` with a [`Transaction`] lending `tx`, on the JS thread, and waits (this is
+/// the store's writer thread) for its return value, which `read` converts there (on the JS
+/// thread, once `tx` is invalidated). `Err(reason)` when the handler could not be called.
+pub(crate) fn lend_to_js<R, A>(
+    handler: &ThreadsafeFunction<Transaction, R, Transaction, Status, false>,
+    tx: &mut dyn SqlTx,
+    read: impl FnOnce(napi::Result<R>, Env) -> std::result::Result<A, String> + Send + 'static,
+) -> std::result::Result<A, String>
+where
+    R: FromNapiValue + 'static,
+    A: Send + 'static,
+{
     // SAFETY (lifetime erasure): the pointer leaves this function only inside `slot`, which is
     // emptied before this function returns (by the JS callback, or below when it never ran).
     let ptr: *mut (dyn SqlTx + '_) = tx;
@@ -199,9 +215,9 @@ fn call_on_js_thread(handler: &TxHandlerFn, tx: &mut dyn SqlTx) -> Answer {
     let status = handler.call_with_return_value(
         Transaction { slot: slot.clone() },
         ThreadsafeFunctionCallMode::Blocking,
-        move |r, _| {
+        move |r, env| {
             *closing.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            let _ = answer_tx.send(r.map(answer_of).map_err(|e| e.reason.clone()));
+            let _ = answer_tx.send(read(r, env));
             Ok(())
         },
     );
@@ -211,7 +227,7 @@ fn call_on_js_thread(handler: &TxHandlerFn, tx: &mut dyn SqlTx) -> Answer {
         Err(format!("the handler could not be called ({status})"))
     };
     *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    answer.unwrap_or_else(|reason| Err(Failure::retryable(reason)))
+    answer
 }
 
 #[napi]
