@@ -5,5 +5,6 @@
 mod prometheus;
 mod snapshot;
 
+pub use crate::records::ScopeCounts;
 pub use prometheus::render;
-pub use snapshot::{QueueSnapshot, Snapshot, snapshot};
+pub use snapshot::{QueueSnapshot, Snapshot, inbox_scopes, snapshot};

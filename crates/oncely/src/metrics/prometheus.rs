@@ -16,7 +16,10 @@ struct Family<'a> {
 /// (`oncely_queue_messages{queue, state}`), the oldest pending message's age
 /// (`oncely_queue_oldest_age_seconds`) and the store's totals as counters
 /// (`oncely_messages_enqueued_total`, `…_delivered_total`, `…_retried_total`,
-/// `…_dead_lettered_total`, `…_dropped_total`). Label values are escaped as the format says.
+/// `…_dead_lettered_total`, `…_dropped_total`); per inbox scope, its records by state
+/// (`oncely_inbox_records{scope, state}`, state `in_progress`, `seen`, `succeeded`, `failed` for
+/// live records and `expired` for those awaiting collection). Label values are escaped as the
+/// format says.
 pub fn render(snapshot: &Snapshot) -> String {
     let mut families = vec![
         Family {
@@ -48,7 +51,9 @@ pub fn render(snapshot: &Snapshot) -> String {
     }
     for q in &snapshot.queues {
         let s = &q.stats;
-        for (state, n) in [("ready", s.ready), ("scheduled", s.scheduled), ("leased", s.leased), ("dead", s.dead)] {
+        for (state, n) in
+            [("ready", s.ready), ("scheduled", s.scheduled), ("leased", s.leased), ("dead", s.dead)]
+        {
             families[0].samples.push((vec![("queue", q.queue.as_str()), ("state", state)], n as f64));
         }
         let age = q.oldest_age.map_or(0.0, |a| a.as_secs_f64());
@@ -57,6 +62,24 @@ pub fn render(snapshot: &Snapshot) -> String {
             families[2 + i].samples.push((vec![("queue", q.queue.as_str())], get(&s.counts) as f64));
         }
     }
+    let mut inbox = Family {
+        name: "oncely_inbox_records",
+        kind: "gauge",
+        help: "Inbox records of a scope, by state (in_progress, seen, succeeded, failed: live; expired: awaiting collection).",
+        samples: Vec::new(),
+    };
+    for c in &snapshot.scopes {
+        for (state, n) in [
+            ("in_progress", c.in_progress),
+            ("seen", c.seen),
+            ("succeeded", c.succeeded),
+            ("failed", c.failed),
+            ("expired", c.expired),
+        ] {
+            inbox.samples.push((vec![("scope", c.scope.as_str()), ("state", state)], n as f64));
+        }
+    }
+    families.push(inbox);
     let mut out = String::new();
     for f in &families {
         let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
@@ -112,11 +135,33 @@ mod tests {
                 },
                 oldest_age: Some(std::time::Duration::from_millis(1500)),
             }],
+            scopes: vec![crate::records::ScopeCounts {
+                scope: "orders\"".into(),
+                in_progress: 2,
+                succeeded: 5,
+                ..Default::default()
+            }],
         };
         let text = render(&snap);
         assert!(text.contains("# TYPE oncely_queue_messages gauge\n"), "{text}");
-        assert!(text.contains("oncely_queue_messages{queue=\"pay\\\"ments\\\\\\n\",state=\"ready\"} 3\n"), "{text}");
-        assert!(text.contains("oncely_queue_oldest_age_seconds{queue=\"pay\\\"ments\\\\\\n\"} 1.5\n"), "{text}");
+        assert!(
+            text.contains("oncely_queue_messages{queue=\"pay\\\"ments\\\\\\n\",state=\"ready\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oncely_queue_oldest_age_seconds{queue=\"pay\\\"ments\\\\\\n\"} 1.5\n"),
+            "{text}"
+        );
         assert!(text.contains("oncely_messages_enqueued_total{queue=\"pay\\\"ments\\\\\\n\"} 7\n"), "{text}");
+        assert!(text.contains("# TYPE oncely_inbox_records gauge\n"), "{text}");
+        assert!(
+            text.contains("oncely_inbox_records{scope=\"orders\\\"\",state=\"in_progress\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oncely_inbox_records{scope=\"orders\\\"\",state=\"succeeded\"} 5\n"),
+            "{text}"
+        );
+        assert!(text.contains("oncely_inbox_records{scope=\"orders\\\"\",state=\"expired\"} 0\n"), "{text}");
     }
 }

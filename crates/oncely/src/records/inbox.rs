@@ -143,6 +143,79 @@ impl InboxRecord {
     }
 }
 
+/// How many records one inbox scope holds, by state, at one moment ([`crate::InboxStore::scope_counts`]).
+///
+/// A record counts by its state while it is live (`now < expires_at`); once expired it counts
+/// only in `expired`, whatever its state, until garbage collection deletes it (an expired record
+/// is treated as absent by every operation).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScopeCounts {
+    /// The scope's name.
+    pub scope: String,
+    /// Live records held by a claim ([`RecordState::InProgress`]), including claims whose lease
+    /// ran out and that the next caller may take over.
+    pub in_progress: u64,
+    /// Live records completed as [`Status::Seen`] (at-most-once marks).
+    pub seen: u64,
+    /// Live records completed as [`Status::Succeeded`].
+    pub succeeded: u64,
+    /// Live records completed as [`Status::Failed`] (stored permanent failures).
+    pub failed: u64,
+    /// Records past their expiry that garbage collection has not deleted yet.
+    pub expired: u64,
+}
+
+impl ScopeCounts {
+    /// Live completed records: `seen + succeeded + failed`.
+    pub fn completed(&self) -> u64 {
+        self.seen + self.succeeded + self.failed
+    }
+
+    /// Every record of the scope the store still holds, live or expired.
+    pub fn total(&self) -> u64 {
+        self.in_progress + self.completed() + self.expired
+    }
+
+    /// Adds one record to the counts: `state` as stored (0: in progress, else a
+    /// [`Status`] code), live when `live`. An unknown state code is
+    /// [`crate::Error::CorruptStore`].
+    pub(crate) fn add(&mut self, state: i64, live: bool, n: u64) -> crate::Result<()> {
+        if !live {
+            self.expired += n;
+            return Ok(());
+        }
+        match state {
+            STATE_IN_PROGRESS => self.in_progress += n,
+            s => match u8::try_from(s).ok().and_then(Status::from_code) {
+                Some(Status::Seen) => self.seen += n,
+                Some(Status::Succeeded) => self.succeeded += n,
+                Some(Status::Failed) => self.failed += n,
+                None => {
+                    return Err(crate::Error::CorruptStore(format!(
+                        "scope `{}` has records of an unknown state {s}",
+                        crate::text::quote(&self.scope)
+                    )));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Folds rows of `(scope, state, live, count)`, ordered by scope, into one entry per scope.
+    pub(crate) fn from_rows(
+        rows: impl IntoIterator<Item = (String, i64, bool, u64)>,
+    ) -> crate::Result<Vec<ScopeCounts>> {
+        let mut out: Vec<ScopeCounts> = Vec::new();
+        for (scope, state, live, n) in rows {
+            if out.last().is_none_or(|c| c.scope != scope) {
+                out.push(ScopeCounts { scope, ..ScopeCounts::default() });
+            }
+            out.last_mut().expect("pushed above").add(state, live, n)?;
+        }
+        Ok(out)
+    }
+}
+
 /// The state column's value for a record in progress.
 const STATE_IN_PROGRESS: i64 = 0;
 

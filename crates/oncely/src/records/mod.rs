@@ -12,7 +12,7 @@ pub mod outbox;
 pub(crate) use decide::decide_with;
 pub use decide::{InboxOp, OpAnswer, Write, decide};
 pub use durability::Durability;
-pub use inbox::{CachePolicy, InboxRecord, RecordState, Status, StoredOutcome};
+pub use inbox::{CachePolicy, InboxRecord, RecordState, ScopeCounts, Status, StoredOutcome};
 pub use outbox::{
     MessageState, OutboxRecord, QueueCounts, QueueStats, limit_columns, limits_from_columns, mode_column,
     mode_from_column,

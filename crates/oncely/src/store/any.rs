@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::records::{InboxOp, InboxRecord, OpAnswer};
+use crate::records::{InboxOp, InboxRecord, OpAnswer, ScopeCounts};
 use crate::store::{InboxStore, MemoryStore, OutboxStore, OutboxTx, SqliteConfig, SqliteStore};
 
 /// Any of oncely's stores. Clones share the same store.
@@ -183,6 +183,10 @@ impl InboxStore for AnyStore {
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64> {
         dispatch!(self, s => s.purge_expired(now, limit).await)
+    }
+
+    async fn scope_counts(&self, now: Timestamp) -> Result<Vec<ScopeCounts>> {
+        dispatch!(self, s => s.scope_counts(now).await)
     }
 
     fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {

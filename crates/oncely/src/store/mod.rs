@@ -7,7 +7,7 @@ use std::future::Future;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
-use crate::records::{InboxOp, InboxRecord, OpAnswer};
+use crate::records::{InboxOp, InboxRecord, OpAnswer, ScopeCounts};
 
 mod any;
 pub mod location;
@@ -77,6 +77,19 @@ pub trait InboxStore: Send + Sync + 'static {
     /// how many went.
     fn purge_expired(&self, now: Timestamp, limit: usize) -> impl Future<Output = Result<u64>> + Send;
 
+    /// Per scope, how many records the store holds by state, judged at `now` (a record is live
+    /// while `now < expires_at`; see [`ScopeCounts`]), sorted by scope. Scopes holding no record
+    /// are absent. Read-only: it changes nothing and takes no claim; each store reads all scopes
+    /// in one consistent read (one transaction, or one lock per memory shard).
+    ///
+    /// The default answers [`Error::Storage`]: a store that does not implement it (a test
+    /// wrapper) says so rather than report zeros. oncely's memory, SQLite and PostgreSQL stores
+    /// and [`AnyStore`] implement it.
+    fn scope_counts(&self, now: Timestamp) -> impl Future<Output = Result<Vec<ScopeCounts>>> + Send {
+        let _ = now;
+        async { Err(Error::Storage("this store does not count its inbox records by scope".into())) }
+    }
+
     /// The clock this store judges deadlines by when the caller asks for real time (a facade
     /// opened on [`crate::SystemClock`]): `None` for the host's own clock (memory, SQLite: one
     /// host), the database server's clock for PostgreSQL, so that every process of a fleet sees
@@ -121,6 +134,10 @@ impl<S: InboxStore> InboxStore for std::sync::Arc<S> {
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> impl Future<Output = Result<u64>> + Send {
         (**self).purge_expired(now, limit)
+    }
+
+    fn scope_counts(&self, now: Timestamp) -> impl Future<Output = Result<Vec<ScopeCounts>>> + Send {
+        (**self).scope_counts(now)
     }
 
     fn deadline_clock(&self) -> Option<crate::clock::SharedClock> {
@@ -271,3 +288,6 @@ impl<S: OutboxStore> OutboxStore for std::sync::Arc<S> {
         OutboxStore::deadline_clock(&**self)
     }
 }
+
+#[cfg(test)]
+mod scope_counts_tests;

@@ -317,6 +317,23 @@ impl InboxStore for MemoryStore {
         }
         Ok(purged)
     }
+
+    async fn scope_counts(&self, now: Timestamp) -> Result<Vec<crate::records::ScopeCounts>> {
+        let mut by_scope: std::collections::BTreeMap<String, crate::records::ScopeCounts> =
+            std::collections::BTreeMap::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for (scope, table) in &shard.scopes {
+                for slot in table.slots.iter().filter(|s| !s.is_free()) {
+                    let counts = by_scope.entry(scope.to_string()).or_insert_with(|| {
+                        crate::records::ScopeCounts { scope: scope.to_string(), ..Default::default() }
+                    });
+                    counts.add(i64::from(slot.flags & STATE_MASK), now.0 < slot.expires_at, 1)?;
+                }
+            }
+        }
+        Ok(by_scope.into_values().filter(|c| c.total() > 0).collect())
+    }
 }
 
 #[cfg(test)]

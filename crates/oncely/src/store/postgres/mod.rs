@@ -313,6 +313,34 @@ impl InboxStore for PostgresStore {
             })
             .await
     }
+
+    async fn scope_counts(&self, now: Timestamp) -> Result<Vec<crate::records::ScopeCounts>> {
+        self.pool()
+            .run(move |conn| {
+                let (client, statements) = conn.begin()?;
+                let rows = statements
+                    .get(
+                        client,
+                        "SELECT scope, state::int8, expires_at > $1, count(*) FROM oncely_inbox
+                         GROUP BY 1, 2, 3 ORDER BY 1",
+                    )
+                    .and_then(|stmt| client.query(&stmt, &[&now.0]).map_err(pg_error));
+                let _ = client.batch_execute("ROLLBACK");
+                let rows = rows?
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, i64>(1),
+                            r.get::<_, bool>(2),
+                            r.get::<_, i64>(3) as u64,
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                crate::records::ScopeCounts::from_rows(rows)
+            })
+            .await
+    }
 }
 
 impl OutboxStore for PostgresStore {
@@ -339,8 +367,10 @@ impl OutboxStore for PostgresStore {
     async fn queue_names(&self) -> Result<Vec<String>> {
         self.pool()
             .transaction(|client, statements| {
-                let stmt =
-                    statements.get(client, "SELECT queue FROM oncely_outbox UNION SELECT queue FROM oncely_counts ORDER BY 1")?;
+                let stmt = statements.get(
+                    client,
+                    "SELECT queue FROM oncely_outbox UNION SELECT queue FROM oncely_counts ORDER BY 1",
+                )?;
                 Ok(client.query(&stmt, &[]).map_err(pg_error)?.iter().map(|r| r.get(0)).collect())
             })
             .await

@@ -267,6 +267,29 @@ impl InboxStore for SqliteStore {
             })
             .await
     }
+
+    async fn scope_counts(&self, now: Timestamp) -> Result<Vec<crate::records::ScopeCounts>> {
+        self.writer()?
+            .run_single_write(Durability::Visible, move |batch| {
+                // One pass over the primary key (scope, id): grouped by scope in key order.
+                let mut stmt = batch.conn.prepare_cached(
+                    "SELECT scope, state, expires_at > ?1, count(*) FROM oncely_inbox
+                     GROUP BY scope, state, expires_at > ?1 ORDER BY scope",
+                )?;
+                let rows = stmt
+                    .query_map(params![now.0], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, bool>(2)?,
+                            r.get::<_, i64>(3)? as u64,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                crate::records::ScopeCounts::from_rows(rows)
+            })
+            .await
+    }
 }
 
 /// A symbolic link whose target does not exist is refused: opening it would create a store at
