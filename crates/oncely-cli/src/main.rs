@@ -5,6 +5,7 @@
 //! crate; this binary only parses arguments, calls the core and prints.
 
 mod admin;
+mod dashboard;
 mod demo;
 mod error;
 mod fmt;
@@ -41,7 +42,7 @@ enum Command {
     DeadLetters(DeadLetters),
     /// Delete the inbox records whose retention (dedup window) has run out.
     Gc(GcArgs),
-    /// Serve the store's numbers over HTTP: /metrics in the Prometheus text format.
+    /// Serve the store over HTTP: a dashboard at / and /metrics in the Prometheus text format.
     Serve(ServeArgs),
 }
 
@@ -58,6 +59,10 @@ struct ServeArgs {
     /// to an address other than loopback. Prefer the environment variable: a flag shows in `ps`.
     #[arg(long, env = "ONCELY_SERVE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Show message payloads and stored inbox results in the dashboard (they may hold personal
+    /// data; without this flag only their size is shown).
+    #[arg(long)]
+    show_payloads: bool,
 }
 
 /// The store an admin command works on. It must exist: these commands never create a store.
@@ -150,7 +155,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         },
         Command::Gc(args) => admin::gc(&args.db, args.scope.as_deref()).await,
         Command::Serve(args) => {
-            serve::serve(serve::ServeOptions { db: args.db, bind: args.bind, token: args.token }).await
+            serve::serve(serve::ServeOptions {
+                db: args.db,
+                bind: args.bind,
+                token: args.token,
+                show_payloads: args.show_payloads,
+            })
+            .await
         }
     }
 }

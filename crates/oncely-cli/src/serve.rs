@@ -2,8 +2,13 @@
 //! format, computed from the store at each scrape (`oncely::metrics`), so it is the same
 //! whichever process serves it.
 //!
+//! `GET /` is the dashboard (`dashboard.rs`): a page embedded in the binary that polls the JSON
+//! endpoints under `/api/` and posts replays and purges to them.
+//!
 //! Safe by default: it binds 127.0.0.1; bound to any other address it refuses to start without a
-//! token, and then answers only requests that carry it (`Authorization: Bearer TOKEN`).
+//! token, and then answers only requests that carry it (`Authorization: Bearer TOKEN`) — every
+//! `/metrics` and `/api/` request; the page, its script and its style hold no data and load
+//! without it. Every POST also needs the CSRF token of this server start (see `dashboard.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,10 +19,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use oncely::AnyStore;
 
 use crate::admin::open_existing;
+use crate::dashboard;
 use crate::error::CliError;
 
 /// What `oncely serve` was started with.
@@ -28,11 +34,22 @@ pub struct ServeOptions {
     pub bind: SocketAddr,
     /// The token every request must carry, if any.
     pub token: Option<String>,
+    /// Whether the dashboard shows message payloads and stored inbox results (else their size).
+    pub show_payloads: bool,
 }
 
-struct Served {
-    store: AnyStore,
-    token: Option<String>,
+/// What every request handler shares.
+pub struct Served {
+    /// The store.
+    pub store: AnyStore,
+    /// The token every `/metrics` and `/api/` request must carry, if any (never empty).
+    pub token: Option<String>,
+    /// The CSRF token of this server start, written into the page; every POST must carry it.
+    pub csrf: String,
+    /// Whether payloads and stored results are shown.
+    pub show_payloads: bool,
+    /// How the store is named on the page (a URL without its password).
+    pub shown: String,
 }
 
 /// Serves until interrupted (Ctrl-C or SIGTERM). Prints the address it listens on, on one line,
@@ -45,17 +62,41 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         )));
     }
     let store = open_existing(&options.db)?;
-    let served = Arc::new(Served { store, token: options.token.filter(|t| !t.is_empty()) });
+    let csrf = dashboard::new_csrf_token().map_err(|e| CliError::Failed(format!("no randomness for the CSRF token: {e}")))?;
+    let served = Arc::new(Served {
+        store,
+        token: options.token.filter(|t| !t.is_empty()),
+        csrf,
+        show_payloads: options.show_payloads,
+        shown: oncely::store::postgres::redact(&options.db.to_string_lossy()),
+    });
+    let authorized = || middleware::from_fn_with_state(served.clone(), authorize);
+    let api = Router::new()
+        .route("/api/overview", get(dashboard::overview))
+        .route("/api/dead", get(dashboard::dead))
+        .route("/api/message", get(dashboard::message))
+        .route("/api/inbox", get(dashboard::inbox))
+        .route("/api/replay", post(dashboard::replay))
+        .route("/api/purge", post(dashboard::purge))
+        .route("/api/{*rest}", get(dashboard::not_found).post(dashboard::not_found))
+        .layer(authorized());
+    let page = Router::new()
+        .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
+        .merge(api)
+        .layer(middleware::from_fn_with_state(served.clone(), dashboard::guard));
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(served.clone(), authorize))
+        .layer(authorized())
+        .merge(page)
         .with_state(served);
     let listener = tokio::net::TcpListener::bind(options.bind)
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", options.bind)))?;
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
-    eprintln!("oncely serve: metrics at http://{addr}/metrics (Ctrl-C stops)");
+    eprintln!("oncely serve: dashboard at http://{addr}/, metrics at http://{addr}/metrics (Ctrl-C stops)");
     axum::serve(listener, app).with_graceful_shutdown(stopped()).await?;
     Ok(())
 }
@@ -97,7 +138,7 @@ async fn authorize(State(served): State<Arc<Served>>, request: Request, next: Ne
 }
 
 /// Equal bytes, in time that depends only on the lengths.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
