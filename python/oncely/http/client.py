@@ -114,8 +114,7 @@ def send(
 ) -> str:
     """Puts a request in ``outbox`` for a worker running :func:`deliver` to send; returns the
     message id, which is the request's ``Idempotency-Key`` on every attempt (an
-    ``Idempotency-Key`` in ``headers`` becomes the message id; without one the outbox makes the
-    id). The payload is JSON (``method``, ``url``, ``headers`` as pairs, ``body`` in base64). The
+    ``Idempotency-Key`` in ``headers`` becomes the message id; without one it is a fresh UUID). The payload is JSON (``method``, ``url``, ``headers`` as pairs, ``body`` in base64). The
     outbox's retry policy, dead-lettering and ordering apply."""
     pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
     payload = {
@@ -124,8 +123,9 @@ def send(
         "headers": [[n, v] for n, v in pairs],
         "body": base64.b64encode(bytes(body)).decode("ascii"),
     }
-    key = next((v for n, v in pairs if n.lower() == KEY_HEADER.lower()), None)
-    return outbox.enqueue(json.dumps(payload).encode("utf-8"), id=key)
+    key = next((v for n, v in pairs if n.lower() == KEY_HEADER.lower()), None) or str(uuid.uuid4())
+    outbox.enqueue(json.dumps(payload).encode("utf-8"), id=key)
+    return key
 
 
 def _request_of(message: Message) -> Tuple[str, str, List[Tuple[str, str]], bytes]:
