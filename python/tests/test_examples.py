@@ -31,3 +31,20 @@ def test_root_readme_shows_the_quickstart():
     if "python/examples/quickstart.py" not in readme:
         pytest.skip("the root README does not show the Python quickstart yet")
     assert snippet() in readme
+
+
+HTTP_PAYMENTS = ROOT / "python" / "examples" / "http_payments.py"
+
+
+def test_http_payments_runs():
+    """The payments service example: a retry is replayed, racing duplicates make one row, a key
+    reused with another body is refused."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("httpx")
+    out = subprocess.run([sys.executable, str(HTTP_PAYMENTS)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("retry: 201") and line.endswith("replayed: true") for line in lines), lines
+    assert any(line.startswith("reused key: 422 urn:oncely:problem:idempotency-key-reused") for line in lines), lines
+    assert lines[-1] == "done"
