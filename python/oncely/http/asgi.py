@@ -100,7 +100,9 @@ class IdempotencyMiddleware:
     answered, the gate's response (a replay or a problem) is sent and the app does not run;
     claimed, the app runs with the buffered body, its response is captured whole, handed to the
     gate (stored or the key given back, by the policy) and then sent. If the app raises, the key
-    is given back and the exception propagates (a response the app completed first is sent).
+    is given back and the exception propagates (a response the app completed first is sent). An
+    error of the gate's own (the store failed, ``oncely.LeaseLost`` when the claim was taken
+    over) propagates too: the server answers 500 and the client retries with the same key.
     """
 
     def __init__(
