@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test test-all test-rust test-fleet test-fuzz fuzz test-hostile bench bench-http fmt sim
+.PHONY: demo test test-all test-rust test-dashboard test-fleet test-fuzz fuzz test-hostile bench bench-http fmt sim
 
 ## Run the demo: 1,000 payments per delivery mode through an outbox to a simulated bank, on
 ## temporary SQLite files, over a network with seeded faults.
@@ -15,7 +15,7 @@ test:
 	scripts/with-postgres.sh $(MAKE) --no-print-directory test-all
 
 ## Every test, using the PostgreSQL server in ONCELY_POSTGRES_URL when set.
-test-all: test-rust test-fleet test-fuzz test-python test-node test-kotlin
+test-all: test-rust test-dashboard test-fleet test-fuzz test-python test-node test-kotlin
 
 test-rust:
 	$(CARGO) test --no-fail-fast
@@ -26,6 +26,11 @@ test-rust:
 	$(CARGO) run -q -p oncely --example outbox_quickstart
 	$(CARGO) run -q -p oncely --example inbox_modes -- 300 0.3 11
 	SIM_SEEDS=$${SIM_SEEDS:-10000} $(CARGO) test --release -q -p oncely-sim --test sim --test power_cut
+
+## The dashboard of `oncely serve` in headless Chromium (Debian's chromium, playwright-core,
+## node --test): on SQLite, and on PostgreSQL when ONCELY_POSTGRES_URL is set. About 15 s per store.
+test-dashboard:
+	tests/dashboard/run.sh
 
 ## The deterministic simulator on more seeds (docs/simulation.md): `make sim SEEDS=1000000`.
 ## A failing seed prints the one command that replays it with its schedule.

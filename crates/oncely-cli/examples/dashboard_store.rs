@@ -7,6 +7,10 @@
 //!   `InboxStore::scope_counts` per scope), for the tests to compare with the page;
 //! - `deliver LOCATION QUEUE ID`: one worker step: lease the queue's due messages, acknowledge
 //!   `ID`, release the others; fails when `ID` was not due;
+//! - `schema-url URL NAME`: a fresh PostgreSQL schema on the server at `URL`, printed as the
+//!   URL that uses it (`PostgresStore::schema_url`);
+//! - `traffic LOCATION SECONDS`: a few messages enqueued, delivered and failed every 100 ms, so
+//!   that the dashboard's throughput charts have something to draw (for the screenshot);
 //! - `big LOCATION N`: `N` messages in one queue (`bulk`), 10,000 per `enqueue_many` call, plus
 //!   100 dead letters, for the page-load measurement.
 //!
@@ -162,6 +166,37 @@ async fn big(location: &str, n: usize) -> R<()> {
     Ok(())
 }
 
+async fn traffic(location: &str, seconds: f64) -> R<()> {
+    let store = open(location)?;
+    let webhooks = Outbox::open(store.clone(), OutboxConfig::new("webhooks"))?;
+    let payments = Outbox::open(store, OutboxConfig::new("payments"))?;
+    let until = std::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let mut i = 0u64;
+    while std::time::Instant::now() < until {
+        let wave = 3.0 + 2.5 * ((i as f64) / 12.0).sin();
+        let n = wave.round() as u64 + 1;
+        webhooks.enqueue_many((0..n * 2).map(|k| NewMessage::new("event").id(format!("t-{i}-{k}"))).collect()).await?;
+        payments.enqueue_many((0..n).map(|k| NewMessage::new("{}").id(format!("tp-{i}-{k}"))).collect()).await?;
+        for d in webhooks.lease(n as usize * 2).await? {
+            d.ack().await?;
+        }
+        for (k, d) in payments.lease(n as usize).await?.into_iter().enumerate() {
+            if d.id().starts_with("tp-") {
+                if i % 15 == 0 && k == 0 {
+                    d.fail("bank timeout after 3 attempts").await?;
+                } else {
+                    d.ack().await?;
+                }
+            } else {
+                d.release().await?;
+            }
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> R<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -171,6 +206,11 @@ async fn main() -> R<()> {
         ["stats", location] => stats(location).await,
         ["deliver", location, queue, id] => deliver(location, queue, id).await,
         ["big", location, n] => big(location, n.parse()?).await,
+        ["schema-url", url, name] => {
+            println!("{}", oncely::PostgresStore::schema_url(url, name)?);
+            Ok(())
+        }
+        ["traffic", location, seconds] => traffic(location, seconds.parse()?).await,
         _ => Err("usage: dashboard_store fill|stats LOCATION | deliver LOCATION QUEUE ID | big LOCATION N".into()),
     }
 }
