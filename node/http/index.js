@@ -136,12 +136,12 @@ function sendExactly(res, response) {
 }
 
 // Holds back what the handler writes to `res` until it ends, settles `claim` by that response
-// (stored or the key given back, by the policy), then sends it as it was. A response that is
-// never finished (the connection closed first) abandons the claim.
+// (stored or the key given back, by the policy), then sends it as it was. A client that went
+// away does not settle it: the handler may still be running, and completes it when it answers
+// (a handler that never answers leaves the key claimed until its lease runs out).
 function captureExpress(req, res, claim, onError) {
   const { write, end, writeHead } = res
   const chunks = []
-  let settled = false
   res.writeHead = function (status, reason, headers) {
     if (typeof reason !== 'string') headers = reason
     else res.statusMessage = reason
@@ -170,17 +170,10 @@ function captureExpress(req, res, claim, onError) {
     res.end = end
     res.writeHead = writeHead
     const body = Buffer.concat(chunks)
-    settled = true
     const response = { status: res.statusCode, headers: headerPairs(res.getHeaders(), res.getRawHeaderNames?.()), body }
     claim.complete(response).catch((e) => onError(e, req)).finally(() => end.call(res, body, cb))
     return res
   }
-  res.on('close', () => {
-    if (!settled) {
-      settled = true
-      claim.abandon().catch((e) => onError(e, req))
-    }
-  })
 }
 
 /**
@@ -290,8 +283,9 @@ function fastifyIdempotency(fastify, options, done) {
       await c.claim.abandon().catch((e) => onError(e, request))
     }
   }
+  // A reply that went out without onSend (hijacked by the route) gives the key back. An aborted
+  // request does not: its handler may still be running, and settles the claim when it answers.
   fastify.addHook('onResponse', giveBack)
-  fastify.addHook('onRequestAbort', giveBack)
   done()
 }
 // As fastify-plugin does: the hooks apply to the context the plugin is registered in.
