@@ -156,7 +156,7 @@
     const max = Math.max(1, ...pts.flatMap((s) => SERIES.map(([k]) => s.rates[k])));
     const t0 = h.length ? h[0].t : 0;
     const t1 = h.length ? h[h.length - 1].t : 1;
-    const span = Math.max(1, t1 - t0, POLL_MS * (HISTORY - 1));
+    const span = Math.max(30_000, t1 - t0); // the samples kept, at least 30 s
     const x = (t) => L + (W - L - R) * (1 - (t1 - t) / span);
     const y = (v) => T + (H - T - B) * (1 - v / max);
     const s = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `throughput of ${queue}` });
@@ -240,7 +240,7 @@
         type: 'checkbox', 'data-select': m.id, 'aria-label': `select ${m.id}`, checked: state.selected.has(m.id),
         onchange: (ev) => { ev.target.checked ? state.selected.add(m.id) : state.selected.delete(m.id); syncSelection(); },
       })),
-      el('td', { class: 'mono' }, el('a', { href: '#message', onclick: (ev) => { ev.preventDefault(); lookUpMessage(q, m.id); } }, m.id)),
+      el('td', { class: 'mono id' }, el('a', { href: '#message', onclick: (ev) => { ev.preventDefault(); lookUpMessage(q, m.id); } }, m.id)),
       el('td', { dataset: { field: 'reason' } }, m.reason || '-'),
       el('td', { class: 'err', dataset: { field: 'last_error' } }, m.last_error || '-'),
       el('td', { class: 'n', dataset: { field: 'attempts' } }, fmtNum(m.attempts)),
