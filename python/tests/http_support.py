@@ -147,6 +147,12 @@ class FaultProxy:
         async with server:
             await self._stop.wait()
             server.close()
+            # Connections still open (a delayed answer) end here, their sockets closed.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0.01)
 
     async def _handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         fault = self.rng.choices(self.FAULTS, self.weights)[0]
