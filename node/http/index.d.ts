@@ -44,6 +44,15 @@ export declare function fastifyIdempotency(
   done: (err?: Error) => void,
 ): void
 
+/**
+ * Fastify route options (`app.post(path, fastifyTransactional(options, handler))`) answering with
+ * the synchronous `handler(tx, request)` inside one store transaction.
+ */
+export declare function fastifyTransactional(
+  options: IdempotencyOptions,
+  handler: (tx: Transaction, request: any) => RouteResponse,
+): { preParsing: (request: any, reply: any, payload: any) => Promise<any>; handler: (request: any, reply: any) => Promise<any> }
+
 /** The options of `idempotentFetch`. */
 export interface IdempotentFetchOptions {
   /** A retry-policy object (as the Outbox's `retry` option); default the core's policy. */

@@ -292,6 +292,34 @@ function fastifyIdempotency(fastify, options, done) {
 fastifyIdempotency[Symbol.for('skip-override')] = true
 fastifyIdempotency[Symbol.for('fastify.display-name')] = 'oncely-idempotency'
 
+/**
+ * A Fastify route answering with the synchronous `handler(tx, request)` inside one store
+ * transaction (`gate.respondInTransaction`), as `transactional` does for Express: route options
+ * to pass as they are, `app.post('/refunds', fastifyTransactional(options, handler))` (a
+ * `preParsing` hook keeps the raw body as `request.rawBody`, the `handler` answers). A throw
+ * rolls back, gives the key back and is Fastify's error to answer. Do not register
+ * `fastifyIdempotency` for such a route.
+ */
+function fastifyTransactional(options, handler) {
+  if (typeof handler !== 'function') throw invalid('handler', 'must be a function (tx, request) => response')
+  const { gate, scope } = serverOptions(options)
+  return {
+    preParsing: async (request, reply, payload) => {
+      const body = await collect(payload)
+      request.rawBody = body
+      const again = Readable.from(body.length ? [body] : [])
+      again.receivedEncodedLength = body.length
+      return again
+    },
+    handler: async (request, reply) => {
+      const req = gateRequest(request.method, request.raw.url, request.raw.rawHeaders, request.rawBody ?? Buffer.alloc(0), scope(request))
+      const response = await gate.respondInTransaction(req, (tx) => responseInit(handler(tx, request)))
+      sendRaw(reply, response)
+      return reply
+    },
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client
 
@@ -439,6 +467,7 @@ module.exports = {
   idempotency,
   transactional,
   fastifyIdempotency,
+  fastifyTransactional,
   idempotentFetch,
   sendRequest,
   deliverRequests,

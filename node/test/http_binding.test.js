@@ -125,12 +125,13 @@ test('respondInTransaction on SQLite: rows and response commit together; a throw
 test('oncely/http and its typings: require by name, tsc --strict', { timeout: 120_000 }, () => {
   const pkg = path.resolve(__dirname, '..')
   const http = require('oncely/http')
-  for (const name of ['idempotency', 'transactional', 'fastifyIdempotency', 'idempotentFetch', 'sendRequest', 'deliverRequests']) {
+  for (const name of ['idempotency', 'transactional', 'fastifyIdempotency', 'fastifyTransactional', 'idempotentFetch', 'sendRequest', 'deliverRequests']) {
     assert.equal(typeof http[name], 'function', name)
   }
   const file = path.join(pkg, 'test', `.http-typings-${process.pid}.ts`)
   fs.writeFileSync(file, `
-import { idempotency, idempotentFetch, transactional, sendRequest, deliverRequests, fastifyIdempotency } from 'oncely/http'
+import { idempotency, idempotentFetch, transactional, sendRequest, deliverRequests, fastifyIdempotency, fastifyTransactional } from 'oncely/http'
+const ft = fastifyTransactional({ store: 'app.db' }, (tx, request) => ({ status: 201, body: 'ok' })).handler
 import { Outbox, Worker, HttpGate, HttpRetry, httpVerdict } from 'oncely'
 const mw = idempotency({ store: 'memory', policy: { methods: ['POST'], retention: 60 }, scope: (req) => req.get('x-tenant') })
 const f = idempotentFetch(fetch, { retry: { max_attempts: 3 }, timeout: 2 })
