@@ -291,3 +291,6 @@ impl<S: OutboxStore> OutboxStore for std::sync::Arc<S> {
 
 #[cfg(test)]
 mod scope_counts_tests;
+
+#[cfg(test)]
+mod outbox_reads_tests;
