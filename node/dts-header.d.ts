@@ -155,8 +155,11 @@ export interface HttpGate {
 }
 /** A response as a handler returns it: `headers` as `[name, value]` pairs, `body` a Buffer or a string. */
 export interface HttpResponseInit {
+  /** The status code (100–599). */
   status: number
+  /** The headers in order. */
   headers?: Array<[string, string]> | null
+  /** The body (a string is sent as UTF-8). */
   body?: Buffer | Uint8Array | string | null
 }
 /**
@@ -165,15 +168,26 @@ export interface HttpResponseInit {
  * which headers are kept, retention, lease, wait and the largest stored body.
  */
 export interface HttpPolicy {
+  /** The inbox scope the keys live in (default `"http"`). */
   name?: string
+  /** The methods that take a key (default POST and PATCH). */
   methods?: string[]
+  /** Whether a request of those methods without a key is refused 400 (default true). */
   required?: boolean
+  /** What a key's request is compared by: `method`, `path`, `query`, `body`, `header:NAME` (default method, path, body). */
   fingerprint?: string[]
+  /** The statuses whose responses are stored and replayed, like `"2xx"` or `"404"` (default 2xx and 4xx). */
   store?: string[]
+  /** Statuses never stored: the key is given back (default 408, 425, 429). */
   release?: string[]
+  /** The response headers kept for replay (default all but per-connection ones and cookies). */
   stored_headers?: string[]
+  /** Seconds a key and its response are kept (default 24 h). */
   retention?: number
+  /** Seconds a claim holds a key, kept alive while the handler runs (default 60). */
   lease?: number
+  /** Seconds a request whose key is in flight waits for the first one before it is answered 409 (default none). */
   wait?: number
+  /** The largest response body stored (default 1 MiB). */
   max_response_bytes?: number
 }

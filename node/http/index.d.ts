@@ -23,8 +23,11 @@ export declare function idempotency(
 
 /** A response a transactional route returns: headers as pairs or an object. */
 export interface RouteResponse {
+  /** The status code (100–599). */
   status: number
+  /** The headers, as pairs or an object. */
   headers?: Array<[string, string]> | Record<string, string> | null
+  /** The body (a string is sent as UTF-8). */
   body?: Buffer | Uint8Array | string | null
 }
 
@@ -72,9 +75,13 @@ export declare function idempotentFetch(
 
 /** A request to send durably. */
 export interface DurableRequest {
+  /** The method (default POST). */
   method?: string
+  /** Where to send it. */
   url: string | URL
+  /** Its headers; an `Idempotency-Key` among them is its key (and message id). */
   headers?: Record<string, string> | Array<[string, string]>
+  /** Its body (a string is sent as UTF-8). */
   body?: Buffer | Uint8Array | string | null
 }
 
