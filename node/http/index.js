@@ -30,10 +30,18 @@ function serverOptions(options, extra = []) {
   let g = gate
   if (g === undefined || g === null) g = new HttpGate(store, policy)
   else if (!(g instanceof HttpGate)) throw invalid('gate', 'must be an HttpGate')
+  const report = onError ?? ((e) => process.emitWarning(`oncely/http: a response was sent but not settled: ${e?.message ?? e}`))
   return {
     gate: g,
     scope: scope ?? (() => null),
-    onError: onError ?? ((e) => process.emitWarning(`oncely/http: a response was sent but not settled: ${e?.message ?? e}`)),
+    // Never throws: it runs where the response still has to be sent.
+    onError: (e, req) => {
+      try {
+        report(e, req)
+      } catch {
+        // the listener's own failure is not the response's
+      }
+    },
   }
 }
 
