@@ -47,7 +47,7 @@ function faultProxy(upstreamPort, plan) {
           upstream.destroy()
         } else if (fault === 'delay') {
           // Held back past the client's timeout (the client gives up and closes first).
-          setTimeout(() => client.destroyed || client.write(chunk), 2_000).unref()
+          setTimeout(() => client.destroyed || client.write(chunk), 5_000).unref()
         } else {
           client.write(chunk)
         }
@@ -95,7 +95,7 @@ test('drops and delays through a fault proxy: each payment charged once, the cli
     [],
   ]
   const proxy = await faultProxy(server.address().port, (key) => plan[Number(key.slice(4))] ?? [])
-  const send = idempotentFetch(fetch, { timeout: 0.5, retry: { max_attempts: 8, backoff: { kind: 'fixed', delay_ms: 20 }, jitter: 'none' } })
+  const send = idempotentFetch(fetch, { timeout: 1.5, retry: { max_attempts: 8, backoff: { kind: 'fixed', delay_ms: 20 }, jitter: 'none' } })
   try {
     for (const [i, f] of plan.entries()) {
       const key = `pay-${i}`
