@@ -185,7 +185,9 @@ impl OutboxTx for SqliteOutboxTx<'_> {
 
     fn dead_letters(&mut self, after_seq: Option<u64>, limit: usize) -> Result<Vec<OutboxRecord>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM oncely_outbox WHERE queue = ?1 AND state = 2 AND seq > ?2 ORDER BY seq LIMIT ?3"
+            // In the order of the dead index: the planner would otherwise read the whole queue.
+            "SELECT {COLUMNS} FROM oncely_outbox INDEXED BY oncely_outbox_dead
+             WHERE queue = ?1 AND state = 2 AND seq > ?2 ORDER BY seq LIMIT ?3"
         );
         self.query(&sql, params![self.queue, after_seq.map_or(-1, |s| s as i64), limit as i64])
     }

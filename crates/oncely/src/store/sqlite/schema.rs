@@ -83,9 +83,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (queue, id)
     ) WITHOUT ROWID;
     CREATE INDEX oncely_outbox_sent_until ON oncely_outbox_sent (queue, until);",
-    // 4 -> 5: the age of each queue's oldest pending message from an index (stats read it at
-    // every dashboard poll and metrics scrape; without it, a scan of the whole queue).
-    "CREATE INDEX oncely_outbox_age ON oncely_outbox (queue, created_at) WHERE state < 2;",
+    // 4 -> 5: the age of each queue's oldest pending message, and the dead letters in queue
+    // order, from indexes (stats and the dead-letter list are read at every dashboard poll and
+    // metrics scrape; without them, a scan of the whole queue).
+    "CREATE INDEX oncely_outbox_age ON oncely_outbox (queue, created_at) WHERE state < 2;
+    CREATE INDEX oncely_outbox_dead ON oncely_outbox (queue, seq) WHERE state = 2;",
 ];
 
 struct Identity {
