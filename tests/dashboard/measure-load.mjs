@@ -10,10 +10,17 @@ const server = await serve(location);
 const chrome = await browser();
 try {
   const timeFetch = async (path) => {
-    const t = performance.now();
-    const r = await fetch(`${server.url}${path}`);
-    await r.arrayBuffer();
-    return `${path} ${r.status} ${(performance.now() - t).toFixed(0)} ms`;
+    const times = [];
+    let status;
+    for (let i = 0; i < 5; i++) {
+      const t = performance.now();
+      const r = await fetch(`${server.url}${path}`);
+      await r.arrayBuffer();
+      status = r.status;
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    return `${path} ${status}: median ${times[2].toFixed(0)} ms of 5 (min ${times[0].toFixed(0)}, max ${times[4].toFixed(0)})`;
   };
   const results = [];
   for (let i = 0; i < loads; i++) {

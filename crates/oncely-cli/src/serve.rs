@@ -79,13 +79,13 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         .route("/api/replay", post(dashboard::replay))
         .route("/api/purge", post(dashboard::purge))
         .route("/api/{*rest}", get(dashboard::not_found).post(dashboard::not_found))
-        .layer(authorized());
+        .route_layer(authorized());
     let page = Router::new()
         .route("/", get(dashboard::page))
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
         .merge(api)
-        .layer(middleware::from_fn_with_state(served.clone(), dashboard::guard));
+        .route_layer(middleware::from_fn_with_state(served.clone(), dashboard::guard));
     let app = Router::new()
         .route("/metrics", get(metrics))
         .layer(authorized())

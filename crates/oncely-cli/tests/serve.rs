@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use oncely::{AnyStore, NewMessage, Outbox, OutboxConfig, SqliteConfig};
+use oncely::{AnyStore, Begin, Inbox, InboxConfig, NewMessage, Outbox, OutboxConfig, Request, SqliteConfig};
 
 struct Server {
     child: Child,
@@ -79,6 +79,13 @@ fn metrics_are_the_stores_numbers_in_prometheus_text() {
         for i in 0..2 {
             emails.enqueue(NewMessage::new("e").id(format!("e{i}")).delay(Duration::from_secs(3600))).await.unwrap();
         }
+        let orders = Inbox::open(store.clone(), InboxConfig::new("orders")).unwrap();
+        for id in ["o1", "o2"] {
+            let Begin::Claimed(t) = orders.begin(Request::new(id)).await.unwrap() else { panic!() };
+            t.finish(b"ok".to_vec()).await.unwrap();
+        }
+        let Begin::Claimed(held) = orders.begin(Request::new("o3")).await.unwrap() else { panic!() };
+        std::mem::forget(held);
         (payments.stats().await.unwrap(), emails.stats().await.unwrap())
     });
     drop(store);
@@ -107,6 +114,9 @@ fn metrics_are_the_stores_numbers_in_prometheus_text() {
     }
     assert_eq!((payments.queue.leased, payments.queue.dead, payments.queue.counts.delivered), (1, 1, 1));
     assert_eq!(emails.queue.scheduled, 2);
+    for (state, n) in [("in_progress", 1.0), ("succeeded", 2.0), ("failed", 0.0), ("seen", 0.0), ("expired", 0.0)] {
+        assert_eq!(value(s, "oncely_inbox_records", &[("scope", "orders"), ("state", state)]), n, "{state}");
+    }
     let (status, _) = server.get("/nothing", None);
     assert_eq!(status, 404);
 }
