@@ -84,6 +84,23 @@ mod suite {
         assert_eq!(header(&again, "location"), Some("/payments/1"));
         assert_eq!(header(&again, "idempotent-replayed"), Some("true"));
         assert_eq!(header(&again, "set-cookie"), None, "a cookie is never replayed");
+        // The same answers without the store: this process completed `k1`, so its retry is
+        // replayed from memory; a fresh key needs the store.
+        let Some(Admission::Respond(now)) =
+            gate.admit_now(&post(Some("k1"), r#"{"amount":10,"to":"bob"}"#)).unwrap()
+        else {
+            panic!("not answered at once")
+        };
+        assert_eq!((now.status, now.body.clone()), (201, first.body.clone()));
+        let Some(Admission::Respond(reused)) = gate.admit_now(&post(Some("k1"), r#"{"amount":11}"#)).unwrap()
+        else {
+            panic!("reuse not answered at once")
+        };
+        assert_eq!(reused.status, 422);
+        assert!(gate.admit_now(&post(Some("k-new"), "{}")).unwrap().is_none());
+        assert!(
+            matches!(gate.admit_now(&post(None, "{}")).unwrap(), Some(Admission::Respond(r)) if r.status == 400)
+        );
     }
 
     pub async fn refusals_are_problems_with_stable_types(store: AnyStore) {

@@ -13,6 +13,9 @@ use crate::inbox::{Begin, Heartbeat, Inbox, InboxConfig, Request, Status, Ticket
 use crate::mode::Mode;
 use crate::store::InboxStore;
 
+/// The `Retry-After` of a 409 for a request still in flight.
+pub(crate) const IN_PROGRESS_RETRY: Duration = Duration::from_secs(1);
+
 /// Decides, for each request, whether its handler runs; stores what the handler answered.
 ///
 /// Keys are claimed exactly-once in an inbox named by [`HttpPolicy::name`], per scope: a key is
@@ -145,6 +148,25 @@ impl<S: InboxStore> HttpGate<S> {
         ))
     }
 
+    /// [`HttpGate::admit`]'s answer when it needs no store access — a request let through or
+    /// refused, or a retry this process answered recently (replayed from the inbox's in-memory
+    /// front) — else `Ok(None)`: then ask [`HttpGate::admit`]. Never blocks: a binding may call
+    /// it on an event loop's thread and take the asynchronous path only when it must.
+    pub fn admit_now(&self, req: &HttpRequest) -> Result<Option<Admission<S>>> {
+        let request = match self.screen(req)? {
+            Screened::Pass => return Ok(Some(Admission::Pass)),
+            Screened::Respond(response) => return Ok(Some(Admission::Respond(response))),
+            Screened::Claim(request) => request,
+        };
+        Ok(match self.inbox.answer_from_memory(&request)? {
+            Some(Begin::Duplicate(replay)) => {
+                Some(Admission::Respond(replayed(replay.status, replay.result)?))
+            }
+            Some(Begin::Conflict) => Some(Admission::Respond(Problem::KeyReused.response())),
+            _ => None,
+        })
+    }
+
     /// Decides what to do with `req` (see [`Admission`]). A store out of reach is answered 503
     /// with `Retry-After` rather than an error, so a client retries with the same key; a bad
     /// argument from the server's own code (a scope over 200 bytes, a NUL in it) is an error.
@@ -175,7 +197,7 @@ impl<S: InboxStore> HttpGate<S> {
                 }
                 Begin::Duplicate(replay) => Admission::Respond(replayed(replay.status, replay.result)?),
                 Begin::Conflict => Admission::Respond(Problem::KeyReused.response()),
-                Begin::InProgress { lease_until } => {
+                Begin::InProgress { .. } => {
                     let waited = started.elapsed();
                     match self.policy.wait {
                         Some(wait) if waited < wait => {
@@ -184,9 +206,11 @@ impl<S: InboxStore> HttpGate<S> {
                             continue;
                         }
                         _ => {
-                            let left = lease_until.since(self.inbox.now());
-                            let retry_after = left.clamp(Duration::from_secs(1), self.policy.lease);
-                            Admission::Respond(Problem::InProgress { retry_after }.response())
+                            // Look again soon: the first request usually ends well within its
+                            // lease, which only bounds how long a stalled one holds the key.
+                            Admission::Respond(
+                                Problem::InProgress { retry_after: IN_PROGRESS_RETRY }.response(),
+                            )
                         }
                     }
                 }

@@ -14,6 +14,7 @@ mod gate;
 mod key;
 mod policy;
 mod problem;
+mod queued;
 mod request_fingerprint;
 mod transactional;
 
@@ -23,4 +24,5 @@ pub use gate::{Admission, HttpClaim, HttpGate};
 pub use key::{KEY_HEADER, MAX_KEY_CHARS, parse_key};
 pub use policy::{HttpPolicy, StatusRule};
 pub use problem::Problem;
+pub use queued::QueuedRequest;
 pub use request_fingerprint::{canonical_json, request_fingerprint};

@@ -89,7 +89,7 @@ impl<S: TransactionalStore> HttpGate<S> {
             Err(ProcessError::Oncely(e)) => Ok(match e {
                 Error::Conflict { .. } => Problem::KeyReused.response(),
                 Error::InProgress { .. } => {
-                    Problem::InProgress { retry_after: std::time::Duration::from_secs(1) }.response()
+                    Problem::InProgress { retry_after: super::gate::IN_PROGRESS_RETRY }.response()
                 }
                 e if e.is_transient() => Problem::StoreUnavailable.response(),
                 e => return Err(e.into()),

@@ -512,6 +512,12 @@ impl<S: InboxStore> Inbox<S> {
         })
     }
 
+    /// Checks a request and answers it from the in-memory front of recent completions when it
+    /// can (a duplicate, a conflict), without the store; `Ok(None)` when only the store can.
+    pub(crate) fn answer_from_memory(&self, req: &Request) -> Result<Option<Begin<S>>> {
+        self.screen(req, self.now())
+    }
+
     /// Checks a request, and answers it when the in-memory front can.
     fn screen(&self, req: &Request, now: Timestamp) -> Result<Option<Begin<S>>> {
         validate_id(&req.id)?;
