@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use oncely::records::CachePolicy;
 use oncely::{
-    AnyStore, Begin, Failure, Inbox, InboxConfig, Mode, NewMessage, Outbox, OutboxConfig, OutboxStore, Request,
-    SqliteConfig,
+    AnyStore, Begin, Failure, Inbox, InboxConfig, Mode, NewMessage, Outbox, OutboxConfig, OutboxStore,
+    Request, SqliteConfig,
 };
 use serde_json::json;
 
@@ -59,7 +59,11 @@ async fn fill(location: &str) -> R<()> {
     let emails = Outbox::open(store.clone(), OutboxConfig::new("emails"))?;
     for i in 0..5 {
         emails
-            .enqueue(NewMessage::new(format!("Dear customer {i}")).id(format!("mail-{i}")).header("template", "receipt"))
+            .enqueue(
+                NewMessage::new(format!("Dear customer {i}"))
+                    .id(format!("mail-{i}"))
+                    .header("template", "receipt"),
+            )
             .await?;
     }
     kill(&emails, 5, "SMTP 550 5.1.1 mailbox unavailable").await?;
@@ -67,7 +71,9 @@ async fn fill(location: &str) -> R<()> {
 
     let webhooks = Outbox::open(store.clone(), OutboxConfig::new("webhooks"))?;
     for i in 0..4 {
-        webhooks.enqueue(NewMessage::new(format!("event {i}")).id(format!("hook-{i}")).key("customer-7")).await?;
+        webhooks
+            .enqueue(NewMessage::new(format!("event {i}")).id(format!("hook-{i}")).key("customer-7"))
+            .await?;
     }
     for d in webhooks.lease(2).await? {
         d.ack().await?;
@@ -75,14 +81,17 @@ async fn fill(location: &str) -> R<()> {
 
     let orders = Inbox::open(
         store.clone(),
-        InboxConfig::new("orders").cache_policy(CachePolicy::SuccessAndFailure).lease(Duration::from_secs(600)),
+        InboxConfig::new("orders")
+            .cache_policy(CachePolicy::SuccessAndFailure)
+            .lease(Duration::from_secs(600)),
     )?;
     for i in 0..4 {
         if let Begin::Claimed(t) = orders.begin(Request::new(format!("order-{i}"))).await? {
             t.finish(format!("{{\"order\": {i}, \"status\": \"accepted\"}}").into_bytes()).await?;
         }
     }
-    let refuse = || async { Err::<Vec<u8>, _>(Failure { error: "out of stock".to_string(), permanent: true }) };
+    let refuse =
+        || async { Err::<Vec<u8>, _>(Failure { error: "out of stock".to_string(), permanent: true }) };
     let _ = orders.process(Request::new("order-bad"), refuse).await;
     if let Begin::Claimed(t) = orders.begin(Request::new("order-running")).await? {
         std::mem::forget(t); // stays in progress until its lease runs out
@@ -154,7 +163,11 @@ async fn big(location: &str, n: usize) -> R<()> {
     let mut done = 0;
     while done < n {
         let batch: Vec<NewMessage> = (done..n.min(done + 10_000))
-            .map(|i| NewMessage::new(format!("{{\"n\": {i}}}")).id(format!("b{i:08}")).header("source", "bulk-fill"))
+            .map(|i| {
+                NewMessage::new(format!("{{\"n\": {i}}}"))
+                    .id(format!("b{i:08}"))
+                    .header("source", "bulk-fill")
+            })
             .collect();
         done += batch.len();
         outbox.enqueue_many(batch).await?;
@@ -175,8 +188,12 @@ async fn traffic(location: &str, seconds: f64) -> R<()> {
     while std::time::Instant::now() < until {
         let wave = 3.0 + 2.5 * ((i as f64) / 12.0).sin();
         let n = wave.round() as u64 + 1;
-        webhooks.enqueue_many((0..n * 2).map(|k| NewMessage::new("event").id(format!("t-{i}-{k}"))).collect()).await?;
-        payments.enqueue_many((0..n).map(|k| NewMessage::new("{}").id(format!("tp-{i}-{k}"))).collect()).await?;
+        webhooks
+            .enqueue_many((0..n * 2).map(|k| NewMessage::new("event").id(format!("t-{i}-{k}"))).collect())
+            .await?;
+        payments
+            .enqueue_many((0..n).map(|k| NewMessage::new("{}").id(format!("tp-{i}-{k}"))).collect())
+            .await?;
         for d in webhooks.lease(n as usize * 2).await? {
             d.ack().await?;
         }
@@ -211,6 +228,9 @@ async fn main() -> R<()> {
             Ok(())
         }
         ["traffic", location, seconds] => traffic(location, seconds.parse()?).await,
-        _ => Err("usage: dashboard_store fill|stats LOCATION | deliver LOCATION QUEUE ID | big LOCATION N".into()),
+        _ => {
+            Err("usage: dashboard_store fill|stats LOCATION | deliver LOCATION QUEUE ID | big LOCATION N"
+                .into())
+        }
     }
 }

@@ -265,6 +265,7 @@ fn record_json(served: &Served, queue: &str, rec: &OutboxRecord, now: Timestamp)
     })
 }
 
+/// The query of `GET /api/dead`.
 #[derive(Deserialize)]
 pub struct DeadQuery {
     queue: String,
@@ -291,6 +292,7 @@ pub async fn dead(State(served): State<Arc<Served>>, Query(q): Query<DeadQuery>)
     }
 }
 
+/// The query of `GET /api/message`.
 #[derive(Deserialize)]
 pub struct MessageQuery {
     id: String,
@@ -317,12 +319,13 @@ pub async fn message(State(served): State<Arc<Served>>, Query(q): Query<MessageQ
         match outbox.get(&q.id).await {
             Ok(Some(rec)) => found.push(record_json(&served, &queue, &rec, now)),
             Ok(None) => {}
-            Err(e) => return failed(e.into()),
+            Err(e) => return failed(e),
         }
     }
     Json(json!({ "id": q.id, "found": found })).into_response()
 }
 
+/// The query of `GET /api/inbox`.
 #[derive(Deserialize)]
 pub struct InboxQuery {
     scope: String,
@@ -355,6 +358,7 @@ pub async fn inbox(State(served): State<Arc<Served>>, Query(q): Query<InboxQuery
     Json(json!({ "scope": q.scope, "id": q.id, "now_ms": now.0, "record": record })).into_response()
 }
 
+/// The body of `POST /api/replay` and `POST /api/purge`: a queue and the dead letters chosen.
 #[derive(Deserialize)]
 pub struct Selection {
     queue: String,
@@ -398,7 +402,7 @@ pub async fn replay(State(served): State<Arc<Served>>, Json(s): Json<Selection>)
         match outbox.replay(&id).await {
             Ok(true) => replayed.push(id),
             Ok(false) => missing.push(id),
-            Err(e) => return failed(e.into()),
+            Err(e) => return failed(e),
         }
     }
     Json(json!({ "queue": s.queue, "replayed": replayed, "missing": missing })).into_response()
@@ -432,10 +436,14 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "localhost:9464", "127.0.0.1:80", "127.1.2.3", "[::1]:9464", "[::1]", "LOCALHOST"] {
+        for h in
+            ["localhost", "localhost:9464", "127.0.0.1:80", "127.1.2.3", "[::1]:9464", "[::1]", "LOCALHOST"]
+        {
             assert!(loopback_host(h), "{h}");
         }
-        for h in ["", "evil.example", "evil.example:9464", "localhost.evil.example", "10.0.0.1:9464", "[::2]:1"] {
+        for h in
+            ["", "evil.example", "evil.example:9464", "localhost.evil.example", "10.0.0.1:9464", "[::2]:1"]
+        {
             assert!(!loopback_host(h), "{h}");
         }
     }

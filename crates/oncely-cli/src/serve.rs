@@ -62,7 +62,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         )));
     }
     let store = open_existing(&options.db)?;
-    let csrf = dashboard::new_csrf_token().map_err(|e| CliError::Failed(format!("no randomness for the CSRF token: {e}")))?;
+    let csrf = dashboard::new_csrf_token()
+        .map_err(|e| CliError::Failed(format!("no randomness for the CSRF token: {e}")))?;
     let served = Arc::new(Served {
         store,
         token: options.token.filter(|t| !t.is_empty()),
@@ -86,11 +87,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         .route("/dashboard.css", get(dashboard::style))
         .merge(api)
         .route_layer(middleware::from_fn_with_state(served.clone(), dashboard::guard));
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .layer(authorized())
-        .merge(page)
-        .with_state(served);
+    let app =
+        Router::new().route("/metrics", get(metrics)).layer(authorized()).merge(page).with_state(served);
     let listener = tokio::net::TcpListener::bind(options.bind)
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", options.bind)))?;
@@ -129,7 +127,9 @@ async fn authorize(State(served): State<Arc<Served>>, request: Request, next: Ne
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !same(given.as_bytes(), token.as_bytes()) {
-            let mut refused = (StatusCode::UNAUTHORIZED, "a token is required: Authorization: Bearer TOKEN\n").into_response();
+            let mut refused =
+                (StatusCode::UNAUTHORIZED, "a token is required: Authorization: Bearer TOKEN\n")
+                    .into_response();
             refused.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return refused;
         }

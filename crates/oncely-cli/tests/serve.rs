@@ -17,7 +17,11 @@ struct Server {
 impl Server {
     fn start(db: &std::path::Path, bind: &str, token: Option<&str>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_oncely"));
-        cmd.args(["serve", "--db"]).arg(db).args(["--bind", bind]).stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.args(["serve", "--db"])
+            .arg(db)
+            .args(["--bind", bind])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         cmd.env_remove("ONCELY_SERVE_TOKEN");
         if let Some(t) = token {
             cmd.env("ONCELY_SERVE_TOKEN", t);
@@ -25,7 +29,8 @@ impl Server {
         let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+        let addr =
+            line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_owned();
         Server { child, addr }
     }
 
@@ -57,7 +62,8 @@ fn value(body: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
     let escape = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
     let head = format!("{metric}{{{}}} ", labels.join(","));
-    let line = body.lines().find(|l| l.starts_with(&head)).unwrap_or_else(|| panic!("no sample {head}in\n{body}"));
+    let line =
+        body.lines().find(|l| l.starts_with(&head)).unwrap_or_else(|| panic!("no sample {head}in\n{body}"));
     line[head.len()..].parse().unwrap()
 }
 
@@ -77,7 +83,10 @@ fn metrics_are_the_stores_numbers_in_prometheus_text() {
         leased[1].fail("card declined").await.unwrap();
         let emails = Outbox::open(store.clone(), OutboxConfig::new("emails \"weekly\"")).unwrap();
         for i in 0..2 {
-            emails.enqueue(NewMessage::new("e").id(format!("e{i}")).delay(Duration::from_secs(3600))).await.unwrap();
+            emails
+                .enqueue(NewMessage::new("e").id(format!("e{i}")).delay(Duration::from_secs(3600)))
+                .await
+                .unwrap();
         }
         let orders = Inbox::open(store.clone(), InboxConfig::new("orders")).unwrap();
         for id in ["o1", "o2"] {
@@ -97,8 +106,14 @@ fn metrics_are_the_stores_numbers_in_prometheus_text() {
     assert!(s.contains("# TYPE oncely_messages_enqueued_total counter\n"));
     for (queue, stats) in [("payments", payments), ("emails \"weekly\"", emails)] {
         let q = &stats.queue;
-        for (state, n) in [("ready", q.ready), ("scheduled", q.scheduled), ("leased", q.leased), ("dead", q.dead)] {
-            assert_eq!(value(s, "oncely_queue_messages", &[("queue", queue), ("state", state)]), n as f64, "{queue} {state}");
+        for (state, n) in
+            [("ready", q.ready), ("scheduled", q.scheduled), ("leased", q.leased), ("dead", q.dead)]
+        {
+            assert_eq!(
+                value(s, "oncely_queue_messages", &[("queue", queue), ("state", state)]),
+                n as f64,
+                "{queue} {state}"
+            );
         }
         let c = &q.counts;
         for (name, n) in [
@@ -114,7 +129,9 @@ fn metrics_are_the_stores_numbers_in_prometheus_text() {
     }
     assert_eq!((payments.queue.leased, payments.queue.dead, payments.queue.counts.delivered), (1, 1, 1));
     assert_eq!(emails.queue.scheduled, 2);
-    for (state, n) in [("in_progress", 1.0), ("succeeded", 2.0), ("failed", 0.0), ("seen", 0.0), ("expired", 0.0)] {
+    for (state, n) in
+        [("in_progress", 1.0), ("succeeded", 2.0), ("failed", 0.0), ("seen", 0.0), ("expired", 0.0)]
+    {
         assert_eq!(value(s, "oncely_inbox_records", &[("scope", "orders"), ("state", state)]), n, "{state}");
     }
     let (status, _) = server.get("/nothing", None);
