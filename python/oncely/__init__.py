@@ -47,6 +47,8 @@ from ._native import (
     Worker,
     __version__,
     fingerprint,
+    http_request_of,
+    http_request_payload,
     http_verdict,
 )
 
@@ -249,5 +251,7 @@ __all__ = [
     "Worker",
     "__version__",
     "fingerprint",
+    "http_request_of",
+    "http_request_payload",
     "http_verdict",
 ]

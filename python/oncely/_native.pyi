@@ -48,6 +48,8 @@ __all__ = [
     "Worker",
     "__version__",
     "fingerprint",
+    "http_request_of",
+    "http_request_payload",
     "http_verdict",
 ]
 
@@ -542,6 +544,16 @@ class HttpGate:
         query: str = "",
         scope: Optional[str] = None,
     ) -> Admission: ...
+    def admit_now(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: _Headers,
+        body: _BytesLike = b"",
+        query: str = "",
+        scope: Optional[str] = None,
+    ) -> Optional[Admission]: ...
     def admit_async(
         self,
         method: str,
@@ -571,3 +583,7 @@ class HttpRetry:
     def next(self, status: Optional[int], retry_after: Optional[str] = None) -> Optional[float]: ...
 
 def http_verdict(status: Optional[int], retry_after: Optional[str] = None) -> Tuple[str, Optional[float]]: ...
+def http_request_payload(
+    method: str, url: str, headers: _Headers, body: Optional[_BytesLike] = None
+) -> Tuple[str, bytes]: ...
+def http_request_of(payload: _BytesLike) -> Tuple[str, str, List[Tuple[str, str]], bytes]: ...

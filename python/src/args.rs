@@ -321,6 +321,8 @@ calls! {
     HttpRetryKw = "HttpRetry arguments" ["key", "retry"];
     HttpNextKw = "next arguments" ["status", "retry_after"];
     HttpVerdictKw = "http_verdict arguments" ["status", "retry_after"];
+    HttpRequestPayloadKw = "http_request_payload arguments" ["method", "url", "headers", "body"];
+    HttpRequestOfKw = "http_request_of arguments" ["payload"];
 }
 
 /// The keyword arguments a call's signature does not name (its `**extra`, which pyo3 fills with

@@ -331,6 +331,28 @@ impl HttpGate {
         admission(py, a)
     }
 
+    /// `admit`'s answer when it needs no store access — a request let through or refused, or a
+    /// retry this process answered recently — else `None` (then call `admit_async`). Never
+    /// blocks, so an event loop may call it on its own thread.
+    #[pyo3(signature = (method, path, *, headers, body = None, query = None, scope = None, **extra),
+        text_signature = "(self, /, method, path, *, headers, body=b'', query='', scope=None, **extra)")]
+    #[allow(clippy::too_many_arguments)]
+    fn admit_now(
+        &self,
+        py: Python<'_>,
+        method: Text<args::Method>,
+        path: Text<args::Path>,
+        headers: &Bound<'_, PyAny>,
+        body: Option<&Bound<'_, PyAny>>,
+        query: Option<Text<args::Query>>,
+        scope: Option<Text<args::Scope>>,
+        extra: Option<Extra<args::AdmitKw>>,
+    ) -> PyResult<Option<Admission>> {
+        let _ = extra;
+        let req = request_of(method, path, headers, body, query, scope)?;
+        self.inner.admit_now(&req).map_err(to_py)?.map(|a| admission(py, a)).transpose()
+    }
+
     /// `admit`, awaitable.
     #[pyo3(signature = (method, path, *, headers, body = None, query = None, scope = None, **extra),
         text_signature = "(self, /, method, path, *, headers, body=b'', query='', scope=None, **extra)")]
@@ -482,7 +504,45 @@ fn http_verdict(
     (v.as_str(), after)
 }
 
+/// A durable request as one message: `(key, payload)`, where `key` (the `Idempotency-Key` among
+/// `headers`, else a fresh id) is the message id to enqueue it under and `payload` its bytes —
+/// the same form in every language (`oncely::http::QueuedRequest`).
+#[pyfunction]
+#[pyo3(signature = (method, url, headers, body = None, **extra))]
+fn http_request_payload(
+    py: Python<'_>,
+    method: Text<args::Method>,
+    url: Text<args::Url>,
+    headers: &Bound<'_, PyAny>,
+    body: Option<&Bound<'_, PyAny>>,
+    extra: Option<Extra<args::HttpRequestPayloadKw>>,
+) -> PyResult<(String, Py<PyBytes>)> {
+    let _ = extra;
+    let body = match body {
+        Some(b) if !b.is_none() => to_bytes("body", b)?,
+        _ => Vec::new(),
+    };
+    let (key, req) = oncely::http::QueuedRequest::keyed(method.0, url.0, pairs_of("headers", headers)?, body);
+    Ok((key, PyBytes::new(py, &req.to_payload()).unbind()))
+}
+
+/// The request in a payload `http_request_payload` made: `(method, url, headers, body)`, without
+/// the key (send the message id as `Idempotency-Key`). Another payload is `InvalidArgument`.
+#[pyfunction]
+#[pyo3(signature = (payload, **extra))]
+fn http_request_of(
+    py: Python<'_>,
+    payload: &Bound<'_, PyAny>,
+    extra: Option<Extra<args::HttpRequestOfKw>>,
+) -> PyResult<(String, String, Vec<(String, String)>, Py<PyBytes>)> {
+    let _ = extra;
+    let r = oncely::http::QueuedRequest::from_payload(&to_bytes("payload", payload)?).map_err(to_py)?;
+    Ok((r.method, r.url, r.headers, PyBytes::new(py, &r.body).unbind()))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(http_request_payload, m)?)?;
+    m.add_function(wrap_pyfunction!(http_request_of, m)?)?;
     m.add_class::<HttpGate>()?;
     m.add_class::<Admission>()?;
     m.add_class::<HttpClaim>()?;

@@ -218,3 +218,17 @@ def test_durable_requests_reach_the_server_once_through_faults(tmp_path):
     assert outbox.stats()["dead"] == 0
     assert sorted(runs) == sorted(ids) and set(runs.values()) == {1}, runs
     assert sum(proxy.counts[f] for f in ("drop_request", "drop_response", "delay")) > 0, proxy.counts
+
+
+def test_a_queued_request_has_one_payload_form_and_its_key_is_the_id():
+    from oncely import InvalidArgument, http_request_of, http_request_payload
+
+    key, payload = http_request_payload(
+        "POST", "http://127.0.0.1:1/pay", [("Content-Type", "application/json"), ("Idempotency-Key", "k-1")], b"{}\x00"
+    )
+    assert key == "k-1"
+    assert http_request_of(payload) == ("POST", "http://127.0.0.1:1/pay", [("Content-Type", "application/json")], b"{}\x00")
+    fresh, _ = http_request_payload("POST", "http://h/", [])
+    assert len(fresh) == 36
+    with pytest.raises(InvalidArgument, match="is not a queued HTTP request"):
+        http_request_of(b'{"method": "POST"}')

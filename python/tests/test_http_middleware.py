@@ -169,3 +169,18 @@ async def test_admit_and_complete_await():
     c = await gate.admit_async("POST", "/p", headers=[("Idempotency-Key", "k2")], body=b"x")
     await c.claim.abandon_async()
     assert (await gate.admit_async("POST", "/p", headers=[("Idempotency-Key", "k2")], body=b"x")).kind == "run"
+
+
+def test_admit_now_answers_refusals_and_recent_replays_without_the_store():
+    from oncely import HttpGate
+
+    gate = HttpGate("memory")
+    headers = [("Content-Type", "application/json"), ("Idempotency-Key", "k")]
+    assert gate.admit_now("POST", "/p", headers=[], body=b"{}").response[0] == 400
+    assert gate.admit_now("GET", "/p", headers=[]).kind == "pass"
+    assert gate.admit_now("POST", "/p", headers=headers, body=b"{}") is None  # only the store can say
+    claim = gate.admit("POST", "/p", headers=headers, body=b"{}").claim
+    assert claim.complete(201, [("content-type", "text/plain")], b"paid")
+    replay = gate.admit_now("POST", "/p", headers=headers, body=b"{}")
+    assert replay.kind == "respond" and replay.response[0] == 201 and replay.response[2] == b"paid"
+    assert gate.admit_now("POST", "/p", headers=headers, body=b'{"x":1}').response[0] == 422

@@ -120,6 +120,7 @@ CALLS = [
     ("HttpGate options", oncely.HttpGate, lambda **k: oncely.HttpGate("memory", **k)),
     ("admit options", oncely.HttpGate.admit, lambda **k: O["gate"].admit("GET", "/", headers=[], **k)),
     ("admit options", oncely.HttpGate.admit_async, lambda **k: O["gate"].admit_async("GET", "/", headers=[], **k)),
+    ("admit options", oncely.HttpGate.admit_now, lambda **k: O["gate"].admit_now("GET", "/", headers=[], **k)),
     ("respond_in_transaction options", oncely.HttpGate.respond_in_transaction,
      lambda **k: O["gate"].respond_in_transaction("GET", "/", H, headers=[], **k)),
     ("complete arguments", oncely.HttpClaim.complete, lambda **k: O["claim"].complete(200, [], b"", **k)),
@@ -128,6 +129,10 @@ CALLS = [
     ("HttpRetry arguments", oncely.HttpRetry, lambda **k: oncely.HttpRetry("k", **k)),
     ("next arguments", oncely.HttpRetry.next, lambda **k: O["retry"].next(None, **k)),
     ("http_verdict arguments", oncely.http_verdict, lambda **k: oncely.http_verdict(None, **k)),
+    ("http_request_payload arguments", oncely.http_request_payload,
+     lambda **k: oncely.http_request_payload("POST", "http://h/", [], **k)),
+    ("http_request_of arguments", oncely.http_request_of,
+     lambda **k: oncely.http_request_of(oncely.http_request_payload("POST", "http://h/", [])[1], **k)),
 ]
 IDS = [f"{i}-{getattr(c[1], '__qualname__', c[0])}" for i, c in enumerate(CALLS)]
 

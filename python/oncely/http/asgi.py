@@ -126,9 +126,13 @@ class IdempotencyMiddleware:
             return
         method, path, query, headers = _parts(scope)
         tenant = self.scope_of(scope) if self.scope_of is not None else None
-        admission = await self.gate.admit_async(
-            method, path, headers=headers, body=body, query=query, scope=tenant
-        )
+        # Answered without the store when it can be (a refusal, a recent replay); else the
+        # asynchronous call, which may wait for the store.
+        admission = self.gate.admit_now(method, path, headers=headers, body=body, query=query, scope=tenant)
+        if admission is None:
+            admission = await self.gate.admit_async(
+                method, path, headers=headers, body=body, query=query, scope=tenant
+            )
         if admission.response is not None:
             await _send_response(send, *admission.response)
             return

@@ -10,8 +10,6 @@
   the message id as its key until the core's ``oncely.http_verdict`` says it is settled.
 """
 
-import base64
-import json
 import time
 import uuid
 from typing import Any, Awaitable, Callable, List, Mapping, Optional, Tuple, Union
@@ -19,7 +17,7 @@ from typing import Any, Awaitable, Callable, List, Mapping, Optional, Tuple, Uni
 import httpx
 
 from .. import Retry
-from .._native import HttpRetry, Message, Outbox, Permanent, http_verdict
+from .._native import HttpRetry, Message, Outbox, Permanent, http_request_of, http_request_payload, http_verdict
 
 KEY_HEADER = "Idempotency-Key"
 RetryPolicy = Optional[Union[Mapping[str, Any], str]]
@@ -114,25 +112,20 @@ def send(
 ) -> str:
     """Puts a request in ``outbox`` for a worker running :func:`deliver` to send; returns the
     message id, which is the request's ``Idempotency-Key`` on every attempt (an
-    ``Idempotency-Key`` in ``headers`` becomes the message id; without one it is a fresh UUID). The payload is JSON (``method``, ``url``, ``headers`` as pairs, ``body`` in base64). The
-    outbox's retry policy, dead-lettering and ordering apply."""
+    ``Idempotency-Key`` in ``headers`` becomes the message id; without one it is a fresh id).
+    The payload is the core's one form of a queued request (``oncely.http_request_payload``), so
+    a worker in any language can deliver it. The outbox's retry policy, dead-lettering and
+    ordering apply."""
     pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
-    payload = {
-        "method": method,
-        "url": url,
-        "headers": [[n, v] for n, v in pairs],
-        "body": base64.b64encode(bytes(body)).decode("ascii"),
-    }
-    key = next((v for n, v in pairs if n.lower() == KEY_HEADER.lower()), None) or str(uuid.uuid4())
-    outbox.enqueue(json.dumps(payload).encode("utf-8"), id=key)
+    key, payload = http_request_payload(method, url, pairs, body)
+    outbox.enqueue(payload, id=key)
     return key
 
 
 def _request_of(message: Message) -> Tuple[str, str, List[Tuple[str, str]], bytes]:
-    p = json.loads(message.payload)
-    headers = [(n, v) for n, v in p["headers"] if n.lower() != KEY_HEADER.lower()]
+    method, url, headers, body = http_request_of(message.payload)
     headers.append((KEY_HEADER, message.id))
-    return p["method"], p["url"], headers, base64.b64decode(p["body"])
+    return method, url, headers, body
 
 
 def _settle(status: Optional[int], retry_after: Optional[str], error: str) -> None:
