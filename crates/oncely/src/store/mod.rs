@@ -288,9 +288,3 @@ impl<S: OutboxStore> OutboxStore for std::sync::Arc<S> {
         OutboxStore::deadline_clock(&**self)
     }
 }
-
-#[cfg(test)]
-mod scope_counts_tests;
-
-#[cfg(test)]
-mod outbox_reads_tests;

@@ -1,4 +1,4 @@
-//! [`InboxStore::scope_counts`] on every store, in the store suite's style: one generic test,
+//! [`InboxStore::scope_counts`] (what `inbox_scopes` reads) on every store, in the store suite's style: one generic test,
 //! run against memory, SQLite (file and `:memory:`), PostgreSQL (when `ONCELY_POSTGRES_URL` is
 //! set; required under CI) and [`AnyStore`].
 
