@@ -1,6 +1,6 @@
-//! [`InboxStore::scope_counts`] (what `inbox_scopes` reads) on every store, in the store suite's style: one generic test,
-//! run against memory, SQLite (file and `:memory:`), PostgreSQL (when `ONCELY_POSTGRES_URL` is
-//! set; required under CI) and [`AnyStore`].
+//! [`InboxStore::scope_counts`] (what `inbox_scopes` reads) on every store, in the store suite's
+//! style: one generic test, run against memory, SQLite (file and `:memory:`), PostgreSQL (when
+//! `ONCELY_POSTGRES_URL` is set; required under CI) and [`AnyStore`].
 
 use std::sync::Arc;
 use std::time::Duration;
