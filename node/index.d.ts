@@ -280,6 +280,12 @@ export declare class HttpGate {
    * `InvalidArgumentError`.
    */
   admit(request: HttpRequest): Promise<Admission>
+  /**
+   * `admit`'s answer when it needs no store access — a request let through or refused, or a
+   * retry this process answered recently — else `null` (then await `admit`). Synchronous and
+   * never blocking: the middleware takes the asynchronous path only when it must.
+   */
+  admitNow(request: HttpRequest): Admission | null
 }
 
 /**
@@ -571,6 +577,18 @@ export interface HttpRequest {
 }
 
 /**
+ * The request in a payload `httpRequestPayload` made; another payload is an
+ * `InvalidArgumentError`.
+ */
+export declare function httpRequestOf(payload: Buffer): QueuedRequest
+
+/**
+ * The payload of a durable request `{ method, url, headers, body }` and the key to enqueue it
+ * under (see `QueuedRequestPayload`).
+ */
+export declare function httpRequestPayload(request: { method: string, url: string, headers?: Array<[string, string]> | null, body?: Buffer | string | null }): QueuedRequestPayload
+
+/**
  * A response: what a handler answered, a replay (with `idempotent-replayed: true`) or a
  * refusal (an RFC 9457 problem). `headers` are `[name, value]` pairs in order.
  */
@@ -742,6 +760,30 @@ export interface Processed {
   result?: Buffer
   /** `true` when the handler did not run because the id was already done. */
   replayed: boolean
+}
+
+/** A request read back from its payload (without its key: send the message id as the key). */
+export interface QueuedRequest {
+  /** The method. */
+  method: string
+  /** The absolute URL. */
+  url: string
+  /** The headers as `[name, value]` pairs, without `Idempotency-Key`. */
+  headers: Array<[string, string]>
+  /** The body. */
+  body: Buffer
+}
+
+/**
+ * A durable request as one message: `key` (the `Idempotency-Key` among its headers, else a
+ * fresh id) is the message id to enqueue it under, `payload` its bytes — the one form of a
+ * queued request in every language (`oncely::http::QueuedRequest`).
+ */
+export interface QueuedRequestPayload {
+  /** The message id (the request's key). */
+  key: string
+  /** The message payload. */
+  payload: Buffer
 }
 
 /** A stored outcome of an id's first delivery. */

@@ -770,6 +770,8 @@ const HttpGate = wrapClass(native.HttpGate, gateArgs, true)
 const HttpRetry = wrapClass(native.HttpRetry, httpRetryArgs)
 wrapClass(native.HttpClaim, undefined, true)
 const httpVerdict = wrapMethod(native.httpVerdict, false)
+const httpRequestPayload = wrapMethod(native.httpRequestPayload, false)
+const httpRequestOf = wrapMethod(native.httpRequestOf, false)
 
 const ManualClock = wrapClass(native.ManualClock)
 const RetryPolicy = wrapClass(native.RetryPolicy, policyArgs)
@@ -805,4 +807,5 @@ module.exports = {
   OncelyError, InvalidArgumentError, ConflictError, InProgressError, LeaseLostError, StorageError,
   CorruptStoreError, ClosedError, TimeoutError, ReplayedFailureError, Permanent, Retry, Snooze,
   Worker, idempotent, Transaction, fingerprint, HttpGate, HttpClaim, HttpRetry, httpVerdict,
+  httpRequestPayload, httpRequestOf,
 }

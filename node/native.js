@@ -849,5 +849,7 @@ module.exports.Store = nativeBinding.Store
 module.exports.Ticket = nativeBinding.Ticket
 module.exports.Transaction = nativeBinding.Transaction
 module.exports.fingerprint = nativeBinding.fingerprint
+module.exports.httpRequestOf = nativeBinding.httpRequestOf
+module.exports.httpRequestPayload = nativeBinding.httpRequestPayload
 module.exports.httpVerdict = nativeBinding.httpVerdict
 module.exports.version = nativeBinding.version

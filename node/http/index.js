@@ -7,7 +7,7 @@
 
 const { randomUUID } = require('node:crypto')
 const { Readable } = require('node:stream')
-const { HttpGate, HttpRetry, httpVerdict, Permanent, Retry, InvalidArgumentError } = require('..')
+const { HttpGate, HttpRetry, httpVerdict, httpRequestPayload, httpRequestOf, Permanent, Retry, InvalidArgumentError } = require('..')
 
 const KEY_HEADER = 'idempotency-key'
 
@@ -197,7 +197,11 @@ function idempotency(options) {
   const { gate, scope, onError } = serverOptions(options)
   return function idempotencyMiddleware(req, res, next) {
     rawBodyOf(req)
-      .then((body) => gate.admit(expressRequest(req, body, scope)))
+      .then((body) => {
+        // Answered at once when no store access is needed (a refusal, a recent replay).
+        const request = expressRequest(req, body, scope)
+        return gate.admitNow(request) ?? gate.admit(request)
+      })
       .then((admission) => {
         if (admission.kind === 'respond') return sendExactly(res, admission.response)
         if (admission.kind === 'run') captureExpress(req, res, admission.claim, onError)
@@ -261,7 +265,8 @@ function fastifyIdempotency(fastify, options, done) {
   })
   fastify.addHook('preHandler', async (request, reply) => {
     const body = request.rawBody ?? Buffer.alloc(0)
-    const admission = await gate.admit(gateRequest(request.method, request.raw.url, request.raw.rawHeaders, body, scope(request)))
+    const asked = gateRequest(request.method, request.raw.url, request.raw.rawHeaders, body, scope(request))
+    const admission = gate.admitNow(asked) ?? (await gate.admit(asked))
     if (admission.kind === 'respond') {
       sendRaw(reply, admission.response)
       return reply
@@ -413,20 +418,13 @@ function idempotentFetch(fetchFn = globalThis.fetch, options = {}) {
 
 /**
  * Durable requests: enqueues `{ method, url, headers, body }` in `outbox` as one message whose id
- * is the request's `Idempotency-Key` (the one in `headers`, else a fresh UUID); resolves to the
- * key. A `Worker` with `deliverRequests(fetch)` sends it.
+ * is the request's `Idempotency-Key` (the one in `headers`, else a fresh id); resolves to the
+ * key. The payload is the core's one form of a queued request (`httpRequestPayload`), so a worker
+ * in any language can deliver it. A `Worker` with `deliverRequests(fetch)` sends it.
  */
 async function sendRequest(outbox, { method = 'POST', url, headers = {}, body = null } = {}) {
   if (typeof url !== 'string' && !(url instanceof URL)) throw invalid('url', 'must be a string or a URL')
-  const h = new Headers(headers)
-  const key = h.get(KEY_HEADER) ?? randomUUID()
-  h.delete(KEY_HEADER)
-  const payload = JSON.stringify({
-    method,
-    url: String(url),
-    headers: [...h],
-    body: body === null || body === undefined ? null : toBuffer(body).toString('base64'),
-  })
+  const { key, payload } = httpRequestPayload({ method, url: String(url), headers: [...new Headers(headers)], body })
   await outbox.enqueue(payload, { id: key })
   return key
 }
@@ -441,7 +439,7 @@ async function sendRequest(outbox, { method = 'POST', url, headers = {}, body = 
 function deliverRequests(fetchFn = globalThis.fetch, { timeout, onResponse } = {}) {
   if (typeof fetchFn !== 'function') throw invalid('fetch', 'must be a fetch function')
   return async function deliverRequest(message) {
-    const r = JSON.parse(message.payload.toString('utf8'))
+    const r = httpRequestOf(message.payload)
     const headers = new Headers(r.headers)
     headers.set(KEY_HEADER, message.id)
     const attempt = attemptSignal(undefined, timeout)
@@ -451,7 +449,7 @@ function deliverRequests(fetchFn = globalThis.fetch, { timeout, onResponse } = {
       response = await fetchFn(r.url, {
         method: r.method,
         headers,
-        body: r.body === null ? undefined : Buffer.from(r.body, 'base64'),
+        body: r.body.length ? r.body : undefined,
         signal: attempt.signal,
       })
       if (onResponse) await onResponse(response, message)

@@ -235,6 +235,15 @@ impl HttpGate {
         promise(env, async move { gate.admit(&req).await.map(admission_of).map_err(err) })
     }
 
+    /// `admit`'s answer when it needs no store access — a request let through or refused, or a
+    /// retry this process answered recently — else `null` (then await `admit`). Synchronous and
+    /// never blocking: the middleware takes the asynchronous path only when it must.
+    #[napi(ts_args_type = "request: HttpRequest", ts_return_type = "Admission | null")]
+    pub fn admit_now(&self, request: Unknown) -> Result<Option<Admission>> {
+        let req = request_of(request)?;
+        Ok(self.inner.admit_now(&req).map_err(err)?.map(admission_of))
+    }
+
     /// Native half of `respondInTransaction` (index.js adapts the handler).
     #[napi(js_name = "_respondInTransaction", skip_typescript)]
     pub fn respond_in_transaction_native(
@@ -386,4 +395,56 @@ pub fn http_verdict(status: Option<Unknown>, retry_after: Option<Unknown>) -> Re
         _ => None,
     };
     Ok(HttpVerdict { kind: v.as_str().to_string(), after })
+}
+
+/// A durable request as one message: `key` (the `Idempotency-Key` among its headers, else a
+/// fresh id) is the message id to enqueue it under, `payload` its bytes — the one form of a
+/// queued request in every language (`oncely::http::QueuedRequest`).
+#[napi(object)]
+pub struct QueuedRequestPayload {
+    /// The message id (the request's key).
+    pub key: String,
+    /// The message payload.
+    pub payload: Buffer,
+}
+
+/// A request read back from its payload (without its key: send the message id as the key).
+#[napi(object)]
+pub struct QueuedRequest {
+    /// The method.
+    pub method: String,
+    /// The absolute URL.
+    pub url: String,
+    /// The headers as `[name, value]` pairs, without `Idempotency-Key`.
+    #[napi(ts_type = "Array<[string, string]>")]
+    pub headers: Vec<Vec<String>>,
+    /// The body.
+    pub body: Buffer,
+}
+
+/// The payload of a durable request `{ method, url, headers, body }` and the key to enqueue it
+/// under (see `QueuedRequestPayload`).
+#[napi(ts_args_type = "request: { method: string, url: string, headers?: Array<[string, string]> | null, body?: Buffer | string | null }")]
+pub fn http_request_payload(request: Unknown) -> Result<QueuedRequestPayload> {
+    let o = Options::of("queued request", Some(request), &["method", "url", "headers", "body"])?;
+    let (key, req) = oncely::http::QueuedRequest::keyed(
+        required("method", o.text("method")?)?,
+        required("url", o.text("url")?)?,
+        pairs("headers", o.get("headers")?)?,
+        o.bytes("body")?.unwrap_or_default(),
+    );
+    Ok(QueuedRequestPayload { key, payload: Buffer::from(req.to_payload()) })
+}
+
+/// The request in a payload `httpRequestPayload` made; another payload is an
+/// `InvalidArgumentError`.
+#[napi]
+pub fn http_request_of(payload: Buffer) -> Result<QueuedRequest> {
+    let r = oncely::http::QueuedRequest::from_payload(&payload).map_err(err)?;
+    Ok(QueuedRequest {
+        method: r.method,
+        url: r.url,
+        headers: r.headers.into_iter().map(|(n, v)| vec![n, v]).collect(),
+        body: Buffer::from(r.body),
+    })
 }

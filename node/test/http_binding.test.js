@@ -162,3 +162,33 @@ main()
     fs.rmSync(file, { force: true })
   }
 })
+
+test('admitNow answers refusals and recent replays without the store; null when only the store can', async () => {
+  const { HttpGate } = require('..')
+  const gate = new HttpGate('memory')
+  const headers = [['content-type', 'application/json'], ['idempotency-key', 'k']]
+  assert.equal(gate.admitNow({ method: 'POST', path: '/p', headers: [], body: Buffer.from('{}') }).response.status, 400)
+  assert.equal(gate.admitNow({ method: 'GET', path: '/p', headers: [] }).kind, 'pass')
+  assert.equal(gate.admitNow({ method: 'POST', path: '/p', headers, body: Buffer.from('{}') }), null)
+  const { claim } = await gate.admit({ method: 'POST', path: '/p', headers, body: Buffer.from('{}') })
+  assert.equal(await claim.complete({ status: 201, headers: [['content-type', 'text/plain']], body: Buffer.from('paid') }), true)
+  const replay = gate.admitNow({ method: 'POST', path: '/p', headers, body: Buffer.from('{}') })
+  assert.equal(replay.kind, 'respond')
+  assert.equal(replay.response.status, 201)
+  assert.equal(replay.response.body.toString(), 'paid')
+  assert.equal(gate.admitNow({ method: 'POST', path: '/p', headers, body: Buffer.from('{"x":1}') }).response.status, 422)
+})
+
+test('a queued request has one payload form and its key is the message id', () => {
+  const { httpRequestPayload, httpRequestOf, InvalidArgumentError } = require('..')
+  const { key, payload } = httpRequestPayload({
+    method: 'POST', url: 'http://127.0.0.1:1/pay', headers: [['Content-Type', 'application/json'], ['Idempotency-Key', 'k-1']], body: Buffer.from('{}\0'),
+  })
+  assert.equal(key, 'k-1')
+  const r = httpRequestOf(payload)
+  assert.deepEqual([r.method, r.url, r.headers, r.body.toString()], ['POST', 'http://127.0.0.1:1/pay', [['Content-Type', 'application/json']], '{}\0'])
+  // The same bytes Python writes for the same request (the core's one form).
+  assert.equal(payload.toString(), '{"method":"POST","url":"http://127.0.0.1:1/pay","headers":[["Content-Type","application/json"]],"body":"e30A"}')
+  assert.equal(httpRequestPayload({ method: 'POST', url: 'http://h/' }).key.length, 36)
+  assert.throws(() => httpRequestOf(Buffer.from('{"method":"POST"}')), InvalidArgumentError)
+})
