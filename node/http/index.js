@@ -104,9 +104,11 @@ async function collect(stream) {
 // ---------------------------------------------------------------------------------------------
 // Express
 
-// The whole raw body of an Express/Node request, read once and kept as `req.rawBody`; the
-// request then reads as a fresh stream of the same bytes, so body parsers mounted after the
-// middleware (express.json(), ...) still work.
+// The whole raw body of an Express/Node request, read once and kept as `req.rawBody`. A request
+// that goes on to the route is then rewound (`rewind`) so it reads as a fresh stream of the same
+// bytes and body parsers mounted after the middleware (express.json(), ...) still work; one
+// answered at once (a replay, a refusal) is not, which saves the stream's cost where it is not
+// needed.
 async function rawBodyOf(req) {
   if (Buffer.isBuffer(req.rawBody)) return req.rawBody
   if (req.readableEnded || req._body) {
@@ -114,7 +116,6 @@ async function rawBodyOf(req) {
   }
   const body = await collect(req)
   req.rawBody = body
-  rewind(req, body)
   return body
 }
 
@@ -204,6 +205,7 @@ function idempotency(options) {
       })
       .then((admission) => {
         if (admission.kind === 'respond') return sendExactly(res, admission.response)
+        rewind(req, req.rawBody)
         if (admission.kind === 'run') captureExpress(req, res, admission.claim, onError)
         next()
       })
