@@ -12,10 +12,11 @@ py="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import maturin, pytest, pytest_asyncio, mypy, hypothesis, starlette, uvicorn, flask, waitress, httpx, requests' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import maturin, pytest, pytest_asyncio, mypy, hypothesis, starlette, uvicorn, flask, waitress, httpx, requests, prometheus_client' 2>/dev/null; then
     # The HTTP tests (test_http_*.py) serve real apps: Starlette on uvicorn, Flask on waitress.
+    # test_serve_metrics.py reads `oncely serve`'s /metrics with the official client's parser.
     "$venv/bin/pip" install -q --disable-pip-version-check 'maturin>=1.16,<2' pytest pytest-asyncio mypy hypothesis \
-        'starlette>=0.37' 'uvicorn>=0.29' 'flask>=3' 'waitress>=3' 'httpx>=0.27' 'requests>=2.31'
+        'starlette>=0.37' 'uvicorn>=0.29' 'flask>=3' 'waitress>=3' 'httpx>=0.27' 'requests>=2.31' 'prometheus-client>=0.20'
 fi
 
 wheels="$CARGO_TARGET_DIR/py-wheels"

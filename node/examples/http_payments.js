@@ -17,6 +17,7 @@ const { idempotency, transactional, idempotentFetch } = require('oncely/http')
 
 const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'oncely-http-')), 'payments.db')
 
+// ANCHOR: readme
 function paymentsService(store) {
   const charges = [] // the payment provider's side, for the demo
   const app = express()
@@ -40,6 +41,7 @@ function paymentsService(store) {
   })
   return { app, charges }
 }
+// ANCHOR_END: readme
 
 async function main() {
   const store = new Store(file)

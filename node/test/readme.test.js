@@ -32,3 +32,11 @@ test("the root README's Node section shows examples/quickstart.js as it is", () 
   assert.ok(readme.includes('node/examples/quickstart.js'), 'the README does not name node/examples/quickstart.js')
   assert.ok(readme.includes('```js\n' + snippet + '\n```'), `README.md's Node example differs from node/examples/quickstart.js; paste this:\n${snippet}`)
 })
+
+test("the root README's HTTP section shows examples/http_payments.js's service as it is", () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')
+  const file = path.join(ROOT, 'node', 'examples', 'http_payments.js')
+  const snippet = region(fs.readFileSync(file, 'utf8'), 'readme').trimEnd()
+  assert.ok(readme.includes('node/examples/http_payments.js'), 'the README does not name node/examples/http_payments.js')
+  assert.ok(readme.includes('```js\n' + snippet + '\n```'), `README.md's HTTP example differs; paste this:\n${snippet}`)
+})

@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 import oncely
 from oncely.http import IdempotencyMiddleware, Request, TransactionalEndpoint
 
+# ANCHOR: readme
 SCHEMA = "CREATE TABLE IF NOT EXISTS payments (key TEXT PRIMARY KEY, amount INTEGER NOT NULL, payee TEXT NOT NULL)"
 
 
@@ -70,6 +71,7 @@ def build_app(location: str) -> Starlette:
             Mount("/", receipts_app),
         ]
     )
+# ANCHOR_END: readme
 
 
 app = build_app(os.environ["ONCELY_PAYMENTS_STORE"]) if os.environ.get("ONCELY_PAYMENTS_STORE") else None

@@ -48,3 +48,13 @@ def test_http_payments_runs():
     assert any(line.startswith("retry: 201") and line.endswith("replayed: true") for line in lines), lines
     assert any(line.startswith("reused key: 422 urn:oncely:problem:idempotency-key-reused") for line in lines), lines
     assert lines[-1] == "done"
+
+
+def test_root_readme_shows_the_http_example():
+    """The README's HTTP section shows http_payments.py's service as it is (between its ANCHOR
+    lines), so the README's Python HTTP example is always the tested one."""
+    text = HTTP_PAYMENTS.read_text(encoding="utf-8")
+    region = text.split("# ANCHOR: readme\n", 1)[1].split("# ANCHOR_END: readme", 1)[0].rstrip()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "python/examples/http_payments.py" in readme
+    assert f"```python\n{region}\n```" in readme, f"README.md's HTTP example differs; paste:\n{region}"
