@@ -14,6 +14,7 @@ use oncely::{
 };
 
 use crate::error::CliError;
+use crate::progress::Progress;
 use crate::{StoreArgs, fmt};
 
 /// Opens the store at `path` (an SQLite file, or a `postgres://` URL), which must already
@@ -223,52 +224,109 @@ pub async fn dead_show(args: &StoreArgs, id: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `oncely dead-letters replay ID`.
-pub async fn dead_replay(args: &StoreArgs, id: &str) -> Result<(), CliError> {
+/// `oncely dead-letters replay ID...` / `--all`.
+pub async fn dead_replay(args: &StoreArgs, ids: Vec<String>, all: bool) -> Result<(), CliError> {
     let store = open_existing(&args.db)?;
-    let (outbox, _) = one_dead(&store, args, id).await?;
-    if outbox.replay(id).await.map_err(|e| with_path(e.into(), &args.db))? {
-        println!("replayed `{id}` in queue `{}`: attempts reset, deliverable now", outbox.config().queue);
+    if all == !ids.is_empty() {
+        return Err(CliError::Usage("name the dead letters to replay, or pass --all (not both)".into()));
+    }
+    if let [id] = ids.as_slice() {
+        let (outbox, _) = one_dead(&store, args, id).await?;
+        return if outbox.replay(id).await.map_err(|e| with_path(e.into(), &args.db))? {
+            println!("replayed `{id}` in queue `{}`: attempts reset, deliverable now", outbox.config().queue);
+            Ok(())
+        } else {
+            // Someone else replayed or purged it between the look-up and now.
+            Err(CliError::Failed(format!(
+                "`{id}` is no longer a dead letter in queue `{}`",
+                outbox.config().queue
+            )))
+        };
+    }
+    // Many: every named one (or every dead letter) in the selected queues, with progress.
+    let mut targets = Vec::new();
+    for outbox in outboxes(&store, args).await? {
+        let dead = all_dead(&outbox).await.map_err(|e| with_path(e, &args.db))?;
+        let ids: Vec<String> =
+            dead.into_iter().map(|r| r.message.id).filter(|id| all || ids.contains(id)).collect();
+        targets.push((outbox, ids));
+    }
+    let total: usize = targets.iter().map(|(_, ids)| ids.len()).sum();
+    let mut progress = Progress::new("replaying dead letters", Some(total as u64));
+    let (mut replayed, mut found) = (0u64, std::collections::HashSet::new());
+    for (outbox, ids) in &targets {
+        for id in ids {
+            if outbox.replay(id).await.map_err(|e| with_path(e.into(), &args.db))? {
+                replayed += 1;
+            }
+            found.insert(id.as_str());
+            progress.inc(1);
+        }
+    }
+    progress.finish();
+    println!("replayed {replayed} dead letter{}: attempts reset, deliverable now", plural(replayed));
+    let missing: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !found.contains(id)).collect();
+    if missing.is_empty() {
         Ok(())
     } else {
-        // Someone else replayed or purged it between the look-up and now.
-        Err(CliError::Failed(format!(
-            "`{id}` is no longer a dead letter in queue `{}`",
-            outbox.config().queue
-        )))
+        Err(CliError::Failed(format!("not a dead letter in {}: {}", queue_word(args), missing.join(", "))))
     }
 }
+
+/// How many dead letters one purge step deletes.
+const PURGE_PAGE: usize = 500;
 
 /// `oncely dead-letters purge [ID...]`.
 pub async fn dead_purge(args: &StoreArgs, ids: Vec<String>) -> Result<(), CliError> {
     let store = open_existing(&args.db)?;
     let outboxes = outboxes(&store, args).await?;
     if ids.is_empty() {
-        let mut total = 0;
+        // Every dead letter, a page at a time, so a purge of millions shows its progress.
+        let mut pages = Vec::new();
         for outbox in &outboxes {
-            let n = outbox.purge_dead(None).await.map_err(|e| CliError::store(&args.db, e))?;
-            if n > 0 {
-                println!("purged {n} dead letter{} from queue `{}`", plural(n), outbox.config().queue);
-            }
-            total += n;
+            let dead = all_dead(outbox).await.map_err(|e| with_path(e, &args.db))?;
+            pages.push(dead.into_iter().map(|r| r.message.id).collect::<Vec<_>>());
         }
-        println!("purged {total} dead letter{} in total", plural(total));
+        let total: usize = pages.iter().map(Vec::len).sum();
+        let mut progress = Progress::new("purging dead letters", Some(total as u64));
+        let mut total_purged = 0;
+        for (outbox, ids) in outboxes.iter().zip(pages) {
+            let mut n = 0;
+            for chunk in ids.chunks(PURGE_PAGE) {
+                n += outbox
+                    .purge_dead(Some(chunk.to_vec()))
+                    .await
+                    .map_err(|e| CliError::store(&args.db, e))?;
+                progress.inc(chunk.len() as u64);
+            }
+            if n > 0 {
+                progress.suspend(|| {
+                    println!("purged {n} dead letter{} from queue `{}`", plural(n), outbox.config().queue)
+                });
+            }
+            total_purged += n;
+        }
+        progress.finish();
+        println!("purged {total_purged} dead letter{} in total", plural(total_purged));
         return Ok(());
     }
     let mut missing = Vec::new();
+    let mut progress = Progress::new("purging dead letters", Some(ids.len() as u64));
     for id in &ids {
         let mut purged = false;
         for outbox in &outboxes {
             if outbox.purge_dead(Some(vec![id.clone()])).await.map_err(|e| CliError::store(&args.db, e))? > 0
             {
-                println!("purged `{id}` from queue `{}`", outbox.config().queue);
+                progress.suspend(|| println!("purged `{id}` from queue `{}`", outbox.config().queue));
                 purged = true;
             }
         }
         if !purged {
             missing.push(id.as_str());
         }
+        progress.inc(1);
     }
+    progress.finish();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -285,9 +343,23 @@ pub async fn gc(path: &Path, scope: Option<&str>) -> Result<(), CliError> {
         )));
     }
     let store = open_existing(path)?;
-    // The scope is only needed to open an inbox; purge_expired works on the whole store.
+    // Collected a batch at a time (each its own transaction), so a large collection shows its
+    // progress and never holds the store's writer for long.
+    const BATCH: usize = 10_000;
+    // The scope is only needed to open an inbox; collecting works on the whole store, judged by
+    // the store's clock (the server's on PostgreSQL).
     let inbox = Inbox::open(store, InboxConfig::new("oncely-cli")).map_err(CliError::from)?;
-    let n = inbox.purge_expired().await.map_err(|e| CliError::store(path, e))?;
+    let mut progress = Progress::new("collecting expired inbox records", None);
+    let mut n = 0u64;
+    loop {
+        let got = inbox.purge_expired_up_to(BATCH).await.map_err(|e| CliError::store(path, e))?;
+        n += got;
+        progress.inc(got);
+        if (got as usize) < BATCH {
+            break;
+        }
+    }
+    progress.finish();
     println!("purged {n} expired inbox record{} (every scope) from {}", plural(n), shown(path));
     Ok(())
 }

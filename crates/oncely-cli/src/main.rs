@@ -9,6 +9,7 @@ mod dashboard;
 mod demo;
 mod error;
 mod fmt;
+mod progress;
 mod serve;
 
 use std::path::PathBuf;
@@ -97,10 +98,14 @@ enum DeadLetters {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Put a dead letter back in its queue, attempts reset, deliverable now.
+    /// Put dead letters back in their queue, attempts reset, deliverable now: the named ones, or
+    /// every one with --all (with progress on a terminal, plain lines otherwise).
     Replay {
-        /// The message id.
-        id: String,
+        /// The message ids.
+        ids: Vec<String>,
+        /// Every dead letter of the selected queues.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -150,7 +155,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::DeadLetters(cmd) => match cmd {
             DeadLetters::List { store } => admin::dead_list(&store).await,
             DeadLetters::Show { id, store } => admin::dead_show(&store, &id).await,
-            DeadLetters::Replay { id, store } => admin::dead_replay(&store, &id).await,
+            DeadLetters::Replay { ids, all, store } => admin::dead_replay(&store, ids, all).await,
             DeadLetters::Purge { ids, store } => admin::dead_purge(&store, ids).await,
         },
         Command::Gc(args) => admin::gc(&args.db, args.scope.as_deref()).await,

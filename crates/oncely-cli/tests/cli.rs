@@ -406,3 +406,59 @@ fn a_file_that_is_not_sqlite_or_is_empty_is_corrupt_store() {
     std::fs::write(&path, b"").unwrap();
     assert_refused_untouched(dir.path(), &path);
 }
+
+/// `n` dead letters in `queue` of the SQLite store at `path`.
+fn fill_dead(path: &Path, queue: &str, n: usize) {
+    block(async {
+        let store = SqliteStore::open(path, SqliteConfig::default()).unwrap();
+        let outbox = Outbox::open(store, OutboxConfig::new(queue)).unwrap();
+        let messages = (0..n).map(|i| NewMessage::new("p").id(format!("{queue}-{i}"))).collect();
+        outbox.enqueue_many(messages).await.unwrap();
+        loop {
+            let leased = outbox.lease(500).await.unwrap();
+            if leased.is_empty() {
+                break;
+            }
+            for d in leased {
+                d.fail("declined").await.unwrap();
+            }
+        }
+    });
+}
+
+/// Bulk work shows progress: plain lines on stderr when it is not a terminal (here, a pipe),
+/// and no plain lines but the bar when it is one (a pseudo-terminal from `script`). The results
+/// go to stdout either way.
+#[test]
+fn bulk_replay_and_purge_show_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bulk.db");
+    fill_dead(&path, "a", 1200);
+    fill_dead(&path, "b", 1200);
+    let db = s(&path);
+
+    let out = oncely(&["dead-letters", "replay", "--all", "--db", db, "--queue", "a"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("replayed 1200 dead letters"), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("replaying dead letters: 1000/1200\n"), "{err}");
+    assert!(err.contains("replaying dead letters: 1200/1200\n"), "{err}");
+    let stats = stdout(&oncely(&["stats", "--db", db, "--queue", "a"]));
+    assert!(
+        stats.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>()[1..5] == ["1200", "0", "0", "0"],
+        "{stats}"
+    );
+
+    let usage = oncely(&["dead-letters", "replay", "--db", db]);
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+
+    // On a terminal: the bar, not the plain lines.
+    let cmd = format!("{} dead-letters purge --db {db} --queue b", env!("CARGO_BIN_EXE_oncely"));
+    let tty = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script runs");
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{shown}");
+    assert!(shown.contains("purged 1200 dead letters in total"), "{shown}");
+    assert!(!shown.contains("purging dead letters: 1000/1200"), "plain lines on a terminal: {shown}");
+    let stats = stdout(&oncely(&["stats", "--db", db, "--queue", "b"]));
+    assert!(stats.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>()[4] == "0", "{stats}");
+}

@@ -713,6 +713,12 @@ impl<S: InboxStore> Inbox<S> {
         self.store().purge_expired(self.now(), usize::MAX).await
     }
 
+    /// [`Inbox::purge_expired`], at most `limit` records in one transaction: call it again while
+    /// it returns `limit`, to collect a large backlog in steps that never hold the store long.
+    pub async fn purge_expired_up_to(&self, limit: usize) -> Result<u64> {
+        self.store().purge_expired(self.now(), limit).await
+    }
+
     /// Collects expired records when due; says whether it did (and so took a while).
     pub(crate) async fn collect_garbage_if_due(&self, now: Timestamp) -> bool {
         let due = self.inner.next_gc.load(Ordering::Relaxed);
