@@ -227,7 +227,7 @@ pub async fn dead_show(args: &StoreArgs, id: &str) -> Result<(), CliError> {
 /// `oncely dead-letters replay ID...` / `--all`.
 pub async fn dead_replay(args: &StoreArgs, ids: Vec<String>, all: bool) -> Result<(), CliError> {
     let store = open_existing(&args.db)?;
-    if all == !ids.is_empty() {
+    if all != ids.is_empty() {
         return Err(CliError::Usage("name the dead letters to replay, or pass --all (not both)".into()));
     }
     if let [id] = ids.as_slice() {
