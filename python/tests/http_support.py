@@ -87,7 +87,17 @@ class WsgiServer:
 
         self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
         self.port = self.server.effective_port
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        # waitress's own run() loops until its socket map is empty, and closing the server from
+        # another thread pulls descriptors from under its select (EBADF in that thread). Loop
+        # here instead, a short step at a time, and close in this thread once asked to stop.
+        server = self.server
+        while not self.stopping.is_set():
+            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+        server.close()
 
     def __enter__(self) -> "WsgiServer":
         self.thread.start()
@@ -98,9 +108,9 @@ class WsgiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc) -> None:
-        self.server.close()
-        self.server.task_dispatcher.shutdown(timeout=5)
+        self.stopping.set()
         self.thread.join(5)
+        self.server.task_dispatcher.shutdown(timeout=5)
 
 
 class FaultProxy:
