@@ -228,9 +228,14 @@ pub fn is_on() -> bool {
 }
 
 fn common(queue: &str, operation: &'static str) -> [KeyValue; 3] {
+    common_shared(opentelemetry::StringValue::from(Arc::<str>::from(queue)), operation)
+}
+
+/// [`common`] with the queue's name already shared (cloning it is a reference count).
+fn common_shared(queue: opentelemetry::StringValue, operation: &'static str) -> [KeyValue; 3] {
     [
         KeyValue::new("messaging.system", MESSAGING_SYSTEM),
-        KeyValue::new("messaging.destination.name", queue.to_owned()),
+        KeyValue::new("messaging.destination.name", queue),
         KeyValue::new("messaging.operation.type", operation),
     ]
 }
@@ -260,6 +265,7 @@ impl opentelemetry::propagation::Extractor for ReadHeaders<'_> {
 /// Counts one step's committed events of `queue`.
 pub(crate) fn count_events(queue: &str, events: &[Event]) {
     let Some(t) = active() else { return };
+    let queue = opentelemetry::StringValue::from(Arc::<str>::from(queue));
     for e in events {
         let (counter, operation) = match e.kind {
             EventKind::Enqueued => (&t.enqueued, "send"),
@@ -271,7 +277,7 @@ pub(crate) fn count_events(queue: &str, events: &[Event]) {
             EventKind::Dropped => (&t.dropped, "settle"),
             _ => continue,
         };
-        counter.add(1, &common(queue, operation));
+        counter.add(1, &common_shared(queue.clone(), operation));
     }
 }
 
