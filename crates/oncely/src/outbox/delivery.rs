@@ -39,8 +39,9 @@ impl<S: OutboxStore> Delivery<S> {
         self.id()
     }
 
-    /// The queue the message was leased from.
-    pub fn queue(&self) -> &str {
+    /// The queue the message was leased from (what telemetry names the destination).
+    #[cfg(feature = "otel")]
+    pub(crate) fn queue(&self) -> &str {
         &self.outbox.inner.config.queue
     }
 
