@@ -22,6 +22,7 @@ test-rust:
 	$(CARGO) test -q -p oncely --bench inbox -- --quick
 	$(CARGO) test -q -p oncely --bench outbox -- --quick
 	$(CARGO) test -q -p oncely --bench postgres -- --quick
+	$(CARGO) test -q -p oncely --features otel --test otel
 	$(CARGO) run -q -p oncely --example quickstart
 	$(CARGO) run -q -p oncely --example outbox_quickstart
 	$(CARGO) run -q -p oncely --example inbox_modes -- 300 0.3 11

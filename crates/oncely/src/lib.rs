@@ -23,6 +23,8 @@ pub mod runtime;
 pub mod sim_broken;
 pub mod sql;
 pub mod store;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 pub mod text;
 mod timer;
 pub mod worker;

@@ -389,6 +389,26 @@ where
     Fut: Future<Output = Outcome> + Send + 'static,
 {
     let key = (delivery.id().to_owned(), delivery.token());
+    #[cfg(feature = "otel")]
+    let traced = crate::telemetry::start_attempt(
+        delivery.queue(),
+        delivery.id(),
+        delivery.attempt(),
+        &delivery.message().headers,
+    );
+    #[cfg(feature = "otel")]
+    let mut run = AbortOnDrop(match &traced {
+        Some(t) => {
+            use opentelemetry::context::FutureExt as _;
+            let work = {
+                let _in = t.context().clone().attach();
+                handler(delivery.message().clone())
+            };
+            tokio::spawn(work.with_context(t.context().clone()))
+        }
+        None => tokio::spawn(handler(delivery.message().clone())),
+    });
+    #[cfg(not(feature = "otel"))]
     let mut run = AbortOnDrop(tokio::spawn(handler(delivery.message().clone())));
     let heartbeat = (lease / 3).max(Duration::from_millis(1));
     let outcome = loop {
@@ -404,5 +424,14 @@ where
             }
         }
     };
+    #[cfg(feature = "otel")]
+    if let Some(t) = traced {
+        match &outcome {
+            Outcome::Success => t.end("success", None),
+            Outcome::Retry { error, .. } => t.end("retry", Some(error)),
+            Outcome::Snooze(_) => t.end("snooze", None),
+            Outcome::Fail(reason) => t.end("fail", Some(reason)),
+        }
+    }
     (key, outcome)
 }

@@ -520,6 +520,28 @@ impl<S: InboxStore> Inbox<S> {
 
     /// Checks a request, and answers it when the in-memory front can.
     fn screen(&self, req: &Request, now: Timestamp) -> Result<Option<Begin<S>>> {
+        let answered = self.screen_untraced(req, now)?;
+        #[cfg(feature = "otel")]
+        if let Some(b) = &answered {
+            self.observe(b);
+        }
+        Ok(answered)
+    }
+
+    /// Counts a begin's answer (telemetry).
+    #[cfg(feature = "otel")]
+    fn observe(&self, answer: &Begin<S>) {
+        use crate::telemetry::{InboxAnswer, count_inbox};
+        let kind = match answer {
+            Begin::Claimed(_) => InboxAnswer::Claimed,
+            Begin::Duplicate(_) => InboxAnswer::Duplicate,
+            Begin::Conflict => InboxAnswer::Conflict,
+            Begin::InProgress { .. } => InboxAnswer::InProgress,
+        };
+        count_inbox(&self.inner.config.scope, kind);
+    }
+
+    fn screen_untraced(&self, req: &Request, now: Timestamp) -> Result<Option<Begin<S>>> {
         validate_id(&req.id)?;
         if let Some(lease) = req.lease {
             require_positive("lease", lease)?;
@@ -551,6 +573,13 @@ impl<S: InboxStore> Inbox<S> {
     /// [`Inbox::answer`] with the request's `id` given apart, owned when the caller can give it
     /// up (a ticket then keeps it without a copy).
     fn answer_as(&self, req: &Request, id: Cow<'_, str>, answer: OpAnswer) -> Result<Begin<S>> {
+        let answered = self.answer_untraced(req, id, answer)?;
+        #[cfg(feature = "otel")]
+        self.observe(&answered);
+        Ok(answered)
+    }
+
+    fn answer_untraced(&self, req: &Request, id: Cow<'_, str>, answer: OpAnswer) -> Result<Begin<S>> {
         Ok(match answer {
             OpAnswer::Claimed { token } => Begin::Claimed(Ticket {
                 inbox: self.clone(),

@@ -164,6 +164,24 @@ impl NewMessage {
         self
     }
 
+    /// Adds the trace context `headers` (the enqueue's span) unless the message carries a
+    /// `traceparent` of its own, which is kept as the sender set it.
+    #[cfg(feature = "otel")]
+    pub(super) fn trace(mut self, headers: &BTreeMap<String, String>) -> Self {
+        if !self.headers.contains_key(crate::telemetry::TRACEPARENT_HEADER) {
+            for (k, v) in headers {
+                self.headers.insert(k.clone(), v.clone());
+            }
+        }
+        self
+    }
+
+    /// The id set with [`NewMessage::id`], if any.
+    #[cfg(feature = "otel")]
+    pub(super) fn given_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
     pub(super) fn into_message(self, now: Timestamp, max_payload: usize) -> Result<Message> {
         let id = match self.id {
             Some(id) => {

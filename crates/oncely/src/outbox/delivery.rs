@@ -39,6 +39,12 @@ impl<S: OutboxStore> Delivery<S> {
         self.id()
     }
 
+    /// The queue the message was leased from (what telemetry names the destination).
+    #[cfg(feature = "otel")]
+    pub(crate) fn queue(&self) -> &str {
+        &self.outbox.inner.config.queue
+    }
+
     /// The message as leased.
     pub fn message(&self) -> &Message {
         &self.record.message

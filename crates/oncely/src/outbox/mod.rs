@@ -128,6 +128,8 @@ impl<S: OutboxStore> Outbox<S> {
     }
 
     pub(crate) fn publish_events(&self, events: Vec<Event>) {
+        #[cfg(feature = "otel")]
+        crate::telemetry::count_events(&self.inner.config.queue, &events);
         for e in &events {
             match &e.kind {
                 EventKind::DeadLettered { reason } => {
@@ -193,10 +195,36 @@ impl<S: OutboxStore> Outbox<S> {
     /// in one batch counts as already queued the second time). Every message is checked first:
     /// one bad message, or one conflict, fails the whole call and nothing is written.
     pub async fn enqueue_many(&self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
+        #[cfg(feature = "otel")]
+        let (messages, send) = self.trace_send(messages);
+        let out = self.enqueue_many_untraced(messages).await;
+        #[cfg(feature = "otel")]
+        if let Some(send) = send {
+            send.end(out.as_ref().err());
+        }
+        out
+    }
+
+    async fn enqueue_many_untraced(&self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
         let now = self.now();
         let max = self.inner.config.max_payload_bytes;
         let messages = messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?;
         self.run(move |tx, r, events| rules::enqueue(tx, messages, r, now, events)).await
+    }
+
+    /// With telemetry on: starts the enqueue's send span and writes its trace context into each
+    /// message that has none.
+    #[cfg(feature = "otel")]
+    fn trace_send(&self, messages: Vec<NewMessage>) -> (Vec<NewMessage>, Option<crate::telemetry::SendSpan>) {
+        if !crate::telemetry::is_on() {
+            return (messages, None);
+        }
+        let ids: Vec<Option<&str>> = messages.iter().map(|m| m.given_id()).collect();
+        let Some(send) = crate::telemetry::start_send(&self.inner.config.queue, &ids) else {
+            return (messages, None);
+        };
+        let messages = messages.into_iter().map(|m| m.trace(send.headers())).collect();
+        (messages, Some(send))
     }
 
     /// Enqueues `messages` through `tx`, a step of some transaction oncely does not commit
@@ -207,14 +235,24 @@ impl<S: OutboxStore> Outbox<S> {
         tx: &mut dyn crate::store::OutboxTx,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Enqueued>> {
+        #[cfg(feature = "otel")]
+        let (messages, send) = self.trace_send(messages);
         let now = self.now();
         let max = self.inner.config.max_payload_bytes;
-        let messages = messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?;
-        let mut events = Vec::new();
-        let out = rules::enqueue(tx, messages, &self.inner.rules, now, &mut events)?;
-        count(tx, &events)?;
-        self.publish_events(events);
-        Ok(out)
+        let out = (|| {
+            let messages =
+                messages.into_iter().map(|m| m.into_message(now, max)).collect::<Result<Vec<_>>>()?;
+            let mut events = Vec::new();
+            let out = rules::enqueue(tx, messages, &self.inner.rules, now, &mut events)?;
+            count(tx, &events)?;
+            self.publish_events(events);
+            Ok(out)
+        })();
+        #[cfg(feature = "otel")]
+        if let Some(send) = send {
+            send.end(out.as_ref().err());
+        }
+        out
     }
 
     /// Leases up to `max` due messages for the configured lease. See [`rules`] for what each

@@ -281,8 +281,11 @@ impl OutboxStore for MemoryStore {
 
     async fn queue_names(&self) -> Result<Vec<String>> {
         let queues = self.outbox.queues.lock();
-        let mut names: Vec<String> =
-            queues.iter().filter(|(_, q)| !q.records.is_empty() || !q.counts.is_zero()).map(|(n, _)| n.clone()).collect();
+        let mut names: Vec<String> = queues
+            .iter()
+            .filter(|(_, q)| !q.records.is_empty() || !q.counts.is_zero())
+            .map(|(n, _)| n.clone())
+            .collect();
         names.sort();
         Ok(names)
     }
