@@ -16,3 +16,5 @@ pub use snapshot::{QueueSnapshot, Snapshot, inbox_scopes, snapshot};
 mod outbox_reads_tests;
 #[cfg(test)]
 mod scope_counts_tests;
+#[cfg(test)]
+mod test_stores;

@@ -6,6 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
+use super::test_stores::postgres;
+use super::test_stores::rt;
 use crate::clock::{ManualClock, Timestamp};
 use crate::outbox::{NewMessage, Outbox, OutboxConfig};
 use crate::store::{AnyStore, MemoryStore, OutboxStore, SqliteConfig, SqliteStore};
@@ -52,10 +55,6 @@ async fn names_and_counts<S: OutboxStore + Clone>(store: S) {
     assert_eq!(s.counts.delivered, 1);
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
 #[test]
 fn memory() {
     rt().block_on(names_and_counts(Arc::new(MemoryStore::new())));
@@ -76,22 +75,6 @@ fn sqlite_in_memory_through_any_store() {
 #[cfg(feature = "postgres")]
 #[test]
 fn postgres_through_any_store() {
-    let url = match std::env::var("ONCELY_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "ONCELY_POSTGRES_URL is not set under CI: the PostgreSQL tests must not skip"
-            );
-            eprintln!(
-                "!! SKIPPED: PostgreSQL test (set ONCELY_POSTGRES_URL, or run through scripts/with-postgres.sh)"
-            );
-            return;
-        }
-    };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let schema = format!("t_reads_{}_{nanos}", std::process::id());
-    let url = crate::store::PostgresStore::schema_url(&url, &schema).unwrap();
-    rt().block_on(names_and_counts(AnyStore::open(&url, SqliteConfig::default()).unwrap()));
+    let Some(store) = postgres("t_reads") else { return };
+    rt().block_on(names_and_counts(store));
 }

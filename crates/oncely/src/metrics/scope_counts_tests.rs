@@ -5,6 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
+use super::test_stores::postgres;
+use super::test_stores::rt;
 use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::inbox::{Failure, Inbox, InboxConfig, Request};
 use crate::records::{CachePolicy, ScopeCounts};
@@ -74,10 +77,6 @@ async fn counts_every_state_per_scope<S: InboxStore + Clone>(store: S) {
     assert_eq!(store.scope_counts(later).await.unwrap(), vec![]);
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
 #[test]
 fn memory() {
     rt().block_on(counts_every_state_per_scope(Arc::new(MemoryStore::new())));
@@ -105,23 +104,6 @@ fn any_store_memory() {
 #[cfg(feature = "postgres")]
 #[test]
 fn postgres_through_any_store() {
-    let url = match std::env::var("ONCELY_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "ONCELY_POSTGRES_URL is not set under CI: the PostgreSQL tests must not skip"
-            );
-            eprintln!(
-                "!! SKIPPED: PostgreSQL test (set ONCELY_POSTGRES_URL, or run through scripts/with-postgres.sh)"
-            );
-            return;
-        }
-    };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let schema = format!("t_scopes_{}_{nanos}", std::process::id());
-    let url = crate::store::PostgresStore::schema_url(&url, &schema).unwrap();
-    let store = AnyStore::open(&url, SqliteConfig::default()).unwrap();
+    let Some(store) = postgres("t_scopes") else { return };
     rt().block_on(counts_every_state_per_scope(store));
 }
