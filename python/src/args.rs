@@ -115,7 +115,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Flag {
             // `bool` is a subclass of `int`: both are read by their truth value.
             return Ok(Flag(obj.is_truthy()?));
         }
-        Err(pyo3::exceptions::PyTypeError::new_err(format!("`permanent` must be bool, not {}", crate::type_name(&obj))))
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "`permanent` must be bool, not {}",
+            crate::type_name(&obj)
+        )))
     }
 }
 
@@ -188,6 +191,33 @@ impl<'a, 'py, P: Param> FromPyObject<'a, 'py> for Text<P> {
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         let s = obj.cast::<PyString>()?;
         Ok(Text::new(text(P::NAME, &s)?))
+    }
+}
+
+/// An options value given as JSON: a `str` (read by [`text`]) or a `dict` (written by
+/// `json.dumps`) gives `Some(text)`; any other type `None`, for the caller to refuse in its own
+/// words. A dict json cannot write (an int past Python's digit limit, a cycle, a float NaN key)
+/// is refused with `unwritable(the name of json's exception)`, never with json's own exception;
+/// json's `TypeError` (a value of no JSON type) passes through.
+pub(crate) fn json_text(
+    py: Python<'_>,
+    name: &'static str,
+    v: &Bound<'_, PyAny>,
+    unwritable: impl FnOnce(String) -> oncely::Error,
+) -> PyResult<Option<String>> {
+    if let Ok(s) = v.cast::<PyString>() {
+        return text(name, s).map(Some);
+    }
+    if !v.is_instance_of::<PyDict>() {
+        return Ok(None);
+    }
+    match py.import("json")?.call_method1("dumps", (v,)) {
+        Ok(t) => t.extract().map(Some),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => Err(e),
+        Err(e) => {
+            let why = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_default();
+            Err(to_py(unwritable(why)))
+        }
     }
 }
 

@@ -22,32 +22,14 @@ type CoreAdmission = oncely::http::Admission<AnyStore>;
 /// The HTTP options from Python: a dict (written as JSON), JSON text, or `None` (the defaults),
 /// read by the core's [`HttpPolicy::from_json`].
 fn http_policy_of(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<HttpPolicy> {
-    let text: String = match v {
-        None => "null".into(),
-        Some(v) if v.is_none() => "null".into(),
-        Some(v) => {
-            if let Ok(s) = v.cast::<PyString>() {
-                args::text("policy", s)?
-            } else if v.is_instance_of::<PyDict>() {
-                let dumped = py.import("json")?.call_method1("dumps", (v,));
-                match dumped {
-                    Ok(t) => t.extract()?,
-                    Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => return Err(e),
-                    Err(e) => {
-                        let why = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_default();
-                        return Err(to_py(oncely::Error::invalid(
-                            "http options",
-                            format!("cannot be written as JSON ({why})"),
-                        )));
-                    }
-                }
-            } else {
-                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "`policy` must be dict, str or None, not {}",
-                    crate::type_name(v)
-                )));
-            }
-        }
+    let Some(v) = v.filter(|v| !v.is_none()) else { return HttpPolicy::from_json("null").map_err(to_py) };
+    let unwritable =
+        |why| oncely::Error::invalid("http options", format!("cannot be written as JSON ({why})"));
+    let Some(text) = args::json_text(py, "policy", v, unwritable)? else {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "`policy` must be dict, str or None, not {}",
+            crate::type_name(v)
+        )));
     };
     HttpPolicy::from_json(&text).map_err(to_py)
 }

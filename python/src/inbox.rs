@@ -111,7 +111,9 @@ impl Ticket {
         block(py, async move {
             match error {
                 None => t.settle::<String>(Ok(result)).await,
-                Some(error) => t.settle(Err(&oncely::Failure { error: error.0, permanent: permanent.0 })).await,
+                Some(error) => {
+                    t.settle(Err(&oncely::Failure { error: error.0, permanent: permanent.0 })).await
+                }
             }
         })
     }

@@ -32,21 +32,13 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> PyErr {
 /// `{"max_attempts": 5, "backoff": {"kind": "exponential", "initial_ms": 100, "factor": 2.0,
 /// "max_ms": 10000}, "jitter": "full"}`.
 pub(crate) fn policy_of(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<CorePolicy> {
-    let text: String = if let Ok(s) = v.cast::<PyString>() {
-        crate::args::text("retry", s)?
-    } else if v.is_instance_of::<pyo3::types::PyDict>() {
-        // A dict json cannot write (an int past Python's digit limit, a cycle, a float NaN key)
-        // is not a policy: refused as such, never with json's own exception.
-        let dumped = py.import("json")?.call_method1("dumps", (v,));
-        match dumped {
-            Ok(t) => t.extract()?,
-            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => return Err(e),
-            Err(e) => {
-                let why = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_default();
-                return Err(invalid("retry", format!("is not a retry policy: it cannot be written as JSON ({why})")));
-            }
-        }
-    } else {
+    let unwritable = |why| {
+        oncely::Error::invalid(
+            "retry",
+            format!("is not a retry policy: it cannot be written as JSON ({why})"),
+        )
+    };
+    let Some(text) = crate::args::json_text(py, "retry", v, unwritable)? else {
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
             "`retry` must be dict or str, not {}",
             crate::type_name(v)

@@ -47,13 +47,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _parts(scope: Scope) -> Tuple[str, str, str, List[Tuple[str, str]]]:
-    """Method, path (as sent), query and headers of an ASGI request."""
+def _parts(
+    scope: Scope, scope_of: Optional[Callable[[Scope], Optional[str]]]
+) -> Tuple[str, str, str, List[Tuple[str, str]], Optional[str]]:
+    """Method, path (as sent), query and headers of an ASGI request, and its tenant (by
+    ``scope_of``, ``None`` without one): what the gate is asked about."""
     raw_path = scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else scope["path"]
     query = scope.get("query_string", b"").decode("latin-1")
     headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope.get("headers", [])]
-    return scope["method"], path, query, headers
+    tenant = scope_of(scope) if scope_of is not None else None
+    return scope["method"], path, query, headers, tenant
 
 
 async def _send_response(send: Send, status: int, headers: List[Tuple[str, str]], body: bytes) -> None:
@@ -124,8 +128,7 @@ class IdempotencyMiddleware:
             body = await _read_body(receive)
         except _Disconnected:
             return
-        method, path, query, headers = _parts(scope)
-        tenant = self.scope_of(scope) if self.scope_of is not None else None
+        method, path, query, headers, tenant = _parts(scope, self.scope_of)
         # Answered without the store when it can be (a refusal, a recent replay); else the
         # asynchronous call, which may wait for the store.
         admission = self.gate.admit_now(method, path, headers=headers, body=body, query=query, scope=tenant)
@@ -188,8 +191,7 @@ class TransactionalEndpoint:
             body = await _read_body(receive)
         except _Disconnected:
             return
-        method, path, query, headers = _parts(scope)
-        tenant = self.scope_of(scope) if self.scope_of is not None else None
+        method, path, query, headers, tenant = _parts(scope, self.scope_of)
         request = Request(method, path, query, headers, body, tenant, scope)
         handler = self.handler
         status, out_headers, out_body = await asyncio.to_thread(

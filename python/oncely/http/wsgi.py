@@ -28,8 +28,11 @@ def _read_body(environ: Environ) -> bytes:
     return b""
 
 
-def _parts(environ: Environ) -> Tuple[str, str, str, List[Tuple[str, str]]]:
-    """Method, path (as sent when the server says), query and headers of a WSGI request."""
+def _parts(
+    environ: Environ, scope_of: Optional[Callable[[Environ], Optional[str]]]
+) -> Tuple[str, str, str, List[Tuple[str, str]], Optional[str]]:
+    """Method, path (as sent when the server says), query and headers of a WSGI request, and
+    its tenant (by ``scope_of``, ``None`` without one): what the gate is asked about."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     path = raw.split("?", 1)[0] if raw else environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     headers = []
@@ -38,7 +41,8 @@ def _parts(environ: Environ) -> Tuple[str, str, str, List[Tuple[str, str]]]:
             headers.append((name[5:].replace("_", "-").lower(), value))
         elif name in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
             headers.append((name.replace("_", "-").lower(), value))
-    return environ["REQUEST_METHOD"], path, environ.get("QUERY_STRING", ""), headers
+    tenant = scope_of(environ) if scope_of is not None else None
+    return environ["REQUEST_METHOD"], path, environ.get("QUERY_STRING", ""), headers, tenant
 
 
 def _with_body(environ: Environ, body: bytes) -> Environ:
@@ -118,8 +122,7 @@ class IdempotencyMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         body = _read_body(environ)
-        method, path, query, headers = _parts(environ)
-        tenant = self.scope_of(environ) if self.scope_of is not None else None
+        method, path, query, headers, tenant = _parts(environ, self.scope_of)
         admission = self.gate.admit(method, path, headers=headers, body=body, query=query, scope=tenant)
         if admission.response is not None:
             return _respond(start_response, *admission.response)
@@ -162,8 +165,7 @@ class TransactionalEndpoint:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         body = _read_body(environ)
-        method, path, query, headers = _parts(environ)
-        tenant = self.scope_of(environ) if self.scope_of is not None else None
+        method, path, query, headers, tenant = _parts(environ, self.scope_of)
         request = Request(method, path, query, headers, body, tenant, environ)
         handler = self.handler
         status, out_headers, out_body = self.gate.respond_in_transaction(
