@@ -12,6 +12,9 @@ struct Family<'a> {
     samples: Vec<(Vec<(&'static str, &'a str)>, f64)>,
 }
 
+/// A counter family of the queue totals: name, help, and how to read it from the totals.
+type Counter = (&'static str, &'static str, fn(&crate::records::QueueCounts) -> u64);
+
 /// `snapshot` as Prometheus text: per queue, the messages by state
 /// (`oncely_queue_messages{queue, state}`), the oldest pending message's age
 /// (`oncely_queue_oldest_age_seconds`) and the store's totals as counters
@@ -35,7 +38,7 @@ pub fn render(snapshot: &Snapshot) -> String {
             samples: Vec::new(),
         },
     ];
-    let counters: [(&'static str, &'static str, fn(&crate::records::QueueCounts) -> u64); 5] = [
+    let counters: [Counter; 5] = [
         ("oncely_messages_enqueued_total", "Messages added to a queue.", |c| c.enqueued),
         ("oncely_messages_delivered_total", "Messages acknowledged as delivered.", |c| c.delivered),
         ("oncely_messages_retried_total", "Failed attempts scheduled for a retry.", |c| c.retried),
